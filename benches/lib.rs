@@ -1,0 +1,1 @@
+//! Benches live in this package; see `tollgate_criterion.rs`.

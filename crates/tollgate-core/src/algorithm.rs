@@ -1,0 +1,35 @@
+//! The contract between a rate-limiting algorithm and the places its state lives.
+//!
+//! An algorithm is pure arithmetic over one `u64` of state: it never touches atomics.
+//! [`crate::RateLimiter`] keeps that word in one `AtomicU64`, [`crate::KeyedStore`] keeps
+//! it next to the key's fingerprint in one 128-bit slot, and both update it with the same
+//! compare-exchange loop. Keeping the math pure lets proptest compare it with a plain
+//! reference without threads, and lets loom check the loops without the math.
+
+use std::fmt::Debug;
+
+use crate::Decision;
+
+/// The state of a key never seen. Both algorithms encode "nothing recorded" as zero, so
+/// an empty slot, a reset key and an evicted key all read as this.
+pub const FRESH: u64 = 0;
+
+/// A rate-limiting algorithm over one `u64` of state.
+pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
+    /// The largest cost a single request may have; a larger one can never pass.
+    fn capacity(&self) -> u64;
+
+    /// Decides a request of `cost` (`1..=capacity()`, or 0 for a probe) at `now` from
+    /// `state`. Returns the decision and, when the request is allowed and changes the
+    /// state, the new state. A denied request never changes the state.
+    fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>);
+
+    /// The state after giving back `cost` units of a request that was not served.
+    /// Refunding never leaves more capacity than a fresh key has.
+    fn refund(&self, state: u64, now: u64, cost: u64) -> u64;
+
+    /// Whether `state` decides every request at `now` or later exactly as [`FRESH`]
+    /// would. Such a key may be evicted without changing any decision (for a clock that
+    /// does not go backwards).
+    fn is_fresh(&self, state: u64, now: u64) -> bool;
+}

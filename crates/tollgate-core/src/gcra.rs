@@ -1,0 +1,244 @@
+//! The generic cell rate algorithm (GCRA) in its virtual-scheduling form.
+//!
+//! The state is the *theoretical arrival time* (TAT): the time at which the bucket would
+//! be empty again if no more requests came. With emission interval `T` and burst `B`
+//! (so a tolerance `tau = B * T`), a request of cost `n` at `now` is allowed when
+//!
+//! ```text
+//! new_tat = max(tat, now) + n * T   <=   now + tau
+//! ```
+//!
+//! and then `tat := new_tat`. A TAT at or before `now` means a full bucket: the same as a
+//! key never seen, which is why eviction and `FRESH == 0` work.
+//!
+//! All arithmetic is done in `u128`, so nothing overflows. A TAT must fit in `u64`: in
+//! the last `tau` nanoseconds of the clock's 584-year range requests are denied with
+//! `retry_after == u64::MAX` rather than wrapping.
+
+use crate::algorithm::Algorithm;
+use crate::{Decision, Rate};
+
+/// GCRA parameters derived from a [`Rate`]. Cheap to copy; holds no state.
+///
+/// ```
+/// use tollgate_core::{Algorithm, Gcra, Rate};
+/// let gcra = Gcra::new(Rate::per_second(10).unwrap().with_burst(2).unwrap());
+/// let (d, tat) = gcra.decide(0, 0, 1);
+/// assert!(d.allowed);
+/// assert_eq!((d.remaining, tat), (1, Some(100_000_000)));
+/// let (d, _) = gcra.decide(200_000_000, 0, 1);
+/// assert!(!d.allowed);
+/// assert_eq!(d.retry_after, 100_000_000); // waiting exactly 100 ms is enough
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gcra {
+    t: u64,
+    burst: u64,
+    tau: u64,
+}
+
+impl Gcra {
+    /// GCRA for `rate`: emission interval `rate.emission_interval_nanos()`, burst
+    /// `rate.burst()`.
+    pub fn new(rate: Rate) -> Self {
+        let t = rate.emission_interval_nanos();
+        let burst = rate.burst();
+        // Rate guarantees burst * t <= MAX_WINDOW_NANOS < u64::MAX.
+        let tau = t * burst;
+        Gcra { t, burst, tau }
+    }
+
+    /// The emission interval `T` in nanoseconds.
+    pub fn emission_interval(&self) -> u64 {
+        self.t
+    }
+
+    /// The tolerance `tau = burst * T` in nanoseconds: how long a full bucket takes to
+    /// refill from empty.
+    pub fn tolerance(&self) -> u64 {
+        self.tau
+    }
+}
+
+impl From<Rate> for Gcra {
+    fn from(rate: Rate) -> Self {
+        Gcra::new(rate)
+    }
+}
+
+impl Algorithm for Gcra {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.burst
+    }
+
+    #[inline]
+    fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>) {
+        let t = u128::from(self.t);
+        let now_w = u128::from(now);
+        let tat = u128::from(state.max(now));
+        let new_tat = tat + u128::from(cost) * t;
+        let line = now_w + u128::from(self.tau);
+        if new_tat <= line && new_tat <= u128::from(u64::MAX) {
+            let d = Decision {
+                allowed: true,
+                limit: self.burst,
+                remaining: to_u64((line - new_tat) / t),
+                retry_after: 0,
+                reset_after: to_u64(new_tat - now_w),
+            };
+            let next = if cost == 0 {
+                None
+            } else {
+                Some(new_tat as u64)
+            };
+            (d, next)
+        } else {
+            let retry_after = if new_tat > u128::from(u64::MAX) && new_tat <= line {
+                u64::MAX
+            } else {
+                to_u64(new_tat - line)
+            };
+            let d = Decision {
+                allowed: false,
+                limit: self.burst,
+                remaining: to_u64(line.saturating_sub(tat) / t),
+                retry_after,
+                reset_after: to_u64(tat - now_w),
+            };
+            (d, None)
+        }
+    }
+
+    #[inline]
+    fn refund(&self, state: u64, now: u64, cost: u64) -> u64 {
+        let back = u64::try_from(u128::from(cost) * u128::from(self.t)).unwrap_or(u64::MAX);
+        state.saturating_sub(back).max(state.min(now))
+    }
+
+    #[inline]
+    fn is_fresh(&self, state: u64, now: u64) -> bool {
+        state <= now
+    }
+}
+
+#[inline]
+fn to_u64(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+
+    fn gcra(text: &str) -> Gcra {
+        Gcra::new(text.parse().unwrap())
+    }
+
+    #[test]
+    fn admits_a_full_burst_then_the_steady_rate() {
+        let g = gcra("10/s burst 3");
+        let ms = 1_000_000;
+        let mut tat = 0;
+        for left in [2, 1, 0] {
+            let (d, next) = g.decide(tat, 0, 1);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, left);
+            tat = next.unwrap();
+        }
+        let (d, next) = g.decide(tat, 0, 1);
+        assert!(!d.allowed && next.is_none());
+        assert_eq!(d.retry_after, 100 * ms);
+        assert_eq!(d.reset_after, 300 * ms);
+        // Waiting exactly retry_after is enough; one nanosecond less is not.
+        assert!(!g.decide(tat, 100 * ms - 1, 1).0.allowed);
+        assert!(g.decide(tat, 100 * ms, 1).0.allowed);
+    }
+
+    #[test]
+    fn weighted_costs() {
+        let g = gcra("10/s");
+        let (d, tat) = g.decide(0, 0, 10);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        let (d, _) = g.decide(tat.unwrap(), 0, 4);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, 400_000_000);
+    }
+
+    #[test]
+    fn cost_zero_changes_nothing() {
+        let g = gcra("1/s burst 1");
+        let (d, next) = g.decide(0, 5, 0);
+        assert!(d.allowed && next.is_none());
+        assert_eq!(d.remaining, 1);
+    }
+
+    #[test]
+    fn burst_one() {
+        let g = gcra("2/s burst 1");
+        let (d, tat) = g.decide(0, 0, 1);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        let tat = tat.unwrap();
+        let (d, _) = g.decide(tat, 1, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, 500_000_000 - 1);
+    }
+
+    #[test]
+    fn refund_gives_back_but_never_beyond_fresh() {
+        let g = gcra("10/s");
+        let (_, tat) = g.decide(0, 1_000, 5);
+        let tat = tat.unwrap();
+        assert_eq!(g.refund(tat, 1_000, 2), tat - 200_000_000);
+        assert_eq!(
+            g.refund(tat, 1_000, 50),
+            1_000,
+            "over-refund stops at a full bucket"
+        );
+        assert_eq!(g.refund(500, 1_000, 1), 500, "a fresh state stays as it is");
+        assert_eq!(g.refund(tat, 1_000, u64::MAX), 1_000);
+    }
+
+    #[test]
+    fn clock_going_backwards_never_admits_more() {
+        let g = gcra("10/s burst 2");
+        let (_, tat) = g.decide(0, 1_000_000_000, 2);
+        let tat = tat.unwrap();
+        for now in [0, 1, 999_999_999] {
+            let (d, next) = g.decide(tat, now, 1);
+            assert!(!d.allowed, "at {now}");
+            assert!(next.is_none());
+            assert!(d.retry_after > 0);
+        }
+    }
+
+    #[test]
+    fn u64_extremes() {
+        let g = gcra("1/s");
+        let (d, next) = g.decide(0, u64::MAX, 1);
+        assert!(!d.allowed, "no TAT fits past the end of the clock");
+        assert_eq!(d.retry_after, u64::MAX);
+        assert!(next.is_none());
+        let (d, next) = g.decide(u64::MAX, u64::MAX - 2_000_000_000, 1);
+        assert!(!d.allowed && next.is_none());
+        let near = u64::MAX - 1_000_000_000;
+        let (d, next) = g.decide(0, near, 1);
+        assert!(d.allowed);
+        assert_eq!(next, Some(u64::MAX));
+        assert!(g.is_fresh(0, 0) && g.is_fresh(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn periods_of_years() {
+        let g = gcra("1/100y");
+        let hundred_years = 100 * 365 * 86_400 * 1_000_000_000u64;
+        let (d, tat) = g.decide(0, 0, 1);
+        assert!(d.allowed);
+        assert_eq!(d.reset_after, hundred_years);
+        let (d, _) = g.decide(tat.unwrap(), 1, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, hundred_years - 1);
+    }
+}

@@ -1,0 +1,206 @@
+//! Limiters keyed by any hashable value: one algorithm, one clock, one [`KeyedStore`].
+
+use std::fmt;
+use std::hash::Hash;
+
+use crate::algorithm::Algorithm;
+use crate::clock::{Clock, DefaultClock};
+use crate::limiter::check_cost;
+use crate::{Decision, Gcra, KeyedError, KeyedStore, SlidingWindow};
+
+/// Many independent limits, one per key (a token and tenant pair, a company id, a client
+/// address), sharing one algorithm and clock. Each key behaves exactly like its own
+/// [`crate::RateLimiter`]; keys whose state has gone back to fresh are evicted
+/// automatically, which never changes a decision.
+///
+/// ```
+/// use tollgate_core::{KeyedGcraLimiter, Rate};
+/// let limiter = KeyedGcraLimiter::<str>::new(Rate::per_second(1).unwrap().into(), 10_000);
+/// assert!(limiter.check_at("token-a:tenant-1", 0).unwrap().allowed);
+/// assert!(!limiter.check_at("token-a:tenant-1", 1).unwrap().allowed);
+/// assert!(limiter.check_at("token-a:tenant-2", 1).unwrap().allowed);
+/// ```
+pub struct KeyedRateLimiter<K: ?Sized, A: Algorithm, C: Clock = DefaultClock> {
+    store: KeyedStore<K>,
+    alg: A,
+    clock: C,
+}
+
+/// A keyed GCRA limiter.
+pub type KeyedGcraLimiter<K, C = DefaultClock> = KeyedRateLimiter<K, Gcra, C>;
+
+/// A keyed sliding-window limiter.
+pub type KeyedSlidingWindowLimiter<K, C = DefaultClock> = KeyedRateLimiter<K, SlidingWindow, C>;
+
+impl<K: ?Sized, A: Algorithm, C: Clock + fmt::Debug> fmt::Debug for KeyedRateLimiter<K, A, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimiter")
+            .field("alg", &self.alg)
+            .field("store", &self.store)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl<K: Hash + ?Sized, A: Algorithm> KeyedRateLimiter<K, A, DefaultClock> {
+    /// A limiter for up to `capacity` keys on the default clock.
+    pub fn new(alg: A, capacity: usize) -> Self {
+        Self::with_clock(alg, capacity, DefaultClock::new())
+    }
+}
+
+impl<K: Hash + ?Sized, A: Algorithm, C: Clock> KeyedRateLimiter<K, A, C> {
+    /// A limiter for up to `capacity` keys reading `clock`.
+    pub fn with_clock(alg: A, capacity: usize, clock: C) -> Self {
+        KeyedRateLimiter {
+            store: KeyedStore::with_capacity(capacity),
+            alg,
+            clock,
+        }
+    }
+
+    /// The algorithm's parameters.
+    pub fn algorithm(&self) -> &A {
+        &self.alg
+    }
+
+    /// The clock this limiter reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The underlying store (capacity, length, memory, evictions).
+    pub fn store(&self) -> &KeyedStore<K> {
+        &self.store
+    }
+
+    /// Decides a request of cost 1 for `key` now.
+    #[inline]
+    pub fn check(&self, key: &K) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, 1, self.clock.now())
+    }
+
+    /// Decides a request of cost 1 for `key` at `now`.
+    #[inline]
+    pub fn check_at(&self, key: &K, now: u64) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, 1, now)
+    }
+
+    /// Decides a request of weight `cost` for `key` now.
+    #[inline]
+    pub fn check_n(&self, key: &K, cost: u64) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, cost, self.clock.now())
+    }
+
+    /// Decides a request of weight `cost` for `key` at `now`. Errors: the cost can never
+    /// pass, or the key is new and the store is full (see [`KeyedStore`]).
+    #[inline]
+    pub fn check_n_at(&self, key: &K, cost: u64, now: u64) -> Result<Decision, KeyedError> {
+        check_cost(&self.alg, cost)?;
+        let alg = self.alg;
+        Ok(self.store.update(
+            key,
+            now,
+            move |s, t| alg.is_fresh(s, t),
+            |state| alg.decide(state, now, cost),
+        )?)
+    }
+
+    /// What [`check_n_at`](Self::check_n_at) would answer, consuming nothing and never
+    /// inserting the key.
+    pub fn peek_at(&self, key: &K, cost: u64, now: u64) -> Result<Decision, KeyedError> {
+        check_cost(&self.alg, cost)?;
+        let state = self.store.get(key).unwrap_or(crate::FRESH);
+        Ok(self.alg.decide(state, now, cost).0)
+    }
+
+    /// Gives back `cost` units for `key` now.
+    pub fn refund(&self, key: &K, cost: u64) {
+        self.refund_at(key, cost, self.clock.now());
+    }
+
+    /// Gives back `cost` units of an allowed request for `key` that was not served. An
+    /// absent key is already at full capacity, so nothing is stored for it.
+    pub fn refund_at(&self, key: &K, cost: u64, now: u64) {
+        let alg = self.alg;
+        let _ = self.store.update(
+            key,
+            now,
+            move |s, t| alg.is_fresh(s, t),
+            |state| {
+                let next = alg.refund(state, now, cost);
+                ((), (next != state).then_some(next))
+            },
+        );
+    }
+
+    /// Forgets `key`'s history.
+    pub fn reset(&self, key: &K) {
+        self.store.reset(key);
+    }
+
+    /// Keys stored (including fresh ones not yet evicted).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Evicts every key that is fresh at `now`; returns how many. Optional: eviction
+    /// also happens automatically as keys are inserted.
+    pub fn evict_fresh_at(&self, now: u64) -> usize {
+        let alg = self.alg;
+        self.store.evict_fresh(now, move |s, t| alg.is_fresh(s, t))
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+    use crate::{ManualClock, Rate};
+
+    #[test]
+    fn keys_are_independent_and_errors_are_clear() {
+        let l = KeyedGcraLimiter::<(u64, u64), _>::with_clock(
+            Rate::per_minute(2).unwrap().into(),
+            100,
+            ManualClock::new(0),
+        );
+        assert!(l.check(&(1, 1)).unwrap().allowed);
+        assert!(l.check(&(1, 1)).unwrap().allowed);
+        assert!(!l.check(&(1, 1)).unwrap().allowed);
+        assert!(l.check(&(1, 2)).unwrap().allowed);
+        assert!(matches!(
+            l.check_n(&(1, 3), 3),
+            Err(KeyedError::InsufficientCapacity(_))
+        ));
+        assert_eq!(l.peek_at(&(9, 9), 2, 0).unwrap().remaining, 0);
+        assert_eq!(l.len(), 2, "peek and errors insert nothing");
+        l.refund(&(1, 1), 1);
+        assert!(l.check(&(1, 1)).unwrap().allowed);
+        l.reset(&(1, 1));
+        assert_eq!(l.check(&(1, 1)).unwrap().remaining, 1);
+        l.refund(&(7, 7), 1);
+        assert_eq!(l.len(), 2, "refunding an absent key stores nothing");
+    }
+
+    #[test]
+    fn store_full_is_reported_and_recovers() {
+        let clock = ManualClock::new(0);
+        let l = KeyedGcraLimiter::<u64, _>::with_clock(
+            Rate::per_second(1).unwrap().into(),
+            8,
+            clock.clone(),
+        );
+        let slots = l.store().slots() as u64;
+        for k in 0..slots {
+            assert!(l.check(&k).unwrap().allowed);
+        }
+        assert!(matches!(l.check(&1000), Err(KeyedError::StoreFull(_))));
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(l.check(&1000).unwrap().allowed, "fresh keys make room");
+    }
+}

@@ -1,0 +1,70 @@
+//! # tollgate-core
+//!
+//! The lock-free heart of [tollgate](https://example.invalid/tollgate): rate-limiting
+//! algorithms over one `u64` of state, the clocks that feed them, and a keyed store for
+//! millions of keys.
+//!
+//! * [`Gcra`] — the generic cell rate algorithm: smooth rate plus burst, state = one
+//!   theoretical arrival time.
+//! * [`SlidingWindow`] — the sliding-window counter: `limit` per window, estimated from
+//!   the current and previous fixed windows (error bounds documented in its module).
+//! * [`RateLimiter`] — one limit, one cache-padded `AtomicU64`, compare-exchange updates.
+//! * [`KeyedRateLimiter`] / [`KeyedStore`] — one limit per key; no lock on the path that
+//!   finds an existing key; bounded memory (about 20 bytes per key); eviction that never
+//!   changes a decision.
+//! * [`Clock`] — [`MonotonicClock`] (TSC, ~10 ns), [`StdClock`], [`ManualClock`].
+//!
+//! **Time is a parameter.** Every decision has an `_at` form taking `now` in `u64`
+//! nanoseconds on the limiter's clock, so a caller that already holds a timestamp pays no
+//! clock read and tests are deterministic.
+//!
+//! ```
+//! use tollgate_core::{Decision, KeyedGcraLimiter, Rate};
+//!
+//! // 100 requests per second per (token, tenant), bursts of up to 20.
+//! let rate: Rate = "100/s".parse::<Rate>().unwrap().with_burst(20).unwrap();
+//! let limiter = KeyedGcraLimiter::<(&str, &str)>::new(rate.into(), 100_000);
+//!
+//! let key = ("tok_3f9a", "tenant-42");
+//! let d: Decision = limiter.check_at(&key, 0).unwrap();
+//! assert!(d.allowed);
+//! assert_eq!(d.remaining, 19);
+//!
+//! // A write request that costs 5 units:
+//! let d = limiter.check_n_at(&key, 5, 0).unwrap();
+//! assert_eq!(d.remaining, 14);
+//!
+//! // A cost above the burst can never pass: an error, not an endless denial.
+//! assert!(limiter.check_n_at(&key, 21, 0).is_err());
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
+
+mod algorithm;
+pub mod clock;
+mod decision;
+mod gcra;
+mod keyed;
+mod limiter;
+pub mod rate;
+pub mod store;
+mod sync;
+pub mod window;
+
+pub use algorithm::{Algorithm, FRESH};
+#[doc(inline)]
+pub use clock::{Clock, DefaultClock, ManualClock, MonotonicClock, StdClock};
+pub use decision::{Decision, InsufficientCapacity, KeyedError, StoreFull};
+pub use gcra::Gcra;
+pub use keyed::{KeyedGcraLimiter, KeyedRateLimiter, KeyedSlidingWindowLimiter};
+pub use limiter::{GcraLimiter, RateLimiter, SlidingWindowLimiter};
+#[doc(inline)]
+pub use rate::{Rate, RateError};
+#[doc(inline)]
+pub use store::KeyedStore;
+#[doc(inline)]
+pub use window::{SlidingWindow, WindowError};
+
+#[cfg(all(test, tollgate_loom))]
+mod loom_tests;

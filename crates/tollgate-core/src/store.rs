@@ -1,0 +1,590 @@
+//! A keyed store for millions of keys: a fixed table of 16-byte slots, each holding a
+//! key's 64-bit fingerprint and its 64-bit algorithm state in **one** 128-bit atomic.
+//!
+//! # How a check finds its key
+//! Two independently seeded `ahash` hashes are taken of the key: one picks the shard and
+//! the *home group* (four slots in one 64-byte cache line), the other is the fingerprint.
+//! A hit costs the two hashes, one cache line and one 128-bit compare-exchange. Keys that
+//! did not fit their home group live in the next groups (linear probing by group); each
+//! group records the farthest distance any key homed there was placed (`maxdist`, only
+//! ever raised), so a lookup stops there.
+//!
+//! # No lock on the hit path
+//! Readers only load slots and compare-exchange them. Because the fingerprint and the
+//! state are one atomic word, a reader's compare-exchange fails if the slot was given to
+//! another key in between, so there is no ABA problem and no memory reclamation is
+//! needed: slots never move and the table is never freed while the store lives.
+//! Inserts (and evictions) take a per-shard mutex, re-check under it that the key is still
+//! absent, and claim a slot with a compare-exchange; two threads inserting the same key
+//! therefore end up sharing one slot.
+//!
+//! # Eviction never changes a decision
+//! A slot may be reused only when its state decides every request exactly as a key never
+//! seen would ([`crate::Algorithm::is_fresh`]: for GCRA a TAT at or before `now`). Eviction
+//! is automatic and amortised: an insert reuses such a slot in place when it meets one on
+//! its probe path, and each insert also sweeps one group of its shard. No background
+//! thread is needed. (For a clock that goes backwards, a key evicted at `t` and seen again
+//! at an earlier `t'` is treated as fresh at `t'`.)
+//!
+//! # Capacity, memory, and a full store
+//! The table is allocated once for `capacity` keys at a load factor of 0.8:
+//! **16 B × 1.25 = 20 bytes per key** plus one byte per group of four slots, about
+//! 20.3 bytes per key in all, whatever the key type (keys themselves are not stored).
+//! With uniformly hashed keys the store holds `capacity` live keys (a test inserts that
+//! many); beyond that, room runs out group by group. When every slot on a new key's
+//! probe path (at most 128 groups, 512 slots) holds a live key, the insert fails with
+//! [`StoreFull`]: the new key gets no decision, while every key already stored keeps
+//! working exactly as before. As soon as stored keys go idle long enough to be fresh,
+//! their slots are reused. Callers choose what a `StoreFull` means for them (fail open
+//! or fail closed).
+//!
+//! # Fingerprint collisions
+//! Keys are identified by a 63-bit fingerprint (the low bit marks an occupied slot), so
+//! two different keys with the same fingerprint on the same probe path would share state.
+//! A key is compared with at most 512 slots (128 groups), so with `n` live keys the
+//! chance that any pair collides is below `n × 512 / 2^63`: **5.6e-10 at 10 million
+//! keys** (and far less in practice, since almost every key sits in its home group). The hash
+//! seeds are random per process, so clients can neither choose colliding keys nor flood
+//! one shard.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use ahash::RandomState;
+use crossbeam_utils::CachePadded;
+
+use crate::algorithm::FRESH;
+use crate::sync::{AtomicU128, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::StoreFull;
+
+const SLOTS_PER_GROUP: usize = 4;
+const MAX_PROBE_GROUPS: usize = 128;
+/// Slots per key at capacity: 5/4, i.e. a load factor of 0.8.
+const LOAD_NUM: usize = 5;
+const LOAD_DEN: usize = 4;
+const MAX_SHARDS: usize = 64;
+const MIN_GROUPS_PER_SHARD: usize = 64;
+
+/// Four slots in one cache line.
+#[repr(align(64))]
+struct Group([AtomicU128; SLOTS_PER_GROUP]);
+
+impl Group {
+    fn new() -> Self {
+        Group([
+            AtomicU128::new(0),
+            AtomicU128::new(0),
+            AtomicU128::new(0),
+            AtomicU128::new(0),
+        ])
+    }
+}
+
+struct Shard {
+    groups: Box<[Group]>,
+    /// Per home group: the farthest group distance at which a key homed there was placed.
+    maxdist: Box<[AtomicU8]>,
+    /// Held by inserts, removals and sweeps; the value is the sweep cursor.
+    lock: Mutex<usize>,
+    len: AtomicUsize,
+    evictions: AtomicU64,
+}
+
+#[inline]
+fn fp_of(v: u128) -> u64 {
+    (v >> 64) as u64
+}
+
+#[inline]
+fn state_of(v: u128) -> u64 {
+    v as u64
+}
+
+#[inline]
+fn slot(fp: u64, state: u64) -> u128 {
+    (u128::from(fp) << 64) | u128::from(state)
+}
+
+/// A concurrent map from keys to one `u64` of algorithm state, with bounded memory and
+/// eviction that never changes a decision. See the [module docs](self) for the design,
+/// the memory per key, what happens when it is full, and the fingerprint collision
+/// probability.
+///
+/// Most users want [`crate::KeyedRateLimiter`], which pairs a store with an algorithm and
+/// a clock.
+pub struct KeyedStore<K: ?Sized> {
+    shards: Box<[CachePadded<Shard>]>,
+    shard_bits: u32,
+    groups_per_shard: usize,
+    max_probe: usize,
+    capacity: usize,
+    pos_hasher: RandomState,
+    fp_hasher: RandomState,
+    _key: PhantomData<fn(&K)>,
+}
+
+impl<K: ?Sized> fmt::Debug for KeyedStore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedStore")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .field("shards", &self.shards.len())
+            .field("slots", &self.slots())
+            .finish()
+    }
+}
+
+/// Where a key lives.
+#[derive(Clone, Copy)]
+struct Loc {
+    shard: usize,
+    home: usize,
+    fp: u64,
+}
+
+impl<K: Hash + ?Sized> KeyedStore<K> {
+    /// A store for up to `capacity` keys (at least 1). Memory is allocated now: about 20
+    /// bytes per key of capacity.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let slots = capacity
+            .saturating_mul(LOAD_NUM)
+            .div_ceil(LOAD_DEN)
+            .max(SLOTS_PER_GROUP);
+        let groups = slots.div_ceil(SLOTS_PER_GROUP);
+        let mut shards = 1usize;
+        while shards < MAX_SHARDS && groups / (shards * 2) >= MIN_GROUPS_PER_SHARD {
+            shards *= 2;
+        }
+        let groups_per_shard = groups.div_ceil(shards);
+        let shard_vec: Vec<CachePadded<Shard>> = (0..shards)
+            .map(|_| {
+                CachePadded::new(Shard {
+                    groups: (0..groups_per_shard).map(|_| Group::new()).collect(),
+                    maxdist: (0..groups_per_shard).map(|_| AtomicU8::new(0)).collect(),
+                    lock: Mutex::new(0),
+                    len: AtomicUsize::new(0),
+                    evictions: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        KeyedStore {
+            shards: shard_vec.into_boxed_slice(),
+            shard_bits: shards.trailing_zeros(),
+            groups_per_shard,
+            max_probe: groups_per_shard.min(MAX_PROBE_GROUPS),
+            capacity,
+            pos_hasher: RandomState::new(),
+            fp_hasher: RandomState::new(),
+            _key: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn locate(&self, key: &K) -> Loc {
+        let h = self.pos_hasher.hash_one(key);
+        let fp = self.fp_hasher.hash_one(key) | 1;
+        let shard = if self.shard_bits == 0 {
+            0
+        } else {
+            (h >> (64 - self.shard_bits)) as usize
+        };
+        let home = ((u64::from(h as u32) * self.groups_per_shard as u64) >> 32) as usize;
+        Loc { shard, home, fp }
+    }
+
+    /// Finds the slot holding `fp`, with the value read.
+    #[inline]
+    fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
+        for s in &shard.groups[loc.home].0 {
+            let v = s.load(Ordering::Relaxed);
+            if fp_of(v) == loc.fp {
+                return Some((s, v));
+            }
+        }
+        self.find_displaced(shard, loc)
+    }
+
+    #[cold]
+    fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
+        let md = usize::from(shard.maxdist[loc.home].load(Ordering::Relaxed));
+        let mut idx = loc.home;
+        for _ in 0..md {
+            idx += 1;
+            if idx == shard.groups.len() {
+                idx = 0;
+            }
+            for s in &shard.groups[idx].0 {
+                let v = s.load(Ordering::Relaxed);
+                if fp_of(v) == loc.fp {
+                    return Some((s, v));
+                }
+            }
+        }
+        None
+    }
+
+    /// Applies `f` to the key's state and stores the state it returns, atomically.
+    ///
+    /// `f` receives the current state ([`FRESH`] for a key not stored) and returns a result
+    /// and, if the state should change, the new state. It may be called more than once
+    /// when other threads race on the same key; only the call whose state was installed
+    /// counts. A key that is absent is inserted only if `f` returns a new state, so a
+    /// denied request or a probe leaves no trace. `is_fresh` tells which stored states may
+    /// be evicted to make room (see the module docs).
+    pub fn update<R>(
+        &self,
+        key: &K,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        mut f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        let loc = self.locate(key);
+        let shard = &self.shards[loc.shard];
+        'lookup: loop {
+            if let Some((slot_ref, mut v)) = self.find(shard, loc) {
+                loop {
+                    let (r, next) = f(state_of(v));
+                    let Some(next) = next else { return Ok(r) };
+                    match slot_ref.compare_exchange_weak(
+                        v,
+                        slot(loc.fp, next),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return Ok(r),
+                        // The slot was evicted and reused: look the key up again.
+                        Err(actual) if fp_of(actual) != loc.fp => continue 'lookup,
+                        Err(actual) => v = actual,
+                    }
+                }
+            }
+            let (r, next) = f(FRESH);
+            let Some(next) = next else { return Ok(r) };
+            let mut cursor = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
+            if self.find(shard, loc).is_some() {
+                // Another thread inserted it since we looked: decide on its state.
+                drop(cursor);
+                continue 'lookup;
+            }
+            let inserted = self.insert_locked(shard, loc, next, now, &is_fresh);
+            self.sweep_one_group(shard, &mut cursor, now, &is_fresh);
+            drop(cursor);
+            return inserted.map(|()| r);
+        }
+    }
+
+    /// Claims a slot for `loc.fp` with `state`. The shard lock must be held.
+    fn insert_locked(
+        &self,
+        shard: &Shard,
+        loc: Loc,
+        state: u64,
+        now: u64,
+        is_fresh: &impl Fn(u64, u64) -> bool,
+    ) -> Result<(), StoreFull> {
+        let new = slot(loc.fp, state);
+        let mut idx = loc.home;
+        for dist in 0..self.max_probe {
+            for s in &shard.groups[idx].0 {
+                let mut v = s.load(Ordering::Relaxed);
+                loop {
+                    let empty = v == 0;
+                    if !empty && !is_fresh(state_of(v), now) {
+                        break;
+                    }
+                    // Publish the probe distance before the key becomes findable.
+                    let md = &shard.maxdist[loc.home];
+                    if usize::from(md.load(Ordering::Relaxed)) < dist {
+                        md.store(dist as u8, Ordering::Relaxed);
+                    }
+                    match s.compare_exchange(v, new, Ordering::Relaxed, Ordering::Relaxed) {
+                        Ok(_) => {
+                            if empty {
+                                shard.len.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                shard.evictions.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return Ok(());
+                        }
+                        // A reader changed the candidate's state: judge it again.
+                        Err(actual) => v = actual,
+                    }
+                }
+            }
+            idx += 1;
+            if idx == shard.groups.len() {
+                idx = 0;
+            }
+        }
+        Err(StoreFull {
+            capacity: self.capacity,
+        })
+    }
+
+    /// Empties the fresh slots of the group under the cursor and moves the cursor on: the
+    /// amortised part of eviction. The shard lock must be held.
+    fn sweep_one_group(
+        &self,
+        shard: &Shard,
+        cursor: &mut usize,
+        now: u64,
+        is_fresh: &impl Fn(u64, u64) -> bool,
+    ) {
+        let idx = *cursor % shard.groups.len();
+        *cursor = idx + 1;
+        for s in &shard.groups[idx].0 {
+            Self::evict_slot_if_fresh(shard, s, now, is_fresh);
+        }
+    }
+
+    fn evict_slot_if_fresh(
+        shard: &Shard,
+        s: &AtomicU128,
+        now: u64,
+        is_fresh: &impl Fn(u64, u64) -> bool,
+    ) -> bool {
+        let mut v = s.load(Ordering::Relaxed);
+        while v != 0 && is_fresh(state_of(v), now) {
+            match s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    shard.len.fetch_sub(1, Ordering::Relaxed);
+                    shard.evictions.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(actual) => v = actual,
+            }
+        }
+        false
+    }
+
+    /// The key's stored state, or `None` if it is not stored.
+    pub fn get(&self, key: &K) -> Option<u64> {
+        let loc = self.locate(key);
+        self.find(&self.shards[loc.shard], loc)
+            .map(|(_, v)| state_of(v))
+    }
+
+    /// Sets a stored key's state back to [`FRESH`] (its slot becomes reusable). Returns
+    /// whether the key was stored.
+    pub fn reset(&self, key: &K) -> bool {
+        let loc = self.locate(key);
+        let shard = &self.shards[loc.shard];
+        loop {
+            let Some((s, v)) = self.find(shard, loc) else {
+                return false;
+            };
+            let fresh = slot(loc.fp, FRESH);
+            if v == fresh
+                || s.compare_exchange(v, fresh, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Removes a key. Returns whether it was stored.
+    pub fn remove(&self, key: &K) -> bool {
+        let loc = self.locate(key);
+        let shard = &self.shards[loc.shard];
+        let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let Some((s, v)) = self.find(shard, loc) else {
+                return false;
+            };
+            if s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                shard.len.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+    }
+
+    /// Evicts every key whose state is fresh at `now` (a full sweep, shard by shard).
+    /// Never needed for correctness or memory; useful to make [`len`](Self::len) count
+    /// only live keys. Returns how many keys were evicted.
+    pub fn evict_fresh(&self, now: u64, is_fresh: impl Fn(u64, u64) -> bool) -> usize {
+        let mut evicted = 0;
+        for shard in self.shards.iter() {
+            let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
+            for g in shard.groups.iter() {
+                for s in &g.0 {
+                    if Self::evict_slot_if_fresh(shard, s, now, &is_fresh) {
+                        evicted += 1;
+                    }
+                }
+            }
+        }
+        evicted
+    }
+}
+
+impl<K: ?Sized> KeyedStore<K> {
+    /// Keys stored, including fresh ones not yet evicted. Exact when no insert or
+    /// eviction is in flight.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.len.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity this store was built for.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Total slots (at least `capacity / 0.8`).
+    pub fn slots(&self) -> usize {
+        self.shards.len() * self.groups_per_shard * SLOTS_PER_GROUP
+    }
+
+    /// Keys evicted (slots reused or swept) since the store was made.
+    pub fn evictions(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.evictions.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Bytes of the table and its per-group metadata (the store's memory, less a few
+    /// hundred bytes of shard headers).
+    pub fn memory_bytes(&self) -> usize {
+        self.shards.len()
+            * (self.groups_per_shard * (std::mem::size_of::<Group>() + 1)
+                + std::mem::size_of::<CachePadded<Shard>>())
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+
+    fn gcra_fresh(state: u64, now: u64) -> bool {
+        state <= now
+    }
+
+    fn set(store: &KeyedStore<u64>, key: u64, now: u64, state: u64) -> Result<(), StoreFull> {
+        store.update(&key, now, gcra_fresh, |_| ((), Some(state)))
+    }
+
+    #[test]
+    fn sizing_and_memory_per_key() {
+        let s = KeyedStore::<u64>::with_capacity(1_000_000);
+        assert_eq!(s.shards.len(), 64);
+        assert!(s.slots() * 4 >= 1_000_000 * 5);
+        let per_key = s.memory_bytes() as f64 / 1e6;
+        assert!((20.0..20.5).contains(&per_key), "{per_key} bytes per key");
+        assert_eq!(std::mem::size_of::<Group>(), 64);
+        let tiny = KeyedStore::<u64>::with_capacity(0);
+        assert_eq!(tiny.capacity(), 1);
+        assert_eq!(tiny.slots(), 4);
+    }
+
+    #[test]
+    fn insert_get_update_remove() {
+        let s = KeyedStore::<str>::with_capacity(100);
+        assert_eq!(s.get("a"), None);
+        s.update("a", 0, gcra_fresh, |st| {
+            assert_eq!(st, FRESH);
+            ((), Some(10))
+        })
+        .unwrap();
+        assert_eq!(s.get("a"), Some(10));
+        s.update("a", 0, gcra_fresh, |st| ((), Some(st + 5)))
+            .unwrap();
+        assert_eq!(s.get("a"), Some(15));
+        assert_eq!(s.len(), 1);
+        // A probe of an absent key inserts nothing.
+        s.update("b", 0, gcra_fresh, |_| ((), None)).unwrap();
+        assert_eq!(s.get("b"), None);
+        assert_eq!(s.len(), 1);
+        assert!(s.reset("a"));
+        assert_eq!(s.get("a"), Some(FRESH));
+        assert!(s.remove("a"));
+        assert!(!s.remove("a"));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn holds_capacity_live_keys_then_reports_full() {
+        let cap = 50_000;
+        let s = KeyedStore::<u64>::with_capacity(cap);
+        for k in 0..cap as u64 {
+            set(&s, k, 0, u64::MAX).unwrap_or_else(|e| panic!("key {k}: {e}"));
+        }
+        assert_eq!(s.len(), cap);
+        for k in 0..cap as u64 {
+            assert_eq!(s.get(&k), Some(u64::MAX), "key {k}");
+        }
+        // Fill every slot: eventually new live keys find no room...
+        let mut full = 0;
+        for k in cap as u64..(s.slots() as u64 * 2) {
+            if set(&s, k, 0, u64::MAX).is_err() {
+                full += 1;
+            }
+        }
+        assert!(full > 0);
+        assert!(
+            s.len() * 100 >= s.slots() * 95,
+            "{} of {} slots used when the store first refused a key",
+            s.len(),
+            s.slots()
+        );
+        // ...and existing keys are untouched.
+        for k in 0..cap as u64 {
+            assert_eq!(s.get(&k), Some(u64::MAX));
+        }
+        // Once keys are fresh, their slots are reused in place.
+        let s2 = KeyedStore::<u64>::with_capacity(1000);
+        // Small shards are probed whole, so every slot fills before a refusal.
+        for k in 0..s2.slots() as u64 * 4 {
+            let _ = set(&s2, k, 0, 100);
+        }
+        assert_eq!(s2.len(), s2.slots());
+        assert!(set(&s2, 1 << 40, 50, 200).is_err(), "all live at 50");
+        set(&s2, 1 << 40, 100, 200).unwrap();
+        assert_eq!(s2.get(&(1 << 40)), Some(200));
+        assert!(s2.evictions() >= 1);
+    }
+
+    #[test]
+    fn evict_fresh_sweeps_only_fresh_keys() {
+        let s = KeyedStore::<u64>::with_capacity(1000);
+        for k in 0..500 {
+            set(&s, k, 0, k + 1).unwrap();
+        }
+        let evicted = s.evict_fresh(250, gcra_fresh);
+        assert_eq!(evicted, 250);
+        assert_eq!(s.len(), 250);
+        assert_eq!(s.get(&100), None);
+        assert_eq!(s.get(&300), Some(301));
+    }
+
+    #[test]
+    fn concurrent_inserts_of_the_same_keys_share_slots() {
+        let s = KeyedStore::<u64>::with_capacity(10_000);
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for k in 0..5_000u64 {
+                        s.update(&k, 0, gcra_fresh, |st| ((), Some(st + 1)))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(s.len(), 5_000);
+        for k in 0..5_000u64 {
+            assert_eq!(s.get(&k), Some(4), "key {k}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the integration tests (the tests live beside this file).
