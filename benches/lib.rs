@@ -1,1 +1,65 @@
-//! Benches live in this package; see `tollgate_criterion.rs`.
+//! Helpers shared by the bench targets of this package:
+//!
+//! * `tollgate.rs` — the criterion entry point (direct, keyed and two-thread checks,
+//!   tollgate and governor side by side; see its top-level docs);
+//! * `resident.rs` — resident bytes per key at one million `u64` keys, one child
+//!   process per contender.
+//!
+//! Nothing here is timed: key sequences are generated before a benchmark starts.
+
+/// The splitmix64 generator: tiny, fast, and good enough to spread keys uniformly.
+/// Deterministic for a given seed, so every run (and both contenders) sees the same keys.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform value in `0..n` (Lemire's multiply-shift; the bias is below `n / 2^64`).
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// Length of every precomputed key sequence: 4 Mi entries (32 MiB), a power of two so a
+/// benchmark indexes it cyclically with a mask.
+pub const SEQ_LEN: usize = 1 << 22;
+
+/// `SEQ_LEN - 1`: `seq[i & SEQ_MASK]` walks a sequence cyclically.
+pub const SEQ_MASK: usize = SEQ_LEN - 1;
+
+/// `SEQ_LEN` keys drawn uniformly from `base..base + n_keys`.
+pub fn uniform_keys(base: u64, n_keys: u64, seed: u64) -> Vec<u64> {
+    assert!(n_keys > 0, "need at least one key");
+    let mut rng = SplitMix64::new(seed);
+    (0..SEQ_LEN).map(|_| base + rng.below(n_keys)).collect()
+}
+
+/// This process's resident set size in bytes (`VmRSS` of `/proc/self/status`), or `None`
+/// where that file does not exist (not Linux).
+pub fn vm_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let value: u64 = fields.next()?.parse().ok()?;
+    let unit = fields.next().unwrap_or("kB");
+    match unit {
+        "kB" => Some(value * 1024),
+        "B" => Some(value),
+        _ => None,
+    }
+}

@@ -68,3 +68,8 @@ pub use window::{SlidingWindow, WindowError};
 
 #[cfg(all(test, tollgate_loom))]
 mod loom_tests;
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
