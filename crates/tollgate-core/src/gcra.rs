@@ -78,8 +78,10 @@ impl Algorithm for Gcra {
         let now_w = u128::from(now);
         let tat = u128::from(state.max(now));
         let new_tat = tat + u128::from(cost) * t;
-        let line = now_w + u128::from(self.tau);
-        if new_tat <= line && new_tat <= u128::from(u64::MAX) {
+        // The latest TAT this request may leave: `now + tau`, and never past the end of
+        // the clock's range (a TAT must fit in a u64).
+        let line = (now_w + u128::from(self.tau)).min(u128::from(u64::MAX));
+        if new_tat <= line {
             let d = Decision {
                 allowed: true,
                 limit: self.burst,
@@ -87,14 +89,12 @@ impl Algorithm for Gcra {
                 retry_after: 0,
                 reset_after: to_u64(new_tat - now_w),
             };
-            let next = if cost == 0 {
-                None
-            } else {
-                Some(new_tat as u64)
-            };
+            let next = if cost == 0 { None } else { Some(new_tat as u64) };
             (d, next)
         } else {
-            let retry_after = if new_tat > u128::from(u64::MAX) && new_tat <= line {
+            // `new_tat - line` is how much later `now` must be for the request to fit,
+            // unless the TAT itself cannot fit in the clock's range: then never.
+            let retry_after = if new_tat > u128::from(u64::MAX) {
                 u64::MAX
             } else {
                 to_u64(new_tat - line)
@@ -227,6 +227,15 @@ mod tests {
         let (d, next) = g.decide(0, near, 1);
         assert!(d.allowed);
         assert_eq!(next, Some(u64::MAX));
+        // Found by the `algorithms` fuzz target: near the end of the clock a denial must
+        // not promise a finite wait, nor capacity it cannot give.
+        let g = gcra("1/s burst 2");
+        let now = u64::MAX - 2_500_000_000;
+        let tat = g.decide(0, now, 2).1.unwrap();
+        let (d, _) = g.decide(tat, now, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, u64::MAX);
+        assert_eq!(d.remaining, 0);
         assert!(g.is_fresh(0, 0) && g.is_fresh(u64::MAX, u64::MAX));
     }
 

@@ -91,6 +91,20 @@ struct Shard {
     evictions: AtomicU64,
 }
 
+/// A per-process random hasher; fixed seeds under `cfg(fuzzing)` so that fuzz inputs
+/// replay deterministically.
+fn new_hasher(which: u64) -> RandomState {
+    #[cfg(fuzzing)]
+    {
+        RandomState::with_seeds(which, 0x7467_6174_655f_6675, 0x7a7a_696e_6721, which ^ 0xa5a5)
+    }
+    #[cfg(not(fuzzing))]
+    {
+        let _ = which;
+        RandomState::new()
+    }
+}
+
 #[inline]
 fn fp_of(v: u128) -> u64 {
     (v >> 64) as u64
@@ -175,8 +189,8 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             groups_per_shard,
             max_probe: groups_per_shard.min(MAX_PROBE_GROUPS),
             capacity,
-            pos_hasher: RandomState::new(),
-            fp_hasher: RandomState::new(),
+            pos_hasher: new_hasher(0),
+            fp_hasher: new_hasher(1),
             _key: PhantomData,
         }
     }
