@@ -202,6 +202,14 @@ fn drive<A: Algorithm>(alg: A, start: u64, ops: &[Op], is_gcra: bool) {
                     op.cost
                 };
                 let (d, next) = alg.decide(state, now, cost);
+                // The fast admission test the compare-exchange loops use must agree.
+                assert_eq!(
+                    alg.admit(state, now, cost),
+                    next,
+                    "{alg:?}: admit({state}, {now}, {cost}) disagrees with decide"
+                );
+                // Any cost, even one the limiters would reject, must not panic.
+                let _ = alg.admit(state, now, op.cost);
                 check_decision(&alg, state, now, cost, d, next);
                 if let (Kind::Check, Some(n)) = (op.kind, next) {
                     state = n;

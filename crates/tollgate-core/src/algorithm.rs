@@ -24,6 +24,16 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
     /// state, the new state. A denied request never changes the state.
     fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>);
 
+    /// The admission test alone: the new state if a request of `cost` at `now` is allowed
+    /// and changes the state, else `None`. Must equal `self.decide(state, now, cost).1`;
+    /// the compare-exchange loops run only this between reading and writing the state, and
+    /// compute the full [`Decision`] once, after the write, from the state it was based on.
+    /// That keeps the read-to-write window (and so contention) short.
+    #[inline]
+    fn admit(&self, state: u64, now: u64, cost: u64) -> Option<u64> {
+        self.decide(state, now, cost).1
+    }
+
     /// The state after giving back `cost` units of a request that was not served.
     /// Refunding never leaves more capacity than a fresh key has.
     fn refund(&self, state: u64, now: u64, cost: u64) -> u64;

@@ -97,13 +97,16 @@ impl<K: Hash + ?Sized, A: Algorithm, C: Clock> KeyedRateLimiter<K, A, C> {
     #[inline]
     pub fn check_n_at(&self, key: &K, cost: u64, now: u64) -> Result<Decision, KeyedError> {
         check_cost(&self.alg, cost)?;
-        let alg = self.alg;
-        Ok(self.store.update(
+        let alg = &self.alg;
+        // The closure returns the state it decided on; the decision is computed once,
+        // after the write.
+        let based_on = self.store.update(
             key,
             now,
-            move |s, t| alg.is_fresh(s, t),
-            |state| alg.decide(state, now, cost),
-        )?)
+            |s, t| alg.is_fresh(s, t),
+            |state| (state, alg.admit(state, now, cost)),
+        )?;
+        Ok(alg.decide(based_on, now, cost).0)
     }
 
     /// What [`check_n_at`](Self::check_n_at) would answer, consuming nothing and never

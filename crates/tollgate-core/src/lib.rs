@@ -38,13 +38,15 @@
 //! assert!(limiter.check_n_at(&key, 21, 0).is_err());
 //! ```
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
 
 mod algorithm;
 pub mod clock;
 mod decision;
 mod gcra;
+#[allow(unsafe_code)]
+mod hugepage;
 mod keyed;
 mod limiter;
 pub mod rate;

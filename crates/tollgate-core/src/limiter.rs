@@ -46,18 +46,19 @@ pub type GcraLimiter<C = DefaultClock> = RateLimiter<Gcra, C>;
 /// A sliding-window counter limiter.
 pub type SlidingWindowLimiter<C = DefaultClock> = RateLimiter<SlidingWindow, C>;
 
-/// Runs the decision of `alg` on `atom` in a compare-exchange loop.
+/// Runs the decision of `alg` on `atom` in a compare-exchange loop: only the admission
+/// test runs between the read and the write; the decision is computed afterwards from the
+/// state the write was based on.
 #[inline]
 pub(crate) fn update<A: Algorithm>(atom: &AtomicU64, alg: &A, now: u64, cost: u64) -> Decision {
     let mut cur = atom.load(Ordering::Relaxed);
-    loop {
-        let (d, next) = alg.decide(cur, now, cost);
-        let Some(next) = next else { return d };
+    while let Some(next) = alg.admit(cur, now, cost) {
         match atom.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return d,
+            Ok(_) => break,
             Err(actual) => cur = actual,
         }
     }
+    alg.decide(cur, now, cost).0
 }
 
 /// Gives `cost` back on `atom`.

@@ -7,7 +7,8 @@
 //! A hit costs the two hashes, one cache line and one 128-bit compare-exchange. Keys that
 //! did not fit their home group live in the next groups (linear probing by group); each
 //! group records the farthest distance any key homed there was placed (`maxdist`, only
-//! ever raised), so a lookup stops there.
+//! ever raised), so a lookup stops there. The adjacent group is checked before `maxdist`
+//! is read, since that is where nearly all displaced keys are.
 //!
 //! # No lock on the hit path
 //! Readers only load slots and compare-exchange them. Because the fingerprint and the
@@ -70,19 +71,41 @@ const MIN_GROUPS_PER_SHARD: usize = 64;
 #[repr(align(64))]
 struct Group([AtomicU128; SLOTS_PER_GROUP]);
 
-impl Group {
-    fn new() -> Self {
-        Group([
-            AtomicU128::new(0),
-            AtomicU128::new(0),
-            AtomicU128::new(0),
-            AtomicU128::new(0),
-        ])
-    }
+// SAFETY: four `portable_atomic::AtomicU128`, each a `u128` in an `UnsafeCell`: all-zero
+// bytes are four empty slots. (Under loom the slots are mutexes and the table is built
+// element by element instead.)
+#[cfg(not(tollgate_loom))]
+#[allow(unsafe_code)]
+unsafe impl crate::hugepage::Zeroable for Group {}
+
+#[cfg(not(tollgate_loom))]
+type Table<T> = crate::hugepage::Table<T>;
+
+#[cfg(not(tollgate_loom))]
+fn new_table(groups: usize) -> Table<Group> {
+    Table::zeroed(groups)
+}
+
+#[cfg(tollgate_loom)]
+type Table<T> = Box<[T]>;
+
+#[cfg(tollgate_loom)]
+fn new_table(groups: usize) -> Table<Group> {
+    (0..groups)
+        .map(|_| {
+            Group([
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+            ])
+        })
+        .collect()
 }
 
 struct Shard {
-    groups: Box<[Group]>,
+    /// Index of this shard's first group in the store's table.
+    first: usize,
     /// Per home group: the farthest group distance at which a key homed there was placed.
     maxdist: Box<[AtomicU8]>,
     /// Held by inserts, removals and sweeps; the value is the sweep cursor.
@@ -96,7 +119,12 @@ struct Shard {
 fn new_hasher(which: u64) -> RandomState {
     #[cfg(fuzzing)]
     {
-        RandomState::with_seeds(which, 0x7467_6174_655f_6675, 0x7a7a_696e_6721, which ^ 0xa5a5)
+        RandomState::with_seeds(
+            which,
+            0x7467_6174_655f_6675,
+            0x7a7a_696e_6721,
+            which ^ 0xa5a5,
+        )
     }
     #[cfg(not(fuzzing))]
     {
@@ -128,6 +156,9 @@ fn slot(fp: u64, state: u64) -> u128 {
 /// Most users want [`crate::KeyedRateLimiter`], which pairs a store with an algorithm and
 /// a clock.
 pub struct KeyedStore<K: ?Sized> {
+    /// All groups of all shards in one allocation (shard `i` owns the `i`-th run of
+    /// `groups_per_shard` groups), so the table can be backed by huge pages.
+    table: Table<Group>,
     shards: Box<[CachePadded<Shard>]>,
     shard_bits: u32,
     groups_per_shard: usize,
@@ -172,10 +203,11 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             shards *= 2;
         }
         let groups_per_shard = groups.div_ceil(shards);
+        let table = new_table(shards * groups_per_shard);
         let shard_vec: Vec<CachePadded<Shard>> = (0..shards)
-            .map(|_| {
+            .map(|i| {
                 CachePadded::new(Shard {
-                    groups: (0..groups_per_shard).map(|_| Group::new()).collect(),
+                    first: i * groups_per_shard,
                     maxdist: (0..groups_per_shard).map(|_| AtomicU8::new(0)).collect(),
                     lock: Mutex::new(0),
                     len: AtomicUsize::new(0),
@@ -184,6 +216,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             })
             .collect();
         KeyedStore {
+            table,
             shards: shard_vec.into_boxed_slice(),
             shard_bits: shards.trailing_zeros(),
             groups_per_shard,
@@ -193,6 +226,11 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             fp_hasher: new_hasher(1),
             _key: PhantomData,
         }
+    }
+
+    #[inline]
+    fn groups(&self, shard: &Shard) -> &[Group] {
+        &self.table[shard.first..shard.first + self.groups_per_shard]
     }
 
     #[inline]
@@ -211,29 +249,54 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
     /// Finds the slot holding `fp`, with the value read.
     #[inline]
     fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
-        for s in &shard.groups[loc.home].0 {
-            let v = s.load(Ordering::Relaxed);
-            if fp_of(v) == loc.fp {
-                return Some((s, v));
-            }
+        // Branch-free over the four slots: which slot holds the key is random, so an
+        // early exit would mispredict on most lookups.
+        let g = &self.groups(shard)[loc.home].0;
+        let vs = [
+            g[0].load(Ordering::Relaxed),
+            g[1].load(Ordering::Relaxed),
+            g[2].load(Ordering::Relaxed),
+            g[3].load(Ordering::Relaxed),
+        ];
+        let hits = u32::from(fp_of(vs[0]) == loc.fp)
+            | u32::from(fp_of(vs[1]) == loc.fp) << 1
+            | u32::from(fp_of(vs[2]) == loc.fp) << 2
+            | u32::from(fp_of(vs[3]) == loc.fp) << 3;
+        if hits != 0 {
+            let i = hits.trailing_zeros() as usize;
+            return Some((&g[i], vs[i]));
         }
         self.find_displaced(shard, loc)
     }
 
     #[cold]
     fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
+        let groups = self.groups(shard);
+        let scan = |idx: usize| {
+            groups[idx]
+                .0
+                .iter()
+                .map(|s| (s, s.load(Ordering::Relaxed)))
+                .find(|(_, v)| fp_of(*v) == loc.fp)
+        };
+        let mut idx = if loc.home + 1 == groups.len() {
+            0
+        } else {
+            loc.home + 1
+        };
+        // Most displaced keys sit in the very next group (the adjacent cache line): look
+        // there before paying for a read of `maxdist`.
+        if let Some(hit) = scan(idx) {
+            return Some(hit);
+        }
         let md = usize::from(shard.maxdist[loc.home].load(Ordering::Relaxed));
-        let mut idx = loc.home;
-        for _ in 0..md {
+        for _ in 1..md {
             idx += 1;
-            if idx == shard.groups.len() {
+            if idx == groups.len() {
                 idx = 0;
             }
-            for s in &shard.groups[idx].0 {
-                let v = s.load(Ordering::Relaxed);
-                if fp_of(v) == loc.fp {
-                    return Some((s, v));
-                }
+            if let Some(hit) = scan(idx) {
+                return Some(hit);
             }
         }
         None
@@ -299,9 +362,10 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         is_fresh: &impl Fn(u64, u64) -> bool,
     ) -> Result<(), StoreFull> {
         let new = slot(loc.fp, state);
+        let groups = self.groups(shard);
         let mut idx = loc.home;
         for dist in 0..self.max_probe {
-            for s in &shard.groups[idx].0 {
+            for s in &groups[idx].0 {
                 let mut v = s.load(Ordering::Relaxed);
                 loop {
                     let empty = v == 0;
@@ -328,7 +392,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 }
             }
             idx += 1;
-            if idx == shard.groups.len() {
+            if idx == groups.len() {
                 idx = 0;
             }
         }
@@ -346,9 +410,10 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         now: u64,
         is_fresh: &impl Fn(u64, u64) -> bool,
     ) {
-        let idx = *cursor % shard.groups.len();
+        let groups = self.groups(shard);
+        let idx = *cursor % groups.len();
         *cursor = idx + 1;
-        for s in &shard.groups[idx].0 {
+        for s in &groups[idx].0 {
             Self::evict_slot_if_fresh(shard, s, now, is_fresh);
         }
     }
@@ -424,7 +489,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         let mut evicted = 0;
         for shard in self.shards.iter() {
             let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
-            for g in shard.groups.iter() {
+            for g in self.groups(shard) {
                 for s in &g.0 {
                     if Self::evict_slot_if_fresh(shard, s, now, &is_fresh) {
                         evicted += 1;

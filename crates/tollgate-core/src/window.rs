@@ -35,15 +35,17 @@
 //! | 15..0 | count of the current window |
 //!
 //! Hence the limits checked by [`SlidingWindow::new`]: a window of at least one second
-//! (so window numbers wrap only after 136 years) and at most 65,535 units per window. For
-//! larger or finer limits use [`crate::Gcra`], which has neither restriction.
+//! and at most 65,535 units per window. For larger or finer limits use [`crate::Gcra`],
+//! which has neither restriction. Window numbers are compared modulo 2^32: a stored state
+//! more than 2^31 windows older than `now` (68 years for a 1 s window) would be read as
+//! "the clock went back". A key never seen (state 0) is always fresh, whatever `now` is.
 //!
 //! If the clock goes back into an earlier window, the request is decided as if it came at
 //! the start of the window the state last saw: counts are never lost or forgotten.
 
 use std::fmt;
 
-use crate::algorithm::Algorithm;
+use crate::algorithm::{Algorithm, FRESH};
 use crate::{Decision, Rate};
 
 /// The shortest window a [`SlidingWindow`] accepts: one second.
@@ -157,6 +159,16 @@ impl SlidingWindow {
     fn view(&self, state: u64, now: u64) -> View {
         let w = now / self.window;
         let elapsed = now % self.window;
+        if state == FRESH {
+            // A key never seen (window 0, no counts) must not be read as "the clock went
+            // back" when `now` is more than 2^31 windows past the clock's zero.
+            return View {
+                window: w,
+                elapsed,
+                prev: 0,
+                cur: 0,
+            };
+        }
         let sw = (state >> 32) as u32;
         let sp = (state >> 16) & 0xFFFF;
         let sc = state & 0xFFFF;
@@ -236,7 +248,10 @@ impl Algorithm for SlidingWindow {
             let cur = u128::from(v.cur);
             let prev = u128::from(v.prev);
             // Earliest time at which `cost` fits, assuming no other traffic.
-            let at = if cur + cost_w <= limit {
+            let at = if cost_w > limit {
+                // Above capacity (the limiters reject this before asking): never.
+                u128::from(u64::MAX) + now_w
+            } else if cur + cost_w <= limit {
                 // Blocked by the previous window's weight, which decays in this window;
                 // at the next window's start the count is `cur <= limit - cost` anyway.
                 let e = win - ((limit - cur - cost_w) * win) / prev;
@@ -381,8 +396,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_key_is_fresh_far_from_the_clocks_zero() {
+        // Found by the model test: nanoseconds since the Unix epoch pass 2^31 one-second
+        // windows in 2038.
+        let w = sw("1/s");
+        let t0 = ((1u64 << 31) + 1) * S;
+        let mut st = 0;
+        let d = run(&w, &mut st, t0, 1);
+        assert!(d.allowed);
+        assert_eq!(d.reset_after, 2 * S);
+        assert!(run(&w, &mut st, t0 + 5 * S, 1).allowed);
+        assert!(w.is_fresh(0, u64::MAX));
+    }
+
+    #[test]
     fn cost_zero_and_extremes() {
         let w = sw("1/s");
+        let (d, next) = w.decide(0, 0, u64::MAX);
+        assert!(
+            !d.allowed && next.is_none(),
+            "a cost above capacity never passes"
+        );
+        assert_eq!(d.retry_after, u64::MAX);
         let (d, next) = w.decide(0, 0, 0);
         assert!(d.allowed && next.is_none());
         let mut st = 0;
