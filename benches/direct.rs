@@ -70,7 +70,7 @@ fn allowed_fake_time(c: &mut Criterion) {
     for _ in 0..2 * FAKE_BURST {
         now += step;
         assert!(
-            tg.check_at(now).allowed,
+            tg.check_at(now).allowed(),
             "tollgate/check_at must stay allowed"
         );
     }
@@ -85,7 +85,10 @@ fn allowed_fake_time(c: &mut Criterion) {
     let tg = GcraLimiter::with_clock(rate.into(), tg_clock.clone());
     for _ in 0..2 * FAKE_BURST {
         tg_clock.advance(FAKE_STEP);
-        assert!(tg.check().allowed, "tollgate/ManualClock must stay allowed");
+        assert!(
+            tg.check().allowed(),
+            "tollgate/ManualClock must stay allowed"
+        );
     }
     group.bench_function(BenchmarkId::new("tollgate", "ManualClock"), |b| {
         b.iter(|| {
@@ -129,7 +132,7 @@ fn allowed_default_clock(c: &mut Criterion) {
     let tg = GcraLimiter::new(rate.into());
     for _ in 0..10 * REAL_BURST {
         assert!(
-            tg.check().allowed,
+            tg.check().allowed(),
             "tollgate/MonotonicClock must stay allowed"
         );
     }
@@ -147,7 +150,7 @@ fn allowed_default_clock(c: &mut Criterion) {
 
     let tg = GcraLimiter::with_clock(rate.into(), StdClock::new());
     for _ in 0..10 * REAL_BURST {
-        assert!(tg.check().allowed, "tollgate/StdClock must stay allowed");
+        assert!(tg.check().allowed(), "tollgate/StdClock must stay allowed");
     }
     group.bench_function(BenchmarkId::new("tollgate", "StdClock"), |b| {
         b.iter(|| black_box(tg.check()))
@@ -180,15 +183,18 @@ fn denied(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let tg = GcraLimiter::new(rate.into());
-    assert!(tg.check_at(START_NANOS).allowed);
-    assert!(!tg.check_at(START_NANOS).allowed, "tollgate must be denied");
+    assert!(tg.check_at(START_NANOS).allowed());
+    assert!(
+        !tg.check_at(START_NANOS).allowed(),
+        "tollgate must be denied"
+    );
     group.bench_function(BenchmarkId::new("tollgate", "check_at"), |b| {
         b.iter(|| black_box(tg.check_at(black_box(START_NANOS))))
     });
 
     let tg = GcraLimiter::with_clock(rate.into(), ManualClock::new(START_NANOS));
-    assert!(tg.check().allowed);
-    assert!(!tg.check().allowed, "tollgate/ManualClock must be denied");
+    assert!(tg.check().allowed());
+    assert!(!tg.check().allowed(), "tollgate/ManualClock must be denied");
     group.bench_function(BenchmarkId::new("tollgate", "ManualClock"), |b| {
         b.iter(|| black_box(tg.check()))
     });

@@ -48,7 +48,7 @@ pub(crate) fn bench_all(c: &mut Criterion) {
             let mut now = START_NANOS;
             for key in 0..n {
                 let d = tg.check_at(&key, now).expect("room for every key");
-                assert!(d.allowed, "tollgate: prefill must be allowed");
+                assert!(d.allowed(), "tollgate: prefill must be allowed");
             }
             assert_eq!(tg.len() as u64, n);
             group.bench_function(BenchmarkId::new("tollgate", n), |b| {
@@ -59,7 +59,7 @@ pub(crate) fn bench_all(c: &mut Criterion) {
                     for i in 0..iters {
                         let key = seq[i as usize & SEQ_MASK];
                         let d = black_box(tg.check_at(&key, black_box(now)));
-                        allowed += u64::from(matches!(d, Ok(d) if d.allowed));
+                        allowed += u64::from(matches!(d, Ok(d) if d.allowed()));
                     }
                     let elapsed = start.elapsed();
                     assert_eq!(allowed, iters, "tollgate: every timed check is allowed");

@@ -73,7 +73,7 @@ fn child(contender: &str) {
             let limiter = KeyedGcraLimiter::<u64>::new(Gcra::new(rate), KEYS as usize);
             for key in 0..KEYS {
                 let d = limiter.check_at(&key, NOW).expect("room for every key");
-                assert!(d.allowed);
+                assert!(d.allowed());
             }
             assert_eq!(limiter.len() as u64, KEYS);
             let after = vm_rss_bytes().expect("VmRSS");

@@ -91,7 +91,7 @@ fn direct(c: &mut Criterion) {
 
     let tg = GcraLimiter::new(gcra);
     let mut now = START_NANOS;
-    assert!(tg.check_at(now).allowed, "tollgate must be allowed");
+    assert!(tg.check_at(now).allowed(), "tollgate must be allowed");
     group.bench_function(BenchmarkId::new("tollgate", "one_limiter"), |b| {
         b.iter_custom(|iters| {
             now += gap;
@@ -100,7 +100,7 @@ fn direct(c: &mut Criterion) {
                 let mut allowed = 0u64;
                 for _ in 0..iters {
                     let d = black_box(tg.check_at(black_box(now)));
-                    allowed += u64::from(d.allowed);
+                    allowed += u64::from(d.allowed());
                 }
                 allowed
             })
@@ -138,7 +138,7 @@ fn keyed(c: &mut Criterion) {
     {
         let tg = KeyedGcraLimiter::<u64>::new(gcra, 1);
         let mut now = START_NANOS;
-        assert!(tg.check_at(&SHARED_KEY, now).expect("room").allowed);
+        assert!(tg.check_at(&SHARED_KEY, now).expect("room").allowed());
         group.bench_function(BenchmarkId::new("tollgate", "one_key"), |b| {
             b.iter_custom(|iters| {
                 now += gap;
@@ -147,7 +147,7 @@ fn keyed(c: &mut Criterion) {
                     let mut allowed = 0u64;
                     for _ in 0..iters {
                         let d = black_box(tg.check_at(&SHARED_KEY, black_box(now)));
-                        allowed += u64::from(matches!(d, Ok(d) if d.allowed));
+                        allowed += u64::from(matches!(d, Ok(d) if d.allowed()));
                     }
                     allowed
                 })
@@ -182,7 +182,7 @@ fn keyed(c: &mut Criterion) {
         let tg = KeyedGcraLimiter::<u64>::new(gcra, total_keys as usize);
         let mut now = START_NANOS;
         for key in 0..total_keys {
-            assert!(tg.check_at(&key, now).expect("room").allowed);
+            assert!(tg.check_at(&key, now).expect("room").allowed());
         }
         group.bench_function(BenchmarkId::new("tollgate", "disjoint_2x5000"), |b| {
             b.iter_custom(|iters| {
@@ -194,7 +194,7 @@ fn keyed(c: &mut Criterion) {
                     for i in 0..iters {
                         let key = seq[i as usize & SEQ_MASK];
                         let d = black_box(tg.check_at(&key, black_box(now)));
-                        allowed += u64::from(matches!(d, Ok(d) if d.allowed));
+                        allowed += u64::from(matches!(d, Ok(d) if d.allowed()));
                     }
                     allowed
                 })

@@ -39,7 +39,7 @@ fn hammer<A: Algorithm>(limiter: &RateLimiter<A, ManualClock>, attempts: usize) 
                 let mut last_remaining = u64::MAX;
                 for _ in 0..attempts {
                     let d = limiter.check();
-                    if d.allowed {
+                    if d.allowed() {
                         mine += 1;
                         // Time is frozen: capacity only shrinks.
                         assert!(d.remaining < last_remaining);
@@ -61,7 +61,7 @@ fn frozen_clock_direct_gcra_admits_exactly_the_burst() {
     for _ in 0..REPEAT {
         let limiter = GcraLimiter::with_clock(Gcra::new(rate), ManualClock::new(7 * SEC));
         assert_eq!(hammer(&limiter, 4_000), 5_000);
-        assert!(!limiter.check().allowed);
+        assert!(!limiter.check().allowed());
     }
 }
 
@@ -92,7 +92,7 @@ fn frozen_clock_weighted_costs_never_exceed_the_burst() {
                 for _ in 0..3_000 {
                     let cost = 1 + rng.below(7);
                     let d = limiter.check_n(cost).unwrap();
-                    if d.allowed {
+                    if d.allowed() {
                         used.fetch_add(cost, Ordering::Relaxed);
                     }
                 }
@@ -124,7 +124,7 @@ fn overlapping_keys<A: Algorithm>(limiter: KeyedRateLimiter<u32, A, ManualClock>
                         // Walk the keys in a different order each round.
                         let key = (first + (j * 7 + round) % (KEYS / 2)) % KEYS;
                         match limiter.check(&(key as u32)) {
-                            Ok(d) if d.allowed => {
+                            Ok(d) if d.allowed() => {
                                 allowed[key].fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(_) => {}
@@ -171,7 +171,7 @@ fn refunds_race_checks<A: Algorithm>(limiter: &RateLimiter<A, ManualClock>, capa
                 let mut rng = SplitMix64::new(100 + i as u64);
                 start.wait();
                 for _ in 0..5_000 {
-                    if limiter.check().allowed {
+                    if limiter.check().allowed() {
                         allowed.fetch_add(1, Ordering::Relaxed);
                         if rng.chance(0.3) {
                             limiter.refund(1);
@@ -184,7 +184,7 @@ fn refunds_race_checks<A: Algorithm>(limiter: &RateLimiter<A, ManualClock>, capa
     });
     // Drain what is left (refunds made late in the race may have left some).
     let mut allowed = allowed.into_inner();
-    while limiter.check().allowed {
+    while limiter.check().allowed() {
         allowed += 1;
     }
     let refunds = refunds.into_inner();
@@ -228,7 +228,7 @@ fn refunds_racing_checks_on_keys() {
                 start.wait();
                 for _ in 0..4_000 {
                     let key = rng.below(u64::from(KEYS)) as u32;
-                    if limiter.check(&key).unwrap().allowed {
+                    if limiter.check(&key).unwrap().allowed() {
                         allowed[key as usize].fetch_add(1, Ordering::Relaxed);
                         if rng.chance(0.25) {
                             limiter.refund(&key, 1);
@@ -241,7 +241,7 @@ fn refunds_racing_checks_on_keys() {
     });
     for key in 0..KEYS {
         let mut a = allowed[key as usize].load(Ordering::Relaxed);
-        while limiter.check(&key).unwrap().allowed {
+        while limiter.check(&key).unwrap().allowed() {
             a += 1;
         }
         let r = refunds[key as usize].load(Ordering::Relaxed);
@@ -298,7 +298,7 @@ fn tiny_store_phases<A: Algorithm>(alg: A, steps: &[u64]) -> Phases {
                     for _ in 0..150 {
                         let key = rng.below(KEYS as u64) as u32;
                         match limiter.check(&key) {
-                            Ok(d) if d.allowed => {
+                            Ok(d) if d.allowed() => {
                                 allowed[p][key as usize].fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(_) => {}

@@ -220,7 +220,7 @@ pub mod model {
 
         fn count(&mut self, r: &Result<Decision, InsufficientCapacity>) {
             match r {
-                Ok(d) if d.allowed => self.allowed += 1,
+                Ok(d) if d.allowed() => self.allowed += 1,
                 Ok(d) => {
                     self.denied += 1;
                     if d.retry_after == u64::MAX {
@@ -370,7 +370,7 @@ pub mod model {
                         );
                         let would = fresh.peek(now, cost);
                         ensure!(
-                            cost > 0 && matches!(would, Ok(d) if d.allowed),
+                            cost > 0 && matches!(would, Ok(d) if d.allowed()),
                             "step {i} ({step:?}, now = {now}): StoreFull for a request that \
                              would not store anything: {would:?}"
                         );

@@ -101,13 +101,19 @@ impl GcraRef {
             }
         };
         let d = Decision {
-            allowed,
             limit: self.burst as u64,
             remaining: to_u64(remaining),
             retry_after,
             // The state is fresh again once the TAT is not after the clock.
             reset_after: to_u64(tat.saturating_sub(now_w)),
         };
+        // The crate derives `allowed` from `retry_after == 0`; the model decides it on its
+        // own, so check the two agree.
+        assert_eq!(
+            d.allowed(),
+            allowed,
+            "model: allowed must mean retry_after == 0"
+        );
         Ok((d, tat))
     }
 }
@@ -120,7 +126,7 @@ impl Model for GcraRef {
     fn check(&mut self, now: u64, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let (d, tat) = self.decide(now, cost)?;
         // A zero cost is a probe: it records nothing.
-        if d.allowed && cost > 0 {
+        if d.allowed() && cost > 0 {
             self.tat = tat;
         }
         Ok(d)
@@ -433,12 +439,12 @@ fn model_sanity() {
         assert_eq!(m.check(0, 1).unwrap().remaining, left);
     }
     let d = m.check(0, 1).unwrap();
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!((d.retry_after, d.reset_after), (100_000_000, 300_000_000));
     let mut m = GcraRef::new("1/100y".parse().unwrap());
     assert_eq!(m.check(0, 1).unwrap().reset_after, 100 * YEAR);
     assert_eq!(m.check(1, 1).unwrap().retry_after, 100 * YEAR - 1);
     let mut m = GcraRef::new("1/s".parse().unwrap());
     let d = m.check(u64::MAX, 1).unwrap();
-    assert!(!d.allowed && d.retry_after == u64::MAX);
+    assert!(!d.allowed() && d.retry_after == u64::MAX);
 }

@@ -152,12 +152,18 @@ impl WindowRef {
             to_u64(hi - now_w)
         };
         let d = Decision {
-            allowed,
             limit: self.limit as u64,
             remaining: to_u64(remaining),
             retry_after,
             reset_after: to_u64(fresh_at.saturating_sub(now_w)),
         };
+        // The crate derives `allowed` from `retry_after == 0`; the model decides it on its
+        // own, so check the two agree.
+        assert_eq!(
+            d.allowed(),
+            allowed,
+            "model: allowed must mean retry_after == 0"
+        );
         Ok((d, v))
     }
 }
@@ -169,7 +175,7 @@ fn to_u64(v: u128) -> u64 {
 impl Model for WindowRef {
     fn check(&mut self, now: u64, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let (d, v) = self.decide(now, cost)?;
-        if d.allowed && cost > 0 {
+        if d.allowed() && cost > 0 {
             self.seen = v.window;
             self.prev = v.prev;
             self.cur = v.cur + u128::from(cost);
@@ -484,11 +490,11 @@ fn model_sanity() {
     // The documented examples, answered by the model.
     let mut m = WindowRef::new("4/s".parse().unwrap());
     for _ in 0..4 {
-        assert!(m.check(0, 1).unwrap().allowed);
+        assert!(m.check(0, 1).unwrap().allowed());
     }
-    assert!(!m.peek(0, 1).unwrap().allowed);
-    assert!(m.peek(1_250_000_000, 1).unwrap().allowed);
-    assert!(!m.peek(1_249_999_999, 1).unwrap().allowed);
+    assert!(!m.peek(0, 1).unwrap().allowed());
+    assert!(m.peek(1_250_000_000, 1).unwrap().allowed());
+    assert!(!m.peek(1_249_999_999, 1).unwrap().allowed());
     let d = m.peek(SEC + SEC / 10, 1).unwrap();
     assert_eq!(d.retry_after, SEC / 4 - SEC / 10);
 
@@ -503,8 +509,8 @@ fn model_sanity() {
 
     // The clock going back keeps the counts.
     let mut m = WindowRef::new("2/s".parse().unwrap());
-    assert!(m.check(5 * SEC + 10, 2).unwrap().allowed);
+    assert!(m.check(5 * SEC + 10, 2).unwrap().allowed());
     let d = m.check(4 * SEC, 1).unwrap();
-    assert!(!d.allowed && d.retry_after > SEC);
+    assert!(!d.allowed() && d.retry_after > SEC);
     assert!(!m.is_fresh(0));
 }

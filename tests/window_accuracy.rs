@@ -50,7 +50,7 @@ fn run_counter(traffic: &[u64]) -> Outcome {
             .map_or(0, |p| fixed.get(&p).copied().unwrap_or(0));
         let cur = fixed.get(&k).copied().unwrap_or(0);
         let d = limiter.check_at(t);
-        if !d.allowed {
+        if !d.allowed() {
             assert!(
                 prev + cur + 1 > LIMIT,
                 "denied at {t} with prev {prev} + cur {cur} + 1 <= {LIMIT}"

@@ -126,7 +126,7 @@ fn check_decision<A: Algorithm>(
         ctx()
     );
 
-    if d.allowed {
+    if d.allowed() {
         assert_eq!(d.retry_after, 0, "allowed with retry_after: {}", ctx());
         assert_eq!(
             next.is_some(),
@@ -152,7 +152,7 @@ fn check_decision<A: Algorithm>(
             if let Some(later) = now.checked_add(d.retry_after) {
                 let (d2, _) = alg.decide(state, later, cost);
                 assert!(
-                    d2.allowed,
+                    d2.allowed(),
                     "waiting retry_after is not enough: {} ; at {later}: {d2:?}",
                     ctx()
                 );

@@ -122,7 +122,7 @@ fuzz_target!(|input: Input| {
                             .peek_at(cost, now)
                             .expect("StoreFull for a cost above capacity");
                         assert!(
-                            would.allowed && cost > 0,
+                            would.allowed() && cost > 0,
                             "StoreFull for key {key} whose request changes nothing: {would:?}"
                         );
                         assert!(

@@ -29,7 +29,7 @@ fn main() {
         let now = ms * 1_000_000;
         match limiter.check_n_at(&(token, tenant), cost, now) {
             Ok(d) => {
-                if d.allowed {
+                if d.allowed() {
                     allowed += 1;
                 } else {
                     denied += 1;
@@ -40,7 +40,7 @@ fn main() {
                     token,
                     tenant,
                     method,
-                    if d.allowed { "allow" } else { "DENY" },
+                    if d.allowed() { "allow" } else { "DENY" },
                     d.remaining,
                     d.retry_after as f64 / 1e6,
                     d.reset_after as f64 / 1e6,

@@ -7,11 +7,10 @@ use std::time::Duration;
 /// `RateLimit` / `RateLimit-Policy` / `Retry-After` headers
 /// (draft-ietf-httpapi-ratelimit-headers).
 ///
-/// All times are nanoseconds relative to the `now` the decision was made at.
+/// All times are nanoseconds relative to the `now` the decision was made at. Whether the
+/// request is allowed is [`Decision::allowed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Decision {
-    /// Whether the request may proceed. A denied request consumed nothing.
-    pub allowed: bool,
     /// The most cost units the limit admits at once (the GCRA burst, or the sliding
     /// window's count per window).
     pub limit: u64,
@@ -19,7 +18,8 @@ pub struct Decision {
     pub remaining: u64,
     /// For a denied request, how long to wait before the same request is admitted
     /// (assuming no other traffic). Rounded up: waiting exactly this long is enough.
-    /// Zero for an allowed request.
+    /// `u64::MAX` when the request can never be admitted within the clock's range.
+    /// **Zero exactly when the request is allowed.**
     pub retry_after: u64,
     /// How long until the limit's state is back to that of a key never seen (full
     /// capacity available).
@@ -27,6 +27,16 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the request may proceed: `retry_after == 0`. A denied request consumed
+    /// nothing.
+    ///
+    /// (Deriving it keeps `Decision` four plain words: no padding byte for callers to
+    /// copy, and no way for the two to disagree.)
+    #[inline]
+    pub fn allowed(&self) -> bool {
+        self.retry_after == 0
+    }
+
     /// [`Decision::retry_after`] as a `Duration`.
     pub fn retry_after_duration(&self) -> Duration {
         Duration::from_nanos(self.retry_after)
@@ -138,7 +148,6 @@ mod tests {
     #[test]
     fn seconds_round_up() {
         let d = Decision {
-            allowed: false,
             limit: 1,
             remaining: 0,
             retry_after: 1_000_000_001,

@@ -24,10 +24,10 @@ use crate::{Decision, Rate};
 /// use tollgate_core::{Algorithm, Gcra, Rate};
 /// let gcra = Gcra::new(Rate::per_second(10).unwrap().with_burst(2).unwrap());
 /// let (d, tat) = gcra.decide(0, 0, 1);
-/// assert!(d.allowed);
+/// assert!(d.allowed());
 /// assert_eq!((d.remaining, tat), (1, Some(100_000_000)));
 /// let (d, _) = gcra.decide(200_000_000, 0, 1);
-/// assert!(!d.allowed);
+/// assert!(!d.allowed());
 /// assert_eq!(d.retry_after, 100_000_000); // waiting exactly 100 ms is enough
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,7 +92,6 @@ impl Algorithm for Gcra {
         match new_tat {
             Some(new_tat) if new_tat <= line => {
                 let d = Decision {
-                    allowed: true,
                     limit: self.burst,
                     // line - new_tat <= tau <= 2^62, as the divider requires.
                     remaining: self.div_t.div(line - new_tat),
@@ -104,7 +103,6 @@ impl Algorithm for Gcra {
             }
             _ => {
                 let d = Decision {
-                    allowed: false,
                     limit: self.burst,
                     remaining: self.div_t.div(line.saturating_sub(tat)),
                     // How much later `now` must be for the request to fit.
@@ -181,27 +179,27 @@ mod tests {
         let mut tat = 0;
         for left in [2, 1, 0] {
             let (d, next) = g.decide(tat, 0, 1);
-            assert!(d.allowed);
+            assert!(d.allowed());
             assert_eq!(d.remaining, left);
             tat = next.unwrap();
         }
         let (d, next) = g.decide(tat, 0, 1);
-        assert!(!d.allowed && next.is_none());
+        assert!(!d.allowed() && next.is_none());
         assert_eq!(d.retry_after, 100 * ms);
         assert_eq!(d.reset_after, 300 * ms);
         // Waiting exactly retry_after is enough; one nanosecond less is not.
-        assert!(!g.decide(tat, 100 * ms - 1, 1).0.allowed);
-        assert!(g.decide(tat, 100 * ms, 1).0.allowed);
+        assert!(!g.decide(tat, 100 * ms - 1, 1).0.allowed());
+        assert!(g.decide(tat, 100 * ms, 1).0.allowed());
     }
 
     #[test]
     fn weighted_costs() {
         let g = gcra("10/s");
         let (d, tat) = g.decide(0, 0, 10);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.remaining, 0);
         let (d, _) = g.decide(tat.unwrap(), 0, 4);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.retry_after, 400_000_000);
     }
 
@@ -209,7 +207,7 @@ mod tests {
     fn cost_zero_changes_nothing() {
         let g = gcra("1/s burst 1");
         let (d, next) = g.decide(0, 5, 0);
-        assert!(d.allowed && next.is_none());
+        assert!(d.allowed() && next.is_none());
         assert_eq!(d.remaining, 1);
     }
 
@@ -217,11 +215,11 @@ mod tests {
     fn burst_one() {
         let g = gcra("2/s burst 1");
         let (d, tat) = g.decide(0, 0, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.remaining, 0);
         let tat = tat.unwrap();
         let (d, _) = g.decide(tat, 1, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.retry_after, 500_000_000 - 1);
     }
 
@@ -247,7 +245,7 @@ mod tests {
         let tat = tat.unwrap();
         for now in [0, 1, 999_999_999] {
             let (d, next) = g.decide(tat, now, 1);
-            assert!(!d.allowed, "at {now}");
+            assert!(!d.allowed(), "at {now}");
             assert!(next.is_none());
             assert!(d.retry_after > 0);
         }
@@ -257,14 +255,14 @@ mod tests {
     fn u64_extremes() {
         let g = gcra("1/s");
         let (d, next) = g.decide(0, u64::MAX, 1);
-        assert!(!d.allowed, "no TAT fits past the end of the clock");
+        assert!(!d.allowed(), "no TAT fits past the end of the clock");
         assert_eq!(d.retry_after, u64::MAX);
         assert!(next.is_none());
         let (d, next) = g.decide(u64::MAX, u64::MAX - 2_000_000_000, 1);
-        assert!(!d.allowed && next.is_none());
+        assert!(!d.allowed() && next.is_none());
         let near = u64::MAX - 1_000_000_000;
         let (d, next) = g.decide(0, near, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(next, Some(u64::MAX));
         // Found by the `algorithms` fuzz target: near the end of the clock a denial must
         // not promise a finite wait, nor capacity it cannot give.
@@ -272,7 +270,7 @@ mod tests {
         let now = u64::MAX - 2_500_000_000;
         let tat = g.decide(0, now, 2).1.unwrap();
         let (d, _) = g.decide(tat, now, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.retry_after, u64::MAX);
         assert_eq!(d.remaining, 0);
         assert!(g.is_fresh(0, 0) && g.is_fresh(u64::MAX, u64::MAX));
@@ -315,10 +313,10 @@ mod tests {
         let g = gcra("1/100y");
         let hundred_years = 100 * 365 * 86_400 * 1_000_000_000u64;
         let (d, tat) = g.decide(0, 0, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.reset_after, hundred_years);
         let (d, _) = g.decide(tat.unwrap(), 1, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.retry_after, hundred_years - 1);
     }
 }

@@ -16,9 +16,9 @@ use crate::{Decision, Gcra, KeyedError, KeyedStore, SlidingWindow};
 /// ```
 /// use tollgate_core::{KeyedGcraLimiter, Rate};
 /// let limiter = KeyedGcraLimiter::<str>::new(Rate::per_second(1).unwrap().into(), 10_000);
-/// assert!(limiter.check_at("token-a:tenant-1", 0).unwrap().allowed);
-/// assert!(!limiter.check_at("token-a:tenant-1", 1).unwrap().allowed);
-/// assert!(limiter.check_at("token-a:tenant-2", 1).unwrap().allowed);
+/// assert!(limiter.check_at("token-a:tenant-1", 0).unwrap().allowed());
+/// assert!(!limiter.check_at("token-a:tenant-1", 1).unwrap().allowed());
+/// assert!(limiter.check_at("token-a:tenant-2", 1).unwrap().allowed());
 /// ```
 pub struct KeyedRateLimiter<K: ?Sized, A: Algorithm, C: Clock = DefaultClock> {
     store: KeyedStore<K>,
@@ -172,10 +172,10 @@ mod tests {
             100,
             ManualClock::new(0),
         );
-        assert!(l.check(&(1, 1)).unwrap().allowed);
-        assert!(l.check(&(1, 1)).unwrap().allowed);
-        assert!(!l.check(&(1, 1)).unwrap().allowed);
-        assert!(l.check(&(1, 2)).unwrap().allowed);
+        assert!(l.check(&(1, 1)).unwrap().allowed());
+        assert!(l.check(&(1, 1)).unwrap().allowed());
+        assert!(!l.check(&(1, 1)).unwrap().allowed());
+        assert!(l.check(&(1, 2)).unwrap().allowed());
         assert!(matches!(
             l.check_n(&(1, 3), 3),
             Err(KeyedError::InsufficientCapacity(_))
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(l.peek_at(&(9, 9), 2, 0).unwrap().remaining, 0);
         assert_eq!(l.len(), 2, "peek and errors insert nothing");
         l.refund(&(1, 1), 1);
-        assert!(l.check(&(1, 1)).unwrap().allowed);
+        assert!(l.check(&(1, 1)).unwrap().allowed());
         l.reset(&(1, 1));
         assert_eq!(l.check(&(1, 1)).unwrap().remaining, 1);
         l.refund(&(7, 7), 1);
@@ -200,10 +200,10 @@ mod tests {
         );
         let slots = l.store().slots() as u64;
         for k in 0..slots {
-            assert!(l.check(&k).unwrap().allowed);
+            assert!(l.check(&k).unwrap().allowed());
         }
         assert!(matches!(l.check(&1000), Err(KeyedError::StoreFull(_))));
         clock.advance(std::time::Duration::from_secs(1));
-        assert!(l.check(&1000).unwrap().allowed, "fresh keys make room");
+        assert!(l.check(&1000).unwrap().allowed(), "fresh keys make room");
     }
 }

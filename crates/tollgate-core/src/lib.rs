@@ -27,7 +27,7 @@
 //!
 //! let key = ("tok_3f9a", "tenant-42");
 //! let d: Decision = limiter.check_at(&key, 0).unwrap();
-//! assert!(d.allowed);
+//! assert!(d.allowed());
 //! assert_eq!(d.remaining, 19);
 //!
 //! // A write request that costs 5 units:

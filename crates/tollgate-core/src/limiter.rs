@@ -25,13 +25,13 @@ use crate::{Decision, Gcra, InsufficientCapacity, SlidingWindow};
 /// use tollgate_core::{GcraLimiter, ManualClock, Rate};
 /// let clock = ManualClock::new(0);
 /// let limiter = GcraLimiter::with_clock(Rate::per_second(2).unwrap().into(), clock.clone());
-/// assert!(limiter.check().allowed);
-/// assert!(limiter.check().allowed);
+/// assert!(limiter.check().allowed());
+/// assert!(limiter.check().allowed());
 /// let denied = limiter.check();
-/// assert!(!denied.allowed);
+/// assert!(!denied.allowed());
 /// assert_eq!(denied.retry_after, 500_000_000);
 /// clock.advance(std::time::Duration::from_millis(500));
-/// assert!(limiter.check().allowed);
+/// assert!(limiter.check().allowed());
 /// ```
 #[derive(Debug)]
 pub struct RateLimiter<A: Algorithm, C: Clock = DefaultClock> {
@@ -196,7 +196,7 @@ mod tests {
             }
         );
         assert_eq!(l.state(), FRESH, "the error consumed nothing");
-        assert!(l.check_n(5).unwrap().allowed);
+        assert!(l.check_n(5).unwrap().allowed());
         assert!(l.peek(u64::MAX).is_err());
     }
 
@@ -204,13 +204,13 @@ mod tests {
     fn peek_refund_reset() {
         let clock = ManualClock::new(1_000);
         let l = GcraLimiter::with_clock(Rate::per_second(2).unwrap().into(), clock);
-        assert!(l.peek(2).unwrap().allowed);
+        assert!(l.peek(2).unwrap().allowed());
         assert_eq!(l.state(), FRESH);
-        assert!(l.check_n(2).unwrap().allowed);
-        assert!(!l.peek(1).unwrap().allowed);
+        assert!(l.check_n(2).unwrap().allowed());
+        assert!(!l.peek(1).unwrap().allowed());
         l.refund(1);
-        assert!(l.check().allowed);
-        assert!(!l.check().allowed);
+        assert!(l.check().allowed());
+        assert!(!l.check().allowed());
         l.reset();
         assert_eq!(l.check_n(2).unwrap().remaining, 0);
     }
@@ -220,10 +220,10 @@ mod tests {
         let clock = ManualClock::new(0);
         let sw = SlidingWindow::new("3/s".parse().unwrap()).unwrap();
         let l = SlidingWindowLimiter::with_clock(sw, clock.clone());
-        assert!(l.check_n(3).unwrap().allowed);
-        assert!(!l.check().allowed);
+        assert!(l.check_n(3).unwrap().allowed());
+        assert!(!l.check().allowed());
         clock.advance(std::time::Duration::from_secs(2));
-        assert!(l.check_n(3).unwrap().allowed);
+        assert!(l.check_n(3).unwrap().allowed());
     }
 
     #[test]
@@ -237,7 +237,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..10_000 {
-                        if l.check().allowed {
+                        if l.check().allowed() {
                             allowed.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -32,7 +32,7 @@ fn cas_update_is_linearizable() {
         let handles: Vec<_> = (0..3)
             .map(|_| {
                 let l = Arc::clone(&l);
-                thread::spawn(move || l.check_at(0).allowed)
+                thread::spawn(move || l.check_at(0).allowed())
             })
             .collect();
         let allowed = handles
@@ -51,11 +51,11 @@ fn cas_update_is_linearizable() {
 fn refund_racing_check() {
     loom::model(|| {
         let l = Arc::new(GcraLimiter::with_clock(gcra("1/s burst 1"), Frozen));
-        assert!(l.check_at(0).allowed);
+        assert!(l.check_at(0).allowed());
         let full = l.state();
         let l2 = Arc::clone(&l);
         let refunder = thread::spawn(move || l2.refund_at(1, 0));
-        let allowed = l.check_at(0).allowed;
+        let allowed = l.check_at(0).allowed();
         refunder.join().unwrap();
         if allowed {
             // refund, then check: the check consumed the refunded unit.
@@ -104,7 +104,7 @@ fn insert_racing_eviction() {
         let s2 = Arc::clone(&store);
         let checker = thread::spawn(move || {
             s2.update(&0, 10, fresh, |st| g.decide(st, 10, 1))
-                .map(|d| d.allowed)
+                .map(|d| d.allowed())
         });
         let inserted = store.update(&99, 10, fresh, |st| {
             assert_eq!(st, FRESH, "a new key starts fresh");

@@ -62,15 +62,15 @@ pub const MAX_WINDOW_COUNT: u64 = u16::MAX as u64;
 /// let mut state = 0;
 /// for _ in 0..4 {
 ///     let (d, next) = sw.decide(state, 0, 1);
-///     assert!(d.allowed);
+///     assert!(d.allowed());
 ///     state = next.unwrap();
 /// }
 /// let (d, _) = sw.decide(state, 0, 1);
-/// assert!(!d.allowed);
+/// assert!(!d.allowed());
 /// // The next window still carries the weight of this one: at 1.25 s the estimate is
 /// // 4 * 0.75 = 3, so one more request fits.
-/// assert!(sw.decide(state, 1_250_000_000, 1).0.allowed);
-/// assert!(!sw.decide(state, 1_249_999_999, 1).0.allowed);
+/// assert!(sw.decide(state, 1_250_000_000, 1).0.allowed());
+/// assert!(!sw.decide(state, 1_249_999_999, 1).0.allowed());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlidingWindow {
@@ -234,7 +234,6 @@ impl Algorithm for SlidingWindow {
                 0
             };
             let d = Decision {
-                allowed: true,
                 limit: self.limit,
                 remaining: to_u64((lw - want) / win),
                 retry_after: 0,
@@ -275,7 +274,6 @@ impl Algorithm for SlidingWindow {
                 since(self.start(v.window, 1))
             };
             let d = Decision {
-                allowed: false,
                 limit: self.limit,
                 remaining: to_u64(lw.saturating_sub(used) / win),
                 retry_after: since(at).max(1),
@@ -341,17 +339,17 @@ mod tests {
         let mut st = 0;
         for left in [2, 1, 0] {
             let d = run(&w, &mut st, 2 * S, 1);
-            assert!(d.allowed);
+            assert!(d.allowed());
             assert_eq!(d.remaining, left);
             assert_eq!(d.reset_after, 18 * S, "both windows must age out");
         }
         let d = run(&w, &mut st, 3 * S, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         // Next window [10s, 20s): prev = 3, need 3 * (10 - e)/10 <= 2 -> e >= 10/3 s.
         let expect_at = 10 * S + (10 * S - (2 * 10 * S) / 3);
         assert_eq!(d.retry_after, expect_at - 3 * S);
-        assert!(!w.decide(st, expect_at - 1, 1).0.allowed);
-        assert!(w.decide(st, expect_at, 1).0.allowed);
+        assert!(!w.decide(st, expect_at - 1, 1).0.allowed());
+        assert!(w.decide(st, expect_at, 1).0.allowed());
     }
 
     #[test]
@@ -359,26 +357,26 @@ mod tests {
         let w = sw("4/s");
         let mut st = 0;
         for _ in 0..4 {
-            assert!(run(&w, &mut st, 0, 1).allowed);
+            assert!(run(&w, &mut st, 0, 1).allowed());
         }
         // At 1.1 s the estimate is 4 * 0.9 = 3.6; one more makes 4.6 > 4.
         let d = run(&w, &mut st, S + S / 10, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         let at = S + S / 4; // 4 * (1 - e) <= 3 -> e >= 0.25 s
         assert_eq!(d.retry_after, at - (S + S / 10));
-        assert!(w.decide(st, at, 1).0.allowed);
+        assert!(w.decide(st, at, 1).0.allowed());
     }
 
     #[test]
     fn stale_state_is_fresh_and_refunds_return_units() {
         let w = sw("2/s");
         let mut st = 0;
-        assert!(run(&w, &mut st, 0, 2).allowed);
+        assert!(run(&w, &mut st, 0, 2).allowed());
         assert!(!w.is_fresh(st, S));
         assert!(w.is_fresh(st, 2 * S));
         st = w.refund(st, 0, 1);
-        assert!(run(&w, &mut st, 0, 1).allowed);
-        assert!(!run(&w, &mut st, 0, 1).allowed);
+        assert!(run(&w, &mut st, 0, 1).allowed());
+        assert!(!run(&w, &mut st, 0, 1).allowed());
         st = w.refund(st, 0, 5);
         assert!(w.is_fresh(st, 0));
         assert_eq!(w.refund(0, 0, 3), 0);
@@ -388,9 +386,9 @@ mod tests {
     fn clock_going_back_keeps_counts() {
         let w = sw("2/s");
         let mut st = 0;
-        assert!(run(&w, &mut st, 5 * S + 10, 2).allowed);
+        assert!(run(&w, &mut st, 5 * S + 10, 2).allowed());
         let d = run(&w, &mut st, 4 * S, 1);
-        assert!(!d.allowed, "the counts of window 5 still apply");
+        assert!(!d.allowed(), "the counts of window 5 still apply");
         assert!(d.retry_after > S);
         assert!(!w.is_fresh(st, 0));
     }
@@ -403,9 +401,9 @@ mod tests {
         let t0 = ((1u64 << 31) + 1) * S;
         let mut st = 0;
         let d = run(&w, &mut st, t0, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.reset_after, 2 * S);
-        assert!(run(&w, &mut st, t0 + 5 * S, 1).allowed);
+        assert!(run(&w, &mut st, t0 + 5 * S, 1).allowed());
         assert!(w.is_fresh(0, u64::MAX));
     }
 
@@ -414,17 +412,17 @@ mod tests {
         let w = sw("1/s");
         let (d, next) = w.decide(0, 0, u64::MAX);
         assert!(
-            !d.allowed && next.is_none(),
+            !d.allowed() && next.is_none(),
             "a cost above capacity never passes"
         );
         assert_eq!(d.retry_after, u64::MAX);
         let (d, next) = w.decide(0, 0, 0);
-        assert!(d.allowed && next.is_none());
+        assert!(d.allowed() && next.is_none());
         let mut st = 0;
         let d = run(&w, &mut st, u64::MAX, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         let d = run(&w, &mut st, u64::MAX, 1);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert!(d.retry_after >= 1);
         let w = sw("1/100y");
         let d = run(&w, &mut 0, 0, 1);
