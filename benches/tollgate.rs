@@ -9,7 +9,7 @@
 //! | `direct_allowed_default_clock` | 2. direct, allowed, real time (1/ns, burst 1,000) | `GcraLimiter::new`: `MonotonicClock` (quanta TSC); and `StdClock` (`Instant`), for information | `RateLimiter::direct`: `QuantaClock` (quanta) |
 //! | `direct_denied` | 3. direct, denied, time frozen (1/h, burst 1, exhausted before timing) | `check_at(fixed now)`; and a frozen `ManualClock` + `check()` | frozen `FakeRelativeClock` + `check()` |
 //! | `keyed_uniform` | 4. keyed, 1 / 10,000 / 1,000,000 `u64` keys, uniform random access, allowed, time frozen (1/ns, burst `u32::MAX`) | `KeyedGcraLimiter::<u64>` with capacity = keys, `check_at(&key, fixed now)` | `dashmap_with_clock(FakeRelativeClock)`, `check_key(&key)` on a frozen clock |
-//! | `threads2_direct`, `threads2_keyed` | 5. two threads: one direct limiter, one key, or 2 × 5,000 disjoint keys; allowed, time frozen (1/ns, burst `u32::MAX`) | `check_at(fixed now)` | frozen `FakeRelativeClock` |
+//! | `threads2_direct`, `threads2_keyed` | 5. two threads: one direct limiter, one key, or 2 × 5,000 disjoint keys; allowed, time frozen (1/ns, burst `u32::MAX`) | `check_at(fixed now)`; plus, for information only, the disjoint keys in a store sized for 1M keys (`disjoint_2x5000_capacity_1M`) | frozen `FakeRelativeClock` |
 //!
 //! Scenario 6 (resident bytes per key at one million keys) is the separate target
 //! `benches/resident.rs`.
