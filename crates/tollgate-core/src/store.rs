@@ -56,8 +56,7 @@ use ahash::RandomState;
 use crossbeam_utils::CachePadded;
 
 use crate::algorithm::FRESH;
-use crate::atomic128::Slot;
-use crate::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU128, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::StoreFull;
 
 const SLOTS_PER_GROUP: usize = 4;
@@ -70,10 +69,9 @@ const MIN_GROUPS_PER_SHARD: usize = 64;
 
 /// Four slots in one cache line.
 #[repr(align(64))]
-struct Group([Slot; SLOTS_PER_GROUP]);
+struct Group([AtomicU128; SLOTS_PER_GROUP]);
 
-// SAFETY: four `Slot`s, each a `portable_atomic::AtomicU128` (a `u128` in an
-// `UnsafeCell`, `repr(transparent)` in `Slot`): all-zero
+// SAFETY: four `portable_atomic::AtomicU128`, each a `u128` in an `UnsafeCell`: all-zero
 // bytes are four empty slots. (Under loom the slots are mutexes and the table is built
 // element by element instead.)
 #[cfg(not(tollgate_loom))]
@@ -94,7 +92,14 @@ type Table<T> = Box<[T]>;
 #[cfg(tollgate_loom)]
 fn new_table(groups: usize) -> Table<Group> {
     (0..groups)
-        .map(|_| Group([Slot::new(0), Slot::new(0), Slot::new(0), Slot::new(0)]))
+        .map(|_| {
+            Group([
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+                AtomicU128::new(0),
+            ])
+        })
         .collect()
 }
 
@@ -243,11 +248,16 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
 
     /// Finds the slot holding `fp`, with the value read.
     #[inline]
-    fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a Slot, u128)> {
+    fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
         // Branch-free over the four slots: which slot holds the key is random, so an
         // early exit would mispredict on most lookups.
         let g = &self.groups(shard)[loc.home].0;
-        let vs = [g[0].load(), g[1].load(), g[2].load(), g[3].load()];
+        let vs = [
+            g[0].load(Ordering::Relaxed),
+            g[1].load(Ordering::Relaxed),
+            g[2].load(Ordering::Relaxed),
+            g[3].load(Ordering::Relaxed),
+        ];
         let hits = u32::from(fp_of(vs[0]) == loc.fp)
             | u32::from(fp_of(vs[1]) == loc.fp) << 1
             | u32::from(fp_of(vs[2]) == loc.fp) << 2
@@ -260,13 +270,13 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
     }
 
     #[cold]
-    fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a Slot, u128)> {
+    fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
         let groups = self.groups(shard);
         let scan = |idx: usize| {
             groups[idx]
                 .0
                 .iter()
-                .map(|s| (s, s.load()))
+                .map(|s| (s, s.load(Ordering::Relaxed)))
                 .find(|(_, v)| fp_of(*v) == loc.fp)
         };
         let mut idx = if loc.home + 1 == groups.len() {
@@ -314,7 +324,12 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 loop {
                     let (r, next) = f(state_of(v));
                     let Some(next) = next else { return Ok(r) };
-                    match slot_ref.compare_exchange(v, slot(loc.fp, next)) {
+                    match slot_ref.compare_exchange_weak(
+                        v,
+                        slot(loc.fp, next),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => return Ok(r),
                         // The slot was evicted and reused: look the key up again.
                         Err(actual) if fp_of(actual) != loc.fp => continue 'lookup,
@@ -351,7 +366,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         let mut idx = loc.home;
         for dist in 0..self.max_probe {
             for s in &groups[idx].0 {
-                let mut v = s.load();
+                let mut v = s.load(Ordering::Relaxed);
                 loop {
                     let empty = v == 0;
                     if !empty && !is_fresh(state_of(v), now) {
@@ -362,7 +377,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                     if usize::from(md.load(Ordering::Relaxed)) < dist {
                         md.store(dist as u8, Ordering::Relaxed);
                     }
-                    match s.compare_exchange(v, new) {
+                    match s.compare_exchange(v, new, Ordering::Relaxed, Ordering::Relaxed) {
                         Ok(_) => {
                             if empty {
                                 shard.len.fetch_add(1, Ordering::Relaxed);
@@ -405,13 +420,13 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
 
     fn evict_slot_if_fresh(
         shard: &Shard,
-        s: &Slot,
+        s: &AtomicU128,
         now: u64,
         is_fresh: &impl Fn(u64, u64) -> bool,
     ) -> bool {
-        let mut v = s.load();
+        let mut v = s.load(Ordering::Relaxed);
         while v != 0 && is_fresh(state_of(v), now) {
-            match s.compare_exchange(v, 0) {
+            match s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     shard.len.fetch_sub(1, Ordering::Relaxed);
                     shard.evictions.fetch_add(1, Ordering::Relaxed);
@@ -440,7 +455,10 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 return false;
             };
             let fresh = slot(loc.fp, FRESH);
-            if v == fresh || s.compare_exchange(v, fresh).is_ok() {
+            if v == fresh
+                || s.compare_exchange(v, fresh, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
                 return true;
             }
         }
@@ -455,7 +473,9 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             let Some((s, v)) = self.find(shard, loc) else {
                 return false;
             };
-            if s.compare_exchange(v, 0).is_ok() {
+            if s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
                 shard.len.fetch_sub(1, Ordering::Relaxed);
                 return true;
             }
