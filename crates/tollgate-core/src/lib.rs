@@ -44,6 +44,8 @@
 #![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
 
 mod algorithm;
+#[allow(unsafe_code)]
+mod atomic128;
 pub mod clock;
 mod decision;
 mod gcra;

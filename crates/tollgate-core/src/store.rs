@@ -56,7 +56,8 @@ use ahash::RandomState;
 use crossbeam_utils::CachePadded;
 
 use crate::algorithm::FRESH;
-use crate::sync::{AtomicU128, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::atomic128::{Fast, Slot};
+use crate::sync::{AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::StoreFull;
 
 const SLOTS_PER_GROUP: usize = 4;
@@ -69,9 +70,10 @@ const MIN_GROUPS_PER_SHARD: usize = 64;
 
 /// Four slots in one cache line.
 #[repr(align(64))]
-struct Group([AtomicU128; SLOTS_PER_GROUP]);
+struct Group([Slot; SLOTS_PER_GROUP]);
 
-// SAFETY: four `portable_atomic::AtomicU128`, each a `u128` in an `UnsafeCell`: all-zero
+// SAFETY: four `Slot`s, each a `portable_atomic::AtomicU128` (a `u128` in an
+// `UnsafeCell`, `repr(transparent)` in `Slot`): all-zero
 // bytes are four empty slots. (Under loom the slots are mutexes and the table is built
 // element by element instead.)
 #[cfg(not(tollgate_loom))]
@@ -92,14 +94,7 @@ type Table<T> = Box<[T]>;
 #[cfg(tollgate_loom)]
 fn new_table(groups: usize) -> Table<Group> {
     (0..groups)
-        .map(|_| {
-            Group([
-                AtomicU128::new(0),
-                AtomicU128::new(0),
-                AtomicU128::new(0),
-                AtomicU128::new(0),
-            ])
-        })
+        .map(|_| Group([Slot::new(0), Slot::new(0), Slot::new(0), Slot::new(0)]))
         .collect()
 }
 
@@ -164,6 +159,8 @@ pub struct KeyedStore<K: ?Sized> {
     groups_per_shard: usize,
     max_probe: usize,
     capacity: usize,
+    /// Whether slots may use the inline 128-bit instructions (detected once).
+    fast: Fast,
     pos_hasher: RandomState,
     fp_hasher: RandomState,
     _key: PhantomData<fn(&K)>,
@@ -222,6 +219,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             groups_per_shard,
             max_probe: groups_per_shard.min(MAX_PROBE_GROUPS),
             capacity,
+            fast: Fast::detect(),
             pos_hasher: new_hasher(0),
             fp_hasher: new_hasher(1),
             _key: PhantomData,
@@ -248,15 +246,15 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
 
     /// Finds the slot holding `fp`, with the value read.
     #[inline]
-    fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
+    fn find<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a Slot, u128)> {
         // Branch-free over the four slots: which slot holds the key is random, so an
         // early exit would mispredict on most lookups.
         let g = &self.groups(shard)[loc.home].0;
         let vs = [
-            g[0].load(Ordering::Relaxed),
-            g[1].load(Ordering::Relaxed),
-            g[2].load(Ordering::Relaxed),
-            g[3].load(Ordering::Relaxed),
+            g[0].load(self.fast),
+            g[1].load(self.fast),
+            g[2].load(self.fast),
+            g[3].load(self.fast),
         ];
         let hits = u32::from(fp_of(vs[0]) == loc.fp)
             | u32::from(fp_of(vs[1]) == loc.fp) << 1
@@ -270,13 +268,13 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
     }
 
     #[cold]
-    fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a AtomicU128, u128)> {
+    fn find_displaced<'a>(&'a self, shard: &'a Shard, loc: Loc) -> Option<(&'a Slot, u128)> {
         let groups = self.groups(shard);
         let scan = |idx: usize| {
             groups[idx]
                 .0
                 .iter()
-                .map(|s| (s, s.load(Ordering::Relaxed)))
+                .map(|s| (s, s.load(self.fast)))
                 .find(|(_, v)| fp_of(*v) == loc.fp)
         };
         let mut idx = if loc.home + 1 == groups.len() {
@@ -324,12 +322,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 loop {
                     let (r, next) = f(state_of(v));
                     let Some(next) = next else { return Ok(r) };
-                    match slot_ref.compare_exchange_weak(
-                        v,
-                        slot(loc.fp, next),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
+                    match slot_ref.compare_exchange(self.fast, v, slot(loc.fp, next)) {
                         Ok(_) => return Ok(r),
                         // The slot was evicted and reused: look the key up again.
                         Err(actual) if fp_of(actual) != loc.fp => continue 'lookup,
@@ -366,7 +359,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         let mut idx = loc.home;
         for dist in 0..self.max_probe {
             for s in &groups[idx].0 {
-                let mut v = s.load(Ordering::Relaxed);
+                let mut v = s.load(self.fast);
                 loop {
                     let empty = v == 0;
                     if !empty && !is_fresh(state_of(v), now) {
@@ -377,7 +370,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                     if usize::from(md.load(Ordering::Relaxed)) < dist {
                         md.store(dist as u8, Ordering::Relaxed);
                     }
-                    match s.compare_exchange(v, new, Ordering::Relaxed, Ordering::Relaxed) {
+                    match s.compare_exchange(self.fast, v, new) {
                         Ok(_) => {
                             if empty {
                                 shard.len.fetch_add(1, Ordering::Relaxed);
@@ -414,19 +407,20 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         let idx = *cursor % groups.len();
         *cursor = idx + 1;
         for s in &groups[idx].0 {
-            Self::evict_slot_if_fresh(shard, s, now, is_fresh);
+            Self::evict_slot_if_fresh(self.fast, shard, s, now, is_fresh);
         }
     }
 
     fn evict_slot_if_fresh(
+        fast: Fast,
         shard: &Shard,
-        s: &AtomicU128,
+        s: &Slot,
         now: u64,
         is_fresh: &impl Fn(u64, u64) -> bool,
     ) -> bool {
-        let mut v = s.load(Ordering::Relaxed);
+        let mut v = s.load(fast);
         while v != 0 && is_fresh(state_of(v), now) {
-            match s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed) {
+            match s.compare_exchange(fast, v, 0) {
                 Ok(_) => {
                     shard.len.fetch_sub(1, Ordering::Relaxed);
                     shard.evictions.fetch_add(1, Ordering::Relaxed);
@@ -455,10 +449,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 return false;
             };
             let fresh = slot(loc.fp, FRESH);
-            if v == fresh
-                || s.compare_exchange(v, fresh, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if v == fresh || s.compare_exchange(self.fast, v, fresh).is_ok() {
                 return true;
             }
         }
@@ -473,9 +464,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             let Some((s, v)) = self.find(shard, loc) else {
                 return false;
             };
-            if s.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
+            if s.compare_exchange(self.fast, v, 0).is_ok() {
                 shard.len.fetch_sub(1, Ordering::Relaxed);
                 return true;
             }
@@ -491,7 +480,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
             for g in self.groups(shard) {
                 for s in &g.0 {
-                    if Self::evict_slot_if_fresh(shard, s, now, &is_fresh) {
+                    if Self::evict_slot_if_fresh(self.fast, shard, s, now, &is_fresh) {
                         evicted += 1;
                     }
                 }
