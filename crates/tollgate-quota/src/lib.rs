@@ -9,12 +9,18 @@
 //! * [`plan`] — plans from configuration and the limit a company gets from them (the
 //!   highest plan that applies, or an explicit override).
 //!
-//! Still to come (see the quota issue): the per-company ledger with lock-free counters,
-//! overage notices and the hard cap, reserve/commit/refund, reports, and the durable
-//! SQLite store.
+//! * [`ledger`] — the in-memory usage ledger: calls attributed by API key to users and
+//!   companies with lock-free counters, early warning and overage notices exactly once per
+//!   company and period, the hard cap, reserve/commit/refund with idempotency keys,
+//!   disabled users and key rotation, reports as JSON and CSV, API keys never shown in full.
+//!
+//! Still to come (see the quota issue): the durable SQLite ledger (bounded-loss and strict
+//! modes, crash recovery, exactly-once notices across restarts), the crash test, the
+//! proptest model with restarts, loom, and benches.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ledger;
 pub mod period;
 pub mod plan;
 
@@ -22,6 +28,11 @@ pub mod plan;
 /// version.
 pub use jiff;
 
+#[doc(inline)]
+pub use ledger::{
+    CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaDecision, QuotaError, QuotaEvent,
+    Reservation, Statement, UsageRow,
+};
 #[doc(inline)]
 pub use period::{Period, PeriodError, PeriodKind, PeriodSpec};
 #[doc(inline)]

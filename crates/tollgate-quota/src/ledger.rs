@@ -1,0 +1,1043 @@
+//! The in-memory usage ledger: who called, on whose quota, in which period.
+//!
+//! [`Ledger::record`] attributes a call, by API key, to its user and the user's company,
+//! and answers at once: within the limit, over the limit (served: the policy only
+//! notifies), or refused (over the hard cap), with the company's usage, limit and the
+//! time the period resets.
+//!
+//! # Hot path
+//! The registry of companies, users and keys is an immutable snapshot behind an
+//! [`ArcSwap`]: administrative changes (a key added, a machine added) build a new snapshot,
+//! while `record` only loads the current one, without locks and without writing shared
+//! memory. Each company and user keeps its current period's counter as an
+//! `Arc<PeriodUsage>` (itself behind an `ArcSwap`), so recording a call is one hash lookup
+//! plus one compare-exchange loop on the company's counter and one `fetch_add` on the
+//! user's. A call is attributed to the period its own timestamp falls in: a thread that
+//! raced a period rollover still counts its call in the period it checked.
+//!
+//! # Notices exactly once
+//! Each period counter has a flag word. The call that takes usage over the warning
+//! threshold or the limit sets the flag with `fetch_or`; only the call that flipped the bit
+//! emits the [`QuotaEvent`], so each notice is raised once per company and period however
+//! many threads race, and even if the limit changes during the period.
+//!
+//! # Not yet here
+//! Durability (the SQLite ledger, bounded-loss and strict modes, crash recovery) and
+//! exactly-once across restarts belong to the persistence layer still to come; this
+//! ledger keeps everything in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::period::{Period, PeriodError, PeriodSpec};
+use crate::plan::{Company, PlanError, Plans, QuotaLimit};
+
+const WARNED: u8 = 1;
+const NOTICED: u8 = 2;
+
+/// How the ledger treats usage: plans, periods, thresholds.
+#[derive(Clone, Debug)]
+pub struct QuotaConfig {
+    /// The plans companies get their limits from.
+    pub plans: Plans,
+    /// How time is cut into periods (calendar month in UTC by default); a company may
+    /// override the time zone.
+    pub period: PeriodSpec,
+    /// Early warning at this percentage of the limit (e.g. 80), once per period.
+    pub warning_percent: Option<u32>,
+    /// Service stops above this percentage of the limit (e.g. 150): "excessive overuse".
+    /// `None`: never refuse, only notify.
+    pub hard_cap_percent: Option<u32>,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            plans: Plans::standard(),
+            period: PeriodSpec::monthly_utc(),
+            warning_percent: Some(80),
+            hard_cap_percent: Some(150),
+        }
+    }
+}
+
+/// A short, non-secret identifier for an API key: its first 8 characters and an
+/// ellipsis. API keys never appear in full in errors, reports or events.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct KeyRef(String);
+
+impl KeyRef {
+    /// The redacted form of `key`.
+    pub fn of(key: &str) -> Self {
+        let prefix: String = key.chars().take(8).collect();
+        KeyRef(format!("{prefix}…"))
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRef({})", self.0)
+    }
+}
+
+/// A notice the host turns into an email or an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QuotaEvent {
+    /// Usage crossed the early-warning threshold.
+    Warning {
+        /// The company.
+        company: String,
+        /// The period's label, e.g. "2026-11".
+        period: String,
+        /// Usage after the call that crossed the threshold.
+        used: u64,
+        /// The limit at that moment.
+        limit: u64,
+    },
+    /// Usage went over the limit: one notice per company and period.
+    Overage {
+        /// The company.
+        company: String,
+        /// The period's label.
+        period: String,
+        /// Usage after the call that went over.
+        used: u64,
+        /// The limit at that moment.
+        limit: u64,
+        /// The smallest configured plan that would cover this usage, if any.
+        suggested_plan: Option<String>,
+    },
+}
+
+/// What [`Ledger::record`] answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QuotaDecision {
+    /// The verdict.
+    pub outcome: Outcome,
+    /// The company's usage in the period after this call (unchanged if refused).
+    pub used: u64,
+    /// The company's limit for the period.
+    pub limit: u64,
+    /// When the period ends and usage starts again at zero.
+    pub resets_at: Timestamp,
+    /// A notice this call raised, if it crossed a threshold.
+    pub event: Option<QuotaEvent>,
+}
+
+/// The verdict on one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Within the limit.
+    Within,
+    /// Over the limit but under the hard cap: served, and the company is notified.
+    OverLimit,
+    /// Over the hard cap: refused, nothing counted.
+    Refused,
+}
+
+/// Why a call or an administrative change was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QuotaError {
+    /// The API key is not registered (shown redacted).
+    UnknownKey(KeyRef),
+    /// The key's user is disabled.
+    DisabledUser {
+        /// The user.
+        user: String,
+    },
+    /// The company is not registered.
+    UnknownCompany(String),
+    /// The user is not registered.
+    UnknownUser(String),
+    /// The key is already registered (shown redacted).
+    DuplicateKey(KeyRef),
+    /// A plan or limit problem.
+    Plan(PlanError),
+    /// A period problem (bad time zone, timestamp out of range).
+    Period(PeriodError),
+}
+
+impl fmt::Display for QuotaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuotaError::UnknownKey(k) => write!(f, "unknown API key {k}"),
+            QuotaError::DisabledUser { user } => write!(f, "user {user:?} is disabled"),
+            QuotaError::UnknownCompany(c) => write!(f, "unknown company {c:?}"),
+            QuotaError::UnknownUser(u) => write!(f, "unknown user {u:?}"),
+            QuotaError::DuplicateKey(k) => write!(f, "API key {k} is already registered"),
+            QuotaError::Plan(e) => e.fmt(f),
+            QuotaError::Period(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for QuotaError {}
+
+impl From<PlanError> for QuotaError {
+    fn from(e: PlanError) -> Self {
+        QuotaError::Plan(e)
+    }
+}
+
+impl From<PeriodError> for QuotaError {
+    fn from(e: PeriodError) -> Self {
+        QuotaError::Period(e)
+    }
+}
+
+/// One period's counter.
+#[derive(Debug)]
+struct PeriodUsage {
+    period: Period,
+    used: AtomicU64,
+    flags: AtomicU8,
+}
+
+impl PeriodUsage {
+    fn new(period: Period) -> Self {
+        PeriodUsage {
+            period,
+            used: AtomicU64::new(0),
+            flags: AtomicU8::new(0),
+        }
+    }
+}
+
+/// Counters of one company or user: the current period and the finished ones.
+#[derive(Debug)]
+struct Usage {
+    current: ArcSwap<PeriodUsage>,
+    history: Mutex<Vec<Arc<PeriodUsage>>>,
+}
+
+impl Usage {
+    fn new(period: Period) -> Self {
+        Usage {
+            current: ArcSwap::from_pointee(PeriodUsage::new(period)),
+            history: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The counter of the period `t` falls in, rolling over (or finding an old one) if
+    /// needed.
+    fn counter_at(&self, spec: &PeriodSpec, t: Timestamp) -> Result<Arc<PeriodUsage>, PeriodError> {
+        let cur = self.current.load_full();
+        if cur.period.contains(t) {
+            return Ok(cur);
+        }
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = self.current.load_full();
+        if cur.period.contains(t) {
+            return Ok(cur);
+        }
+        if let Some(old) = history.iter().find(|u| u.period.contains(t)) {
+            // A call stamped in a finished period (a late or replayed call) counts there.
+            return Ok(Arc::clone(old));
+        }
+        let period = spec.try_period_at(t)?;
+        let fresh = Arc::new(PeriodUsage::new(period));
+        if period.start() >= cur.period.end() {
+            history.push(cur);
+            self.current.store(Arc::clone(&fresh));
+        } else {
+            history.push(Arc::clone(&fresh));
+        }
+        Ok(fresh)
+    }
+
+    fn periods(&self) -> Vec<Arc<PeriodUsage>> {
+        let mut all: Vec<_> = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.push(self.current.load_full());
+        all.sort_by_key(|u| u.period.start());
+        all
+    }
+}
+
+/// A company as registered. Administrative changes replace the entry but share its
+/// usage, so no count is lost or split by an update.
+#[derive(Debug)]
+struct CompanyEntry {
+    company: Company,
+    limit: QuotaLimit,
+    spec: PeriodSpec,
+    usage: Arc<Usage>,
+    /// Idempotency keys of committed reservations, per period start.
+    committed: Arc<Mutex<HashMap<Timestamp, HashSet<String>>>>,
+}
+
+#[derive(Debug)]
+struct UserEntry {
+    id: String,
+    company: String,
+    disabled: AtomicBool,
+    usage: Usage,
+}
+
+/// The registry snapshot: replaced whole on administrative changes.
+#[derive(Debug, Default, Clone)]
+struct Registry {
+    companies: HashMap<String, Arc<CompanyEntry>>,
+    users: HashMap<String, Arc<UserEntry>>,
+    /// API key -> user id.
+    keys: HashMap<String, String>,
+}
+
+/// Calls reserved before their cost is known; commit or refund it.
+#[derive(Debug)]
+#[must_use = "a reservation holds quota until it is committed or refunded"]
+pub struct Reservation {
+    company: Arc<CompanyEntry>,
+    company_counter: Arc<PeriodUsage>,
+    user_counter: Arc<PeriodUsage>,
+    cost: u64,
+    /// The decision made when reserving.
+    pub decision: QuotaDecision,
+}
+
+/// What happened to a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// The final cost was recorded.
+    Committed,
+    /// A commit with the same idempotency key was already recorded in this period: this
+    /// one was released and counted nothing.
+    Duplicate,
+}
+
+/// The in-memory usage ledger. See the [module docs](self).
+pub struct Ledger {
+    config: QuotaConfig,
+    registry: ArcSwap<Registry>,
+    admin: Mutex<()>,
+    events: Mutex<Vec<QuotaEvent>>,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.registry.load();
+        f.debug_struct("Ledger")
+            .field("companies", &r.companies.len())
+            .field("users", &r.users.len())
+            .field("keys", &r.keys.len())
+            .finish()
+    }
+}
+
+/// Usage of one company or user in one period, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// The company.
+    pub company: String,
+    /// The user, for per-user rows.
+    pub user: Option<String>,
+    /// The period's label.
+    pub period: String,
+    /// Calls counted.
+    pub used: u64,
+}
+
+/// A company's statement for one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// The company.
+    pub company: String,
+    /// The period's label.
+    pub period: String,
+    /// Calls counted.
+    pub used: u64,
+    /// The limit (as configured now).
+    pub limit: u64,
+    /// Calls above the limit.
+    pub overage: u64,
+}
+
+fn percent_of(limit: u64, percent: u32) -> u64 {
+    u64::try_from(u128::from(limit) * u128::from(percent) / 100).unwrap_or(u64::MAX)
+}
+
+fn timestamp_of(nanos: i128) -> Result<Timestamp, PeriodError> {
+    Timestamp::from_nanosecond(nanos)
+        .map_err(|_| PeriodError::TimestampOutOfRange { unix_nanos: nanos })
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(config: QuotaConfig) -> Self {
+        Ledger {
+            config,
+            registry: ArcSwap::from_pointee(Registry::default()),
+            admin: Mutex::new(()),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<R, QuotaError>,
+    ) -> Result<R, QuotaError> {
+        let _guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Registry::clone(&self.registry.load());
+        let r = f(&mut next)?;
+        self.registry.store(Arc::new(next));
+        Ok(r)
+    }
+
+    /// Registers or updates a company (units, subscriptions, override, time zone) at
+    /// `now` (Unix nanoseconds). Its usage so far is kept: a machine added mid-month
+    /// raises the limit at once. `time_zone` overrides the configured period's zone.
+    pub fn upsert_company(
+        &self,
+        company: Company,
+        time_zone: Option<&str>,
+        now: i128,
+    ) -> Result<QuotaLimit, QuotaError> {
+        let limit = self.config.plans.limit_for(&company)?;
+        let spec = match time_zone {
+            Some(tz) => PeriodSpec::new(
+                self.config.period.kind(),
+                tz,
+                self.config.period.anchor_day(),
+            )?,
+            None => self.config.period.clone(),
+        };
+        let t = timestamp_of(now)?;
+        let period = spec.try_period_at(t)?;
+        self.change(|r| {
+            let (usage, committed) = match r.companies.get(&company.id) {
+                Some(old) => (Arc::clone(&old.usage), Arc::clone(&old.committed)),
+                None => (Arc::new(Usage::new(period)), Arc::default()),
+            };
+            let entry = CompanyEntry {
+                company: company.clone(),
+                limit: limit.clone(),
+                spec: spec.clone(),
+                usage,
+                committed,
+            };
+            r.companies.insert(company.id.clone(), Arc::new(entry));
+            Ok(limit.clone())
+        })
+    }
+
+    /// Registers a user of `company`.
+    pub fn add_user(&self, user: &str, company: &str, now: i128) -> Result<(), QuotaError> {
+        let t = timestamp_of(now)?;
+        self.change(|r| {
+            let c = r
+                .companies
+                .get(company)
+                .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
+            let period = c.spec.try_period_at(t)?;
+            r.users.entry(user.to_owned()).or_insert_with(|| {
+                Arc::new(UserEntry {
+                    id: user.to_owned(),
+                    company: company.to_owned(),
+                    disabled: AtomicBool::new(false),
+                    usage: Usage::new(period),
+                })
+            });
+            Ok(())
+        })
+    }
+
+    /// Adds an API key for `user`. Keys are rotated by adding the new one and removing
+    /// the old; usage follows the user, not the key.
+    pub fn add_key(&self, key: &str, user: &str) -> Result<(), QuotaError> {
+        self.change(|r| {
+            if !r.users.contains_key(user) {
+                return Err(QuotaError::UnknownUser(user.to_owned()));
+            }
+            if r.keys.contains_key(key) {
+                return Err(QuotaError::DuplicateKey(KeyRef::of(key)));
+            }
+            r.keys.insert(key.to_owned(), user.to_owned());
+            Ok(())
+        })
+    }
+
+    /// Removes an API key; returns whether it was registered.
+    pub fn remove_key(&self, key: &str) -> bool {
+        self.change(|r| Ok(r.keys.remove(key).is_some()))
+            .unwrap_or(false)
+    }
+
+    /// Disables or re-enables a user: a disabled user's keys are refused.
+    pub fn set_user_disabled(&self, user: &str, disabled: bool) -> Result<(), QuotaError> {
+        let r = self.registry.load();
+        let u = r
+            .users
+            .get(user)
+            .ok_or_else(|| QuotaError::UnknownUser(user.to_owned()))?;
+        u.disabled.store(disabled, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn resolve(&self, key: &str) -> Result<(Arc<CompanyEntry>, Arc<UserEntry>), QuotaError> {
+        let r = self.registry.load();
+        let user_id = r
+            .keys
+            .get(key)
+            .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
+        let user = r
+            .users
+            .get(user_id)
+            .ok_or_else(|| QuotaError::UnknownUser(user_id.clone()))?;
+        if user.disabled.load(Ordering::Relaxed) {
+            return Err(QuotaError::DisabledUser {
+                user: user.id.clone(),
+            });
+        }
+        let company = r
+            .companies
+            .get(&user.company)
+            .ok_or_else(|| QuotaError::UnknownCompany(user.company.clone()))?;
+        Ok((Arc::clone(company), Arc::clone(user)))
+    }
+
+    /// Records a call of `cost` by the holder of `key` at `now` (Unix nanoseconds) and
+    /// decides it. A refused call counts nothing.
+    pub fn record(&self, key: &str, cost: u64, now: i128) -> Result<QuotaDecision, QuotaError> {
+        let (company, user) = self.resolve(key)?;
+        let t = timestamp_of(now)?;
+        let (decision, _, _) = self.charge(&company, &user, cost, t)?;
+        Ok(decision)
+    }
+
+    fn charge(
+        &self,
+        company: &Arc<CompanyEntry>,
+        user: &Arc<UserEntry>,
+        cost: u64,
+        t: Timestamp,
+    ) -> Result<(QuotaDecision, Arc<PeriodUsage>, Arc<PeriodUsage>), QuotaError> {
+        let cc = company.usage.counter_at(&company.spec, t)?;
+        let uc = user.usage.counter_at(&company.spec, t)?;
+        let limit = company.limit.calls;
+        let cap = self.config.hard_cap_percent.map(|p| percent_of(limit, p));
+        let mut prev = cc.used.load(Ordering::Relaxed);
+        let used = loop {
+            let next = prev.saturating_add(cost);
+            if cap.is_some_and(|cap| next > cap) {
+                return Ok((
+                    QuotaDecision {
+                        outcome: Outcome::Refused,
+                        used: prev,
+                        limit,
+                        resets_at: cc.period.end(),
+                        event: None,
+                    },
+                    cc,
+                    uc,
+                ));
+            }
+            match cc
+                .used
+                .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break next,
+                Err(actual) => prev = actual,
+            }
+        };
+        uc.used.fetch_add(cost, Ordering::Relaxed);
+        let event = self.crossing(company, &cc, prev, used, limit);
+        let outcome = if used > limit {
+            Outcome::OverLimit
+        } else {
+            Outcome::Within
+        };
+        Ok((
+            QuotaDecision {
+                outcome,
+                used,
+                limit,
+                resets_at: cc.period.end(),
+                event,
+            },
+            cc,
+            uc,
+        ))
+    }
+
+    /// The notice, if the move from `prev` to `used` crossed a threshold first.
+    fn crossing(
+        &self,
+        company: &CompanyEntry,
+        counter: &PeriodUsage,
+        prev: u64,
+        used: u64,
+        limit: u64,
+    ) -> Option<QuotaEvent> {
+        let mut event = None;
+        if used > limit && counter.flags.fetch_or(NOTICED, Ordering::Relaxed) & NOTICED == 0 {
+            let suggested = self
+                .config
+                .plans
+                .suggest_plan(&company.company, used)
+                .map(|p| p.name.clone());
+            event = Some(QuotaEvent::Overage {
+                company: company.company.id.clone(),
+                period: counter.period.label(),
+                used,
+                limit,
+                suggested_plan: suggested,
+            });
+        } else if let Some(w) = self.config.warning_percent {
+            let threshold = percent_of(limit, w);
+            if used >= threshold
+                && prev < threshold
+                && counter.flags.fetch_or(WARNED, Ordering::Relaxed) & WARNED == 0
+            {
+                event = Some(QuotaEvent::Warning {
+                    company: company.company.id.clone(),
+                    period: counter.period.label(),
+                    used,
+                    limit,
+                });
+            }
+        }
+        if let Some(e) = &event {
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.clone());
+        }
+        event
+    }
+
+    /// Takes the notices raised so far (oldest first).
+    pub fn drain_events(&self) -> Vec<QuotaEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reserves `cost` for a call whose final cost is known only afterwards: it counts
+    /// at once (so concurrent calls see it) and is settled by [`Ledger::commit`] or
+    /// [`Ledger::refund`]. A refused reservation is an `Ok` whose decision says so and
+    /// which holds nothing.
+    pub fn reserve(&self, key: &str, cost: u64, now: i128) -> Result<Reservation, QuotaError> {
+        let (company, user) = self.resolve(key)?;
+        let t = timestamp_of(now)?;
+        let (decision, cc, uc) = self.charge(&company, &user, cost, t)?;
+        let held = if decision.outcome == Outcome::Refused {
+            0
+        } else {
+            cost
+        };
+        Ok(Reservation {
+            company,
+            company_counter: cc,
+            user_counter: uc,
+            cost: held,
+            decision,
+        })
+    }
+
+    /// Settles a reservation at its final cost. With the same `idempotency_key` in the
+    /// same period, only the first commit counts; a retried commit releases its hold and
+    /// reports [`CommitOutcome::Duplicate`].
+    pub fn commit(&self, r: Reservation, final_cost: u64, idempotency_key: &str) -> CommitOutcome {
+        let fresh = r
+            .company
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(r.company_counter.period.start())
+            .or_default()
+            .insert(idempotency_key.to_owned());
+        let settle = if fresh { final_cost } else { 0 };
+        adjust(&r.company_counter.used, r.cost, settle);
+        adjust(&r.user_counter.used, r.cost, settle);
+        if fresh {
+            CommitOutcome::Committed
+        } else {
+            CommitOutcome::Duplicate
+        }
+    }
+
+    /// Releases a reservation: the call failed and is not billed.
+    pub fn refund(&self, r: Reservation) {
+        adjust(&r.company_counter.used, r.cost, 0);
+        adjust(&r.user_counter.used, r.cost, 0);
+    }
+
+    /// Usage per company and period, sorted by company then period.
+    pub fn company_usage(&self) -> Vec<UsageRow> {
+        let r = self.registry.load();
+        let mut rows: Vec<UsageRow> = r
+            .companies
+            .values()
+            .flat_map(|c| {
+                c.usage.periods().into_iter().map(|p| UsageRow {
+                    company: c.company.id.clone(),
+                    user: None,
+                    period: p.period.label(),
+                    used: p.used.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.company, &a.period).cmp(&(&b.company, &b.period)));
+        rows
+    }
+
+    /// Usage per user and period, sorted by company, user, period.
+    pub fn user_usage(&self) -> Vec<UsageRow> {
+        let r = self.registry.load();
+        let mut rows: Vec<UsageRow> = r
+            .users
+            .values()
+            .flat_map(|u| {
+                u.usage.periods().into_iter().map(|p| UsageRow {
+                    company: u.company.clone(),
+                    user: Some(u.id.clone()),
+                    period: p.period.label(),
+                    used: p.used.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (&a.company, &a.user, &a.period).cmp(&(&b.company, &b.user, &b.period))
+        });
+        rows
+    }
+
+    /// Period-end statements: per company and period, usage, the current limit and the
+    /// overage.
+    pub fn statements(&self) -> Vec<Statement> {
+        let r = self.registry.load();
+        let limits: BTreeMap<&str, u64> = r
+            .companies
+            .values()
+            .map(|c| (c.company.id.as_str(), c.limit.calls))
+            .collect();
+        self.company_usage()
+            .into_iter()
+            .map(|row| {
+                let limit = limits.get(row.company.as_str()).copied().unwrap_or(0);
+                Statement {
+                    overage: row.used.saturating_sub(limit),
+                    company: row.company,
+                    period: row.period,
+                    used: row.used,
+                    limit,
+                }
+            })
+            .collect()
+    }
+
+    /// Usage rows as CSV: `company,user,period,used` with a header line.
+    pub fn usage_csv(rows: &[UsageRow]) -> String {
+        let mut out = String::from("company,user,period,used\n");
+        for r in rows {
+            out.push_str(&csv_field(&r.company));
+            out.push(',');
+            out.push_str(&csv_field(r.user.as_deref().unwrap_or("")));
+            out.push(',');
+            out.push_str(&csv_field(&r.period));
+            out.push(',');
+            out.push_str(&r.used.to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Replaces a hold of `held` by `settle` on a counter.
+fn adjust(counter: &AtomicU64, held: u64, settle: u64) {
+    if settle >= held {
+        counter.fetch_add(settle - held, Ordering::Relaxed);
+    } else {
+        let back = held - settle;
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(back))
+        });
+    }
+}
+
+/// A CSV field, quoted when it contains a comma, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
+    const KEY2: &str = "77aa0000-1111-2222-3333-444455556666";
+
+    fn ns(rfc3339: &str) -> i128 {
+        rfc3339.parse::<Timestamp>().unwrap().as_nanosecond()
+    }
+
+    /// Company "acme" with `units` machines, one user "alice" with KEY.
+    fn ledger(units: u64, config: QuotaConfig) -> Ledger {
+        let l = Ledger::new(config);
+        let now = ns("2026-11-01T00:00:00Z");
+        l.upsert_company(Company::new("acme").with_units(units, 0), None, now)
+            .unwrap();
+        l.add_user("alice", "acme", now).unwrap();
+        l.add_key(KEY, "alice").unwrap();
+        l
+    }
+
+    fn small_limits() -> QuotaConfig {
+        let plans: Plans = toml::from_str(
+            "[[plans]]\nname = \"free\"\ncalls_per_unit = 10\ndefault = true\n\
+             [[plans]]\nname = \"API Access\"\ncalls = 100\n",
+        )
+        .unwrap();
+        QuotaConfig {
+            plans,
+            ..QuotaConfig::default()
+        }
+    }
+
+    #[test]
+    fn within_over_refused_with_one_notice_each() {
+        // limit 10, warning at 8, hard cap 15.
+        let l = ledger(1, small_limits());
+        let t = ns("2026-11-10T12:00:00Z");
+        let mut outcomes = vec![];
+        let mut events = vec![];
+        for _ in 0..20 {
+            let d = l.record(KEY, 1, t).unwrap();
+            outcomes.push(d.outcome);
+            events.extend(d.event);
+            assert_eq!(d.limit, 10);
+            assert_eq!(d.resets_at.to_string(), "2026-12-01T00:00:00Z");
+        }
+        assert!(outcomes[..10].iter().all(|o| *o == Outcome::Within));
+        assert!(outcomes[10..15].iter().all(|o| *o == Outcome::OverLimit));
+        assert!(outcomes[15..].iter().all(|o| *o == Outcome::Refused));
+        assert_eq!(
+            events,
+            vec![
+                QuotaEvent::Warning {
+                    company: "acme".into(),
+                    period: "2026-11".into(),
+                    used: 8,
+                    limit: 10
+                },
+                QuotaEvent::Overage {
+                    company: "acme".into(),
+                    period: "2026-11".into(),
+                    used: 11,
+                    limit: 10,
+                    suggested_plan: Some("API Access".into())
+                },
+            ]
+        );
+        assert_eq!(l.drain_events(), events);
+        assert!(l.drain_events().is_empty());
+        assert_eq!(l.company_usage()[0].used, 15, "refused calls count nothing");
+    }
+
+    #[test]
+    fn notices_are_raised_exactly_once_under_contention() {
+        for _ in 0..20 {
+            let l = ledger(1, small_limits());
+            let t = ns("2026-11-10T12:00:00Z");
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..10 {
+                            l.record(KEY, 1, t).unwrap();
+                        }
+                    });
+                }
+            });
+            let events = l.drain_events();
+            let overages = events
+                .iter()
+                .filter(|e| matches!(e, QuotaEvent::Overage { .. }))
+                .count();
+            let warnings = events.len() - overages;
+            assert_eq!((overages, warnings), (1, 1), "{events:?}");
+            assert_eq!(l.company_usage()[0].used, 15, "the hard cap holds exactly");
+        }
+    }
+
+    #[test]
+    fn periods_roll_over_and_old_totals_stay() {
+        let l = ledger(1, small_limits());
+        l.record(KEY, 4, ns("2026-11-30T23:59:59.999999999Z"))
+            .unwrap();
+        let d = l.record(KEY, 3, ns("2026-12-01T00:00:00Z")).unwrap();
+        assert_eq!(d.used, 3, "a new period starts at zero");
+        assert_eq!(d.resets_at.to_string(), "2027-01-01T00:00:00Z");
+        // A late call stamped in November still counts in November.
+        l.record(KEY, 1, ns("2026-11-15T00:00:00Z")).unwrap();
+        let rows = l.company_usage();
+        let got: Vec<(&str, u64)> = rows.iter().map(|r| (r.period.as_str(), r.used)).collect();
+        assert_eq!(got, vec![("2026-11", 5), ("2026-12", 3)]);
+        let users = l.user_usage();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn company_time_zone_decides_the_month() {
+        let l = Ledger::new(small_limits());
+        let now = ns("2026-11-01T00:00:00Z");
+        l.upsert_company(
+            Company::new("tokyo").with_units(1, 0),
+            Some("Asia/Tokyo"),
+            now,
+        )
+        .unwrap();
+        l.add_user("u", "tokyo", now).unwrap();
+        l.add_key(KEY, "u").unwrap();
+        let d = l.record(KEY, 1, ns("2026-11-30T23:30:00Z")).unwrap();
+        assert_eq!(d.used, 1);
+        let rows = l.company_usage();
+        let used: Vec<_> = rows.iter().filter(|r| r.used > 0).collect();
+        assert_eq!(used.len(), 1);
+        assert_eq!(used[0].period, "2026-12", "23:30 UTC on 30 November is December in Tokyo");
+        assert!(Ledger::new(small_limits())
+            .upsert_company(Company::new("x"), Some("Mars/Olympus"), now)
+            .is_err());
+    }
+
+    #[test]
+    fn a_machine_added_mid_month_raises_the_limit_at_once() {
+        let l = ledger(1, small_limits());
+        let t = ns("2026-11-10T00:00:00Z");
+        for _ in 0..12 {
+            l.record(KEY, 1, t).unwrap();
+        }
+        assert_eq!(l.record(KEY, 1, t).unwrap().outcome, Outcome::OverLimit);
+        let limit = l
+            .upsert_company(Company::new("acme").with_units(2, 0), None, t)
+            .unwrap();
+        assert_eq!(limit.calls, 20);
+        let d = l.record(KEY, 1, t).unwrap();
+        assert_eq!((d.outcome, d.used, d.limit), (Outcome::Within, 14, 20));
+        // One overage notice per period, even though the limit changed.
+        for _ in 0..10 {
+            l.record(KEY, 1, t).unwrap();
+        }
+        let overages = l
+            .drain_events()
+            .into_iter()
+            .filter(|e| matches!(e, QuotaEvent::Overage { .. }))
+            .count();
+        assert_eq!(overages, 1);
+    }
+
+    #[test]
+    fn keys_users_and_secrets() {
+        let l = ledger(1, small_limits());
+        let t = ns("2026-11-10T00:00:00Z");
+        let e = l.record("not-a-key-0123456789", 1, t).unwrap_err();
+        assert_eq!(e.to_string(), "unknown API key not-a-ke…");
+        assert!(!format!("{e:?}").contains("0123456789"));
+        l.record(KEY, 2, t).unwrap();
+        // Rotation: the new key counts for the same user.
+        l.add_key(KEY2, "alice").unwrap();
+        assert!(l.remove_key(KEY));
+        assert!(matches!(
+            l.record(KEY, 1, t),
+            Err(QuotaError::UnknownKey(_))
+        ));
+        assert_eq!(l.record(KEY2, 1, t).unwrap().used, 3);
+        let e = l.add_key(KEY2, "alice").unwrap_err().to_string();
+        assert!(e.contains("77aa0000…") && !e.contains("4444"), "{e}");
+        l.set_user_disabled("alice", true).unwrap();
+        assert_eq!(
+            l.record(KEY2, 1, t),
+            Err(QuotaError::DisabledUser {
+                user: "alice".into()
+            })
+        );
+        l.set_user_disabled("alice", false).unwrap();
+        assert!(l.record(KEY2, 1, t).is_ok());
+        assert!(l.add_user("bob", "nobody", t).is_err());
+        assert!(l.add_key("k", "nobody").is_err());
+    }
+
+    #[test]
+    fn reserve_commit_refund_and_idempotency() {
+        let l = ledger(1, small_limits());
+        let t = ns("2026-11-10T00:00:00Z");
+        let r = l.reserve(KEY, 5, t).unwrap();
+        assert_eq!(r.decision.used, 5);
+        assert_eq!(l.commit(r, 2, "req-1"), CommitOutcome::Committed);
+        assert_eq!(l.company_usage()[0].used, 2);
+        // A retried commit of the same request counts once.
+        let r = l.reserve(KEY, 5, t).unwrap();
+        assert_eq!(l.commit(r, 2, "req-1"), CommitOutcome::Duplicate);
+        assert_eq!(l.company_usage()[0].used, 2);
+        // A failed request is not billed.
+        let r = l.reserve(KEY, 3, t).unwrap();
+        l.refund(r);
+        assert_eq!(l.company_usage()[0].used, 2);
+        assert_eq!(l.user_usage()[0].used, 2);
+        // A cost found to be higher than reserved is counted in full.
+        let r = l.reserve(KEY, 1, t).unwrap();
+        assert_eq!(l.commit(r, 4, "req-2"), CommitOutcome::Committed);
+        assert_eq!(l.company_usage()[0].used, 6);
+        // A refused reservation holds nothing.
+        let r = l.reserve(KEY, 100, t).unwrap();
+        assert_eq!(r.decision.outcome, Outcome::Refused);
+        l.refund(r);
+        assert_eq!(l.company_usage()[0].used, 6);
+    }
+
+    #[test]
+    fn reports_as_json_and_csv() {
+        let l = ledger(1, small_limits());
+        l.record(KEY, 12, ns("2026-11-10T00:00:00Z")).unwrap();
+        let st = l.statements();
+        assert_eq!(
+            st,
+            vec![Statement {
+                company: "acme".into(),
+                period: "2026-11".into(),
+                used: 12,
+                limit: 10,
+                overage: 2
+            }]
+        );
+        let json = serde_json::to_string(&st).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"company":"acme","period":"2026-11","used":12,"limit":10,"overage":2}]"#
+        );
+        let csv = Ledger::usage_csv(&l.user_usage());
+        assert_eq!(csv, "company,user,period,used\nacme,alice,2026-11,12\n");
+        let tricky = [UsageRow {
+            company: "a,\"b\"".into(),
+            user: None,
+            period: "2026-11".into(),
+            used: 1,
+        }];
+        assert_eq!(
+            Ledger::usage_csv(&tricky),
+            "company,user,period,used\n\"a,\"\"b\"\"\",,2026-11,1\n"
+        );
+        assert!(!Ledger::usage_csv(&l.user_usage()).contains(KEY));
+    }
+}
