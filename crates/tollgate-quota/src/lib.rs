@@ -19,14 +19,20 @@
 //! proptest model with restarts, loom, and benches.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
 
+mod counter;
 pub mod ledger;
 pub mod period;
 pub mod plan;
+mod sync;
 
 /// The date-time crate periods are expressed in, re-exported so callers use the same
 /// version.
 pub use jiff;
+
+#[cfg(all(test, tollgate_loom))]
+mod loom_tests;
 
 #[doc(inline)]
 pub use ledger::{

@@ -699,7 +699,7 @@ impl Serialize for Period {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(tollgate_loom)))]
 mod tests {
     use super::*;
 

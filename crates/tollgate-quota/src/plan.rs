@@ -404,7 +404,7 @@ impl<'de> Deserialize<'de> for Plans {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(tollgate_loom)))]
 mod tests {
     use super::*;
 

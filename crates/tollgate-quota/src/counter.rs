@@ -1,0 +1,184 @@
+//! One period's counter: usage and the notice flags, two atomics, no lock.
+//!
+//! The ledger keeps one [`Counter`] per company and period (and one per user and
+//! period). Everything that must hold under concurrency lives here, small enough for loom
+//! to check every interleaving (`src/loom_tests.rs`):
+//! * [`Counter::charge`] adds a cost unless that would pass the hard cap, in one
+//!   compare-exchange loop, so the cap is never exceeded and a refused call counts nothing;
+//! * [`Counter::crossing`] tells which notice, if any, a charge raises; a flag bit taken
+//!   with `fetch_or` makes each notice exactly once per counter, whatever the number of
+//!   threads and even if the limit changes during the period.
+
+use crate::sync::{AtomicU64, AtomicU8, Ordering};
+
+const WARNED: u8 = 1;
+const NOTICED: u8 = 2;
+
+/// A notice a charge raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Crossing {
+    /// Usage reached the early-warning threshold.
+    Warning,
+    /// Usage went over the limit.
+    Overage,
+}
+
+/// The result of a charge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Charge {
+    /// Counted: usage went from `prev` to `used`.
+    Counted {
+        /// Usage before.
+        prev: u64,
+        /// Usage after.
+        used: u64,
+    },
+    /// Refused: counting it would pass the hard cap. Usage stays `used`.
+    Refused {
+        /// Usage, unchanged.
+        used: u64,
+    },
+}
+
+/// Usage and notice flags of one period.
+#[derive(Debug, Default)]
+pub(crate) struct Counter {
+    used: AtomicU64,
+    flags: AtomicU8,
+}
+
+impl Counter {
+    pub(crate) fn new() -> Self {
+        Counter {
+            used: AtomicU64::new(0),
+            flags: AtomicU8::new(0),
+        }
+    }
+
+    /// Current usage.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Adds `cost` unless the result would exceed `cap`.
+    pub(crate) fn charge(&self, cost: u64, cap: Option<u64>) -> Charge {
+        let mut prev = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = prev.saturating_add(cost);
+            if cap.is_some_and(|cap| next > cap) {
+                return Charge::Refused { used: prev };
+            }
+            match self
+                .used
+                .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Charge::Counted { prev, used: next },
+                Err(actual) => prev = actual,
+            }
+        }
+    }
+
+    /// Adds `n` without a cap (user counters).
+    pub(crate) fn add(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Replaces a hold of `held` units by `settle` units.
+    pub(crate) fn settle(&self, held: u64, settle: u64) {
+        if settle >= held {
+            self.used.fetch_add(settle - held, Ordering::Relaxed);
+        } else {
+            let back = held - settle;
+            let mut cur = self.used.load(Ordering::Relaxed);
+            loop {
+                let next = cur.saturating_sub(back);
+                match self.used.compare_exchange_weak(
+                    cur,
+                    next,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+    }
+
+    /// The notice the move from `prev` to `used` raises, if this caller is the first to
+    /// cross: an overage when usage is above `limit` and no overage was raised yet in this
+    /// period; otherwise a warning when usage reached `warning` (and was below it before)
+    /// and no warning was raised yet. A charge that jumps past both raises the overage
+    /// only.
+    pub(crate) fn crossing(
+        &self,
+        prev: u64,
+        used: u64,
+        limit: u64,
+        warning: Option<u64>,
+    ) -> Option<Crossing> {
+        if used > limit {
+            if self.flags.fetch_or(NOTICED, Ordering::Relaxed) & NOTICED == 0 {
+                return Some(Crossing::Overage);
+            }
+            return None;
+        }
+        match warning {
+            Some(w)
+                if used >= w
+                    && prev < w
+                    && self.flags.fetch_or(WARNED, Ordering::Relaxed) & WARNED == 0 =>
+            {
+                Some(Crossing::Warning)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charge_respects_the_cap_and_counts_nothing_when_refused() {
+        let c = Counter::new();
+        assert_eq!(c.charge(4, Some(5)), Charge::Counted { prev: 0, used: 4 });
+        assert_eq!(c.charge(2, Some(5)), Charge::Refused { used: 4 });
+        assert_eq!(c.charge(1, Some(5)), Charge::Counted { prev: 4, used: 5 });
+        assert_eq!(
+            c.charge(u64::MAX, None),
+            Charge::Counted {
+                prev: 5,
+                used: u64::MAX
+            }
+        );
+        assert_eq!(c.used(), u64::MAX, "saturates instead of wrapping");
+    }
+
+    #[test]
+    fn settle_up_and_down() {
+        let c = Counter::new();
+        c.add(10);
+        c.settle(4, 1);
+        assert_eq!(c.used(), 7);
+        c.settle(1, 5);
+        assert_eq!(c.used(), 11);
+        c.settle(100, 0);
+        assert_eq!(c.used(), 0, "never below zero");
+    }
+
+    #[test]
+    fn each_notice_once() {
+        let c = Counter::new();
+        assert_eq!(c.crossing(0, 8, 10, Some(8)), Some(Crossing::Warning));
+        assert_eq!(c.crossing(8, 9, 10, Some(8)), None);
+        assert_eq!(c.crossing(9, 11, 10, Some(8)), Some(Crossing::Overage));
+        assert_eq!(c.crossing(11, 12, 10, Some(8)), None);
+        // The limit rises, usage crosses again: still no second notice.
+        assert_eq!(c.crossing(12, 21, 20, Some(16)), None);
+        let jump = Counter::new();
+        assert_eq!(jump.crossing(0, 50, 10, Some(8)), Some(Crossing::Overage));
+        assert_eq!(jump.crossing(50, 51, 100, Some(8)), None);
+    }
+}
