@@ -76,6 +76,8 @@ impl Slot {
             // `AtomicU128`, which every other access also touches only atomically.
             return unsafe { fast::load(self.0.as_ptr()) };
         }
+        #[cfg(not(all(target_arch = "x86_64", not(miri), not(tollgate_loom))))]
+        let _ = fast;
         self.0.load(Ordering::Relaxed)
     }
 
@@ -94,6 +96,8 @@ impl Slot {
             let (prev, ok) = unsafe { fast::cmpxchg16b(self.0.as_ptr(), current, new) };
             return if ok { Ok(prev) } else { Err(prev) };
         }
+        #[cfg(not(all(target_arch = "x86_64", not(miri), not(tollgate_loom))))]
+        let _ = fast;
         self.0
             .compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed)
     }
