@@ -14,14 +14,19 @@
 //!   company and period, the hard cap, reserve/commit/refund with idempotency keys,
 //!   disabled users and key rotation, reports as JSON and CSV, API keys never shown in full.
 //!
-//! Still to come (see the quota issue): the durable SQLite ledger (bounded-loss and strict
-//! modes, crash recovery, exactly-once notices across restarts), the crash test, the
-//! proptest model with restarts, loom, and benches.
+//! * [`journal`] — the durable usage journal in one SQLite file: background batched
+//!   writes, bounded-loss (100 ms) and strict (group commit) modes, a snapshot to restore
+//!   from, foreign or corrupted files refused untouched; a SIGKILL crash test in `tests/`.
+//!
+//! Still to come (see the quota issue): wiring the journal into the ledger (restore at
+//! open, journal every change, raise notices only after their entry is durable), the
+//! model test with restarts, and the `record` benches.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
 
 mod counter;
+pub mod journal;
 pub mod ledger;
 pub mod period;
 pub mod plan;
