@@ -1,5 +1,6 @@
 //! Model test of the quota ledger against a plain `BTreeMap` reference: random sequences
-//! of calls, reservations, machines added and time moving across month boundaries.
+//! of calls, reservations, machines added, time moving across month boundaries and
+//! restarts (the ledger is journaled to SQLite, dropped and rebuilt from the journal).
 //!
 //! The reference knows nothing of atomics or snapshots: usage per (company, month), the
 //! limit as `10 x machines` (the test's plan), the hard cap at 150 %, the warning at 80 %,
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tollgate_quota::jiff::Timestamp;
+use tollgate_quota::journal::{Durability, Journal};
 use tollgate_quota::{Company, Ledger, Outcome, Plans, QuotaConfig, QuotaEvent};
 
 const COMPANIES: [&str; 2] = ["acme", "globex"];
@@ -41,6 +43,7 @@ enum Op {
     Advance {
         hours: u64,
     },
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -51,6 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 0..6u64).prop_map(|(user, hold)| Op::ReserveRefund { user, hold }),
         1 => (0..2usize).prop_map(|company| Op::AddMachine { company }),
         2 => (0..400u64).prop_map(|hours| Op::Advance { hours }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -130,26 +134,38 @@ fn month_of(t: Timestamp) -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: 128,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn ledger_matches_the_reference(ops in prop::collection::vec(op(), 1..120)) {
-        let plans: Plans = toml::from_str(
-            "[[plans]]\nname = \"free\"\ncalls_per_unit = 10\ndefault = true\n",
-        ).unwrap();
-        let ledger = Ledger::new(QuotaConfig { plans, ..QuotaConfig::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let config = || {
+            let plans: Plans = toml::from_str(
+                "[[plans]]\nname = \"free\"\ncalls_per_unit = 10\ndefault = true\n",
+            ).unwrap();
+            QuotaConfig { plans, ..QuotaConfig::default() }
+        };
         let mut model = Model { machines: [1, 1], ..Model::default() };
         let mut now: Timestamp = "2026-10-30T00:00:00Z".parse().unwrap();
-        for (i, c) in COMPANIES.iter().enumerate() {
-            ledger.upsert_company(Company::new(*c).with_units(model.machines[i], 0), None, now.as_nanosecond()).unwrap();
-        }
-        for (u, (name, c)) in USERS.iter().enumerate() {
-            ledger.add_user(name, COMPANIES[*c], now.as_nanosecond()).unwrap();
-            ledger.add_key(&key_of(u), name).unwrap();
-        }
+        // Opens the journal and registers everyone, as a service does at start-up.
+        let start = |machines: [u64; 2], now: Timestamp| {
+            let (journal, snapshot) = Journal::open(&path, Durability::Strict).unwrap();
+            let ledger = Ledger::with_journal(config(), journal, snapshot);
+            for (i, c) in COMPANIES.iter().enumerate() {
+                ledger.upsert_company(Company::new(*c).with_units(machines[i], 0), None, now.as_nanosecond()).unwrap();
+            }
+            for (u, (name, c)) in USERS.iter().enumerate() {
+                ledger.add_user(name, COMPANIES[*c], now.as_nanosecond()).unwrap();
+                ledger.add_key(&key_of(u), name).unwrap();
+            }
+            ledger
+        };
+        let mut ledger = start(model.machines, now);
+        let mut all_events = Vec::new();
         for op in ops {
             let month = month_of(now);
             let t = now.as_nanosecond();
@@ -191,6 +207,12 @@ proptest! {
                 Op::Advance { hours } => {
                     now = now.checked_add(tollgate_quota::jiff::SignedDuration::from_hours(hours as i64)).unwrap();
                 }
+                Op::Restart => {
+                    ledger.journal().unwrap().flush().unwrap();
+                    all_events.extend(ledger.drain_events());
+                    drop(ledger);
+                    ledger = start(model.machines, now);
+                }
             }
         }
         // Reports equal the reference, period by period (empty periods aside).
@@ -214,7 +236,8 @@ proptest! {
         let want_users: BTreeMap<(usize, String), u64> = model.user_used.into_iter().filter(|(_, v)| *v > 0).collect();
         prop_assert_eq!(got_users, want_users);
         // Exactly the notices the reference raised, once each.
-        let events: Vec<_> = ledger.drain_events();
+        all_events.extend(ledger.drain_events());
+        let events = all_events;
         let distinct: BTreeSet<_> = events.iter().map(|e| match e {
             QuotaEvent::Warning { company, period, .. } | QuotaEvent::Overage { company, period, .. } => (company.clone(), period.clone(), kind(e)),
         }).collect();

@@ -55,6 +55,15 @@ impl Counter {
         }
     }
 
+    /// A counter restored from the journal: `used` units, and the notices already raised.
+    pub(crate) fn restored(used: u64, warned: bool, noticed: bool) -> Self {
+        let flags = if warned { WARNED } else { 0 } | if noticed { NOTICED } else { 0 };
+        Counter {
+            used: AtomicU64::new(used),
+            flags: AtomicU8::new(flags),
+        }
+    }
+
     /// Current usage.
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

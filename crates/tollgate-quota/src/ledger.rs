@@ -22,10 +22,14 @@
 //! many threads race, and even if the limit changes during the period. The counter is in
 //! its own module so that loom checks exactly this code.
 //!
-//! # Not yet here
-//! Durability (the SQLite ledger, bounded-loss and strict modes, crash recovery) and
-//! exactly-once across restarts belong to the persistence layer still to come; this
-//! ledger keeps everything in memory.
+//! # Durability
+//! [`Ledger::new`] keeps everything in memory. [`Ledger::with_journal`] writes every change
+//! to a [`Journal`] (SQLite; bounded-loss or strict) and restores what a previous run
+//! journaled when companies and users are registered again. A notice is raised only
+//! after its journal entry is durable, so it is raised at most once across restarts; if
+//! that write fails the notice is not raised and [`Ledger::journal_errors`] counts it.
+//! In strict mode, a caller that needs its call to be durable waits on
+//! [`Journal::flush`] (through [`Ledger::journal`]) before answering.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -37,6 +41,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::counter::{Charge, Counter, Crossing};
+use crate::journal::{Entry, Journal, NoticeKind, Snapshot};
 use crate::period::{Period, PeriodError, PeriodSpec};
 use crate::plan::{Company, PlanError, Plans, QuotaLimit};
 
@@ -199,6 +204,12 @@ impl From<PeriodError> for QuotaError {
     }
 }
 
+/// Journaled usage of one company or user: `(period_start, used)` pairs.
+type RestoredRows = Vec<(i64, u64)>;
+
+/// Journaled notices of one company: `(period label, kind)`.
+type RaisedNotices = HashSet<(String, NoticeKind)>;
+
 /// One period's counter.
 #[derive(Debug)]
 struct PeriodUsage {
@@ -257,6 +268,42 @@ impl Usage {
         Ok(fresh)
     }
 
+    /// Usage restored from journaled rows (`(period_start, used)`), current at `t`.
+    fn restore(
+        spec: &PeriodSpec,
+        t: Timestamp,
+        rows: &[(i64, u64)],
+        notices: &RaisedNotices,
+    ) -> Result<Self, PeriodError> {
+        let current_period = spec.try_period_at(t)?;
+        let mut current = None;
+        let mut history = Vec::new();
+        for &(start, used) in rows {
+            let at =
+                Timestamp::from_second(start).map_err(|_| PeriodError::TimestampOutOfRange {
+                    unix_nanos: i128::from(start) * 1_000_000_000,
+                })?;
+            let period = spec.try_period_at(at)?;
+            let label = period.label();
+            let counter = Counter::restored(
+                used,
+                notices.contains(&(label.clone(), NoticeKind::Warning)),
+                notices.contains(&(label, NoticeKind::Overage)),
+            );
+            let usage = Arc::new(PeriodUsage { period, counter });
+            if period == current_period {
+                current = Some(usage);
+            } else {
+                history.push(usage);
+            }
+        }
+        let current = current.unwrap_or_else(|| Arc::new(PeriodUsage::new(current_period)));
+        Ok(Usage {
+            current: ArcSwap::new(current),
+            history: Mutex::new(history),
+        })
+    }
+
     fn periods(&self) -> Vec<Arc<PeriodUsage>> {
         let mut all: Vec<_> = self
             .history
@@ -303,6 +350,7 @@ struct Registry {
 #[must_use = "a reservation holds quota until it is committed or refunded"]
 pub struct Reservation {
     company: Arc<CompanyEntry>,
+    user: String,
     company_counter: Arc<PeriodUsage>,
     user_counter: Arc<PeriodUsage>,
     cost: u64,
@@ -327,6 +375,12 @@ pub struct Ledger {
     registry: ArcSwap<Registry>,
     admin: Mutex<()>,
     events: Mutex<Vec<QuotaEvent>>,
+    /// Where every change is journaled, if durable.
+    journal: Option<Journal>,
+    /// Journaled state not yet claimed by a registered company or user.
+    restored: Mutex<Snapshot>,
+    /// Notices that could not be journaled, so were not raised (at most once).
+    journal_errors: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Ledger {
@@ -385,6 +439,68 @@ impl Ledger {
             registry: ArcSwap::from_pointee(Registry::default()),
             admin: Mutex::new(()),
             events: Mutex::new(Vec::new()),
+            journal: None,
+            restored: Mutex::new(Snapshot::default()),
+            journal_errors: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A ledger whose every change is written to `journal`, restoring the usage, notices
+    /// and committed idempotency keys in `snapshot` (what [`Journal::open`] returned).
+    /// Restored usage is attached to a company or user when it is registered
+    /// ([`Ledger::upsert_company`], [`Ledger::add_user`]), so a restart re-registers them
+    /// and carries on counting. A notice is raised only once its journal entry is durable,
+    /// so it is raised at most once across restarts.
+    pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
+        let mut l = Ledger::new(config);
+        l.journal = Some(journal);
+        l.restored = Mutex::new(snapshot);
+        l
+    }
+
+    /// The journal, if this ledger is durable (to `wait` on, `flush` or report from).
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Notices that were not raised because their journal entry failed.
+    pub fn journal_errors(&self) -> u64 {
+        self.journal_errors.load(Ordering::Relaxed)
+    }
+
+    /// Takes the journaled rows of `company` (and `user`, or the company total if `None`):
+    /// `(period_start, used)` pairs, plus the notices raised for the company.
+    fn take_restored(&self, company: &str, user: Option<&str>) -> (RestoredRows, RaisedNotices) {
+        let mut snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows = Vec::new();
+        snap.usage.retain(|r| {
+            if r.company == company && r.user.as_deref() == user {
+                rows.push((r.period_start, u64::try_from(r.calls).unwrap_or(0)));
+                false
+            } else {
+                true
+            }
+        });
+        let notices = snap
+            .notices
+            .iter()
+            .filter(|n| n.company == company)
+            .map(|n| (n.period.clone(), n.kind))
+            .collect();
+        (rows, notices)
+    }
+
+    fn journal_usage(&self, company: &str, user: &str, period: &Period, calls: i64) {
+        if let Some(j) = &self.journal {
+            if calls != 0 {
+                let _ = j.append(Entry::Usage {
+                    company: company.to_owned(),
+                    user: Some(user.to_owned()),
+                    period_start: period.start().as_second(),
+                    period: period.label(),
+                    calls,
+                });
+            }
         }
     }
 
@@ -422,7 +538,25 @@ impl Ledger {
         self.change(|r| {
             let (usage, committed) = match r.companies.get(&company.id) {
                 Some(old) => (Arc::clone(&old.usage), Arc::clone(&old.committed)),
-                None => (Arc::new(Usage::new(period)), Arc::default()),
+                None => {
+                    let (rows, notices) = self.take_restored(&company.id, None);
+                    let usage = if rows.is_empty() {
+                        Usage::new(period)
+                    } else {
+                        Usage::restore(&spec, t, &rows, &notices)?
+                    };
+                    let mut committed: HashMap<Timestamp, HashSet<String>> = HashMap::new();
+                    let snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
+                    for c in snap.commits.iter().filter(|c| c.company == company.id) {
+                        if let Ok(at) = Timestamp::from_second(c.period_start) {
+                            committed
+                                .entry(at)
+                                .or_default()
+                                .insert(c.idempotency_key.clone());
+                        }
+                    }
+                    (Arc::new(usage), Arc::new(Mutex::new(committed)))
+                }
             };
             let entry = CompanyEntry {
                 company: company.clone(),
@@ -444,15 +578,20 @@ impl Ledger {
                 .companies
                 .get(company)
                 .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
-            let period = c.spec.try_period_at(t)?;
-            r.users.entry(user.to_owned()).or_insert_with(|| {
+            if r.users.contains_key(user) {
+                return Ok(());
+            }
+            let (rows, _) = self.take_restored(company, Some(user));
+            let usage = Usage::restore(&c.spec, t, &rows, &HashSet::new())?;
+            r.users.insert(
+                user.to_owned(),
                 Arc::new(UserEntry {
                     id: user.to_owned(),
                     company: company.to_owned(),
                     disabled: AtomicBool::new(false),
-                    usage: Usage::new(period),
-                })
-            });
+                    usage,
+                }),
+            );
             Ok(())
         })
     }
@@ -548,11 +687,17 @@ impl Ledger {
             }
         };
         uc.counter.add(cost);
+        self.journal_usage(
+            &company.company.id,
+            &user.id,
+            &cc.period,
+            i64::try_from(cost).unwrap_or(i64::MAX),
+        );
         let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
         let event = cc
             .counter
             .crossing(prev, used, limit, warning)
-            .map(|kind| self.notice(company, &cc.period, kind, used, limit));
+            .and_then(|kind| self.notice(company, &cc.period, kind, used, limit, t));
         let outcome = if used > limit {
             Outcome::OverLimit
         } else {
@@ -571,7 +716,9 @@ impl Ledger {
         ))
     }
 
-    /// Builds the notice for a crossing and queues it for [`Ledger::drain_events`].
+    /// Builds the notice for a crossing, journals it durably (if journaled) and queues it
+    /// for [`Ledger::drain_events`]. A notice whose journal entry fails is not raised: it
+    /// is counted in [`Ledger::journal_errors`] instead, so no notice is ever raised twice.
     fn notice(
         &self,
         company: &CompanyEntry,
@@ -579,7 +726,23 @@ impl Ledger {
         kind: Crossing,
         used: u64,
         limit: u64,
-    ) -> QuotaEvent {
+        t: Timestamp,
+    ) -> Option<QuotaEvent> {
+        if let Some(j) = &self.journal {
+            let entry = Entry::Notice {
+                company: company.company.id.clone(),
+                period: period.label(),
+                kind: match kind {
+                    Crossing::Warning => NoticeKind::Warning,
+                    Crossing::Overage => NoticeKind::Overage,
+                },
+                raised_at: t.as_second(),
+            };
+            if j.append_durable(entry).is_err() {
+                self.journal_errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
         let e = match kind {
             Crossing::Warning => QuotaEvent::Warning {
                 company: company.company.id.clone(),
@@ -603,7 +766,7 @@ impl Ledger {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(e.clone());
-        e
+        Some(e)
     }
 
     /// Takes the notices raised so far (oldest first).
@@ -625,6 +788,7 @@ impl Ledger {
             cost
         };
         Ok(Reservation {
+            user: user.id.clone(),
             company,
             company_counter: cc,
             user_counter: uc,
@@ -648,6 +812,28 @@ impl Ledger {
         let settle = if fresh { final_cost } else { 0 };
         r.company_counter.counter.settle(r.cost, settle);
         r.user_counter.counter.settle(r.cost, settle);
+        if let Some(j) = &self.journal {
+            let period = &r.company_counter.period;
+            let delta = i64::try_from(settle).unwrap_or(i64::MAX)
+                - i64::try_from(r.cost).unwrap_or(i64::MAX);
+            let usage = Entry::Usage {
+                company: r.company.company.id.clone(),
+                user: Some(r.user.clone()),
+                period_start: period.start().as_second(),
+                period: period.label(),
+                calls: delta,
+            };
+            // The key and the final delta land in one transaction.
+            let mut entries = vec![usage];
+            if fresh {
+                entries.push(Entry::Commit {
+                    company: r.company.company.id.clone(),
+                    period_start: period.start().as_second(),
+                    idempotency_key: idempotency_key.to_owned(),
+                });
+            }
+            let _ = j.append_all(entries);
+        }
         if fresh {
             CommitOutcome::Committed
         } else {
@@ -659,6 +845,12 @@ impl Ledger {
     pub fn refund(&self, r: Reservation) {
         r.company_counter.counter.settle(r.cost, 0);
         r.user_counter.counter.settle(r.cost, 0);
+        self.journal_usage(
+            &r.company.company.id,
+            &r.user,
+            &r.company_counter.period,
+            -i64::try_from(r.cost).unwrap_or(i64::MAX),
+        );
     }
 
     /// Usage per company and period, sorted by company then period.
@@ -977,6 +1169,51 @@ mod tests {
         assert_eq!(r.decision.outcome, Outcome::Refused);
         l.refund(r);
         assert_eq!(l.company_usage()[0].used, 6);
+    }
+
+    #[test]
+    fn a_journaled_ledger_carries_on_after_a_restart() {
+        use crate::journal::{Durability, Journal};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let t = ns("2026-11-10T00:00:00Z");
+        let register = |l: &Ledger| {
+            l.upsert_company(Company::new("acme").with_units(1, 0), None, t)
+                .unwrap();
+            l.add_user("alice", "acme", t).unwrap();
+            l.add_key(KEY, "alice").unwrap();
+        };
+        {
+            let (j, snap) = Journal::open(&path, Durability::Strict).unwrap();
+            let l = Ledger::with_journal(small_limits(), j, snap);
+            register(&l);
+            for _ in 0..11 {
+                l.record(KEY, 1, t).unwrap();
+            }
+            let r = l.reserve(KEY, 3, t).unwrap();
+            assert_eq!(l.commit(r, 1, "req-1"), CommitOutcome::Committed);
+            let r = l.reserve(KEY, 2, t).unwrap();
+            l.refund(r);
+            assert_eq!(l.drain_events().len(), 2, "warning and overage");
+            l.journal().unwrap().flush().unwrap();
+        }
+        let (j, snap) = Journal::open(&path, Durability::Strict).unwrap();
+        assert_eq!(snap.notices.len(), 2);
+        let l = Ledger::with_journal(small_limits(), j, snap);
+        register(&l);
+        assert_eq!(l.company_usage()[0].used, 12, "usage survives the restart");
+        assert_eq!(l.user_usage()[0].used, 12);
+        let d = l.record(KEY, 1, t).unwrap();
+        assert_eq!((d.outcome, d.used), (Outcome::OverLimit, 13));
+        assert!(
+            l.drain_events().is_empty(),
+            "no notice is raised twice across restarts"
+        );
+        // The committed idempotency key survives too.
+        let r = l.reserve(KEY, 1, t).unwrap();
+        assert_eq!(l.commit(r, 1, "req-1"), CommitOutcome::Duplicate);
+        assert_eq!(l.company_usage()[0].used, 13);
+        assert_eq!(l.journal_errors(), 0);
     }
 
     #[test]
