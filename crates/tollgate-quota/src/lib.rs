@@ -18,9 +18,13 @@
 //!   writes, bounded-loss (100 ms) and strict (group commit) modes, a snapshot to restore
 //!   from, foreign or corrupted files refused untouched; a SIGKILL crash test in `tests/`.
 //!
-//! Still to come (see the quota issue): wiring the journal into the ledger (restore at
-//! open, journal every change, raise notices only after their entry is durable), the
-//! model test with restarts, and the `record` benches.
+//! [`Ledger::with_journal`] joins the two: every change is journaled, a restart restores
+//! usage, notice flags and idempotency keys, and a notice is raised only once its entry is
+//! durable.
+//!
+//! Still to come (see the quota issue): a per-call durability ticket from `record` for
+//! strict callers (today they flush the journal), the crash test driven through the
+//! ledger rather than the journal, and the `record` benches.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(tollgate_loom, allow(dead_code, unreachable_pub))]
