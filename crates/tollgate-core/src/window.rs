@@ -237,7 +237,9 @@ impl Algorithm for SlidingWindow {
         let used = prev_weight + u128::from(v.cur) * win;
         let now_w = u128::from(now);
         let since = |t: u128| to_u64(t.saturating_sub(now_w));
-        let want = used + u128::from(cost) * win;
+        // Saturating: a cost far above capacity (only reachable through the trait) must
+        // not overflow; it is simply denied below.
+        let want = used.saturating_add(u128::from(cost).saturating_mul(win));
         if want <= lw {
             let cur = v.cur + cost;
             let reset = if cur > 0 {
@@ -430,6 +432,14 @@ mod tests {
             "a cost above capacity never passes"
         );
         assert_eq!(d.retry_after, u64::MAX);
+        // Found by the `algorithms` fuzz target: with some units counted, a huge cost times
+        // a window near u64::MAX overflowed u128.
+        let long = SlidingWindow::new(Rate::from_nanos(10_756, u64::MAX, 1).unwrap()).unwrap();
+        let mut st = 0;
+        run(&long, &mut st, 0, 10);
+        let (d, next) = long.decide(st, 0, u64::MAX);
+        assert!(!d.allowed() && next.is_none());
+        assert_eq!(long.admit(st, 0, u64::MAX), None);
         let (d, next) = w.decide(0, 0, 0);
         assert!(d.allowed() && next.is_none());
         let mut st = 0;
