@@ -458,3 +458,22 @@ pub mod model {
         Ok(stats)
     }
 }
+
+/// Small helpers shared by the model tests.
+pub mod util {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    /// `v` as a `u64`, saturating at `u64::MAX` (reference models compute in `u128`).
+    pub fn to_u64(v: u128) -> u64 {
+        u64::try_from(v).unwrap_or(u64::MAX)
+    }
+
+    /// `n` values drawn deterministically from `s`, to check what the generators reach.
+    pub fn sample<T: std::fmt::Debug>(s: impl Strategy<Value = T>, n: usize) -> Vec<T> {
+        let mut runner = TestRunner::deterministic();
+        (0..n)
+            .map(|_| s.new_tree(&mut runner).expect("generate").current())
+            .collect()
+    }
+}

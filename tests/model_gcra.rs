@@ -10,11 +10,11 @@
 //! evict and sometimes fills up.
 
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
 use tollgate_core::{Decision, Gcra, InsufficientCapacity, Rate};
 use tollgate_tests::model::{run_direct, run_keyed, Model, Op, Stats, Time, Timeline};
+use tollgate_tests::util::{sample, to_u64};
 
 const SEC: u64 = 1_000_000_000;
 const YEAR: u64 = 365 * 86_400 * SEC;
@@ -116,10 +116,6 @@ impl GcraRef {
         );
         Ok((d, tat))
     }
-}
-
-fn to_u64(v: u128) -> u64 {
-    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 impl Model for GcraRef {
@@ -357,13 +353,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------
 // The generators reach what they are meant to reach.
-
-fn sample<T: std::fmt::Debug>(s: impl Strategy<Value = T>, n: usize) -> Vec<T> {
-    let mut runner = TestRunner::deterministic();
-    (0..n)
-        .map(|_| s.new_tree(&mut runner).expect("generate").current())
-        .collect()
-}
 
 #[test]
 fn generators_exercise_denials_errors_backwards_time_and_the_clock_end() {

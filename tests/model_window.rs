@@ -16,13 +16,13 @@
 //! very end.
 
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
 use tollgate_core::{
     Decision, InsufficientCapacity, ManualClock, Rate, SlidingWindow, SlidingWindowLimiter,
 };
 use tollgate_tests::model::{run_direct, run_keyed, Model, Op, Stats, Time, Timeline};
+use tollgate_tests::util::{sample, to_u64};
 
 const SEC: u64 = 1_000_000_000;
 const YEAR: u64 = 365 * 86_400 * SEC;
@@ -166,10 +166,6 @@ impl WindowRef {
         );
         Ok((d, v))
     }
-}
-
-fn to_u64(v: u128) -> u64 {
-    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 impl Model for WindowRef {
@@ -384,13 +380,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------
 // The generators reach what they are meant to reach.
-
-fn sample<T: std::fmt::Debug>(s: impl Strategy<Value = T>, n: usize) -> Vec<T> {
-    let mut runner = TestRunner::deterministic();
-    (0..n)
-        .map(|_| s.new_tree(&mut runner).expect("generate").current())
-        .collect()
-}
 
 #[test]
 fn generators_exercise_denials_errors_and_backwards_time() {
