@@ -493,13 +493,7 @@ impl Ledger {
     fn journal_usage(&self, company: &str, user: &str, period: &Period, calls: i64) {
         if let Some(j) = &self.journal {
             if calls != 0 {
-                let _ = j.append(Entry::Usage {
-                    company: company.to_owned(),
-                    user: Some(user.to_owned()),
-                    period_start: period.start().as_second(),
-                    period: period.label(),
-                    calls,
-                });
+                let _ = j.append(usage_entry(company, user, period, calls));
             }
         }
     }
@@ -687,12 +681,7 @@ impl Ledger {
             }
         };
         uc.counter.add(cost);
-        self.journal_usage(
-            &company.company.id,
-            &user.id,
-            &cc.period,
-            i64::try_from(cost).unwrap_or(i64::MAX),
-        );
+        self.journal_usage(&company.company.id, &user.id, &cc.period, signed(cost));
         let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
         let event = cc
             .counter
@@ -814,15 +803,8 @@ impl Ledger {
         r.user_counter.counter.settle(r.cost, settle);
         if let Some(j) = &self.journal {
             let period = &r.company_counter.period;
-            let delta = i64::try_from(settle).unwrap_or(i64::MAX)
-                - i64::try_from(r.cost).unwrap_or(i64::MAX);
-            let usage = Entry::Usage {
-                company: r.company.company.id.clone(),
-                user: Some(r.user.clone()),
-                period_start: period.start().as_second(),
-                period: period.label(),
-                calls: delta,
-            };
+            let delta = signed(settle) - signed(r.cost);
+            let usage = usage_entry(&r.company.company.id, &r.user, period, delta);
             // The key and the final delta land in one transaction.
             let mut entries = vec![usage];
             if fresh {
@@ -849,7 +831,7 @@ impl Ledger {
             &r.company.company.id,
             &r.user,
             &r.company_counter.period,
-            -i64::try_from(r.cost).unwrap_or(i64::MAX),
+            -signed(r.cost),
         );
     }
 
@@ -932,6 +914,22 @@ impl Ledger {
         }
         out
     }
+}
+
+/// The journal entry for `calls` (negative: given back) by `user` of `company` in `period`.
+fn usage_entry(company: &str, user: &str, period: &Period, calls: i64) -> Entry {
+    Entry::Usage {
+        company: company.to_owned(),
+        user: Some(user.to_owned()),
+        period_start: period.start().as_second(),
+        period: period.label(),
+        calls,
+    }
+}
+
+/// A call count as the journal's signed delta, saturating at `i64::MAX`.
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A CSV field, quoted when it contains a comma, quote or line break (RFC 4180).
