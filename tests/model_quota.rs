@@ -43,7 +43,10 @@ enum Op {
     Advance {
         hours: u64,
     },
-    Restart,
+    /// A restart; `flush` first, or rely on the graceful shutdown of dropping the ledger.
+    Restart {
+        flush: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,7 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 0..6u64).prop_map(|(user, hold)| Op::ReserveRefund { user, hold }),
         1 => (0..2usize).prop_map(|company| Op::AddMachine { company }),
         2 => (0..400u64).prop_map(|hours| Op::Advance { hours }),
-        1 => Just(Op::Restart),
+        1 => any::<bool>().prop_map(|flush| Op::Restart { flush }),
     ]
 }
 
@@ -207,8 +210,10 @@ proptest! {
                 Op::Advance { hours } => {
                     now = now.checked_add(tollgate_quota::jiff::SignedDuration::from_hours(hours as i64)).unwrap();
                 }
-                Op::Restart => {
-                    ledger.journal().unwrap().flush().unwrap();
+                Op::Restart { flush } => {
+                    if flush {
+                        ledger.sync().unwrap();
+                    }
                     all_events.extend(ledger.drain_events());
                     drop(ledger);
                     ledger = start(model.machines, now);

@@ -2,21 +2,29 @@
 //! SQLite file that survives restarts and crashes.
 //!
 //! [`Journal::append`] never blocks on I/O: it hands the [`Entry`] to a background writer
-//! thread and returns a [`Ticket`]. The writer applies whatever has accumulated in one
-//! transaction per batch. [`Journal::wait`] blocks until the batch holding a ticket has
-//! committed. [`Journal::open`] returns, next to the journal, a [`Snapshot`] of everything
-//! committed so far, from which the ledger restores its counters, notice flags and
-//! idempotency sets.
+//! thread and returns a [`Ticket`] naming the batch the entry belongs to. The writer
+//! applies each batch in one transaction. [`Journal::wait`] blocks until the batch holding a
+//! ticket has committed. [`Journal::open`] returns, next to the journal, a [`Snapshot`] of
+//! everything committed so far, from which the ledger restores its counters, notice flags
+//! and idempotency sets.
+//!
+//! The ledger does not append an entry per call: its hot path only bumps atomic counters.
+//! It installs a collector that the writer runs as it takes each batch, adding one usage
+//! delta per user and period that changed since the previous batch. [`Journal::ticket`]
+//! hands out, without a lock, a ticket covering every change the calling thread made
+//! before, appended or collected.
 //!
 //! # Durability
-//! * [`Durability::BoundedLoss`] (the default, `max_delay` 100 ms): the writer commits at
-//!   least every `max_delay` while there is pending work, with `PRAGMA synchronous=NORMAL`.
-//!   If the process is killed, at most the entries appended during the last `max_delay`
-//!   (not yet committed) are lost; a power loss may also lose the last committed
-//!   transactions (WAL with `synchronous=NORMAL` does not sync every commit).
-//! * [`Durability::Strict`]: group commit with `PRAGMA synchronous=FULL`. The writer commits
-//!   as soon as it has entries, batching whatever accumulated meanwhile; once
-//!   [`Journal::wait`] returns `Ok` for a ticket, its entry is on disk.
+//! * [`Durability::BoundedLoss`] (the default, `max_delay` 100 ms): the writer takes a
+//!   batch at least every `max_delay` while there is work (pending entries, or a
+//!   collector), with `PRAGMA synchronous=NORMAL`. If the process is killed, at most the
+//!   changes of the last `max_delay` (plus the commit in flight) are lost; a power loss may
+//!   also lose the last committed transactions (WAL with `synchronous=NORMAL` does not sync
+//!   every commit).
+//! * [`Durability::Strict`]: group commit with `PRAGMA synchronous=FULL`. The writer
+//!   commits as soon as it has entries or a waiter, batching whatever accumulated
+//!   meanwhile; once [`Journal::wait`] returns `Ok` for a ticket, everything it covers is
+//!   on disk. Collected changes nobody waits for are committed every 100 ms.
 //!
 //! In both modes a [`Entry::Notice`], a [`Journal::wait`] and a [`Journal::flush`] make the
 //! writer commit at once instead of waiting for `max_delay`; the caller raises a notice
@@ -24,7 +32,7 @@
 //! notice is raised at most once per company, period and kind, across restarts too.
 //!
 //! Entries appended together with [`Journal::append_all`] always land in the same
-//! transaction (for instance a commit's usage delta and its idempotency key).
+//! transaction (for instance a commit's idempotency key and the settled usage).
 //!
 //! # Errors
 //! I/O and SQLite errors never panic. If a batch fails to commit, the writer records the
@@ -81,6 +89,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -284,8 +293,8 @@ impl Snapshot {
     }
 }
 
-/// Identifies an appended entry, for [`Journal::wait`]. Tickets are ordered: waiting for
-/// one also covers every entry appended before it.
+/// Names the batch an entry (or a collected change) belongs to, for [`Journal::wait`].
+/// Tickets are ordered: waiting for one also covers every batch before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket(u64);
 
@@ -393,30 +402,54 @@ fn refuse(path: &Path, reason: impl Into<String>) -> JournalError {
     }
 }
 
+/// Adds the entries of state the journal's owner keeps itself (the ledger's counters) to
+/// a batch. Runs on the writer thread, under the journal's lock, once per batch.
+pub(crate) type Collector = Box<dyn FnMut(&mut Vec<Entry>) + Send>;
+
 /// State shared by the callers and the writer thread.
-#[derive(Debug, Default)]
 struct State {
-    /// Entries not yet taken by the writer, in order; the last one has number `appended`.
+    /// Entries not yet taken by the writer, in order; they belong to batch `open`.
     pending: Vec<Entry>,
     /// When the oldest pending entry was appended.
     oldest: Option<Instant>,
-    /// The last sequence number handed out.
-    appended: u64,
-    /// Every entry up to this sequence number is committed.
+    /// When the writer last took a batch.
+    last_batch: Instant,
+    /// The batch being filled: appends now get this ticket.
+    open: u64,
+    /// Every batch up to this one is committed.
     committed: u64,
-    /// Commit at once up to this sequence number (notices, waits, flushes).
+    /// Commit at once up to this batch (notices, waits, flushes).
     urgent: u64,
-    /// Set by close and drop: commit what is pending and stop.
+    /// Set by close and drop: commit a last batch and stop.
     shutdown: bool,
     /// The writer's error, once it failed.
     failed: Option<String>,
     /// The writer thread has exited.
     writer_gone: bool,
+    /// Collects the owner's changes into each batch.
+    collector: Option<Collector>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("pending", &self.pending.len())
+            .field("open", &self.open)
+            .field("committed", &self.committed)
+            .field("urgent", &self.urgent)
+            .field("shutdown", &self.shutdown)
+            .field("failed", &self.failed)
+            .field("writer_gone", &self.writer_gone)
+            .field("collector", &self.collector.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// `State::open`, readable without the lock (see [`Journal::ticket`]).
+    open: AtomicU64,
     /// Wakes the writer.
     work: Condvar,
     /// Wakes waiters after a commit or a failure.
@@ -428,6 +461,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// How often a strict journal with a collector takes the collected changes nobody waits
+/// for.
+const STRICT_SWEEP: Duration = Duration::from_millis(100);
 
 /// The usage journal: one SQLite file and its background writer thread.
 ///
@@ -478,7 +515,19 @@ impl Journal {
         let snapshot = read_snapshot(&path, &conn)?;
 
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                oldest: None,
+                last_batch: Instant::now(),
+                open: 1,
+                committed: 0,
+                urgent: 0,
+                shutdown: false,
+                failed: None,
+                writer_gone: false,
+                collector: None,
+            }),
+            open: AtomicU64::new(1),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -518,9 +567,19 @@ impl Journal {
     /// Hands several entries to the writer; they are committed in the same transaction.
     /// The ticket covers all of them.
     pub fn append_all(&self, entries: impl IntoIterator<Item = Entry>) -> Ticket {
+        self.append_with(entries, || ()).0
+    }
+
+    /// Appends `entries` and runs `f` under the journal's lock, so that the entries and
+    /// whatever `f` changes in collected state land in the same batch.
+    pub(crate) fn append_with<R>(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        f: impl FnOnce() -> R,
+    ) -> (Ticket, R) {
         let mut st = self.shared.lock();
-        // Once the writer failed, nothing more is journaled: keep numbering entries (their
-        // waits report the failure) but do not hold on to them.
+        // Once the writer failed, nothing more is journaled: hand out tickets (their
+        // waits report the failure) but do not hold on to the entries.
         let keep = st.failed.is_none() && !st.writer_gone;
         let mut urgent = false;
         for entry in entries {
@@ -528,18 +587,34 @@ impl Journal {
             if keep {
                 st.pending.push(entry);
             }
-            st.appended += 1;
         }
         if st.oldest.is_none() && !st.pending.is_empty() {
             st.oldest = Some(Instant::now());
         }
-        let ticket = Ticket(st.appended);
+        let r = f();
+        let ticket = Ticket(st.open);
         if urgent {
-            st.urgent = st.appended;
+            st.urgent = st.open;
         }
         drop(st);
         self.shared.work.notify_one();
-        ticket
+        (ticket, r)
+    }
+
+    /// Installs the collector that adds the owner's changes to every batch.
+    pub(crate) fn set_collector(&self, collector: Collector) {
+        self.shared.lock().collector = Some(collector);
+    }
+
+    /// A ticket covering everything the calling thread did before: entries it appended
+    /// and changes to state a collector journals (the ledger's counters). Takes no lock.
+    pub fn ticket(&self) -> Ticket {
+        // Pairs with the fence in `take_batch`: either the writer bumped `open` before
+        // this fence (then this load sees the bump, and the ticket names a later batch),
+        // or the writer's collection runs after this fence and sees every change this
+        // thread made before it, in batch `open`.
+        fence(Ordering::SeqCst);
+        Ticket(self.shared.open.load(Ordering::Relaxed))
     }
 
     /// Appends `entry` and waits until it is committed: use it for notices, and raise the
@@ -549,14 +624,14 @@ impl Journal {
         self.wait(t)
     }
 
-    /// Blocks until the batch holding `ticket` (and everything appended before it) has
-    /// committed, asking the writer to commit at once. In [`Durability::Strict`] mode the
-    /// entries are then on disk; in bounded-loss mode they survive a killed process.
+    /// Blocks until the batch holding `ticket` (and every batch before it) has committed,
+    /// asking the writer to commit at once. In [`Durability::Strict`] mode the entries are
+    /// then on disk; in bounded-loss mode they survive a killed process.
     pub fn wait(&self, ticket: Ticket) -> Result<(), JournalError> {
         let mut st = self.shared.lock();
-        // A ticket this journal never issued (from another journal) waits for everything
-        // appended so far instead of forever.
-        let ticket = Ticket(ticket.0.min(st.appended));
+        // A ticket this journal never issued (from another journal) waits for the open
+        // batch instead of forever.
+        let ticket = Ticket(ticket.0.min(st.open));
         if st.committed >= ticket.0 {
             return Ok(());
         }
@@ -587,10 +662,10 @@ impl Journal {
         }
     }
 
-    /// Commits everything appended so far and waits for it.
+    /// Commits everything appended (and collected) so far and waits for it.
     pub fn flush(&self) -> Result<(), JournalError> {
-        let last = Ticket(self.shared.lock().appended);
-        self.wait(last)?;
+        let open = Ticket(self.shared.lock().open);
+        self.wait(open)?;
         // Report a failure even if nothing was pending.
         match &self.shared.lock().failed {
             Some(reason) => Err(JournalError::WriterFailed {
@@ -632,7 +707,7 @@ impl Journal {
                 reason: reason.clone(),
             });
         }
-        if joined.is_err() || st.committed < st.appended {
+        if joined.is_err() || st.committed + 1 < st.open {
             return Err(JournalError::WriterFailed {
                 path: self.path.clone(),
                 reason: "the writer thread stopped before committing everything".into(),
@@ -661,50 +736,15 @@ impl Drop for WriterGuard<'_> {
 fn writer_main(mut conn: Connection, path: &Path, durability: Durability, shared: &Shared) {
     let _guard = WriterGuard(shared);
     loop {
-        let (batch, last) = {
-            let mut st = shared.lock();
-            loop {
-                if !st.pending.is_empty() {
-                    let due = match durability {
-                        Durability::Strict => None,
-                        Durability::BoundedLoss { max_delay } => {
-                            if st.shutdown || st.urgent > st.committed {
-                                None
-                            } else {
-                                let oldest = st.oldest.unwrap_or_else(Instant::now);
-                                let elapsed = oldest.elapsed();
-                                if elapsed >= max_delay {
-                                    None
-                                } else {
-                                    Some(max_delay - elapsed)
-                                }
-                            }
-                        }
-                    };
-                    match due {
-                        None => break,
-                        Some(left) => {
-                            st = shared
-                                .work
-                                .wait_timeout(st, left)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0;
-                            continue;
-                        }
-                    }
-                }
-                if st.shutdown {
-                    return;
-                }
-                st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
-            }
-            st.oldest = None;
-            (std::mem::take(&mut st.pending), st.appended)
+        let (batch, number, last) = take_batch(shared, durability);
+        let result = if batch.is_empty() {
+            Ok(())
+        } else {
+            apply(&mut conn, &batch)
         };
-        let result = apply(&mut conn, &batch);
         let mut st = shared.lock();
         match result {
-            Ok(()) => st.committed = last,
+            Ok(()) => st.committed = number,
             Err(e) => {
                 st.failed = Some(format!(
                     "{}: cannot commit {} entries: {e}",
@@ -716,10 +756,57 @@ fn writer_main(mut conn: Connection, path: &Path, durability: Durability, shared
         let failed = st.failed.is_some();
         drop(st);
         shared.done.notify_all();
-        if failed {
+        if failed || last {
             return;
         }
     }
+}
+
+/// Waits until a batch is due, then takes it: the pending entries plus what the collector
+/// adds. Returns the batch, its number and whether it is the last one (shutdown).
+fn take_batch(shared: &Shared, durability: Durability) -> (Vec<Entry>, u64, bool) {
+    let mut st = shared.lock();
+    loop {
+        if st.shutdown || st.urgent >= st.open {
+            break;
+        }
+        // When is the next batch due, if nobody asks for one?
+        let due = match durability {
+            Durability::Strict if !st.pending.is_empty() => break,
+            Durability::Strict => st.collector.is_some().then(|| st.last_batch + STRICT_SWEEP),
+            Durability::BoundedLoss { max_delay } => {
+                let entries = st.oldest.map(|t| t + max_delay);
+                let collected = st.collector.is_some().then(|| st.last_batch + max_delay);
+                entries.into_iter().chain(collected).min()
+            }
+        };
+        st = match due {
+            None => shared.work.wait(st).unwrap_or_else(PoisonError::into_inner),
+            Some(due) => {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                shared
+                    .work
+                    .wait_timeout(st, due - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+    let number = st.open;
+    st.open += 1;
+    shared.open.store(st.open, Ordering::Relaxed);
+    // Pairs with the fence in `Journal::ticket`.
+    fence(Ordering::SeqCst);
+    let mut batch = std::mem::take(&mut st.pending);
+    if let Some(collect) = st.collector.as_mut() {
+        collect(&mut batch);
+    }
+    st.oldest = None;
+    st.last_batch = Instant::now();
+    (batch, number, st.shutdown)
 }
 
 fn apply(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {

@@ -23,17 +23,20 @@
 //! its own module so that loom checks exactly this code.
 //!
 //! # Durability
-//! [`Ledger::new`] keeps everything in memory. [`Ledger::with_journal`] writes every change
-//! to a [`Journal`] (SQLite; bounded-loss or strict) and restores what a previous run
-//! journaled when companies and users are registered again. A notice is raised only
-//! after its journal entry is durable, so it is raised at most once across restarts; if
-//! that write fails the notice is not raised and [`Ledger::journal_errors`] counts it.
-//! In strict mode, a caller that needs its call to be durable waits on
-//! [`Journal::flush`] (through [`Ledger::journal`]) before answering.
+//! [`Ledger::new`] keeps everything in memory. [`Ledger::with_journal`] journals to a
+//! [`Journal`] (SQLite; bounded-loss or strict) and restores what a previous run
+//! journaled when companies and users are registered again. The hot path does not touch
+//! the journal: its writer thread collects, once per batch, the change of every user's
+//! counters since the previous batch. A commit's idempotency key and its settled usage land
+//! in the same batch. A notice is raised only after its journal entry is durable, so it is
+//! raised at most once across restarts; if that write fails the notice is not raised and
+//! [`Ledger::journal_errors`] counts it. In strict mode, a caller that needs its call to be
+//! durable before answering calls [`Ledger::sync`] (or waits on [`Ledger::ticket`]):
+//! concurrent callers share one disk sync.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -41,7 +44,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::counter::{Charge, Counter, Crossing};
-use crate::journal::{Entry, Journal, NoticeKind, Snapshot};
+use crate::journal::{Entry, Journal, JournalError, NoticeKind, Snapshot, Ticket};
 use crate::period::{Period, PeriodError, PeriodSpec};
 use crate::plan::{Company, PlanError, Plans, QuotaLimit};
 
@@ -215,6 +218,9 @@ type RaisedNotices = HashSet<(String, NoticeKind)>;
 struct PeriodUsage {
     period: Period,
     counter: Counter,
+    /// The usage the journal has been handed so far (only the journal's writer thread
+    /// changes it, under the journal's lock).
+    journaled: AtomicU64,
 }
 
 impl PeriodUsage {
@@ -222,6 +228,7 @@ impl PeriodUsage {
         PeriodUsage {
             period,
             counter: Counter::new(),
+            journaled: AtomicU64::new(0),
         }
     }
 }
@@ -290,7 +297,11 @@ impl Usage {
                 notices.contains(&(label.clone(), NoticeKind::Warning)),
                 notices.contains(&(label, NoticeKind::Overage)),
             );
-            let usage = Arc::new(PeriodUsage { period, counter });
+            let usage = Arc::new(PeriodUsage {
+                period,
+                counter,
+                journaled: AtomicU64::new(used),
+            });
             if period == current_period {
                 current = Some(usage);
             } else {
@@ -350,7 +361,6 @@ struct Registry {
 #[must_use = "a reservation holds quota until it is committed or refunded"]
 pub struct Reservation {
     company: Arc<CompanyEntry>,
-    user: String,
     company_counter: Arc<PeriodUsage>,
     user_counter: Arc<PeriodUsage>,
     cost: u64,
@@ -372,7 +382,8 @@ pub enum CommitOutcome {
 /// The in-memory usage ledger. See the [module docs](self).
 pub struct Ledger {
     config: QuotaConfig,
-    registry: ArcSwap<Registry>,
+    /// Shared with the journal's collector.
+    registry: Arc<ArcSwap<Registry>>,
     admin: Mutex<()>,
     events: Mutex<Vec<QuotaEvent>>,
     /// Where every change is journaled, if durable.
@@ -436,7 +447,7 @@ impl Ledger {
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
             config,
-            registry: ArcSwap::from_pointee(Registry::default()),
+            registry: Arc::new(ArcSwap::from_pointee(Registry::default())),
             admin: Mutex::new(()),
             events: Mutex::new(Vec::new()),
             journal: None,
@@ -453,6 +464,8 @@ impl Ledger {
     /// so it is raised at most once across restarts.
     pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
         let mut l = Ledger::new(config);
+        let registry = Arc::clone(&l.registry);
+        journal.set_collector(Box::new(move |batch| collect_usage(&registry, batch)));
         l.journal = Some(journal);
         l.restored = Mutex::new(snapshot);
         l
@@ -461,6 +474,25 @@ impl Ledger {
     /// The journal, if this ledger is durable (to `wait` on, `flush` or report from).
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// A ticket covering every call the calling thread recorded, reserved, committed or
+    /// refunded so far; `None` without a journal. Lock-free: strict callers take one
+    /// after `record` and wait on it ([`Journal::wait`]) before answering, or call
+    /// [`Ledger::sync`].
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.journal.as_ref().map(Journal::ticket)
+    }
+
+    /// Waits until every call the calling thread recorded (reserved, committed,
+    /// refunded) so far is committed to the journal: on disk in
+    /// [`Durability::Strict`](crate::journal::Durability::Strict) mode. Concurrent
+    /// callers share one transaction (group commit). Without a journal, returns at once.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        match &self.journal {
+            Some(j) => j.wait(j.ticket()),
+            None => Ok(()),
+        }
     }
 
     /// Notices that were not raised because their journal entry failed.
@@ -488,14 +520,6 @@ impl Ledger {
             .map(|n| (n.period.clone(), n.kind))
             .collect();
         (rows, notices)
-    }
-
-    fn journal_usage(&self, company: &str, user: &str, period: &Period, calls: i64) {
-        if let Some(j) = &self.journal {
-            if calls != 0 {
-                let _ = j.append(usage_entry(company, user, period, calls));
-            }
-        }
     }
 
     fn change<R>(
@@ -681,7 +705,6 @@ impl Ledger {
             }
         };
         uc.counter.add(cost);
-        self.journal_usage(&company.company.id, &user.id, &cc.period, signed(cost));
         let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
         let event = cc
             .counter
@@ -777,7 +800,6 @@ impl Ledger {
             cost
         };
         Ok(Reservation {
-            user: user.id.clone(),
             company,
             company_counter: cc,
             user_counter: uc,
@@ -799,22 +821,21 @@ impl Ledger {
             .or_default()
             .insert(idempotency_key.to_owned());
         let settle = if fresh { final_cost } else { 0 };
-        r.company_counter.counter.settle(r.cost, settle);
-        r.user_counter.counter.settle(r.cost, settle);
-        if let Some(j) = &self.journal {
-            let period = &r.company_counter.period;
-            let delta = signed(settle) - signed(r.cost);
-            let usage = usage_entry(&r.company.company.id, &r.user, period, delta);
-            // The key and the final delta land in one transaction.
-            let mut entries = vec![usage];
-            if fresh {
-                entries.push(Entry::Commit {
+        let apply = || {
+            r.company_counter.counter.settle(r.cost, settle);
+            r.user_counter.counter.settle(r.cost, settle);
+        };
+        match &self.journal {
+            // The idempotency key and the settled usage land in the same batch.
+            Some(j) => {
+                let key = fresh.then(|| Entry::Commit {
                     company: r.company.company.id.clone(),
-                    period_start: period.start().as_second(),
+                    period_start: r.company_counter.period.start().as_second(),
                     idempotency_key: idempotency_key.to_owned(),
                 });
+                j.append_with(key, apply);
             }
-            let _ = j.append_all(entries);
+            None => apply(),
         }
         if fresh {
             CommitOutcome::Committed
@@ -827,12 +848,6 @@ impl Ledger {
     pub fn refund(&self, r: Reservation) {
         r.company_counter.counter.settle(r.cost, 0);
         r.user_counter.counter.settle(r.cost, 0);
-        self.journal_usage(
-            &r.company.company.id,
-            &r.user,
-            &r.company_counter.period,
-            -signed(r.cost),
-        );
     }
 
     /// Usage per company and period, sorted by company then period.
@@ -927,9 +942,42 @@ fn usage_entry(company: &str, user: &str, period: &Period, calls: i64) -> Entry 
     }
 }
 
-/// A call count as the journal's signed delta, saturating at `i64::MAX`.
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+/// The journal's collector: adds, for every user and period whose usage changed since the
+/// last batch, the difference as one usage entry (which adds to the user's row and the
+/// company total row in the same transaction). Runs on the journal's writer thread, under
+/// the journal's lock; the hot path never touches the journal.
+///
+/// Only user counters are read: every counted call adds to its user's counter and its
+/// company's, so the company row stays the sum of its users' rows.
+fn collect_usage(registry: &ArcSwap<Registry>, batch: &mut Vec<Entry>) {
+    let r = registry.load();
+    for user in r.users.values() {
+        let mut push = |u: &PeriodUsage| {
+            let now = u.counter.used();
+            let before = u.journaled.load(Ordering::Relaxed);
+            if now == before {
+                return;
+            }
+            // A difference beyond i64 (not reachable by real counts) goes in pieces: the
+            // rest is taken by the next batch.
+            let delta = i64::try_from(i128::from(now) - i128::from(before))
+                .unwrap_or(if now > before { i64::MAX } else { i64::MIN });
+            let journaled = i128::from(before) + i128::from(delta);
+            u.journaled
+                .store(u64::try_from(journaled).unwrap_or(now), Ordering::Relaxed);
+            batch.push(usage_entry(&user.company, &user.id, &u.period, delta));
+        };
+        push(&user.usage.current.load());
+        for u in user
+            .usage
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            push(u);
+        }
+    }
 }
 
 /// A CSV field, quoted when it contains a comma, quote or line break (RFC 4180).
@@ -1212,6 +1260,70 @@ mod tests {
         assert_eq!(l.commit(r, 1, "req-1"), CommitOutcome::Duplicate);
         assert_eq!(l.company_usage()[0].used, 13);
         assert_eq!(l.journal_errors(), 0);
+    }
+
+    #[test]
+    fn sync_makes_this_threads_calls_durable_at_once() {
+        use crate::journal::{Durability, Journal};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let t = ns("2026-11-10T00:00:00Z");
+        // A loss window far longer than the test: only sync (or a ticket) commits.
+        let slow = Durability::BoundedLoss {
+            max_delay: std::time::Duration::from_secs(600),
+        };
+        let (j, snap) = Journal::open(&path, slow).unwrap();
+        let l = Arc::new(Ledger::with_journal(small_limits(), j, snap));
+        l.upsert_company(Company::new("acme").with_override(10_000), None, t)
+            .unwrap();
+        l.add_user("alice", "acme", t).unwrap();
+        l.add_user("bob", "acme", t).unwrap();
+        l.add_key(KEY, "alice").unwrap();
+        l.add_key(KEY2, "bob").unwrap();
+        let journaled = |user: &str| -> i64 {
+            let rows = l.journal().unwrap().usage_report().unwrap();
+            rows.iter()
+                .filter(|r| r.user.as_deref() == Some(user))
+                .map(|r| r.calls)
+                .sum()
+        };
+        l.record(KEY, 3, t).unwrap();
+        assert_eq!(journaled("alice"), 0, "nothing is written per call");
+        l.sync().unwrap();
+        assert_eq!(journaled("alice"), 3);
+        // Two threads; each one's ticket covers its own calls.
+        let handles: Vec<_> = [KEY, KEY2]
+            .into_iter()
+            .map(|key| {
+                let l = Arc::clone(&l);
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        l.record(key, 1, t).unwrap();
+                        let ticket = l.ticket().unwrap();
+                        l.journal().unwrap().wait(ticket).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(journaled("alice"), 103);
+        assert_eq!(journaled("bob"), 100);
+        // A reservation held, then settled: the journal follows the counters.
+        let r = l.reserve(KEY, 5, t).unwrap();
+        l.sync().unwrap();
+        assert_eq!(journaled("alice"), 108);
+        assert_eq!(l.commit(r, 2, "req-1"), CommitOutcome::Committed);
+        l.sync().unwrap();
+        assert_eq!(journaled("alice"), 105);
+        let r = l.reserve(KEY, 4, t).unwrap();
+        l.refund(r);
+        l.sync().unwrap();
+        assert_eq!(journaled("alice"), 105);
+        // Without a journal there is nothing to wait for.
+        assert!(ledger(1, small_limits()).sync().is_ok());
+        assert!(ledger(1, small_limits()).ticket().is_none());
     }
 
     #[test]

@@ -1,36 +1,44 @@
-//! Crash test of the usage journal: a child process appends usage from several threads and
-//! is killed with SIGKILL at a random moment; the parent reopens the journal and checks
-//! that nothing acknowledged was lost, nothing was counted twice, and no notice was
-//! duplicated. Each round continues on the same file.
+//! Crash test of the durable ledger: a child process records calls from several threads
+//! through a [`Ledger`] journaled to SQLite and is killed with SIGKILL at a random moment;
+//! the parent reopens the journal and checks that no call acknowledged as durable was
+//! lost, nothing was counted that was not attempted, calls older than the loss window
+//! survived (bounded-loss mode), and no notice was sent twice. Each round continues on the
+//! same file, as a restarted service would.
 //!
 //! The child is this test binary itself, re-executed with `TOLLGATE_CRASH_CHILD` set and a
 //! filter that runs only [`crash_child`].
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tollgate_quota::journal::{Durability, Entry, Journal, NoticeKind};
+use tollgate_quota::journal::{Durability, Journal, NoticeKind};
+use tollgate_quota::{Company, Ledger, Plans, QuotaConfig, QuotaEvent};
 
 const CHILD_ENV: &str = "TOLLGATE_CRASH_CHILD";
 const MODE_ENV: &str = "TOLLGATE_CRASH_MODE";
 const THREADS: usize = 4;
-const NOV: i64 = 1_793_491_200; // 2026-11-01T00:00:00Z
-/// Each thread journals a warning notice when its count reaches this.
-const NOTICE_AT: u64 = 10;
-/// In bounded-loss mode, a thread waits for its entries every this many appends.
+/// Every call is stamped 2026-11-15T00:00:00Z: one period for the whole test.
+const NOW_NANOS: i128 = 1_794_700_800 * 1_000_000_000;
+/// 2026-11-01T00:00:00Z, the period's start.
+const NOV: i64 = 1_793_491_200;
+/// The company's monthly limit: low enough that the warning (80%) and the overage notice
+/// are raised during the test, in a round that may be killed.
+const LIMIT: u64 = 300;
+/// In bounded-loss mode, a thread waits for durability every this many calls.
 const BOUNDED_WAIT_EVERY: u64 = 25;
+/// The bounded-loss window the child runs with.
+const MAX_DELAY: Duration = Duration::from_millis(20);
+/// Slack over the loss window for the machine's scheduling and the commit itself: a call
+/// reported done longer than `MAX_DELAY + SLACK` before the kill must have survived.
+const SLACK: Duration = Duration::from_millis(500);
 
-fn delta(thread: usize) -> Entry {
-    Entry::Usage {
-        company: "c".into(),
-        user: Some(format!("u{thread}")),
-        period_start: NOV,
-        period: "2026-11".into(),
-        calls: 1,
-    }
+fn key(t: usize) -> String {
+    format!("0000000{t}-5b7d-4e21-9a0b-6c8d2f1e4a77")
 }
 
 fn line(out: &std::io::Stdout, s: &str) {
@@ -50,39 +58,62 @@ fn crash_child() {
         Durability::Strict
     } else {
         Durability::BoundedLoss {
-            max_delay: Duration::from_millis(20),
+            max_delay: MAX_DELAY,
         }
     };
-    let (journal, _) = Journal::open(&path, durability).expect("child: open");
+    let (journal, snapshot) = Journal::open(&path, durability).expect("child: open");
+    let config = QuotaConfig {
+        plans: Plans::standard(),
+        warning_percent: Some(80),
+        hard_cap_percent: None,
+        ..QuotaConfig::default()
+    };
+    let ledger = Arc::new(Ledger::with_journal(config, journal, snapshot));
+    ledger
+        .upsert_company(Company::new("c").with_override(LIMIT), None, NOW_NANOS)
+        .expect("child: company");
+    for t in 0..THREADS {
+        let user = format!("u{t}");
+        ledger.add_user(&user, "c", NOW_NANOS).expect("child: user");
+        ledger.add_key(&key(t), &user).expect("child: key");
+    }
     // libtest has printed "test crash_child ... " without a newline: end that line so
     // that ours start at the beginning of one.
     line(&std::io::stdout(), "");
-    let journal = Arc::new(journal);
     let stop = Instant::now() + Duration::from_secs(20); // if the parent never kills us
+    let done = Arc::new(AtomicBool::new(false));
+    let notices = {
+        let ledger = Arc::clone(&ledger);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let out = std::io::stdout();
+            while !done.load(Ordering::Relaxed) {
+                for e in ledger.drain_events() {
+                    let kind = match e {
+                        QuotaEvent::Warning { .. } => "warning",
+                        QuotaEvent::Overage { .. } => "overage",
+                    };
+                    line(&out, &format!("notice {kind}"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
-            let journal = Arc::clone(&journal);
+            let ledger = Arc::clone(&ledger);
             std::thread::spawn(move || {
                 let out = std::io::stdout();
+                let key = key(t);
                 let mut n = 0u64;
                 while Instant::now() < stop {
                     n += 1;
                     line(&out, &format!("try {t} {n}"));
-                    let ticket = journal.append(delta(t));
+                    ledger.record(&key, 1, NOW_NANOS).expect("child: record");
+                    line(&out, &format!("done {t} {n}"));
                     if strict || n % BOUNDED_WAIT_EVERY == 0 {
-                        journal.wait(ticket).expect("child: wait");
+                        ledger.sync().expect("child: sync");
                         line(&out, &format!("ack {t} {n}"));
-                    }
-                    if n == NOTICE_AT {
-                        journal
-                            .append_durable(Entry::Notice {
-                                company: "c".into(),
-                                period: "2026-11".into(),
-                                kind: NoticeKind::Warning,
-                                raised_at: NOV + 1,
-                            })
-                            .expect("child: notice");
-                        line(&out, &format!("notice {t}"));
                     }
                 }
             })
@@ -91,6 +122,8 @@ fn crash_child() {
     for t in threads {
         t.join().unwrap();
     }
+    done.store(true, Ordering::Relaxed);
+    notices.join().unwrap();
 }
 
 /// A small xorshift generator seeded from the clock.
@@ -122,23 +155,23 @@ impl XorShift {
 /// What a killed child reported, per thread.
 #[derive(Debug, Default)]
 struct Report {
-    /// Deltas the thread was about to append ("try" lines).
+    /// Calls the thread was about to record ("try" lines).
     tries: [u64; THREADS],
-    /// Deltas known committed: in strict mode one per ack; in bounded-loss mode an ack
-    /// covers the thread's last `BOUNDED_WAIT_EVERY` appends.
+    /// Calls acknowledged as durable ("ack" lines: every call of the thread so far).
     acked: [u64; THREADS],
-    /// Notices acknowledged.
-    notices: u64,
+    /// Calls reported done longer than the loss window (plus slack) before the kill.
+    old: [u64; THREADS],
+    /// Notices raised, by kind.
+    notices: HashMap<String, u64>,
     /// Lines the parent did not understand (for the failure message).
     other: Vec<String>,
 }
 
-fn thread_of(rest: &str) -> Option<usize> {
-    rest.split(' ')
-        .next()?
-        .parse()
-        .ok()
-        .filter(|&t| t < THREADS)
+/// Parses "<thread> <n>".
+fn thread_and_count(rest: &str) -> Option<(usize, u64)> {
+    let (t, n) = rest.split_once(' ')?;
+    let t = t.parse().ok().filter(|&t| t < THREADS)?;
+    Some((t, n.parse().ok()?))
 }
 
 /// Runs one child on `path`, kills it after `delay`, and returns what it reported.
@@ -152,32 +185,41 @@ fn run_child(path: &Path, mode: &str, delay: Duration) -> Report {
         .spawn()
         .expect("spawn the child");
     let stdout = child.stdout.take().unwrap();
-    let per_ack = if mode == "strict" {
-        1
-    } else {
-        BOUNDED_WAIT_EVERY
-    };
     let reader = std::thread::spawn(move || {
         let mut report = Report::default();
+        // When each thread's "done" lines arrived: (time, n), in order.
+        let mut done: Vec<Vec<(Instant, u64)>> = vec![Vec::new(); THREADS];
         for l in BufReader::new(stdout).lines() {
             let Ok(l) = l else { break };
-            if let Some(t) = l.strip_prefix("try ").and_then(thread_of) {
-                report.tries[t] += 1;
-            } else if let Some(t) = l.strip_prefix("ack ").and_then(thread_of) {
-                report.acked[t] += per_ack;
-            } else if l.starts_with("notice ") {
-                report.notices += 1;
-            } else {
+            if let Some((t, n)) = l.strip_prefix("try ").and_then(thread_and_count) {
+                report.tries[t] = report.tries[t].max(n);
+            } else if let Some((t, n)) = l.strip_prefix("done ").and_then(thread_and_count) {
+                done[t].push((Instant::now(), n));
+            } else if let Some((t, n)) = l.strip_prefix("ack ").and_then(thread_and_count) {
+                report.acked[t] = report.acked[t].max(n);
+            } else if let Some(kind) = l.strip_prefix("notice ") {
+                *report.notices.entry(kind.to_owned()).or_default() += 1;
+            } else if !l.is_empty() && !l.starts_with("test ") && !l.starts_with("running ") {
                 report.other.push(l);
             }
         }
-        report
+        (report, done)
     });
     std::thread::sleep(delay);
+    let killed_at = Instant::now();
     child.kill().expect("kill the child"); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child ended on its own: {status}");
-    reader.join().unwrap()
+    let (mut report, done) = reader.join().unwrap();
+    for (t, done) in done.iter().enumerate() {
+        report.old[t] = done
+            .iter()
+            .filter(|(at, _)| killed_at.duration_since(*at) > MAX_DELAY + SLACK)
+            .map(|&(_, n)| n)
+            .max()
+            .unwrap_or(0);
+    }
+    report
 }
 
 fn check_notices_unique(path: &Path) {
@@ -195,81 +237,104 @@ fn check_notices_unique(path: &Path) {
     assert_eq!(dups, 0, "duplicated notices");
 }
 
-fn crash_rounds(mode: &str, rounds: usize) {
+/// Each user's journaled calls and the company total.
+fn journaled(path: &Path) -> ([u64; THREADS], i64, Vec<NoticeKind>) {
+    let (journal, snap) = Journal::open(path, Durability::Strict)
+        .unwrap_or_else(|e| panic!("reopen after SIGKILL: {e}"));
+    let mut per_user = [0u64; THREADS];
+    for (t, used) in per_user.iter_mut().enumerate() {
+        let user = format!("u{t}");
+        *used = snap
+            .usage
+            .iter()
+            .filter(|r| r.user.as_deref() == Some(user.as_str()))
+            .map(|r| u64::try_from(r.calls).expect("no negative usage"))
+            .sum();
+    }
+    let total = snap.company_total("c", NOV);
+    let notices = snap.notices.iter().map(|n| n.kind).collect();
+    drop(journal);
+    (per_user, total, notices)
+}
+
+fn crash_rounds(mode: &str, rounds: usize, delays_ms: (u64, u64)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("usage.db");
     let mut rng = XorShift::from_clock();
-    let mut acked = [0u64; THREADS];
-    let mut tried = [0u64; THREADS];
-    let mut noticed = 0;
+    let mut before = [0u64; THREADS];
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    let mut checked_old = 0;
     for round in 0..rounds {
-        let delay = Duration::from_millis(rng.between(20, 300));
+        let delay = Duration::from_millis(rng.between(delays_ms.0, delays_ms.1));
         let report = run_child(&path, mode, delay);
-        for t in 0..THREADS {
-            acked[t] += report.acked[t];
-            tried[t] += report.tries[t];
+        for (kind, n) in &report.notices {
+            *sent.entry(kind.clone()).or_default() += n;
         }
-        noticed += report.notices;
-
-        let (journal, snap) = Journal::open(&path, Durability::Strict)
-            .unwrap_or_else(|e| panic!("round {round}: reopen after SIGKILL: {e}"));
-        let total = snap.company_total("c", NOV);
-        let per_user: Vec<i64> = (0..THREADS)
-            .map(|t| {
-                let user = format!("u{t}");
-                snap.usage
-                    .iter()
-                    .filter(|r| r.user.as_deref() == Some(user.as_str()))
-                    .map(|r| r.calls)
-                    .sum()
-            })
-            .collect();
+        let (after, total, notices) = journaled(&path);
         eprintln!(
-            "{mode} round {round}: killed after {delay:?}: acked {acked:?}, \
-             journaled {per_user:?} (total {total}), tried {tried:?}"
+            "{mode} round {round}: killed after {delay:?}: before {before:?}, acked {:?}, \
+             older than the window {:?}, journaled {after:?} (total {total}), tried {:?}, \
+             notices sent {sent:?}",
+            report.acked, report.old, report.tries
         );
-        let context = || {
-            format!(
-                "{mode} round {round}: unparsed child output {:?}",
-                report.other
-            )
-        };
+        let context = format!(
+            "{mode} round {round}: unparsed child output {:?}",
+            report.other
+        );
         assert_eq!(
             total,
-            per_user.iter().sum::<i64>(),
-            "{}: company and user rows disagree",
-            context()
+            after.iter().map(|&u| u as i64).sum::<i64>(),
+            "{context}: company and user rows disagree"
         );
         for t in 0..THREADS {
-            let got = per_user[t] as u64;
             assert!(
-                got >= acked[t],
-                "{}: thread {t} lost acknowledged deltas: {got} < {}",
-                context(),
-                acked[t]
+                after[t] >= before[t] + report.acked[t],
+                "{context}: user {t} lost acknowledged calls: {} < {} + {}",
+                after[t],
+                before[t],
+                report.acked[t]
             );
             assert!(
-                got <= tried[t],
-                "{}: thread {t} has more deltas than attempted: {got} > {}",
-                context(),
-                tried[t]
+                after[t] >= before[t] + report.old[t],
+                "{context}: user {t} lost calls older than the loss window: {} < {} + {}",
+                after[t],
+                before[t],
+                report.old[t]
+            );
+            assert!(
+                after[t] <= before[t] + report.tries[t],
+                "{context}: user {t} has more calls than attempted: {} > {} + {}",
+                after[t],
+                before[t],
+                report.tries[t]
+            );
+            checked_old += report.old[t];
+        }
+        for (kind, n) in &sent {
+            assert!(*n <= 1, "{context}: the {kind} notice was sent {n} times");
+            assert!(
+                notices.iter().any(|k| k.as_str() == kind),
+                "{context}: the {kind} notice was sent but not journaled"
             );
         }
-        assert!(snap.notices.len() <= 1, "{:?}", snap.notices);
-        if noticed > 0 {
-            assert_eq!(snap.notices.len(), 1, "an acknowledged notice was lost");
-        }
-        drop(journal);
         check_notices_unique(&path);
+        before = after;
+    }
+    let used: u64 = before.iter().sum();
+    // The test is only meaningful if the run went over the limit (both notices were due)
+    // and, in bounded-loss mode, if calls older than the window were checked.
+    assert!(used > LIMIT, "{mode}: only {used} calls in {rounds} rounds");
+    if mode == "bounded" {
+        assert!(checked_old > 0, "no call was older than the loss window");
     }
 }
 
 #[test]
 fn strict_mode_survives_sigkill() {
-    crash_rounds("strict", 15);
+    crash_rounds("strict", 15, (20, 300));
 }
 
 #[test]
 fn bounded_loss_mode_survives_sigkill() {
-    crash_rounds("bounded", 5);
+    crash_rounds("bounded", 8, (100, 1200));
 }
