@@ -3,7 +3,9 @@
 //! * `tollgate.rs` — the criterion entry point (direct, keyed and two-thread checks,
 //!   tollgate and governor side by side; see its top-level docs);
 //! * `resident.rs` — resident bytes per key at one million `u64` keys, one child
-//!   process per contender.
+//!   process per contender;
+//! * `quota.rs` — the quota ledger's `record` against a bare atomic increment plus the
+//!   company lookup, in memory and with its SQLite journal in both durability modes.
 //!
 //! Nothing here is timed: key sequences are generated before a benchmark starts.
 
@@ -62,4 +64,44 @@ pub fn vm_rss_bytes() -> Option<u64> {
         "B" => Some(value),
         _ => None,
     }
+}
+
+/// Runs `work(thread_index)` on `threads` threads that start together (they meet at a
+/// barrier) and returns, per thread, when it started, when it finished and what `work`
+/// returned. Spawning and joining are not inside any span.
+pub fn timed_threads<F>(
+    threads: usize,
+    work: F,
+) -> Vec<(std::time::Instant, std::time::Instant, u64)>
+where
+    F: Fn(usize) -> u64 + Sync,
+{
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = std::time::Instant::now();
+                    let out = work(t);
+                    (start, std::time::Instant::now(), out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread panicked"))
+            .collect()
+    })
+}
+
+/// The wall time of `spans` (last finish minus first start) divided by the number of
+/// threads: time per operation across all threads when each ran the same count.
+pub fn wall_per_thread(
+    spans: &[(std::time::Instant, std::time::Instant, u64)],
+) -> std::time::Duration {
+    let first_start = spans.iter().map(|s| s.0).min().expect("threads ran");
+    let last_end = spans.iter().map(|s| s.1).max().expect("threads ran");
+    (last_end - first_start) / u32::try_from(spans.len()).expect("few threads")
 }

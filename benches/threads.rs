@@ -25,13 +25,11 @@
 //! twice the reported time when the two threads really run in parallel).
 
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use governor::clock::FakeRelativeClock;
-use tollgate_benches::{uniform_keys, SEQ_MASK};
+use tollgate_benches::{timed_threads, uniform_keys, wall_per_thread, SEQ_MASK};
 use tollgate_core::{GcraLimiter, KeyedGcraLimiter};
 
 use crate::{frozen_time_quota, GovernorKeyed, SAMPLE_GAP, START_NANOS};
@@ -48,33 +46,14 @@ fn run_threads<F>(iters: u64, who: &str, work: F) -> Duration
 where
     F: Fn(usize, u64) -> u64 + Sync,
 {
-    let barrier = Barrier::new(THREADS);
-    let spans: Vec<(Instant, Instant, u64)> = thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (barrier, work) = (&barrier, &work);
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    let allowed = work(t, iters);
-                    (start, Instant::now(), allowed)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread panicked"))
-            .collect()
-    });
+    let spans = timed_threads(THREADS, |t| work(t, iters));
     for (t, &(_, _, allowed)) in spans.iter().enumerate() {
         assert_eq!(
             allowed, iters,
             "{who}, thread {t}: every timed check is allowed"
         );
     }
-    let first_start = spans.iter().map(|s| s.0).min().expect("threads ran");
-    let last_end = spans.iter().map(|s| s.1).max().expect("threads ran");
-    (last_end - first_start) / THREADS as u32
+    wall_per_thread(&spans)
 }
 
 pub(crate) fn bench_all(c: &mut Criterion) {

@@ -179,14 +179,14 @@ proptest! {
                     prop_assert_eq!(d.outcome, outcome);
                     prop_assert_eq!(d.used, used);
                     prop_assert_eq!(d.limit, model.limit(USERS[user].1));
-                    prop_assert_eq!(d.event.as_ref().map(kind), event);
+                    prop_assert_eq!(d.event.as_deref().map(kind), event);
                 }
                 Op::ReserveCommit { user, hold, cost, idem } => {
                     let r = ledger.reserve(&key_of(user), hold, t).unwrap();
                     let (outcome, used, event) = model.charge(user, hold, &month);
                     prop_assert_eq!(r.decision.outcome, outcome);
                     prop_assert_eq!(r.decision.used, used);
-                    prop_assert_eq!(r.decision.event.as_ref().map(kind), event);
+                    prop_assert_eq!(r.decision.event.as_deref().map(kind), event);
                     let held = if outcome == Outcome::Refused { 0 } else { hold };
                     let fresh = model.committed.insert((USERS[user].1, month.clone(), idem));
                     let out = ledger.commit(r, cost, &format!("idem-{idem}"));

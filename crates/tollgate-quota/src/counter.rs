@@ -127,7 +127,10 @@ impl Counter {
         warning: Option<u64>,
     ) -> Option<Crossing> {
         if used > limit {
-            if self.flags.fetch_or(NOTICED, Ordering::Relaxed) & NOTICED == 0 {
+            // Read first: once the notice is out, calls over the limit do not write.
+            if self.flags.load(Ordering::Relaxed) & NOTICED == 0
+                && self.flags.fetch_or(NOTICED, Ordering::Relaxed) & NOTICED == 0
+            {
                 return Some(Crossing::Overage);
             }
             return None;
@@ -136,6 +139,7 @@ impl Counter {
             Some(w)
                 if used >= w
                     && prev < w
+                    && self.flags.load(Ordering::Relaxed) & WARNED == 0
                     && self.flags.fetch_or(WARNED, Ordering::Relaxed) & WARNED == 0 =>
             {
                 Some(Crossing::Warning)

@@ -6,15 +6,17 @@
 //! time the period resets.
 //!
 //! # Hot path
-//! The registry of companies, users and keys is an immutable snapshot behind an
-//! [`ArcSwap`]: administrative changes (a key added, a machine added) build a new snapshot,
-//! while `record` only loads the current one, without locks and without writing shared
-//! memory. Each company and user keeps its current period's counter as an
-//! `Arc<PeriodUsage>` (itself behind an `ArcSwap`), so recording a call is one hash lookup
-//! plus one compare-exchange loop on the company's counter and one `fetch_add` on the
-//! user's. A call is attributed to the period its own timestamp falls in: a thread that
-//! raced a period rollover still counts its call in the period it checked.
-//!
+//! API keys map to their users in a lock-free concurrent map (`papaya`) keyed by a 128-bit
+//! fingerprint of the key (the key itself is never stored); each user holds its company,
+//! and each company and user keeps its periods in an append-only vector (`boxcar`) with
+//! the index of the current one. Recording a call is one map lookup, two index loads, one
+//! compare-exchange loop on the company's counter and one `fetch_add` on the user's: no
+//! lock, no allocation, no reference counting, and the journal is not touched (its writer
+//! collects the counters' changes, see below). A call is attributed to the period its own
+//! timestamp falls in: a thread that raced a period rollover still counts its call in the
+//! period it checked. Administrative changes (a company's units, a key added) take a
+//! mutex and never block `record`.
+
 //! # Notices exactly once
 //! Each period counter has a flag word. The call that takes usage over the warning
 //! threshold or the limit sets the flag with `fetch_or`; only the call that flipped the bit
@@ -36,7 +38,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -140,8 +143,9 @@ pub struct QuotaDecision {
     pub limit: u64,
     /// When the period ends and usage starts again at zero.
     pub resets_at: Timestamp,
-    /// A notice this call raised, if it crossed a threshold.
-    pub event: Option<QuotaEvent>,
+    /// A notice this call raised, if it crossed a threshold (boxed: rare, and it keeps
+    /// the decision small on the hot path).
+    pub event: Option<Box<QuotaEvent>>,
 }
 
 /// The verdict on one call.
@@ -217,6 +221,9 @@ type RaisedNotices = HashSet<(String, NoticeKind)>;
 #[derive(Debug)]
 struct PeriodUsage {
     period: Period,
+    /// The period's bounds in Unix nanoseconds, `[start, end)`, for the hot path.
+    start_ns: i128,
+    end_ns: i128,
     counter: Counter,
     /// The usage the journal has been handed so far (only the journal's writer thread
     /// changes it, under the journal's lock).
@@ -225,54 +232,90 @@ struct PeriodUsage {
 
 impl PeriodUsage {
     fn new(period: Period) -> Self {
+        PeriodUsage::restored(period, Counter::new(), 0)
+    }
+
+    fn restored(period: Period, counter: Counter, journaled: u64) -> Self {
         PeriodUsage {
+            start_ns: period.start().as_nanosecond(),
+            end_ns: period.end().as_nanosecond(),
             period,
-            counter: Counter::new(),
-            journaled: AtomicU64::new(0),
+            counter,
+            journaled: AtomicU64::new(journaled),
         }
+    }
+
+    fn contains(&self, now: i128) -> bool {
+        self.start_ns <= now && now < self.end_ns
     }
 }
 
-/// Counters of one company or user: the current period and the finished ones.
+/// Counters of one company or user: every period counted so far. Periods are never
+/// removed (they stay for reports), so the hot path reads the current one by index,
+/// without reference counting.
 #[derive(Debug)]
 struct Usage {
-    current: ArcSwap<PeriodUsage>,
-    history: Mutex<Vec<Arc<PeriodUsage>>>,
+    /// Every period counted, in the order they were created.
+    periods: boxcar::Vec<PeriodUsage>,
+    /// Index in `periods` of the current (latest) period.
+    current: AtomicUsize,
+    /// Serializes the creation of periods.
+    roll: Mutex<()>,
 }
 
 impl Usage {
     fn new(period: Period) -> Self {
+        let periods = boxcar::Vec::new();
+        let current = periods.push(PeriodUsage::new(period));
         Usage {
-            current: ArcSwap::from_pointee(PeriodUsage::new(period)),
-            history: Mutex::new(Vec::new()),
+            periods,
+            current: AtomicUsize::new(current),
+            roll: Mutex::new(()),
         }
     }
 
-    /// The counter of the period `t` falls in, rolling over (or finding an old one) if
-    /// needed.
-    fn counter_at(&self, spec: &PeriodSpec, t: Timestamp) -> Result<Arc<PeriodUsage>, PeriodError> {
-        let cur = self.current.load_full();
-        if cur.period.contains(t) {
-            return Ok(cur);
+    fn period(&self, index: usize) -> &PeriodUsage {
+        // Indices come from `push`: the entry exists.
+        &self.periods[index]
+    }
+
+    /// The counter of the period `now` (Unix nanoseconds) falls in and its index,
+    /// rolling over (or finding an old one) if needed; `spec` is asked only then.
+    #[inline]
+    fn counter_at(
+        &self,
+        spec: impl FnOnce() -> PeriodSpec,
+        now: i128,
+    ) -> Result<(usize, &PeriodUsage), PeriodError> {
+        let i = self.current.load(Ordering::Acquire);
+        let cur = self.period(i);
+        if cur.contains(now) {
+            return Ok((i, cur));
         }
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        let cur = self.current.load_full();
-        if cur.period.contains(t) {
-            return Ok(cur);
-        }
-        if let Some(old) = history.iter().find(|u| u.period.contains(t)) {
-            // A call stamped in a finished period (a late or replayed call) counts there.
-            return Ok(Arc::clone(old));
+        self.counter_at_slow(spec(), now)
+    }
+
+    #[cold]
+    fn counter_at_slow(
+        &self,
+        spec: PeriodSpec,
+        now: i128,
+    ) -> Result<(usize, &PeriodUsage), PeriodError> {
+        let t = timestamp_of(now)?;
+        let _roll = self.roll.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((i, u)) = self.periods.iter().find(|(_, u)| u.contains(now)) {
+            // The current period (another thread rolled over first), or a finished one
+            // (a late or replayed call counts there).
+            return Ok((i, u));
         }
         let period = spec.try_period_at(t)?;
-        let fresh = Arc::new(PeriodUsage::new(period));
-        if period.start() >= cur.period.end() {
-            history.push(cur);
-            self.current.store(Arc::clone(&fresh));
-        } else {
-            history.push(Arc::clone(&fresh));
+        let cur = self.period(self.current.load(Ordering::Acquire));
+        let later = period.start() >= cur.period.end();
+        let i = self.periods.push(PeriodUsage::new(period));
+        if later {
+            self.current.store(i, Ordering::Release);
         }
-        Ok(fresh)
+        Ok((i, self.period(i)))
     }
 
     /// Usage restored from journaled rows (`(period_start, used)`), current at `t`.
@@ -283,8 +326,8 @@ impl Usage {
         notices: &RaisedNotices,
     ) -> Result<Self, PeriodError> {
         let current_period = spec.try_period_at(t)?;
+        let periods = boxcar::Vec::new();
         let mut current = None;
-        let mut history = Vec::new();
         for &(start, used) in rows {
             let at =
                 Timestamp::from_second(start).map_err(|_| PeriodError::TimestampOutOfRange {
@@ -297,72 +340,122 @@ impl Usage {
                 notices.contains(&(label.clone(), NoticeKind::Warning)),
                 notices.contains(&(label, NoticeKind::Overage)),
             );
-            let usage = Arc::new(PeriodUsage {
-                period,
-                counter,
-                journaled: AtomicU64::new(used),
-            });
+            let i = periods.push(PeriodUsage::restored(period, counter, used));
             if period == current_period {
-                current = Some(usage);
-            } else {
-                history.push(usage);
+                current = Some(i);
             }
         }
-        let current = current.unwrap_or_else(|| Arc::new(PeriodUsage::new(current_period)));
+        let current = current.unwrap_or_else(|| periods.push(PeriodUsage::new(current_period)));
         Ok(Usage {
-            current: ArcSwap::new(current),
-            history: Mutex::new(history),
+            periods,
+            current: AtomicUsize::new(current),
+            roll: Mutex::new(()),
         })
     }
 
-    fn periods(&self) -> Vec<Arc<PeriodUsage>> {
-        let mut all: Vec<_> = self
-            .history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        all.push(self.current.load_full());
+    /// Every period, oldest first.
+    fn periods(&self) -> Vec<&PeriodUsage> {
+        let mut all: Vec<_> = self.periods.iter().map(|(_, u)| u).collect();
         all.sort_by_key(|u| u.period.start());
         all
     }
 }
 
-/// A company as registered. Administrative changes replace the entry but share its
-/// usage, so no count is lost or split by an update.
+/// A company's settings: replaced whole by [`Ledger::upsert_company`].
+#[derive(Debug)]
+struct Settings {
+    company: Company,
+    spec: PeriodSpec,
+}
+
+/// A company as registered. Administrative changes replace its settings; its usage and
+/// idempotency keys stay, so no count is lost or split by an update.
 #[derive(Debug)]
 struct CompanyEntry {
-    company: Company,
-    limit: QuotaLimit,
-    spec: PeriodSpec,
-    usage: Arc<Usage>,
+    id: String,
+    /// Read on the hot path: `settings.limit.calls`.
+    limit: AtomicU64,
+    /// Read only on slow paths (a new period, a notice, reports).
+    settings: ArcSwap<Settings>,
+    usage: Usage,
     /// Idempotency keys of committed reservations, per period start.
-    committed: Arc<Mutex<HashMap<Timestamp, HashSet<String>>>>,
+    committed: Mutex<HashMap<Timestamp, HashSet<String>>>,
 }
 
 #[derive(Debug)]
 struct UserEntry {
     id: String,
-    company: String,
+    company: Arc<CompanyEntry>,
     disabled: AtomicBool,
     usage: Usage,
 }
 
-/// The registry snapshot: replaced whole on administrative changes.
-#[derive(Debug, Default, Clone)]
-struct Registry {
+/// Companies and users by id, for administrative changes, reports and the journal's
+/// collector (never on the hot path).
+#[derive(Debug, Default)]
+struct Directory {
     companies: HashMap<String, Arc<CompanyEntry>>,
     users: HashMap<String, Arc<UserEntry>>,
-    /// API key -> user id.
-    keys: HashMap<String, String>,
+}
+
+/// API key fingerprint -> its user: read lock-free on every call.
+type KeyMap = papaya::HashMap<u128, Arc<UserEntry>, BuildHasherDefault<FingerprintHasher>>;
+
+/// API keys are not kept: the ledger keeps a 128-bit fingerprint of each, two `ahash`
+/// hashes under random per-ledger seeds. Two keys share a fingerprint with probability
+/// 2^-128 per pair; a secret that is never stored cannot leak from memory dumps or debug
+/// output either. Comparing fingerprints also spares the hot path a string comparison.
+#[derive(Debug)]
+struct KeyFingerprints {
+    high: ahash::RandomState,
+    low: ahash::RandomState,
+}
+
+impl KeyFingerprints {
+    fn new() -> Self {
+        KeyFingerprints {
+            high: ahash::RandomState::new(),
+            low: ahash::RandomState::new(),
+        }
+    }
+
+    #[inline]
+    fn of(&self, key: &str) -> u128 {
+        u128::from(self.high.hash_one(key)) << 64 | u128::from(self.low.hash_one(key))
+    }
+}
+
+/// Hashes a fingerprint for the key map: its bits are already uniformly random.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl std::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only fingerprints are hashed (`write_u128`); fold anything else in anyway.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
+        }
+    }
+
+    fn write_u128(&mut self, fp: u128) {
+        self.0 ^= fp as u64 ^ (fp >> 64) as u64;
+    }
 }
 
 /// Calls reserved before their cost is known; commit or refund it.
 #[derive(Debug)]
 #[must_use = "a reservation holds quota until it is committed or refunded"]
 pub struct Reservation {
-    company: Arc<CompanyEntry>,
-    company_counter: Arc<PeriodUsage>,
-    user_counter: Arc<PeriodUsage>,
+    user: Arc<UserEntry>,
+    /// Indices of the periods charged, in the company's and the user's usage.
+    company_period: usize,
+    user_period: usize,
     cost: u64,
     /// The decision made when reserving.
     pub decision: QuotaDecision,
@@ -382,9 +475,10 @@ pub enum CommitOutcome {
 /// The in-memory usage ledger. See the [module docs](self).
 pub struct Ledger {
     config: QuotaConfig,
+    keys: KeyMap,
+    fingerprints: KeyFingerprints,
     /// Shared with the journal's collector.
-    registry: Arc<ArcSwap<Registry>>,
-    admin: Mutex<()>,
+    directory: Arc<Mutex<Directory>>,
     events: Mutex<Vec<QuotaEvent>>,
     /// Where every change is journaled, if durable.
     journal: Option<Journal>,
@@ -396,11 +490,11 @@ pub struct Ledger {
 
 impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.registry.load();
+        let d = self.directory();
         f.debug_struct("Ledger")
-            .field("companies", &r.companies.len())
-            .field("users", &r.users.len())
-            .field("keys", &r.keys.len())
+            .field("companies", &d.companies.len())
+            .field("users", &d.users.len())
+            .field("keys", &self.keys.len())
             .finish()
     }
 }
@@ -433,8 +527,13 @@ pub struct Statement {
     pub overage: u64,
 }
 
+#[inline]
 fn percent_of(limit: u64, percent: u32) -> u64 {
-    u64::try_from(u128::from(limit) * u128::from(percent) / 100).unwrap_or(u64::MAX)
+    // The u64 form divides by a constant (a multiplication); u128 only when it overflows.
+    match limit.checked_mul(u64::from(percent)) {
+        Some(x) => x / 100,
+        None => u64::try_from(u128::from(limit) * u128::from(percent) / 100).unwrap_or(u64::MAX),
+    }
 }
 
 fn timestamp_of(nanos: i128) -> Result<Timestamp, PeriodError> {
@@ -447,8 +546,9 @@ impl Ledger {
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
             config,
-            registry: Arc::new(ArcSwap::from_pointee(Registry::default())),
-            admin: Mutex::new(()),
+            keys: KeyMap::with_hasher(BuildHasherDefault::default()),
+            fingerprints: KeyFingerprints::new(),
+            directory: Arc::new(Mutex::new(Directory::default())),
             events: Mutex::new(Vec::new()),
             journal: None,
             restored: Mutex::new(Snapshot::default()),
@@ -464,8 +564,10 @@ impl Ledger {
     /// so it is raised at most once across restarts.
     pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
         let mut l = Ledger::new(config);
-        let registry = Arc::clone(&l.registry);
-        journal.set_collector(Box::new(move |batch| collect_usage(&registry, batch)));
+        let directory = Arc::clone(&l.directory);
+        journal.set_collector(Box::new(move |batch| {
+            collect_usage(&directory.lock().unwrap_or_else(|p| p.into_inner()), batch);
+        }));
         l.journal = Some(journal);
         l.restored = Mutex::new(snapshot);
         l
@@ -522,15 +624,8 @@ impl Ledger {
         (rows, notices)
     }
 
-    fn change<R>(
-        &self,
-        f: impl FnOnce(&mut Registry) -> Result<R, QuotaError>,
-    ) -> Result<R, QuotaError> {
-        let _guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = Registry::clone(&self.registry.load());
-        let r = f(&mut next)?;
-        self.registry.store(Arc::new(next));
-        Ok(r)
+    fn directory(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers or updates a company (units, subscriptions, override, time zone) at
@@ -553,92 +648,91 @@ impl Ledger {
         };
         let t = timestamp_of(now)?;
         let period = spec.try_period_at(t)?;
-        self.change(|r| {
-            let (usage, committed) = match r.companies.get(&company.id) {
-                Some(old) => (Arc::clone(&old.usage), Arc::clone(&old.committed)),
-                None => {
-                    let (rows, notices) = self.take_restored(&company.id, None);
-                    let usage = if rows.is_empty() {
-                        Usage::new(period)
-                    } else {
-                        Usage::restore(&spec, t, &rows, &notices)?
-                    };
-                    let mut committed: HashMap<Timestamp, HashSet<String>> = HashMap::new();
-                    let snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
-                    for c in snap.commits.iter().filter(|c| c.company == company.id) {
-                        if let Ok(at) = Timestamp::from_second(c.period_start) {
-                            committed
-                                .entry(at)
-                                .or_default()
-                                .insert(c.idempotency_key.clone());
-                        }
-                    }
-                    (Arc::new(usage), Arc::new(Mutex::new(committed)))
-                }
-            };
-            let entry = CompanyEntry {
-                company: company.clone(),
-                limit: limit.clone(),
-                spec: spec.clone(),
-                usage,
-                committed,
-            };
-            r.companies.insert(company.id.clone(), Arc::new(entry));
-            Ok(limit.clone())
-        })
+        let settings = Settings {
+            company: company.clone(),
+            spec: spec.clone(),
+        };
+        let mut d = self.directory();
+        if let Some(old) = d.companies.get(&company.id) {
+            old.settings.store(Arc::new(settings));
+            old.limit.store(limit.calls, Ordering::Relaxed);
+            return Ok(limit);
+        }
+        let (rows, notices) = self.take_restored(&company.id, None);
+        let usage = if rows.is_empty() {
+            Usage::new(period)
+        } else {
+            Usage::restore(&spec, t, &rows, &notices)?
+        };
+        let mut committed: HashMap<Timestamp, HashSet<String>> = HashMap::new();
+        let snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
+        for c in snap.commits.iter().filter(|c| c.company == company.id) {
+            if let Ok(at) = Timestamp::from_second(c.period_start) {
+                committed
+                    .entry(at)
+                    .or_default()
+                    .insert(c.idempotency_key.clone());
+            }
+        }
+        drop(snap);
+        let entry = CompanyEntry {
+            id: company.id.clone(),
+            limit: AtomicU64::new(limit.calls),
+            settings: ArcSwap::from_pointee(settings),
+            usage,
+            committed: Mutex::new(committed),
+        };
+        d.companies.insert(company.id.clone(), Arc::new(entry));
+        Ok(limit)
     }
 
-    /// Registers a user of `company`.
+    /// Registers a user of `company` (a user already registered is left as it is).
     pub fn add_user(&self, user: &str, company: &str, now: i128) -> Result<(), QuotaError> {
         let t = timestamp_of(now)?;
-        self.change(|r| {
-            let c = r
-                .companies
-                .get(company)
-                .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
-            if r.users.contains_key(user) {
-                return Ok(());
-            }
-            let (rows, _) = self.take_restored(company, Some(user));
-            let usage = Usage::restore(&c.spec, t, &rows, &HashSet::new())?;
-            r.users.insert(
-                user.to_owned(),
-                Arc::new(UserEntry {
-                    id: user.to_owned(),
-                    company: company.to_owned(),
-                    disabled: AtomicBool::new(false),
-                    usage,
-                }),
-            );
-            Ok(())
-        })
+        let mut d = self.directory();
+        let c = d
+            .companies
+            .get(company)
+            .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
+        if d.users.contains_key(user) {
+            return Ok(());
+        }
+        let (rows, _) = self.take_restored(company, Some(user));
+        let usage = Usage::restore(&c.settings.load().spec, t, &rows, &HashSet::new())?;
+        let entry = Arc::new(UserEntry {
+            id: user.to_owned(),
+            company: Arc::clone(c),
+            disabled: AtomicBool::new(false),
+            usage,
+        });
+        d.users.insert(user.to_owned(), entry);
+        Ok(())
     }
 
     /// Adds an API key for `user`. Keys are rotated by adding the new one and removing
     /// the old; usage follows the user, not the key.
     pub fn add_key(&self, key: &str, user: &str) -> Result<(), QuotaError> {
-        self.change(|r| {
-            if !r.users.contains_key(user) {
-                return Err(QuotaError::UnknownUser(user.to_owned()));
-            }
-            if r.keys.contains_key(key) {
-                return Err(QuotaError::DuplicateKey(KeyRef::of(key)));
-            }
-            r.keys.insert(key.to_owned(), user.to_owned());
-            Ok(())
-        })
+        let d = self.directory();
+        let u = d
+            .users
+            .get(user)
+            .ok_or_else(|| QuotaError::UnknownUser(user.to_owned()))?;
+        let fp = self.fingerprints.of(key);
+        match self.keys.pin().try_insert(fp, Arc::clone(u)) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(QuotaError::DuplicateKey(KeyRef::of(key))),
+        }
     }
 
     /// Removes an API key; returns whether it was registered.
     pub fn remove_key(&self, key: &str) -> bool {
-        self.change(|r| Ok(r.keys.remove(key).is_some()))
-            .unwrap_or(false)
+        self.keys.pin().remove(&self.fingerprints.of(key)).is_some()
     }
 
     /// Disables or re-enables a user: a disabled user's keys are refused.
     pub fn set_user_disabled(&self, user: &str, disabled: bool) -> Result<(), QuotaError> {
-        let r = self.registry.load();
-        let u = r
+        let d = self.directory();
+        let u = d
             .users
             .get(user)
             .ok_or_else(|| QuotaError::UnknownUser(user.to_owned()))?;
@@ -646,109 +740,107 @@ impl Ledger {
         Ok(())
     }
 
-    fn resolve(&self, key: &str) -> Result<(Arc<CompanyEntry>, Arc<UserEntry>), QuotaError> {
-        let r = self.registry.load();
-        let user_id = r
-            .keys
-            .get(key)
+    /// The user holding `key`, if the key is known and the user enabled.
+    fn resolve<'g>(
+        &self,
+        keys: &'g papaya::HashMapRef<
+            '_,
+            u128,
+            Arc<UserEntry>,
+            BuildHasherDefault<FingerprintHasher>,
+            impl papaya::Guard,
+        >,
+        key: &str,
+    ) -> Result<&'g Arc<UserEntry>, QuotaError> {
+        let user = keys
+            .get(&self.fingerprints.of(key))
             .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
-        let user = r
-            .users
-            .get(user_id)
-            .ok_or_else(|| QuotaError::UnknownUser(user_id.clone()))?;
         if user.disabled.load(Ordering::Relaxed) {
             return Err(QuotaError::DisabledUser {
                 user: user.id.clone(),
             });
         }
-        let company = r
-            .companies
-            .get(&user.company)
-            .ok_or_else(|| QuotaError::UnknownCompany(user.company.clone()))?;
-        Ok((Arc::clone(company), Arc::clone(user)))
+        Ok(user)
     }
 
     /// Records a call of `cost` by the holder of `key` at `now` (Unix nanoseconds) and
     /// decides it. A refused call counts nothing.
     pub fn record(&self, key: &str, cost: u64, now: i128) -> Result<QuotaDecision, QuotaError> {
-        let (company, user) = self.resolve(key)?;
-        let t = timestamp_of(now)?;
-        let (decision, _, _) = self.charge(&company, &user, cost, t)?;
-        Ok(decision)
+        let keys = self.keys.pin();
+        let user = self.resolve(&keys, key)?;
+        self.charge(user, cost, now, |d, _, _| d)
     }
 
-    fn charge(
+    /// Charges `cost` to `user` and its company at `now` and hands the decision and the
+    /// indices of the two period counters charged to `then`.
+    #[inline(always)]
+    fn charge<R>(
         &self,
-        company: &Arc<CompanyEntry>,
-        user: &Arc<UserEntry>,
+        user: &UserEntry,
         cost: u64,
-        t: Timestamp,
-    ) -> Result<(QuotaDecision, Arc<PeriodUsage>, Arc<PeriodUsage>), QuotaError> {
-        let cc = company.usage.counter_at(&company.spec, t)?;
-        let uc = user.usage.counter_at(&company.spec, t)?;
-        let limit = company.limit.calls;
-        let cap = self.config.hard_cap_percent.map(|p| percent_of(limit, p));
-        let (prev, used) = match cc.counter.charge(cost, cap) {
-            Charge::Counted { prev, used } => (prev, used),
-            Charge::Refused { used } => {
-                return Ok((
-                    QuotaDecision {
-                        outcome: Outcome::Refused,
-                        used,
-                        limit,
-                        resets_at: cc.period.end(),
-                        event: None,
-                    },
-                    cc,
-                    uc,
-                ))
+        now: i128,
+        then: impl FnOnce(QuotaDecision, usize, usize) -> R,
+    ) -> Result<R, QuotaError> {
+        let company = &*user.company;
+        let spec = || company.settings.load().spec.clone();
+        let (ci, cc) = company.usage.counter_at(spec, now)?;
+        let (ui, uc) = user.usage.counter_at(spec, now)?;
+        let limit = company.limit.load(Ordering::Relaxed);
+        let cap = self
+            .config
+            .hard_cap_percent
+            .map_or(u64::MAX, |p| percent_of(limit, p));
+        let mut decision = QuotaDecision {
+            outcome: Outcome::Refused,
+            used: 0,
+            limit,
+            resets_at: cc.period.end(),
+            event: None,
+        };
+        match cc.counter.charge(cost, Some(cap)) {
+            Charge::Refused { used } => decision.used = used,
+            Charge::Counted { prev, used } => {
+                uc.counter.add(cost);
+                decision.used = used;
+                decision.outcome = if used > limit {
+                    Outcome::OverLimit
+                } else {
+                    Outcome::Within
+                };
+                let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
+                if let Some(kind) = cc.counter.crossing(prev, used, limit, warning) {
+                    let company = &company.settings.load().company;
+                    decision.event = self
+                        .notice(company, &cc.period, kind, used, limit, now)
+                        .map(Box::new);
+                }
             }
-        };
-        uc.counter.add(cost);
-        let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
-        let event = cc
-            .counter
-            .crossing(prev, used, limit, warning)
-            .and_then(|kind| self.notice(company, &cc.period, kind, used, limit, t));
-        let outcome = if used > limit {
-            Outcome::OverLimit
-        } else {
-            Outcome::Within
-        };
-        Ok((
-            QuotaDecision {
-                outcome,
-                used,
-                limit,
-                resets_at: cc.period.end(),
-                event,
-            },
-            cc,
-            uc,
-        ))
+        }
+        Ok(then(decision, ci, ui))
     }
 
     /// Builds the notice for a crossing, journals it durably (if journaled) and queues it
     /// for [`Ledger::drain_events`]. A notice whose journal entry fails is not raised: it
     /// is counted in [`Ledger::journal_errors`] instead, so no notice is ever raised twice.
+    #[cold]
     fn notice(
         &self,
-        company: &CompanyEntry,
+        company: &Company,
         period: &Period,
         kind: Crossing,
         used: u64,
         limit: u64,
-        t: Timestamp,
+        now: i128,
     ) -> Option<QuotaEvent> {
         if let Some(j) = &self.journal {
             let entry = Entry::Notice {
-                company: company.company.id.clone(),
+                company: company.id.clone(),
                 period: period.label(),
                 kind: match kind {
                     Crossing::Warning => NoticeKind::Warning,
                     Crossing::Overage => NoticeKind::Overage,
                 },
-                raised_at: t.as_second(),
+                raised_at: i64::try_from(now.div_euclid(1_000_000_000)).unwrap_or(i64::MAX),
             };
             if j.append_durable(entry).is_err() {
                 self.journal_errors.fetch_add(1, Ordering::Relaxed);
@@ -757,20 +849,20 @@ impl Ledger {
         }
         let e = match kind {
             Crossing::Warning => QuotaEvent::Warning {
-                company: company.company.id.clone(),
+                company: company.id.clone(),
                 period: period.label(),
                 used,
                 limit,
             },
             Crossing::Overage => QuotaEvent::Overage {
-                company: company.company.id.clone(),
+                company: company.id.clone(),
                 period: period.label(),
                 used,
                 limit,
                 suggested_plan: self
                     .config
                     .plans
-                    .suggest_plan(&company.company, used)
+                    .suggest_plan(company, used)
                     .map(|p| p.name.clone()),
             },
         };
@@ -791,20 +883,20 @@ impl Ledger {
     /// [`Ledger::refund`]. A refused reservation is an `Ok` whose decision says so and
     /// which holds nothing.
     pub fn reserve(&self, key: &str, cost: u64, now: i128) -> Result<Reservation, QuotaError> {
-        let (company, user) = self.resolve(key)?;
-        let t = timestamp_of(now)?;
-        let (decision, cc, uc) = self.charge(&company, &user, cost, t)?;
-        let held = if decision.outcome == Outcome::Refused {
-            0
-        } else {
-            cost
-        };
-        Ok(Reservation {
-            company,
-            company_counter: cc,
-            user_counter: uc,
-            cost: held,
-            decision,
+        let keys = self.keys.pin();
+        let user = self.resolve(&keys, key)?;
+        self.charge(user, cost, now, |decision, company_period, user_period| {
+            Reservation {
+                user: Arc::clone(user),
+                company_period,
+                user_period,
+                cost: if decision.outcome == Outcome::Refused {
+                    0
+                } else {
+                    cost
+                },
+                decision,
+            }
         })
     }
 
@@ -812,25 +904,30 @@ impl Ledger {
     /// same period, only the first commit counts; a retried commit releases its hold and
     /// reports [`CommitOutcome::Duplicate`].
     pub fn commit(&self, r: Reservation, final_cost: u64, idempotency_key: &str) -> CommitOutcome {
-        let fresh = r
-            .company
+        let company = &*r.user.company;
+        let company_period = company.usage.period(r.company_period);
+        let fresh = company
             .committed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(r.company_counter.period.start())
+            .entry(company_period.period.start())
             .or_default()
             .insert(idempotency_key.to_owned());
         let settle = if fresh { final_cost } else { 0 };
         let apply = || {
-            r.company_counter.counter.settle(r.cost, settle);
-            r.user_counter.counter.settle(r.cost, settle);
+            company_period.counter.settle(r.cost, settle);
+            r.user
+                .usage
+                .period(r.user_period)
+                .counter
+                .settle(r.cost, settle);
         };
         match &self.journal {
             // The idempotency key and the settled usage land in the same batch.
             Some(j) => {
                 let key = fresh.then(|| Entry::Commit {
-                    company: r.company.company.id.clone(),
-                    period_start: r.company_counter.period.start().as_second(),
+                    company: company.id.clone(),
+                    period_start: company_period.period.start().as_second(),
                     idempotency_key: idempotency_key.to_owned(),
                 });
                 j.append_with(key, apply);
@@ -846,19 +943,24 @@ impl Ledger {
 
     /// Releases a reservation: the call failed and is not billed.
     pub fn refund(&self, r: Reservation) {
-        r.company_counter.counter.settle(r.cost, 0);
-        r.user_counter.counter.settle(r.cost, 0);
+        let company = &*r.user.company;
+        company
+            .usage
+            .period(r.company_period)
+            .counter
+            .settle(r.cost, 0);
+        r.user.usage.period(r.user_period).counter.settle(r.cost, 0);
     }
 
     /// Usage per company and period, sorted by company then period.
     pub fn company_usage(&self) -> Vec<UsageRow> {
-        let r = self.registry.load();
-        let mut rows: Vec<UsageRow> = r
+        let d = self.directory();
+        let mut rows: Vec<UsageRow> = d
             .companies
             .values()
             .flat_map(|c| {
                 c.usage.periods().into_iter().map(|p| UsageRow {
-                    company: c.company.id.clone(),
+                    company: c.id.clone(),
                     user: None,
                     period: p.period.label(),
                     used: p.counter.used(),
@@ -871,13 +973,13 @@ impl Ledger {
 
     /// Usage per user and period, sorted by company, user, period.
     pub fn user_usage(&self) -> Vec<UsageRow> {
-        let r = self.registry.load();
-        let mut rows: Vec<UsageRow> = r
+        let d = self.directory();
+        let mut rows: Vec<UsageRow> = d
             .users
             .values()
             .flat_map(|u| {
                 u.usage.periods().into_iter().map(|p| UsageRow {
-                    company: u.company.clone(),
+                    company: u.company.id.clone(),
                     user: Some(u.id.clone()),
                     period: p.period.label(),
                     used: p.counter.used(),
@@ -893,16 +995,16 @@ impl Ledger {
     /// Period-end statements: per company and period, usage, the current limit and the
     /// overage.
     pub fn statements(&self) -> Vec<Statement> {
-        let r = self.registry.load();
-        let limits: BTreeMap<&str, u64> = r
+        let limits: BTreeMap<String, u64> = self
+            .directory()
             .companies
             .values()
-            .map(|c| (c.company.id.as_str(), c.limit.calls))
+            .map(|c| (c.id.clone(), c.limit.load(Ordering::Relaxed)))
             .collect();
         self.company_usage()
             .into_iter()
             .map(|row| {
-                let limit = limits.get(row.company.as_str()).copied().unwrap_or(0);
+                let limit = limits.get(&row.company).copied().unwrap_or(0);
                 Statement {
                     overage: row.used.saturating_sub(limit),
                     company: row.company,
@@ -949,9 +1051,8 @@ fn usage_entry(company: &str, user: &str, period: &Period, calls: i64) -> Entry 
 ///
 /// Only user counters are read: every counted call adds to its user's counter and its
 /// company's, so the company row stays the sum of its users' rows.
-fn collect_usage(registry: &ArcSwap<Registry>, batch: &mut Vec<Entry>) {
-    let r = registry.load();
-    for user in r.users.values() {
+fn collect_usage(directory: &Directory, batch: &mut Vec<Entry>) {
+    for user in directory.users.values() {
         let mut push = |u: &PeriodUsage| {
             let now = u.counter.used();
             let before = u.journaled.load(Ordering::Relaxed);
@@ -965,16 +1066,9 @@ fn collect_usage(registry: &ArcSwap<Registry>, batch: &mut Vec<Entry>) {
             let journaled = i128::from(before) + i128::from(delta);
             u.journaled
                 .store(u64::try_from(journaled).unwrap_or(now), Ordering::Relaxed);
-            batch.push(usage_entry(&user.company, &user.id, &u.period, delta));
+            batch.push(usage_entry(&user.company.id, &user.id, &u.period, delta));
         };
-        push(&user.usage.current.load());
-        for u in user
-            .usage
-            .history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (_, u) in user.usage.periods.iter() {
             push(u);
         }
     }
@@ -1033,7 +1127,7 @@ mod tests {
         for _ in 0..20 {
             let d = l.record(KEY, 1, t).unwrap();
             outcomes.push(d.outcome);
-            events.extend(d.event);
+            events.extend(d.event.map(|e| *e));
             assert_eq!(d.limit, 10);
             assert_eq!(d.resets_at.to_string(), "2026-12-01T00:00:00Z");
         }
@@ -1324,6 +1418,86 @@ mod tests {
         // Without a journal there is nothing to wait for.
         assert!(ledger(1, small_limits()).sync().is_ok());
         assert!(ledger(1, small_limits()).ticket().is_none());
+    }
+
+    #[test]
+    fn racing_rollovers_count_every_call_in_its_own_period() {
+        let l = ledger(
+            1,
+            QuotaConfig {
+                hard_cap_percent: None,
+                ..small_limits()
+            },
+        );
+        let months = [
+            ns("2026-10-31T23:59:59Z"),
+            ns("2026-11-01T00:00:00Z"),
+            ns("2026-12-01T00:00:00Z"),
+        ];
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let l = &l;
+                s.spawn(move || {
+                    for i in 0..3000 {
+                        // Each thread walks the months in its own order, so rollovers,
+                        // late calls and new periods race.
+                        l.record(KEY, 1, months[(i + t) % 3]).unwrap();
+                    }
+                });
+            }
+        });
+        let got: Vec<_> = l
+            .company_usage()
+            .into_iter()
+            .map(|r| (r.period, r.used))
+            .collect();
+        let want = ["2026-10", "2026-11", "2026-12"].map(|p| (p.to_owned(), 4000));
+        assert_eq!(got, want);
+        assert_eq!(
+            l.user_usage().iter().map(|r| r.used).collect::<Vec<_>>(),
+            [4000; 3]
+        );
+    }
+
+    #[test]
+    fn many_keys_resolve_to_their_own_users() {
+        let l = ledger(
+            1,
+            QuotaConfig {
+                hard_cap_percent: None,
+                ..small_limits()
+            },
+        );
+        let t = ns("2026-11-10T00:00:00Z");
+        for u in 0..50 {
+            l.add_user(&format!("u{u}"), "acme", t).unwrap();
+        }
+        let key = |i: usize| format!("{i:08x}-0000-4000-8000-{i:012x}");
+        for i in 0..5000 {
+            l.add_key(&key(i), &format!("u{}", i % 50)).unwrap();
+        }
+        assert!(matches!(
+            l.add_key(&key(7), "u1"),
+            Err(QuotaError::DuplicateKey(_))
+        ));
+        for i in 0..5000 {
+            l.record(&key(i), 1, t).unwrap();
+        }
+        for r in l
+            .user_usage()
+            .iter()
+            .filter(|r| r.user.as_deref() != Some("alice"))
+        {
+            assert_eq!(r.used, 100, "{r:?}");
+        }
+        assert!(l.remove_key(&key(3)));
+        assert!(!l.remove_key(&key(3)));
+        assert!(matches!(
+            l.record(&key(3), 1, t),
+            Err(QuotaError::UnknownKey(_))
+        ));
+        // The ledger keeps no key: its debug output names none.
+        assert!(!format!("{l:?}").contains(&key(4)));
     }
 
     #[test]
