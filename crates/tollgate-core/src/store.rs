@@ -471,6 +471,37 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         }
     }
 
+    /// Rewrites every stored key's state with `f` (a full sweep, shard by shard), for
+    /// instance to carry the keys' usage over to a new rate. Each slot is rewritten with a
+    /// compare-exchange, so a decision racing the sweep is applied either before or after
+    /// the rewrite of its key, never lost; it may be decided under either meaning of the
+    /// state. Returns how many keys were rewritten.
+    pub fn remap(&self, f: impl Fn(u64) -> u64) -> usize {
+        let mut changed = 0;
+        for shard in self.shards.iter() {
+            let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
+            for g in self.groups(shard) {
+                for s in &g.0 {
+                    let mut v = s.load(self.fast);
+                    while v != 0 {
+                        let next = f(state_of(v));
+                        if next == state_of(v) {
+                            break;
+                        }
+                        match s.compare_exchange(self.fast, v, slot(fp_of(v), next)) {
+                            Ok(_) => {
+                                changed += 1;
+                                break;
+                            }
+                            Err(actual) => v = actual,
+                        }
+                    }
+                }
+            }
+        }
+        changed
+    }
+
     /// Evicts every key whose state is fresh at `now` (a full sweep, shard by shard).
     /// Never needed for correctness or memory; useful to make [`len`](Self::len) count
     /// only live keys. Returns how many keys were evicted.
@@ -635,6 +666,20 @@ mod tests {
         assert_eq!(s.len(), 250);
         assert_eq!(s.get(&100), None);
         assert_eq!(s.get(&300), Some(301));
+    }
+
+    #[test]
+    fn remap_rewrites_every_stored_state() {
+        let s = KeyedStore::<u64>::with_capacity(1000);
+        for k in 0..300 {
+            set(&s, k, 0, k * 2 + 1).unwrap();
+        }
+        // States above 100 double; the others stay.
+        assert_eq!(s.remap(|st| if st > 100 { st * 2 } else { st }), 250);
+        assert_eq!(s.get(&0), Some(1));
+        assert_eq!(s.get(&70), Some(282));
+        assert_eq!(s.len(), 300);
+        assert_eq!(s.remap(|st| st), 0);
     }
 
     #[test]

@@ -1,0 +1,431 @@
+//! Where a limit's state lives: the [`LimitBackend`] trait, and [`MemoryBackend`], the
+//! in-memory default built on tollgate-core's keyed store.
+//!
+//! The engine decides several limits together, all or nothing: it [`acquire`]s each
+//! limit in turn and, if a later one denies, gives back what the earlier ones took with
+//! [`undo`]. A backend only has to make those two operations atomic per key; a Redis
+//! backend implements the same trait with scripts, and plugs in per limit by name
+//! (`backend = "redis"` in the policy; [`Engine::builder`](crate::Engine::builder)
+//! registers it).
+//!
+//! [`acquire`]: LimitBackend::acquire
+//! [`undo`]: LimitBackend::undo
+
+use std::fmt;
+use std::sync::Arc;
+
+use tollgate_core::{
+    Algorithm, Decision, Gcra, InsufficientCapacity, KeyedStore, Rate, SlidingWindow, StoreFull,
+};
+
+use crate::policy::AlgorithmKind;
+
+/// A limit key: the 128-bit hash of the values of the attributes the limit keys on,
+/// under per-engine random seeds (see [`KeyHasher`](crate::engine::KeyHasher)), plus the
+/// values themselves for backends that need them (a remote store builds its own key).
+#[derive(Clone, Copy, Debug)]
+pub struct LimitKey<'a> {
+    /// The hash.
+    pub hash: u128,
+    /// The attribute values, in the order of the limit's `key` (absent ones are empty).
+    pub parts: &'a [&'a str],
+}
+
+/// What an allowed acquire took, to give it back with [`LimitBackend::undo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Undo {
+    /// The cost taken.
+    pub cost: u64,
+    /// The state before (in-memory backends; 0 otherwise).
+    pub before: u64,
+    /// The state written (in-memory backends; 0 otherwise).
+    pub after: u64,
+}
+
+/// Why a backend could not decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendError {
+    /// The cost exceeds the limit's capacity: the request can never pass.
+    CannotPass(InsufficientCapacity),
+    /// The key is new and the in-memory store has no room left.
+    StoreFull,
+    /// The backend is unreachable or failed (remote backends).
+    Unavailable(String),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::CannotPass(e) => e.fmt(f),
+            BackendError::StoreFull => f.write_str(
+                "the limit's key store is full: a new key cannot be tracked until idle keys \
+                 expire (raise the limit's capacity)",
+            ),
+            BackendError::Unavailable(why) => write!(f, "backend unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// The state behind one limit.
+pub trait LimitBackend: Send + Sync + fmt::Debug {
+    /// Decides a request of `cost` for `key` at `now` (Unix nanoseconds) and, if it is
+    /// allowed, takes the cost. Returns the decision and, when something was taken, what
+    /// [`undo`](Self::undo) needs to give it back.
+    fn acquire(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(Decision, Option<Undo>), BackendError>;
+
+    /// Gives back what an allowed [`acquire`](Self::acquire) took. If nothing else
+    /// touched the key meanwhile, the key's state is exactly as before the acquire.
+    fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64);
+
+    /// What `acquire` would answer, taking nothing.
+    fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError>;
+
+    /// Forgets `key`'s history.
+    fn reset(&self, key: &LimitKey<'_>);
+
+    /// The rate this backend enforces.
+    fn rate(&self) -> Rate;
+}
+
+/// GCRA or the sliding window, behind one [`Algorithm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnyAlgorithm {
+    /// GCRA.
+    Gcra(Gcra),
+    /// Sliding-window counter.
+    Window(SlidingWindow),
+}
+
+impl AnyAlgorithm {
+    /// The algorithm of `kind` at `rate`.
+    pub fn new(kind: AlgorithmKind, rate: Rate) -> Result<Self, tollgate_core::WindowError> {
+        Ok(match kind {
+            AlgorithmKind::Gcra => AnyAlgorithm::Gcra(Gcra::new(rate)),
+            AlgorithmKind::SlidingWindow => AnyAlgorithm::Window(SlidingWindow::new(rate)?),
+        })
+    }
+}
+
+impl Algorithm for AnyAlgorithm {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.capacity(),
+            AnyAlgorithm::Window(a) => a.capacity(),
+        }
+    }
+
+    #[inline]
+    fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>) {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.decide(state, now, cost),
+            AnyAlgorithm::Window(a) => a.decide(state, now, cost),
+        }
+    }
+
+    #[inline]
+    fn admit(&self, state: u64, now: u64, cost: u64) -> Option<u64> {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.admit(state, now, cost),
+            AnyAlgorithm::Window(a) => a.admit(state, now, cost),
+        }
+    }
+
+    #[inline]
+    fn refund(&self, state: u64, now: u64, cost: u64) -> u64 {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.refund(state, now, cost),
+            AnyAlgorithm::Window(a) => a.refund(state, now, cost),
+        }
+    }
+
+    #[inline]
+    fn is_fresh(&self, state: u64, now: u64) -> bool {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.is_fresh(state, now),
+            AnyAlgorithm::Window(a) => a.is_fresh(state, now),
+        }
+    }
+}
+
+/// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
+///
+/// The store is shared behind an `Arc` so that a policy reload can give a limit a new
+/// rate and keep every key's state ([`MemoryBackend::with_rate`]).
+pub struct MemoryBackend {
+    rate: Rate,
+    kind: AlgorithmKind,
+    alg: AnyAlgorithm,
+    store: Arc<KeyedStore<u128>>,
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("alg", &self.alg)
+            .field("keys", &self.store.len())
+            .field("capacity", &self.store.capacity())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend for `capacity` keys.
+    pub fn new(
+        kind: AlgorithmKind,
+        rate: Rate,
+        capacity: usize,
+    ) -> Result<Self, tollgate_core::WindowError> {
+        Ok(MemoryBackend {
+            rate,
+            kind,
+            alg: AnyAlgorithm::new(kind, rate)?,
+            store: Arc::new(KeyedStore::with_capacity(capacity)),
+        })
+    }
+
+    /// The same keys under a new rate, carrying every key's *used capacity* over (in
+    /// cost units, as of `now`), so raising a limit takes effect at once: a key that had
+    /// used 10 of 10 has 10 of 20 left after a raise to 20, and a lowered limit leaves it
+    /// correspondingly less. GCRA states are rescaled (the backlog `tat - now` is
+    /// re-expressed in the new emission interval); sliding-window counts carry as they
+    /// are when the window length is unchanged. `None` (start fresh) when the algorithm
+    /// changes or the window length does.
+    ///
+    /// Decisions racing the carry-over may see a key's old state under the new rate or
+    /// the reverse for that one decision (each state is rewritten atomically).
+    pub fn carry_over(&self, kind: AlgorithmKind, rate: Rate, now: u64) -> Option<Self> {
+        if kind != self.kind {
+            return None;
+        }
+        let alg = AnyAlgorithm::new(kind, rate).ok()?;
+        match (self.alg, alg) {
+            (AnyAlgorithm::Window(old), AnyAlgorithm::Window(new)) => {
+                if old.window() != new.window() {
+                    return None;
+                }
+            }
+            (AnyAlgorithm::Gcra(old), AnyAlgorithm::Gcra(new)) => {
+                let (t_old, t_new) = (old.emission_interval(), new.emission_interval());
+                if t_old != t_new {
+                    self.store.remap(|tat| {
+                        if tat <= now {
+                            return tat;
+                        }
+                        let units = u128::from(tat - now).div_ceil(u128::from(t_old));
+                        let backlog = units * u128::from(t_new);
+                        u64::try_from(u128::from(now) + backlog).unwrap_or(u64::MAX)
+                    });
+                }
+            }
+            _ => return None,
+        }
+        Some(MemoryBackend {
+            rate,
+            kind,
+            alg,
+            store: Arc::clone(&self.store),
+        })
+    }
+
+    /// Keys the store holds (including idle ones not yet reused).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// The key's raw state, for tests (`None` if absent).
+    pub fn state(&self, key: &LimitKey<'_>) -> Option<u64> {
+        self.store.get(&key.hash)
+    }
+
+    fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
+        let capacity = self.alg.capacity();
+        if cost > capacity {
+            return Err(BackendError::CannotPass(InsufficientCapacity {
+                cost,
+                capacity,
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl LimitBackend for MemoryBackend {
+    #[inline]
+    fn acquire(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(Decision, Option<Undo>), BackendError> {
+        self.check_cost(cost)?;
+        let alg = &self.alg;
+        let (before, after) = self
+            .store
+            .update(
+                &key.hash,
+                now,
+                |s, t| alg.is_fresh(s, t),
+                |state| {
+                    let next = alg.admit(state, now, cost);
+                    ((state, next), next)
+                },
+            )
+            .map_err(|_: StoreFull| BackendError::StoreFull)?;
+        let decision = alg.decide(before, now, cost).0;
+        Ok((
+            decision,
+            after.map(|after| Undo {
+                cost,
+                before,
+                after,
+            }),
+        ))
+    }
+
+    fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
+        let alg = &self.alg;
+        let _ = self.store.update(
+            &key.hash,
+            now,
+            |s, t| alg.is_fresh(s, t),
+            |state| {
+                if state == undo.after {
+                    // Nobody touched the key since: put back exactly what was there.
+                    ((), Some(undo.before))
+                } else {
+                    let next = alg.refund(state, now, undo.cost);
+                    ((), (next != state).then_some(next))
+                }
+            },
+        );
+    }
+
+    fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError> {
+        self.check_cost(cost)?;
+        let state = self.store.get(&key.hash).unwrap_or(tollgate_core::FRESH);
+        Ok(self.alg.decide(state, now, cost).0)
+    }
+
+    fn reset(&self, key: &LimitKey<'_>) {
+        self.store.reset(&key.hash);
+    }
+
+    fn rate(&self) -> Rate {
+        self.rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(hash: u128) -> LimitKey<'static> {
+        LimitKey { hash, parts: &[] }
+    }
+
+    #[test]
+    fn acquire_then_undo_restores_the_state_exactly() {
+        let b = MemoryBackend::new(AlgorithmKind::Gcra, Rate::per_second(10).unwrap(), 64).unwrap();
+        let now = 1_000_000_000;
+        let (d, u) = b.acquire(&key(1), 3, now).unwrap();
+        assert!(d.allowed());
+        let before = b.state(&key(1));
+        let (_, u2) = b.acquire(&key(1), 2, now).unwrap();
+        b.undo(&key(1), u2.unwrap(), now);
+        assert_eq!(
+            b.state(&key(1)),
+            before,
+            "exactly as before the second acquire"
+        );
+        b.undo(&key(1), u.unwrap(), now);
+        assert_eq!(b.state(&key(1)), Some(0), "back to fresh");
+        // Denied: nothing taken, nothing to undo.
+        let (d, u) = b.acquire(&key(2), 10, now).unwrap();
+        assert!(d.allowed() && u.is_some());
+        let (d, u) = b.acquire(&key(2), 1, now).unwrap();
+        assert!(!d.allowed() && u.is_none());
+        assert!(matches!(
+            b.acquire(&key(3), 11, now),
+            Err(BackendError::CannotPass(_))
+        ));
+    }
+
+    #[test]
+    fn undo_after_another_request_refunds() {
+        let b = MemoryBackend::new(AlgorithmKind::Gcra, Rate::per_second(10).unwrap(), 64).unwrap();
+        let now = 1_000_000_000;
+        let (_, u) = b.acquire(&key(1), 4, now).unwrap();
+        let (_, _) = b.acquire(&key(1), 4, now).unwrap();
+        b.undo(&key(1), u.unwrap(), now);
+        // 4 remain taken: 6 more fit, 7 do not.
+        assert!(b.peek(&key(1), 6, now).unwrap().allowed());
+        assert!(!b.peek(&key(1), 7, now).unwrap().allowed());
+    }
+
+    #[test]
+    fn a_new_rate_keeps_the_state() {
+        let b = MemoryBackend::new(AlgorithmKind::Gcra, Rate::per_second(10).unwrap(), 64).unwrap();
+        let now = 1_000_000_000;
+        b.acquire(&key(1), 10, now).unwrap();
+        assert!(!b.peek(&key(1), 1, now).unwrap().allowed());
+        b.acquire(&key(2), 4, now).unwrap();
+        // Raised: takes effect at once, for a key that had used everything.
+        let raised = b
+            .carry_over(AlgorithmKind::Gcra, Rate::per_second(20).unwrap(), now)
+            .unwrap();
+        assert!(raised.peek(&key(1), 10, now).unwrap().allowed());
+        assert!(!raised.peek(&key(1), 11, now).unwrap().allowed());
+        assert!(raised.peek(&key(2), 16, now).unwrap().allowed());
+        assert!(!raised.peek(&key(2), 17, now).unwrap().allowed());
+        // Lowered to 5: key 2 (4 used) has 1 left; key 1 (10 used) none.
+        let lowered = raised
+            .carry_over(AlgorithmKind::Gcra, Rate::per_second(5).unwrap(), now)
+            .unwrap();
+        assert!(lowered.peek(&key(2), 1, now).unwrap().allowed());
+        assert!(!lowered.peek(&key(2), 2, now).unwrap().allowed());
+        assert!(!lowered.peek(&key(1), 1, now).unwrap().allowed());
+        assert!(b
+            .carry_over(
+                AlgorithmKind::SlidingWindow,
+                Rate::per_second(20).unwrap(),
+                now
+            )
+            .is_none());
+        let w = MemoryBackend::new(
+            AlgorithmKind::SlidingWindow,
+            Rate::per_second(10).unwrap(),
+            64,
+        )
+        .unwrap();
+        w.acquire(&key(1), 10, now).unwrap();
+        let w2 = w
+            .carry_over(
+                AlgorithmKind::SlidingWindow,
+                Rate::per_second(20).unwrap(),
+                now,
+            )
+            .unwrap();
+        assert!(w2.peek(&key(1), 10, now).unwrap().allowed());
+        assert!(!w2.peek(&key(1), 11, now).unwrap().allowed());
+        assert!(w
+            .carry_over(
+                AlgorithmKind::SlidingWindow,
+                Rate::per_minute(20).unwrap(),
+                now
+            )
+            .is_none());
+    }
+}

@@ -1,0 +1,1346 @@
+//! The engine: decides a request against every limit of the policy and the monthly
+//! quota, all or nothing.
+//!
+//! # A decision
+//! 1. A request whose revocation attribute (its token, by default) is revoked is refused
+//!    with [`Reason::Revoked`].
+//! 2. The request's method gives its class; each limit that applies to the class takes
+//!    the class's cost (or the request's explicit cost) for the request's key (the values
+//!    of the attributes the limit keys on; an absent attribute counts as empty), in policy
+//!    order. A limit with a matching override uses the override's rate instead.
+//! 3. If an enforced limit denies, everything the earlier limits took is given back, the
+//!    request is refused with [`Reason::Limited`] and the denying limit's numbers, and the
+//!    denial counts towards revoking the token. A shadow limit that denies is counted
+//!    (`shadow_denied`) and does not refuse anything.
+//! 4. The quota records the call last, so a denied request never eats quota; a call over
+//!    the hard cap is refused ([`Reason::QuotaExceeded`]) and the limits give back what
+//!    they took. Unknown API keys are refused ([`Reason::UnknownKey`]) or served
+//!    uncounted, as the policy says; keys of disabled users are refused as revoked.
+//! 5. An allowed request reports the most restrictive enforced limit (least remaining).
+//!
+//! # Hot reload
+//! [`Engine::reload`] swaps the whole policy atomically (decisions in flight finish
+//! under the old one). A limit whose definition is unchanged keeps its state untouched;
+//! a changed limit of the same algorithm keeps every key's *used capacity* (in cost
+//! units), so raising a limit takes effect at once (see
+//! [`MemoryBackend::carry_over`]); a limit whose algorithm or window changed starts
+//! fresh. Metrics follow limits by name. The quota keeps its ledger; companies in the new
+//! policy are registered or updated (a raised limit applies at once).
+//!
+//! # Events
+//! Overage and warning notices and revocations go to a bounded channel
+//! ([`Engine::events`]); a decision never waits on it. When the host does not drain it,
+//! events are dropped and counted (`events_dropped`).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tollgate_core::{Clock, Decision, MonotonicClock, Rate};
+use tollgate_quota::journal::{Durability, Journal, JournalError};
+use tollgate_quota::{KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent};
+
+use crate::backend::{BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
+use crate::metrics::{EngineMetrics, LimitCounts, LimitMetrics, MetricsSnapshot};
+use crate::policy::{
+    AlgorithmKind, Attr, DurabilitySpec, LimitSpec, Policy, PolicyError, PolicyWarning, QuotaSpec,
+    UnknownKey,
+};
+
+/// Most attributes a limit keys on.
+pub const MAX_KEY_ATTRS: usize = 8;
+
+/// The attributes of one request. Values are borrowed; absent attributes are `None`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    /// The access token (or API key).
+    pub token: Option<&'a str>,
+    /// The tenant the call acts for.
+    pub tenant: Option<&'a str>,
+    /// The end user.
+    pub user: Option<&'a str>,
+    /// The company.
+    pub company: Option<&'a str>,
+    /// The client's address.
+    pub client: Option<&'a str>,
+    /// The route.
+    pub route: Option<&'a str>,
+    /// The HTTP method; it decides the class (absent: the default class).
+    pub method: Option<&'a str>,
+    /// Other attributes the host supplies, by name.
+    pub attrs: &'a [(&'a str, &'a str)],
+    /// An explicit cost, instead of the class's cost under each limit.
+    pub cost: Option<u64>,
+    /// The time of the request in Unix nanoseconds (default: the engine's clock).
+    pub now: Option<u64>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no attributes.
+    pub fn new() -> Self {
+        Request::default()
+    }
+
+    /// Sets the token.
+    pub fn token(mut self, v: &'a str) -> Self {
+        self.token = Some(v);
+        self
+    }
+
+    /// Sets the tenant.
+    pub fn tenant(mut self, v: &'a str) -> Self {
+        self.tenant = Some(v);
+        self
+    }
+
+    /// Sets the user.
+    pub fn user(mut self, v: &'a str) -> Self {
+        self.user = Some(v);
+        self
+    }
+
+    /// Sets the company.
+    pub fn company(mut self, v: &'a str) -> Self {
+        self.company = Some(v);
+        self
+    }
+
+    /// Sets the client address.
+    pub fn client(mut self, v: &'a str) -> Self {
+        self.client = Some(v);
+        self
+    }
+
+    /// Sets the route.
+    pub fn route(mut self, v: &'a str) -> Self {
+        self.route = Some(v);
+        self
+    }
+
+    /// Sets the method.
+    pub fn method(mut self, v: &'a str) -> Self {
+        self.method = Some(v);
+        self
+    }
+
+    /// Sets the host-supplied attributes.
+    pub fn attrs(mut self, attrs: &'a [(&'a str, &'a str)]) -> Self {
+        self.attrs = attrs;
+        self
+    }
+
+    /// Sets an explicit cost.
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// Sets the request's time (Unix nanoseconds).
+    pub fn at(mut self, unix_nanos: u64) -> Self {
+        self.now = Some(unix_nanos);
+        self
+    }
+
+    /// The value of `attr`, if present.
+    pub fn get(&self, attr: &Attr) -> Option<&'a str> {
+        match attr {
+            Attr::Token => self.token,
+            Attr::Tenant => self.tenant,
+            Attr::User => self.user,
+            Attr::Company => self.company,
+            Attr::Client => self.client,
+            Attr::Route => self.route,
+            Attr::Method => self.method,
+            Attr::Other(name) => self.attrs.iter().find(|(n, _)| n == name).map(|&(_, v)| v),
+        }
+    }
+}
+
+/// Why a request was allowed or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Allowed.
+    Allowed,
+    /// A limit denied it.
+    Limited,
+    /// Its token is revoked, or its user disabled.
+    Revoked,
+    /// The company is over the quota's hard cap.
+    QuotaExceeded,
+    /// The quota does not know its API key.
+    UnknownKey,
+    /// Its cost exceeds a limit's capacity: it can never pass.
+    CannotPass,
+    /// A limit could not decide (its key store is full, or its backend is unavailable).
+    Unavailable,
+}
+
+impl Reason {
+    /// The reason's name: `allowed`, `limited`, `revoked`, `quota_exceeded`,
+    /// `unknown_key`, `cannot_pass`, `unavailable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::Limited => "limited",
+            Reason::Revoked => "revoked",
+            Reason::QuotaExceeded => "quota_exceeded",
+            Reason::UnknownKey => "unknown_key",
+            Reason::CannotPass => "cannot_pass",
+            Reason::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The quota's part of a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaStatus {
+    /// Within, over (served) or refused.
+    pub outcome: Outcome,
+    /// The company's usage this period.
+    pub used: u64,
+    /// The company's limit.
+    pub limit: u64,
+    /// When the period ends (Unix seconds).
+    pub resets_at_unix: i64,
+}
+
+/// The engine's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineDecision {
+    /// Why.
+    pub reason: Reason,
+    /// The limit that decided (by index in the policy): the one that denied, or the most
+    /// restrictive one for an allowed request. `None` when no limit applied or the
+    /// decision was not a limit's.
+    pub decided_by: Option<usize>,
+    /// The deciding limit's capacity (cost units admitted at once).
+    pub limit: u64,
+    /// Cost units the deciding limit still admits.
+    pub remaining: u64,
+    /// How long to wait before retrying, in nanoseconds; zero when allowed; `u64::MAX`
+    /// when waiting does not help (revoked, unknown key, cannot pass).
+    pub retry_after: u64,
+    /// When the deciding limit is back to full capacity, in nanoseconds.
+    pub reset_after: u64,
+    /// Whether a shadow limit would have denied this request.
+    pub shadow_denied: bool,
+    /// The quota's view, when the quota took part.
+    pub quota: Option<QuotaStatus>,
+    /// The policy generation that decided (incremented by every reload).
+    pub generation: u64,
+}
+
+impl EngineDecision {
+    /// Whether the request is allowed.
+    pub fn allowed(&self) -> bool {
+        self.reason == Reason::Allowed
+    }
+
+    /// `retry_after` in whole seconds, rounded up (`None` when waiting does not help or
+    /// the request was allowed).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self.retry_after {
+            0 | u64::MAX => None,
+            ns => Some(ns.div_ceil(1_000_000_000)),
+        }
+    }
+
+    fn refused(reason: Reason, generation: u64) -> Self {
+        EngineDecision {
+            reason,
+            decided_by: None,
+            limit: 0,
+            remaining: 0,
+            retry_after: u64::MAX,
+            reset_after: 0,
+            shadow_denied: false,
+            quota: None,
+            generation,
+        }
+    }
+}
+
+/// Response header values for a decision, in the form of
+/// draft-ietf-httpapi-ratelimit-headers (`RateLimit-Policy`, `RateLimit`) plus
+/// `Retry-After`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// `RateLimit-Policy`, e.g. `"per-token";q=100;w=60`.
+    pub policy: Option<String>,
+    /// `RateLimit`, e.g. `"per-token";r=42;t=17`.
+    pub ratelimit: Option<String>,
+    /// `Retry-After` in seconds, for refused requests that may retry.
+    pub retry_after: Option<String>,
+}
+
+/// Something the host should act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A quota notice (early warning or overage) to turn into an email.
+    Quota(QuotaEvent),
+    /// A token was revoked for repeated denials (or by [`Engine::revoke`]).
+    Revoked {
+        /// The revoked attribute's name (e.g. `token`).
+        attribute: String,
+        /// The value, redacted.
+        key: KeyRef,
+        /// Whether it was revoked automatically (repeated denials) or by a call.
+        automatic: bool,
+    },
+    /// A revoked value was restored.
+    Restored {
+        /// The attribute's name.
+        attribute: String,
+        /// The value, redacted.
+        key: KeyRef,
+    },
+}
+
+/// Builds the state behind a limit whose `backend` is not `"memory"`.
+pub trait BackendFactory: Send + Sync {
+    /// The backend for `limit` at `rate` (the limit's own rate or an override's).
+    fn build(&self, limit: &LimitSpec, rate: Rate) -> Result<Arc<dyn LimitBackend>, String>;
+}
+
+/// What went wrong building or reloading an engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The policy file.
+    Policy(PolicyError),
+    /// A limit could not be built.
+    Limit {
+        /// The limit.
+        limit: String,
+        /// Why.
+        message: String,
+    },
+    /// The quota could not be set up.
+    Quota(QuotaError),
+    /// The quota journal could not be opened.
+    Journal(JournalError),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Policy(e) => e.fmt(f),
+            EngineError::Limit { limit, message } => write!(f, "limit {limit:?}: {message}"),
+            EngineError::Quota(e) => write!(f, "quota: {e}"),
+            EngineError::Journal(e) => write!(f, "quota journal: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<PolicyError> for EngineError {
+    fn from(e: PolicyError) -> Self {
+        EngineError::Policy(e)
+    }
+}
+
+/// What a reload did, limit by limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Limits whose definition did not change: state untouched.
+    pub kept: Vec<String>,
+    /// Changed limits whose keys' used capacity carried over.
+    pub carried: Vec<String>,
+    /// New limits, and changed ones that start fresh (algorithm or window changed).
+    pub fresh: Vec<String>,
+    /// Limits no longer in the policy.
+    pub removed: Vec<String>,
+    /// Anything else worth knowing (e.g. quota settings that need a restart).
+    pub notes: Vec<String>,
+}
+
+/// The 128-bit key hash: two `ahash` hashes under per-engine random seeds.
+#[derive(Clone, Debug)]
+pub struct KeyHasher {
+    a: ahash::RandomState,
+    b: ahash::RandomState,
+}
+
+impl KeyHasher {
+    fn new() -> Self {
+        KeyHasher {
+            a: ahash::RandomState::new(),
+            b: ahash::RandomState::new(),
+        }
+    }
+
+    /// The hash of a sequence of attribute values (length-delimited, so `["ab", "c"]`
+    /// and `["a", "bc"]` differ).
+    #[inline]
+    pub fn hash(&self, parts: &[&str]) -> u128 {
+        u128::from(self.a.hash_one(parts)) << 64 | u128::from(self.b.hash_one(parts))
+    }
+}
+
+/// The state behind a limit or an override.
+#[derive(Clone, Debug)]
+enum Backend {
+    Memory(Arc<MemoryBackend>),
+    Custom(Arc<dyn LimitBackend>),
+}
+
+impl Backend {
+    #[inline]
+    fn get(&self) -> &dyn LimitBackend {
+        match self {
+            Backend::Memory(m) => &**m,
+            Backend::Custom(c) => &**c,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompiledOverride {
+    /// (position in the limit's key, value).
+    matches: Vec<(usize, String)>,
+    rate: Rate,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+struct CompiledLimit {
+    spec: LimitSpec,
+    backend: Backend,
+    overrides: Vec<CompiledOverride>,
+    metrics: Arc<LimitMetrics>,
+    /// `RateLimit-Policy` item for the limit's own rate.
+    policy_item: String,
+}
+
+impl CompiledLimit {
+    /// The request's values of the limit's key attributes (absent ones empty), written
+    /// into `buf`, and the override they match, if any.
+    #[inline]
+    fn key_parts<'b, 'r>(
+        &self,
+        req: &Request<'r>,
+        buf: &'b mut [&'r str; MAX_KEY_ATTRS],
+    ) -> (&'b [&'r str], Option<usize>) {
+        let n = self.spec.key.len().min(MAX_KEY_ATTRS);
+        for (slot, attr) in buf.iter_mut().zip(&self.spec.key) {
+            *slot = req.get(attr).unwrap_or("");
+        }
+        let parts = &buf[..n];
+        let over = self
+            .overrides
+            .iter()
+            .position(|o| o.matches.iter().all(|(pos, v)| parts[*pos] == v));
+        (parts, over)
+    }
+
+    #[inline]
+    fn backend_for(&self, over: Option<usize>) -> &Backend {
+        over.map_or(&self.backend, |o| &self.overrides[o].backend)
+    }
+}
+
+#[derive(Debug)]
+struct CompiledRevocation {
+    attr: Attr,
+    denials: u32,
+    window: Duration,
+    offenders: MemoryBackend,
+}
+
+#[derive(Debug)]
+struct CompiledQuota {
+    attr: Attr,
+    cost: u64,
+    unknown_key: UnknownKey,
+    spec: QuotaSpec,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    generation: u64,
+    policy: Policy,
+    limits: Vec<CompiledLimit>,
+    revocation: Option<CompiledRevocation>,
+    quota: Option<CompiledQuota>,
+}
+
+/// Wall-clock Unix nanoseconds that never go backwards: the Unix time at start plus a
+/// monotonic clock's elapsed time.
+#[derive(Debug)]
+struct UnixClock {
+    base_unix: u64,
+    base_mono: u64,
+    mono: MonotonicClock,
+}
+
+impl UnixClock {
+    fn new() -> Self {
+        let mono = MonotonicClock::new();
+        let base_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        UnixClock {
+            base_unix,
+            base_mono: mono.now(),
+            mono,
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.base_unix
+            .saturating_add(self.mono.now().saturating_sub(self.base_mono))
+    }
+}
+
+/// Up to this many limits' undo records live on the stack during a decision.
+const INLINE_TAKEN: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct Taken {
+    limit: usize,
+    over: Option<usize>,
+    hash: u128,
+    undo: Undo,
+}
+
+/// The undo records of one decision: on the stack for up to [`INLINE_TAKEN`] limits.
+struct TakenList {
+    inline: [Option<Taken>; INLINE_TAKEN],
+    len: usize,
+    spill: Vec<Taken>,
+}
+
+impl TakenList {
+    fn new() -> Self {
+        TakenList {
+            inline: [None; INLINE_TAKEN],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: Taken) {
+        if self.len < INLINE_TAKEN {
+            self.inline[self.len] = Some(t);
+            self.len += 1;
+        } else {
+            self.spill.push(t);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Taken> {
+        self.inline[..self.len]
+            .iter()
+            .flatten()
+            .chain(self.spill.iter())
+    }
+}
+
+/// The engine. `Send + Sync`: share it behind an `Arc` across all threads.
+pub struct Engine {
+    compiled: ArcSwap<Compiled>,
+    clock: UnixClock,
+    hasher: KeyHasher,
+    factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    ledger: Option<Arc<Ledger>>,
+    revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
+    metrics: EngineMetrics,
+    /// Serializes reloads.
+    reload: std::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.compiled.load();
+        f.debug_struct("Engine")
+            .field("generation", &c.generation)
+            .field(
+                "limits",
+                &c.limits.iter().map(|l| &l.spec.name).collect::<Vec<_>>(),
+            )
+            .field("quota", &self.ledger.is_some())
+            .field("revoked", &self.revoked.len())
+            .finish()
+    }
+}
+
+/// Builds an [`Engine`]: the policy, extra backends, the event channel's size.
+pub struct EngineBuilder {
+    policy: Policy,
+    factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    event_capacity: usize,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("limits", &self.policy.limits.len())
+            .field(
+                "backends",
+                &self.factories.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+impl EngineBuilder {
+    /// Registers the backend that limits with `backend = name` use.
+    pub fn backend(mut self, name: impl Into<String>, factory: Arc<dyn BackendFactory>) -> Self {
+        self.factories.push((name.into(), factory));
+        self
+    }
+
+    /// How many undrained events the channel holds before dropping (default 4096).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Builds the engine: validates the policy, creates each limit's state, opens the
+    /// quota journal and registers the policy's companies.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        self.policy.validate().map_err(|e| {
+            EngineError::Policy(PolicyError {
+                file: None,
+                line: None,
+                column: None,
+                field: e.field,
+                message: e.message,
+            })
+        })?;
+        let (events_tx, events_rx) = crossbeam_channel::bounded(self.event_capacity);
+        let clock = UnixClock::new();
+        let ledger = match &self.policy.quota {
+            None => None,
+            Some(q) => Some(Arc::new(open_ledger(q)?)),
+        };
+        let engine = Engine {
+            compiled: ArcSwap::from_pointee(Compiled {
+                generation: 0,
+                policy: Policy::default(),
+                limits: Vec::new(),
+                revocation: None,
+                quota: None,
+            }),
+            clock,
+            hasher: KeyHasher::new(),
+            factories: self.factories,
+            ledger,
+            revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
+            events_tx,
+            events_rx,
+            metrics: EngineMetrics::default(),
+            reload: std::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        };
+        engine.reload(self.policy)?;
+        Ok(engine)
+    }
+}
+
+fn open_ledger(q: &QuotaSpec) -> Result<Ledger, EngineError> {
+    let config = QuotaConfig {
+        plans: q.plans.clone(),
+        period: q.period.clone(),
+        warning_percent: q.warning_percent,
+        hard_cap_percent: q.hard_cap_percent,
+    };
+    Ok(match &q.journal {
+        None => Ledger::new(config),
+        Some(path) => {
+            let durability = match q.durability {
+                DurabilitySpec::BoundedLoss => Durability::default(),
+                DurabilitySpec::Strict => Durability::Strict,
+            };
+            let (journal, snapshot) =
+                Journal::open(path, durability).map_err(EngineError::Journal)?;
+            Ledger::with_journal(config, journal, snapshot)
+        }
+    })
+}
+
+/// The `RateLimit-Policy` item of a limit at `rate`: quota `q` = capacity, window `w` =
+/// seconds to refill it (at least 1).
+fn policy_item(name: &str, kind: AlgorithmKind, rate: Rate) -> String {
+    let (q, w_ns) = match kind {
+        AlgorithmKind::Gcra => (
+            rate.burst(),
+            u128::from(rate.burst()) * u128::from(rate.emission_interval_nanos()),
+        ),
+        AlgorithmKind::SlidingWindow => (rate.count(), u128::from(rate.period_nanos())),
+    };
+    let w = u64::try_from(w_ns.div_ceil(1_000_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1);
+    format!("\"{name}\";q={q};w={w}")
+}
+
+impl Engine {
+    /// An engine for `policy` with the in-memory backend only.
+    pub fn new(policy: Policy) -> Result<Engine, EngineError> {
+        Engine::builder(policy).build()
+    }
+
+    /// A builder for `policy`.
+    pub fn builder(policy: Policy) -> EngineBuilder {
+        EngineBuilder {
+            policy,
+            factories: Vec::new(),
+            event_capacity: 4096,
+        }
+    }
+
+    /// An engine for the policy file at `path`, and the deprecated fields it read.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<(Engine, Vec<PolicyWarning>), EngineError> {
+        let (policy, warnings) = Policy::from_file(path)?;
+        Ok((Engine::new(policy)?, warnings))
+    }
+
+    /// The engine's clock: Unix nanoseconds, never going backwards.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The quota's ledger, if the policy has a quota (reports, reservations, runtime
+    /// changes to companies, users and keys).
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.ledger.as_ref()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.compiled.load().policy.clone()
+    }
+
+    /// The names of the limits in force, in policy order.
+    pub fn limit_names(&self) -> Vec<String> {
+        self.compiled
+            .load()
+            .limits
+            .iter()
+            .map(|l| l.spec.name.clone())
+            .collect()
+    }
+
+    fn build_backend(
+        &self,
+        spec: &LimitSpec,
+        rate: Rate,
+        previous: Option<&Backend>,
+        now: u64,
+    ) -> Result<(Backend, bool), EngineError> {
+        let err = |message: String| EngineError::Limit {
+            limit: spec.name.clone(),
+            message,
+        };
+        if spec.backend == "memory" {
+            if let Some(Backend::Memory(old)) = previous {
+                if let Some(carried) = old.carry_over(spec.algorithm, rate, now) {
+                    return Ok((Backend::Memory(Arc::new(carried)), true));
+                }
+            }
+            let m = MemoryBackend::new(spec.algorithm, rate, spec.capacity)
+                .map_err(|e| err(e.to_string()))?;
+            return Ok((Backend::Memory(Arc::new(m)), false));
+        }
+        let factory = self
+            .factories
+            .iter()
+            .find(|(n, _)| *n == spec.backend)
+            .ok_or_else(|| {
+                err(format!(
+                    "no backend named {:?} is registered (built in: \"memory\")",
+                    spec.backend
+                ))
+            })?;
+        let b = factory.1.build(spec, rate).map_err(err)?;
+        Ok((Backend::Custom(b), false))
+    }
+
+    /// Replaces the policy without a restart. See the [module docs](self) for what
+    /// happens to each limit's state. On error nothing changes.
+    pub fn reload(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
+        policy.validate().map_err(|e| {
+            EngineError::Policy(PolicyError {
+                file: None,
+                line: None,
+                column: None,
+                field: e.field,
+                message: e.message,
+            })
+        })?;
+        let _serial = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.compiled.load_full();
+        let now = self.now();
+        let mut report = ReloadReport::default();
+        let mut limits = Vec::with_capacity(policy.limits.len());
+        for spec in &policy.limits {
+            let prev = old.limits.iter().find(|l| l.spec.name == spec.name);
+            let metrics = prev.map_or_else(Arc::default, |p| Arc::clone(&p.metrics));
+            if let Some(p) = prev.filter(|p| p.spec == *spec) {
+                limits.push(CompiledLimit {
+                    spec: spec.clone(),
+                    backend: p.backend.clone(),
+                    overrides: p
+                        .overrides
+                        .iter()
+                        .map(|o| CompiledOverride {
+                            matches: o.matches.clone(),
+                            rate: o.rate,
+                            backend: o.backend.clone(),
+                        })
+                        .collect(),
+                    metrics,
+                    policy_item: p.policy_item.clone(),
+                });
+                report.kept.push(spec.name.clone());
+                continue;
+            }
+            let same_backend = prev.filter(|p| p.spec.backend == spec.backend);
+            let (backend, carried) =
+                self.build_backend(spec, spec.rate, same_backend.map(|p| &p.backend), now)?;
+            let mut overrides = Vec::new();
+            for o in &spec.overrides {
+                let matches: Vec<(usize, String)> = o
+                    .matches
+                    .iter()
+                    .map(|(attr, v)| {
+                        let pos = spec
+                            .key
+                            .iter()
+                            .position(|a| *a == Attr::named(attr))
+                            .unwrap_or(0);
+                        (pos, v.clone())
+                    })
+                    .collect();
+                let prev_override = same_backend.and_then(|p| {
+                    p.overrides
+                        .iter()
+                        .find(|po| po.matches == matches)
+                        .map(|po| &po.backend)
+                });
+                let (b, _) = self.build_backend(spec, o.rate, prev_override, now)?;
+                overrides.push(CompiledOverride {
+                    matches,
+                    rate: o.rate,
+                    backend: b,
+                });
+            }
+            if prev.is_none() || !carried {
+                report.fresh.push(spec.name.clone());
+            } else {
+                report.carried.push(spec.name.clone());
+            }
+            limits.push(CompiledLimit {
+                policy_item: policy_item(&spec.name, spec.algorithm, spec.rate),
+                spec: spec.clone(),
+                backend,
+                overrides,
+                metrics,
+            });
+        }
+        for l in &old.limits {
+            if !policy.limits.iter().any(|n| n.name == l.spec.name) {
+                report.removed.push(l.spec.name.clone());
+            }
+        }
+        let revocation = match &policy.revocation {
+            None => None,
+            Some(r) => {
+                let rate = Rate::new(u64::from(r.denials), r.window.0)
+                    .and_then(|rate| rate.with_burst(u64::from(r.denials.max(2) - 1)))
+                    .map_err(|e| EngineError::Limit {
+                        limit: "revocation".into(),
+                        message: e.to_string(),
+                    })?;
+                let same = old.revocation.as_ref().filter(|o| {
+                    o.attr == r.key && o.denials == r.denials && o.window == r.window.0
+                });
+                let offenders = match same {
+                    Some(o) => o
+                        .offenders
+                        .carry_over(AlgorithmKind::Gcra, rate, now)
+                        .expect("same algorithm"),
+                    None => MemoryBackend::new(AlgorithmKind::Gcra, rate, 65_536).map_err(|e| {
+                        EngineError::Limit {
+                            limit: "revocation".into(),
+                            message: e.to_string(),
+                        }
+                    })?,
+                };
+                Some(CompiledRevocation {
+                    attr: r.key.clone(),
+                    denials: r.denials,
+                    window: r.window.0,
+                    offenders,
+                })
+            }
+        };
+        let quota = match (&policy.quota, &self.ledger) {
+            (Some(q), Some(ledger)) => {
+                if let Some(old_q) = &old.quota {
+                    if old_q.spec.plans != q.plans
+                        || old_q.spec.period.kind() != q.period.kind()
+                        || old_q.spec.warning_percent != q.warning_percent
+                        || old_q.spec.hard_cap_percent != q.hard_cap_percent
+                        || old_q.spec.journal != q.journal
+                    {
+                        report.notes.push(
+                            "quota plans, period, thresholds or journal changed: they take \
+                             effect at the next restart; companies, users and keys were updated"
+                                .into(),
+                        );
+                    }
+                }
+                register_companies(ledger, q, now)?;
+                Some(CompiledQuota {
+                    attr: q.key.clone(),
+                    cost: q.cost,
+                    unknown_key: q.unknown_key,
+                    spec: q.clone(),
+                })
+            }
+            (Some(_), None) => {
+                report
+                    .notes
+                    .push("a quota section was added: it takes effect at the next restart".into());
+                None
+            }
+            (None, _) => None,
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.compiled.store(Arc::new(Compiled {
+            generation,
+            policy,
+            limits,
+            revocation,
+            quota,
+        }));
+        Ok(report)
+    }
+
+    /// Reloads the policy file at `path`.
+    pub fn reload_file(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<(ReloadReport, Vec<PolicyWarning>), EngineError> {
+        let (policy, warnings) = Policy::from_file(path)?;
+        Ok((self.reload(policy)?, warnings))
+    }
+
+    /// Decides `req`. See the [module docs](self).
+    pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
+        let now = req.now.unwrap_or_else(|| self.clock.now());
+        let c = self.compiled.load();
+        if let Some(rev) = &c.revocation {
+            if let Some(v) = req.get(&rev.attr) {
+                if self.revoked.pin().contains_key(&self.hasher.hash(&[v])) {
+                    self.metrics.revoked.add(1);
+                    return EngineDecision::refused(Reason::Revoked, c.generation);
+                }
+            }
+        }
+        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let mut taken = TakenList::new();
+        let mut best: Option<(usize, Decision)> = None;
+        let mut shadow_denied = false;
+        for (i, l) in c.limits.iter().enumerate() {
+            if !l.spec.applies_to(class) {
+                continue;
+            }
+            let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
+            let mut buf = [""; MAX_KEY_ATTRS];
+            let (parts, over) = l.key_parts(req, &mut buf);
+            let backend = l.backend_for(over);
+            let key = LimitKey {
+                hash: self.hasher.hash(parts),
+                parts,
+            };
+            match backend.get().acquire(&key, cost, now) {
+                Ok((d, undo)) => {
+                    if let Some(undo) = undo {
+                        taken.push(Taken {
+                            limit: i,
+                            over,
+                            hash: key.hash,
+                            undo,
+                        });
+                    }
+                    if d.allowed() {
+                        if !l.spec.shadow && best.map_or(true, |(_, b)| d.remaining < b.remaining) {
+                            best = Some((i, d));
+                        }
+                    } else if l.spec.shadow {
+                        l.metrics.shadow_denied.add(1);
+                        shadow_denied = true;
+                    } else {
+                        l.metrics.denied.add(1);
+                        self.undo_all(&c, req, &taken, now);
+                        self.metrics.limited.add(1);
+                        self.count_denial(&c, req, now);
+                        return EngineDecision {
+                            reason: Reason::Limited,
+                            decided_by: Some(i),
+                            limit: d.limit,
+                            remaining: d.remaining,
+                            retry_after: d.retry_after,
+                            reset_after: d.reset_after,
+                            shadow_denied,
+                            quota: None,
+                            generation: c.generation,
+                        };
+                    }
+                }
+                Err(e) => {
+                    l.metrics.errors.add(1);
+                    if l.spec.shadow {
+                        continue;
+                    }
+                    self.undo_all(&c, req, &taken, now);
+                    let reason = match e {
+                        BackendError::CannotPass(_) => Reason::CannotPass,
+                        BackendError::StoreFull | BackendError::Unavailable(_) => {
+                            Reason::Unavailable
+                        }
+                    };
+                    self.metrics.errors.add(1);
+                    let mut d = EngineDecision::refused(reason, c.generation);
+                    d.decided_by = Some(i);
+                    d.shadow_denied = shadow_denied;
+                    return d;
+                }
+            }
+        }
+        let mut quota = None;
+        if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
+            let key = req.get(&q.attr);
+            let result = match key {
+                Some(key) => ledger.record(key, q.cost, i128::from(now)),
+                None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
+            };
+            match result {
+                Ok(d) => {
+                    if d.event.is_some() {
+                        for e in ledger.drain_events() {
+                            self.emit(Event::Quota(e));
+                        }
+                    }
+                    let status = QuotaStatus {
+                        outcome: d.outcome,
+                        used: d.used,
+                        limit: d.limit,
+                        resets_at_unix: d.resets_at.as_second(),
+                    };
+                    if d.outcome == Outcome::Refused {
+                        self.undo_all(&c, req, &taken, now);
+                        self.metrics.quota_refused.add(1);
+                        let reset_ns =
+                            i128::from(d.resets_at.as_second()) * 1_000_000_000 - i128::from(now);
+                        let wait = u64::try_from(reset_ns.max(1)).unwrap_or(u64::MAX);
+                        let mut out = EngineDecision::refused(Reason::QuotaExceeded, c.generation);
+                        out.limit = d.limit;
+                        out.retry_after = wait;
+                        out.reset_after = wait;
+                        out.quota = Some(status);
+                        out.shadow_denied = shadow_denied;
+                        return out;
+                    }
+                    quota = Some(status);
+                }
+                Err(QuotaError::UnknownKey(_)) if q.unknown_key == UnknownKey::Allow => {}
+                Err(e) => {
+                    self.undo_all(&c, req, &taken, now);
+                    let reason = match e {
+                        QuotaError::DisabledUser { .. } => {
+                            self.metrics.revoked.add(1);
+                            Reason::Revoked
+                        }
+                        QuotaError::UnknownKey(_) => {
+                            self.metrics.unknown_key.add(1);
+                            Reason::UnknownKey
+                        }
+                        _ => {
+                            self.metrics.errors.add(1);
+                            Reason::Unavailable
+                        }
+                    };
+                    let mut out = EngineDecision::refused(reason, c.generation);
+                    out.shadow_denied = shadow_denied;
+                    return out;
+                }
+            }
+        }
+        for t in taken.iter() {
+            let l = &c.limits[t.limit];
+            if !l.spec.shadow {
+                l.metrics.allowed.add(1);
+            }
+        }
+        self.metrics.allowed.add(1);
+        let (decided_by, d) = match best {
+            Some((i, d)) => (Some(i), d),
+            None => (
+                None,
+                Decision {
+                    limit: 0,
+                    remaining: 0,
+                    retry_after: 0,
+                    reset_after: 0,
+                },
+            ),
+        };
+        EngineDecision {
+            reason: Reason::Allowed,
+            decided_by,
+            limit: d.limit,
+            remaining: d.remaining,
+            retry_after: 0,
+            reset_after: d.reset_after,
+            shadow_denied,
+            quota,
+            generation: c.generation,
+        }
+    }
+
+    /// What each limit that applies to `req` would answer now, taking nothing: `(limit
+    /// name, decision or error)`, in policy order.
+    pub fn peek(&self, req: &Request<'_>) -> Vec<(String, Result<Decision, BackendError>)> {
+        let now = req.now.unwrap_or_else(|| self.clock.now());
+        let c = self.compiled.load();
+        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let mut out = Vec::new();
+        for l in c.limits.iter().filter(|l| l.spec.applies_to(class)) {
+            let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
+            let mut buf = [""; MAX_KEY_ATTRS];
+            let (parts, over) = l.key_parts(req, &mut buf);
+            let backend = l.backend_for(over);
+            let key = LimitKey {
+                hash: self.hasher.hash(parts),
+                parts,
+            };
+            out.push((l.spec.name.clone(), backend.get().peek(&key, cost, now)));
+        }
+        out
+    }
+
+    /// Gives back everything `taken` holds, newest first.
+    #[cold]
+    fn undo_all(&self, c: &Compiled, req: &Request<'_>, taken: &TakenList, now: u64) {
+        let all: Vec<&Taken> = taken.iter().collect();
+        for t in all.into_iter().rev() {
+            let l = &c.limits[t.limit];
+            let mut buf = [""; MAX_KEY_ATTRS];
+            let (parts, _) = l.key_parts(req, &mut buf);
+            let key = LimitKey {
+                hash: t.hash,
+                parts,
+            };
+            l.backend_for(t.over).get().undo(&key, t.undo, now);
+        }
+    }
+
+    /// Counts a denial towards revoking the request's revocation attribute.
+    #[cold]
+    fn count_denial(&self, c: &Compiled, req: &Request<'_>, now: u64) {
+        let Some(rev) = &c.revocation else { return };
+        let Some(v) = req.get(&rev.attr) else { return };
+        let parts = [v];
+        let key = LimitKey {
+            hash: self.hasher.hash(&parts),
+            parts: &parts,
+        };
+        // With a budget of `denials - 1` free denials per window, the limiter refuses
+        // the `denials`-th denial in a window: that one revokes.
+        let over = rev.denials <= 1
+            || match rev.offenders.acquire(&key, 1, now) {
+                Ok((d, _)) => !d.allowed(),
+                Err(_) => true,
+            };
+        if over {
+            self.revoke_inner(&rev.attr, v, true);
+        }
+    }
+
+    fn revoke_inner(&self, attr: &Attr, value: &str, automatic: bool) -> bool {
+        let fresh = self
+            .revoked
+            .pin()
+            .try_insert(self.hasher.hash(&[value]), KeyRef::of(value))
+            .is_ok();
+        if fresh {
+            if automatic {
+                self.metrics.revocations.add(1);
+            }
+            self.emit(Event::Revoked {
+                attribute: attr.name().to_owned(),
+                key: KeyRef::of(value),
+                automatic,
+            });
+        }
+        fresh
+    }
+
+    /// The revocation attribute (token by default, or as the policy says).
+    fn revocation_attr(&self) -> Attr {
+        self.compiled
+            .load()
+            .revocation
+            .as_ref()
+            .map_or(Attr::Token, |r| r.attr.clone())
+    }
+
+    /// Revokes `value` of the revocation attribute (a token, by default): its requests
+    /// are refused with [`Reason::Revoked`] until [`restore`](Self::restore)d. Returns
+    /// whether it was not revoked already. Raises [`Event::Revoked`].
+    ///
+    /// Revocation is checked only when the policy has a `[revocation]` section.
+    pub fn revoke(&self, value: &str) -> bool {
+        self.revoke_inner(&self.revocation_attr(), value, false)
+    }
+
+    /// Restores a revoked value and forgets its denials. Returns whether it was revoked.
+    pub fn restore(&self, value: &str) -> bool {
+        let hash = self.hasher.hash(&[value]);
+        let was = self.revoked.pin().remove(&hash).is_some();
+        let c = self.compiled.load();
+        if let Some(rev) = &c.revocation {
+            let parts = [value];
+            rev.offenders.reset(&LimitKey {
+                hash,
+                parts: &parts,
+            });
+        }
+        if was {
+            self.emit(Event::Restored {
+                attribute: self.revocation_attr().name().to_owned(),
+                key: KeyRef::of(value),
+            });
+        }
+        was
+    }
+
+    /// Whether `value` is revoked.
+    pub fn is_revoked(&self, value: &str) -> bool {
+        self.revoked.pin().contains_key(&self.hasher.hash(&[value]))
+    }
+
+    /// The revoked values, redacted.
+    pub fn revoked(&self) -> Vec<KeyRef> {
+        let mut all: Vec<KeyRef> = self.revoked.pin().values().cloned().collect();
+        all.sort();
+        all
+    }
+
+    fn emit(&self, e: Event) {
+        match self.events_tx.try_send(e) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.events_dropped.add(1)
+            }
+        }
+    }
+
+    /// The event channel: receive notices and revocations from any thread, without
+    /// blocking decisions.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events_rx
+    }
+
+    /// Takes every pending event.
+    pub fn drain_events(&self) -> Vec<Event> {
+        self.events_rx.try_iter().collect()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let c = self.compiled.load();
+        let limits = c
+            .limits
+            .iter()
+            .map(|l| LimitCounts {
+                limit: l.spec.name.clone(),
+                shadow: l.spec.shadow,
+                allowed: l.metrics.allowed.get(),
+                denied: l.metrics.denied.get(),
+                shadow_denied: l.metrics.shadow_denied.get(),
+                errors: l.metrics.errors.get(),
+            })
+            .collect();
+        self.metrics.snapshot(limits)
+    }
+
+    /// The counters as Prometheus text.
+    pub fn prometheus(&self) -> String {
+        self.metrics().to_prometheus()
+    }
+
+    /// The response header values for `d`. The deciding limit names the policy; a
+    /// refusal by the quota names `"quota"`. Refused requests that may retry get
+    /// `Retry-After` (seconds, rounded up).
+    pub fn headers(&self, d: &EngineDecision) -> RateLimitHeaders {
+        let c = self.compiled.load();
+        let mut h = RateLimitHeaders {
+            retry_after: d.retry_after_secs().map(|s| s.to_string()),
+            ..RateLimitHeaders::default()
+        };
+        let secs = |ns: u64| ns.div_ceil(1_000_000_000);
+        if let Some(l) = d
+            .decided_by
+            .filter(|_| d.generation == c.generation)
+            .and_then(|i| c.limits.get(i))
+        {
+            h.policy = Some(l.policy_item.clone());
+            h.ratelimit = Some(format!(
+                "\"{}\";r={};t={}",
+                l.spec.name,
+                d.remaining,
+                secs(d.reset_after)
+            ));
+        } else if let (Some(q), Reason::QuotaExceeded) = (&d.quota, d.reason) {
+            let t = secs(d.reset_after);
+            h.policy = Some(format!("\"quota\";q={}", q.limit));
+            h.ratelimit = Some(format!("\"quota\";r=0;t={t}"));
+        }
+        h
+    }
+}
+
+fn register_companies(ledger: &Ledger, q: &QuotaSpec, now: u64) -> Result<(), EngineError> {
+    let now = i128::from(now);
+    for c in &q.companies {
+        ledger
+            .upsert_company(c.company(), c.time_zone.as_deref(), now)
+            .map_err(EngineError::Quota)?;
+        for u in &c.users {
+            ledger
+                .add_user(&u.id, &c.id, now)
+                .map_err(EngineError::Quota)?;
+            ledger
+                .set_user_disabled(&u.id, u.disabled)
+                .map_err(EngineError::Quota)?;
+            for k in &u.keys {
+                match ledger.add_key(k, &u.id) {
+                    Ok(()) | Err(QuotaError::DuplicateKey(_)) => {}
+                    Err(e) => return Err(EngineError::Quota(e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
