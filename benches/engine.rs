@@ -1,0 +1,107 @@
+//! A full engine decision against a bare core check, in the same run.
+//!
+//! * `core_keyed_check`: `KeyedGcraLimiter::<u64>::check_at` on one of 1,000 keys (the
+//!   floor: one hash, one probe, one compare-exchange);
+//! * `engine_two_limits`: `Engine::decide` with two limits (per token and tenant; per
+//!   company), 1,000 tokens over 100 companies, reads;
+//! * `engine_two_limits_quota`: the same plus the monthly quota (1,000 API keys in the
+//!   ledger), the policy a provider runs;
+//! * `engine_two_limits_write`: the two limits with a write (cost 3 under the first).
+//!
+//! Every limit is far from its capacity (1e9/s, burst 1e12 per key), so every decision
+//! is allowed (asserted before timing); time is passed explicitly (`Request::at`).
+//!
+//! Run: `cargo bench -p tollgate-benches --bench engine`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tollgate::{Engine, Policy, Request};
+use tollgate_benches::SplitMix64;
+use tollgate_core::{KeyedGcraLimiter, Rate};
+
+const KEYS: usize = 1_000;
+const COMPANIES: usize = 100;
+const SEQ: usize = 1 << 16;
+/// 2027-01-15T08:00:00Z.
+const NOW: u64 = 1_800_000_000_000_000_000;
+
+fn token(i: usize) -> String {
+    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
+}
+
+fn policy(quota: bool) -> Policy {
+    let mut text = String::from(
+        "version = 1\n\
+         [[limit]]\nname = \"per-token-tenant\"\nrate = \"1000000000/s burst 1000000000000\"\ncost = { write = 3 }\n\
+         [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\n",
+    );
+    if quota {
+        text.push_str(
+            "[quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n",
+        );
+        for c in 0..COMPANIES {
+            text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
+            for u in 0..KEYS / COMPANIES {
+                let i = c * (KEYS / COMPANIES) + u;
+                text.push_str(&format!("{{ id = \"u{i}\", keys = [\"{}\"] }},", token(i)));
+            }
+            text.push_str("]\n");
+        }
+    }
+    Policy::from_toml(&text).expect("bench policy").0
+}
+
+fn bench(c: &mut Criterion) {
+    let tokens: Vec<String> = (0..KEYS).map(token).collect();
+    let companies: Vec<String> = (0..COMPANIES).map(|c| format!("c{c}")).collect();
+    let mut rng = SplitMix64::new(7);
+    let seq: Vec<usize> = (0..SEQ).map(|_| rng.below(KEYS as u64) as usize).collect();
+    let request = |i: usize, method: &'static str| {
+        let k = seq[i & (SEQ - 1)];
+        Request::new()
+            .token(&tokens[k])
+            .tenant("tenant-1")
+            .company(&companies[k / (KEYS / COMPANIES)])
+            .method(method)
+            .at(NOW)
+    };
+
+    let mut g = c.benchmark_group("engine_decision");
+    g.throughput(Throughput::Elements(1));
+
+    let core = KeyedGcraLimiter::<u64>::new(
+        tollgate_core::Gcra::new(Rate::from_nanos(1, 1, 1_000_000_000_000).expect("rate")),
+        KEYS,
+    );
+    assert!(core.check_at(&1, NOW).expect("fits").allowed());
+    g.bench_function("core_keyed_check", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            black_box(core.check_at(black_box(&(seq[i & (SEQ - 1)] as u64)), NOW))
+        })
+    });
+
+    for (name, quota, method) in [
+        ("engine_two_limits", false, "GET"),
+        ("engine_two_limits_quota", true, "GET"),
+        ("engine_two_limits_write", false, "POST"),
+    ] {
+        let e = Engine::new(policy(quota)).expect("engine");
+        assert!(e.decide(&request(0, method)).allowed(), "{name}");
+        g.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                let d = e.decide(black_box(&request(i, method)));
+                debug_assert!(d.allowed());
+                black_box(d)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
