@@ -509,31 +509,43 @@ const INLINE_TAKEN: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 struct Taken {
-    limit: usize,
-    over: Option<usize>,
-    hash: u128,
+    limit: u32,
+    /// The override's index + 1 (0: the limit's own rate).
+    over: u32,
     undo: Undo,
 }
 
+const NO_TAKEN: Taken = Taken {
+    limit: 0,
+    over: 0,
+    undo: Undo {
+        cost: 0,
+        before: 0,
+        after: 0,
+    },
+};
+
 /// The undo records of one decision: on the stack for up to [`INLINE_TAKEN`] limits.
 struct TakenList {
-    inline: [Option<Taken>; INLINE_TAKEN],
+    inline: [Taken; INLINE_TAKEN],
     len: usize,
     spill: Vec<Taken>,
 }
 
 impl TakenList {
+    #[inline]
     fn new() -> Self {
         TakenList {
-            inline: [None; INLINE_TAKEN],
+            inline: [NO_TAKEN; INLINE_TAKEN],
             len: 0,
             spill: Vec::new(),
         }
     }
 
+    #[inline]
     fn push(&mut self, t: Taken) {
         if self.len < INLINE_TAKEN {
-            self.inline[self.len] = Some(t);
+            self.inline[self.len] = t;
             self.len += 1;
         } else {
             self.spill.push(t);
@@ -541,10 +553,7 @@ impl TakenList {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Taken> {
-        self.inline[..self.len]
-            .iter()
-            .flatten()
-            .chain(self.spill.iter())
+        self.inline[..self.len].iter().chain(self.spill.iter())
     }
 }
 
@@ -556,6 +565,8 @@ pub struct Engine {
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
     ledger: Option<Arc<Ledger>>,
     revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
+    /// Entries in `revoked`, so that decisions skip the lookup while it is empty.
+    revoked_count: std::sync::atomic::AtomicUsize,
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
     metrics: EngineMetrics,
@@ -643,6 +654,7 @@ impl EngineBuilder {
             factories: self.factories,
             ledger,
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
+            revoked_count: std::sync::atomic::AtomicUsize::new(0),
             events_tx,
             events_rx,
             metrics: EngineMetrics::default(),
@@ -948,7 +960,10 @@ impl Engine {
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
-        if let Some(rev) = &c.revocation {
+        if let (Some(rev), true) = (
+            &c.revocation,
+            self.revoked_count.load(Ordering::Relaxed) > 0,
+        ) {
             if let Some(v) = req.get(&rev.attr) {
                 if self.revoked.pin().contains_key(&self.hasher.hash(&[v])) {
                     self.metrics.revoked.add(1);
@@ -976,9 +991,8 @@ impl Engine {
                 Ok((d, undo)) => {
                     if let Some(undo) = undo {
                         taken.push(Taken {
-                            limit: i,
-                            over,
-                            hash: key.hash,
+                            limit: i as u32,
+                            over: over.map_or(0, |o| o as u32 + 1),
                             undo,
                         });
                     }
@@ -1086,11 +1100,9 @@ impl Engine {
                 }
             }
         }
+        // Shadow limits count what they would have allowed too.
         for t in taken.iter() {
-            let l = &c.limits[t.limit];
-            if !l.spec.shadow {
-                l.metrics.allowed.add(1);
-            }
+            c.limits[t.limit as usize].metrics.allowed.add(1);
         }
         self.metrics.allowed.add(1);
         let (decided_by, d) = match best {
@@ -1144,14 +1156,15 @@ impl Engine {
     fn undo_all(&self, c: &Compiled, req: &Request<'_>, taken: &TakenList, now: u64) {
         let all: Vec<&Taken> = taken.iter().collect();
         for t in all.into_iter().rev() {
-            let l = &c.limits[t.limit];
+            let l = &c.limits[t.limit as usize];
             let mut buf = [""; MAX_KEY_ATTRS];
             let (parts, _) = l.key_parts(req, &mut buf);
             let key = LimitKey {
-                hash: t.hash,
+                hash: self.hasher.hash(parts),
                 parts,
             };
-            l.backend_for(t.over).get().undo(&key, t.undo, now);
+            let over = t.over.checked_sub(1).map(|o| o as usize);
+            l.backend_for(over).get().undo(&key, t.undo, now);
         }
     }
 
@@ -1184,6 +1197,7 @@ impl Engine {
             .try_insert(self.hasher.hash(&[value]), KeyRef::of(value))
             .is_ok();
         if fresh {
+            self.revoked_count.fetch_add(1, Ordering::Relaxed);
             if automatic {
                 self.metrics.revocations.add(1);
             }
@@ -1218,6 +1232,9 @@ impl Engine {
     pub fn restore(&self, value: &str) -> bool {
         let hash = self.hasher.hash(&[value]);
         let was = self.revoked.pin().remove(&hash).is_some();
+        if was {
+            self.revoked_count.fetch_sub(1, Ordering::Relaxed);
+        }
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             let parts = [value];

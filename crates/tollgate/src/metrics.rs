@@ -45,8 +45,8 @@ impl StripedCounter {
 /// Counters of one limit. They survive policy reloads that keep the limit's name.
 #[derive(Debug, Default)]
 pub struct LimitMetrics {
-    /// Requests this limit allowed (enforced limits; counted when the whole request was
-    /// allowed).
+    /// Requests this limit allowed, counted when the whole request was allowed (for a
+    /// shadow limit: the requests it would have allowed).
     pub allowed: StripedCounter,
     /// Requests this limit denied.
     pub denied: StripedCounter,

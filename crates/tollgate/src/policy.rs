@@ -181,14 +181,11 @@ impl Default for Classes {
 impl Classes {
     /// The class of `method` (case-insensitive).
     pub fn class_of(&self, method: &str) -> &str {
-        if let Some(c) = self.methods.get(method) {
-            return c;
-        }
-        let upper = method.to_ascii_uppercase();
+        // A handful of methods: a scan without allocating beats an upper-cased lookup.
         self.methods
-            .get(&upper)
-            .map(String::as_str)
-            .unwrap_or(&self.default)
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))
+            .map_or(&self.default, |(_, c)| c)
     }
 
     /// Every class name, sorted.
