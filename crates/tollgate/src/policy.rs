@@ -685,12 +685,17 @@ impl Policy {
                 }
                 None => (None, None),
             };
+            let message = match inner.message().trim() {
+                // Some syntax errors come without a message (e.g. a NUL byte).
+                "" => "not valid TOML here (a control character, or a broken line)".to_owned(),
+                m => m.to_owned(),
+            };
             PolicyError {
                 file: None,
                 line,
                 column,
                 field: if field == "." { String::new() } else { field },
-                message: inner.message().trim().to_owned(),
+                message,
             }
         })?;
         let at = |span: Range<usize>, field: String, message: String| {
@@ -1117,6 +1122,11 @@ users = [{ id = "ann", keys = ["3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77"] }]
 
         let e = err("not toml at all = = =");
         assert_eq!(e.line, Some(1), "{e}");
+        // Found by the policy_parse fuzz target: toml gives no message for these.
+        for text in ["#\0", "\r\0"] {
+            let e = err(text);
+            assert!(!e.message.is_empty(), "{text:?}: {e:?}");
+        }
     }
 
     #[test]
