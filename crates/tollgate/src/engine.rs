@@ -565,8 +565,10 @@ pub struct Engine {
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
     ledger: Option<Arc<Ledger>>,
     revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
-    /// Entries in `revoked`, so that decisions skip the lookup while it is empty.
-    revoked_count: std::sync::atomic::AtomicUsize,
+    /// A 1,024-bit filter over the revoked values (see [`quick_bit`]): a decision whose
+    /// value's bit is clear skips the lookup. Bits are set by revocations and never
+    /// cleared (a restored value's bit only costs later lookups).
+    revoked_filter: [AtomicU64; 16],
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
     metrics: EngineMetrics,
@@ -654,7 +656,7 @@ impl EngineBuilder {
             factories: self.factories,
             ledger,
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
-            revoked_count: std::sync::atomic::AtomicUsize::new(0),
+            revoked_filter: Default::default(),
             events_tx,
             events_rx,
             metrics: EngineMetrics::default(),
@@ -960,11 +962,8 @@ impl Engine {
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
-        if let (Some(rev), true) = (
-            &c.revocation,
-            self.revoked_count.load(Ordering::Relaxed) > 0,
-        ) {
-            if let Some(v) = req.get(&rev.attr) {
+        if let Some(rev) = &c.revocation {
+            if let Some(v) = req.get(&rev.attr).filter(|v| self.maybe_revoked(v)) {
                 if self.revoked.pin().contains_key(&self.hasher.hash(&[v])) {
                     self.metrics.revoked.add(1);
                     return EngineDecision::refused(Reason::Revoked, c.generation);
@@ -1197,7 +1196,8 @@ impl Engine {
             .try_insert(self.hasher.hash(&[value]), KeyRef::of(value))
             .is_ok();
         if fresh {
-            self.revoked_count.fetch_add(1, Ordering::Relaxed);
+            let bit = quick_bit(value);
+            self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             if automatic {
                 self.metrics.revocations.add(1);
             }
@@ -1208,6 +1208,13 @@ impl Engine {
             });
         }
         fresh
+    }
+
+    /// Whether `value` may be revoked: false means certainly not.
+    #[inline]
+    fn maybe_revoked(&self, value: &str) -> bool {
+        let bit = quick_bit(value);
+        self.revoked_filter[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0
     }
 
     /// The revocation attribute (token by default, or as the policy says).
@@ -1232,9 +1239,6 @@ impl Engine {
     pub fn restore(&self, value: &str) -> bool {
         let hash = self.hasher.hash(&[value]);
         let was = self.revoked.pin().remove(&hash).is_some();
-        if was {
-            self.revoked_count.fetch_sub(1, Ordering::Relaxed);
-        }
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             let parts = [value];
@@ -1336,6 +1340,23 @@ impl Engine {
         }
         h
     }
+}
+
+/// A cheap, unkeyed bit index (0..1024) of a value, for the revocation filter: its length
+/// and its first and last eight bytes, multiplied together. A value crafted to share a
+/// revoked value's bit only costs itself a full lookup.
+#[inline]
+fn quick_bit(value: &str) -> usize {
+    let b = value.as_bytes();
+    let word = |s: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..s.len()].copy_from_slice(s);
+        u64::from_le_bytes(w)
+    };
+    let head = word(&b[..b.len().min(8)]);
+    let tail = word(&b[b.len().saturating_sub(8)..]);
+    let x = (head ^ tail.rotate_left(29) ^ b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 54) as usize
 }
 
 fn register_companies(ledger: &Ledger, q: &QuotaSpec, now: u64) -> Result<(), EngineError> {
