@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert!(!e.message.is_empty(), "{e:?}");
             if let Some(line) = e.line {
-                assert!(line >= 1 && line <= text.lines().count().max(1) + 1, "{e:?}");
+                assert!(
+                    line >= 1 && line <= text.lines().count().max(1) + 1,
+                    "{e:?}"
+                );
                 assert!(e.column.unwrap_or(1) >= 1, "{e:?}");
             }
             let _ = e.to_string();
@@ -59,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = engine.headers(&d);
             }
             let report = engine.reload(policy).expect("the same policy reloads");
-            assert!(report.fresh.is_empty() && report.removed.is_empty(), "{report:?}");
+            assert!(
+                report.fresh.is_empty() && report.removed.is_empty(),
+                "{report:?}"
+            );
             let _ = engine.prometheus();
         }
     }
