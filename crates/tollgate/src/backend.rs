@@ -158,7 +158,7 @@ impl Algorithm for AnyAlgorithm {
 /// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
 ///
 /// The store is shared behind an `Arc` so that a policy reload can give a limit a new
-/// rate and keep every key's state ([`MemoryBackend::with_rate`]).
+/// rate and keep every key's used capacity ([`MemoryBackend::carry_over`]).
 pub struct MemoryBackend {
     rate: Rate,
     kind: AlgorithmKind,

@@ -12,7 +12,7 @@ use crossbeam_utils::CachePadded;
 
 const STRIPES: usize = 8;
 
-/// A counter striped over [`STRIPES`] cache lines.
+/// A counter striped over a few cache lines.
 #[derive(Debug, Default)]
 pub struct StripedCounter {
     cells: [CachePadded<AtomicU64>; STRIPES],
