@@ -1006,7 +1006,9 @@ impl Engine {
                         l.metrics.denied.add(1);
                         self.undo_all(&c, req, &taken, now);
                         self.metrics.limited.add(1);
-                        self.count_denial(&c, req, now);
+                        if self.count_denial(&c, req, now) {
+                            l.metrics.revoked.add(1);
+                        }
                         return EngineDecision {
                             reason: Reason::Limited,
                             decided_by: Some(i),
@@ -1167,11 +1169,16 @@ impl Engine {
         }
     }
 
-    /// Counts a denial towards revoking the request's revocation attribute.
+    /// Counts a denial towards revoking the request's revocation attribute; returns
+    /// whether this denial revoked it.
     #[cold]
-    fn count_denial(&self, c: &Compiled, req: &Request<'_>, now: u64) {
-        let Some(rev) = &c.revocation else { return };
-        let Some(v) = req.get(&rev.attr) else { return };
+    fn count_denial(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        let Some(rev) = &c.revocation else {
+            return false;
+        };
+        let Some(v) = req.get(&rev.attr) else {
+            return false;
+        };
         let parts = [v];
         let key = LimitKey {
             hash: self.hasher.hash(&parts),
@@ -1184,9 +1191,7 @@ impl Engine {
                 Ok((d, _)) => !d.allowed(),
                 Err(_) => true,
             };
-        if over {
-            self.revoke_inner(&rev.attr, v, true);
-        }
+        over && self.revoke_inner(&rev.attr, v, true)
     }
 
     fn revoke_inner(&self, attr: &Attr, value: &str, automatic: bool) -> bool {
@@ -1301,6 +1306,7 @@ impl Engine {
                 denied: l.metrics.denied.get(),
                 shadow_denied: l.metrics.shadow_denied.get(),
                 errors: l.metrics.errors.get(),
+                revoked: l.metrics.revoked.get(),
             })
             .collect();
         self.metrics.snapshot(limits)

@@ -55,6 +55,8 @@ pub struct LimitMetrics {
     /// Requests this limit could not decide (cost above capacity, store full, backend
     /// unavailable).
     pub errors: StripedCounter,
+    /// Revocations this limit's denials triggered.
+    pub revoked: StripedCounter,
 }
 
 /// A snapshot of one limit's counters.
@@ -72,6 +74,8 @@ pub struct LimitCounts {
     pub shadow_denied: u64,
     /// See [`LimitMetrics::errors`].
     pub errors: u64,
+    /// See [`LimitMetrics::revoked`].
+    pub revoked: u64,
 }
 
 /// Engine-wide counters.
@@ -163,6 +167,7 @@ impl MetricsSnapshot {
                 ("denied", l.denied),
                 ("shadow_denied", l.shadow_denied),
                 ("error", l.errors),
+                ("revoked", l.revoked),
             ] {
                 let _ = writeln!(
                     out,
@@ -228,6 +233,7 @@ mod tests {
             denied: 1,
             shadow_denied: 0,
             errors: 0,
+            revoked: 0,
         }]);
         let text = snap.to_prometheus();
         assert!(text.contains(

@@ -205,6 +205,11 @@ window = "1m"
     }
     assert!(!e.is_revoked("slow"));
     assert_eq!(e.metrics().revocations, 1);
+    assert_eq!(
+        e.metrics().limits[0].revoked,
+        1,
+        "the denial that revoked is the limit's"
+    );
 }
 
 const KEY_A: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
