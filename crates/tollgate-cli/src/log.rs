@@ -71,7 +71,8 @@
 //! time is `dd/Mon/yyyy:HH:MM:SS ±hhmm`, optionally with a fraction after the seconds.
 //! Digits after the ninth fractional one are ignored. The parser remembers the last
 //! calendar date and offset it resolved (through jiff), so that lines from the same day
-//! only add up hours, minutes and seconds.
+//! only add up hours, minutes and seconds, and the last hour, so that lines from the
+//! same hour (with a `Z` offset for RFC 3339) only add up minutes and seconds.
 //!
 //! A number of epoch units is read as an exact decimal (an exponent is allowed), never
 //! through floating point, and truncated to whole nanoseconds.
@@ -84,12 +85,19 @@
 //!
 //! # Performance
 //!
-//! The scanners are hand-written: fields are found a machine word at a time (`memchr`
-//! past the first 32 bytes), JSON keys of up to 8 bytes compare as one integer, and a
-//! time from an already-seen date costs a few integer operations. On a 213-byte
-//! combined line and a 249-byte JSON line with the default mappings a parse takes
-//! roughly 180–200 ns on the machine this was measured on (an AMD EPYC VM), without
-//! allocating.
+//! The scanners are hand-written, and most of their cost is finding where strings and
+//! fields end: a machine word at a time for the first 128 bytes of a field (`memchr`
+//! past them). For JSON lines, the parser learns the order of the field names: for each
+//! name it met, the name that followed it. A line shaped like the previous ones then has
+//! each name checked with one or two word comparisons, in place of a search for its end
+//! and a lookup; other names are looked up in a perfect hash table of the mapped ones (a
+//! log whose fields come in no fixed order makes the parser stop learning for a while).
+//! Times of an hour already seen only add minutes and seconds. Attribute values are
+//! spans of the line, turned into `&str`s once the line is scanned; only escaped values
+//! are copied. On the lines of `examples/gen_access_log.rs` (about 200 bytes, default
+//! mappings), a parse with `parse_bytes` (UTF-8 validation included) takes about 115 ns
+//! for a JSON line and 170 ns for a combined line on the machine this was measured on
+//! (an AMD EPYC VM), without allocating; `benches/log_parse.rs` measures it.
 use std::fmt;
 use std::str::FromStr;
 
@@ -705,11 +713,15 @@ impl Val {
     fn resolve<'a>(self, line: &'a str, buf: &'a str) -> Option<&'a str> {
         let s = (self.0 & Val::MAX as u64) as usize;
         let e = ((self.0 >> 31) & Val::MAX as u64) as usize;
-        match self.0 & Val::CONST {
-            Val::LINE => line.get(s..e),
-            Val::BUF => buf.get(s..e),
-            Val::CONST => CONSTS.get(s).copied(),
-            _ => None,
+        let kind = self.0 & Val::CONST;
+        if kind == Val::LINE {
+            line.get(s..e)
+        } else if kind == Val::BUF {
+            buf.get(s..e)
+        } else if kind == Val::CONST {
+            CONSTS.get(s).copied()
+        } else {
+            None
         }
     }
 }
@@ -723,6 +735,308 @@ struct JsonKey {
     word: u64,
     time: bool,
     slots: Vec<usize>,
+}
+
+/// What a JSON field feeds, packed in a word so that it moves in one register: the index
+/// in `Parser::json_keys` of a mapped field, the first attribute slot it feeds, whether
+/// it is the time, and whether it feeds more than one attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Field(u64);
+
+impl Field {
+    const SLOT: u64 = u32::MAX as u64;
+    const SIMPLE: u64 = 1 << 61;
+    const TIME: u64 = 1 << 62;
+    const MORE: u64 = 1 << 63;
+    const UNMAPPED: Field = Field(Field::SLOT);
+
+    /// Field `key` of `json_keys`, feeding `slots`.
+    fn new(key: usize, slots: &[usize], time: bool) -> Field {
+        let (Ok(key), Some(Ok(slot))) = (
+            u32::try_from(key),
+            slots
+                .first()
+                .map(|&s| u32::try_from(s))
+                .or(Some(Ok(u32::MAX))),
+        ) else {
+            return Field::UNMAPPED;
+        };
+        let simple = if !time && slots.len() == 1 {
+            Field::SIMPLE
+        } else {
+            0
+        };
+        let more = if slots.len() > 1 { Field::MORE } else { 0 };
+        let time = if time { Field::TIME } else { 0 };
+        Field(u64::from(slot) | (u64::from(key & 0x1FFF_FFFF) << 32) | simple | time | more)
+    }
+
+    /// Whether the field feeds exactly one attribute and is not the time.
+    #[inline(always)]
+    fn simple(self) -> bool {
+        self.0 & Field::SIMPLE != 0
+    }
+
+    /// The slot of a [`Field::simple`] field.
+    #[inline(always)]
+    fn slot_index(self) -> usize {
+        (self.0 & Field::SLOT) as usize
+    }
+
+    /// Whether the field is read at all.
+    #[inline(always)]
+    fn mapped(self) -> bool {
+        self.0 != Field::SLOT
+    }
+
+    /// The first slot the field feeds, if any.
+    #[inline(always)]
+    fn slot(self) -> Option<usize> {
+        let slot = self.0 & Field::SLOT;
+        (slot != Field::SLOT).then_some(slot as usize)
+    }
+
+    #[inline(always)]
+    fn key(self) -> usize {
+        ((self.0 >> 32) & 0x1FFF_FFFF) as usize
+    }
+
+    #[inline(always)]
+    fn time(self) -> bool {
+        self.0 & Field::TIME != 0
+    }
+
+    #[inline(always)]
+    fn more(self) -> bool {
+        self.0 & Field::MORE != 0
+    }
+}
+
+/// No [`Schema`] entry.
+const NO_ENTRY: usize = usize::MAX;
+
+/// The most field names a [`Schema`] learns.
+const SCHEMA_MAX: usize = 64;
+
+/// The shape of the JSON lines seen so far: for each field name met (without escapes,
+/// of up to 14 bytes, and followed directly by `:`), the field that came after it last
+/// time. Lines of a log mostly have the same fields in the same order, so the scan
+/// checks that the expected name is there with two word comparisons instead of
+/// searching for its end and looking it up.
+#[derive(Clone, Debug)]
+struct Schema {
+    entries: Vec<SchemaEntry>,
+    /// The entry of the first field, or [`NO_ENTRY`].
+    first: usize,
+    /// Lines and names not as expected in the current window of [`SCHEMA_WINDOW`] lines.
+    lines: u32,
+    misses: u32,
+    /// How many more lines to scan without the schema: a log whose fields come in no
+    /// fixed order makes it learn all the time, for nothing.
+    resting: u32,
+}
+
+/// The lines over which a [`Schema`] counts names not as expected: more than two a line
+/// on average, and it rests for [`SCHEMA_REST`] lines.
+const SCHEMA_WINDOW: u32 = 16;
+const SCHEMA_REST: u32 = 4096;
+
+#[derive(Clone, Copy, Debug)]
+struct SchemaEntry {
+    /// The bytes `NAME":` (after the opening quote), little-endian, and a mask of them.
+    text: u128,
+    mask: u128,
+    /// The length of `"NAME":`.
+    len: usize,
+    /// What the field feeds.
+    field: Field,
+    /// The entry of the field that followed last time, or [`NO_ENTRY`].
+    next: usize,
+}
+
+impl SchemaEntry {
+    /// Whether `b[i..]` starts with `"NAME":`.
+    #[inline(always)]
+    fn matches(&self, b: &[u8], i: usize) -> bool {
+        if self.mask >> 64 == 0 {
+            // `NAME":` fits in a word.
+            if let Some(w) = word(b, i + 1) {
+                return w & self.mask as u64 == self.text as u64;
+            }
+        }
+        let end = i + 17;
+        let w = match b.get(i + 1..end).and_then(|w| <[u8; 16]>::try_from(w).ok()) {
+            Some(w) => u128::from_le_bytes(w),
+            // Near the end of the line: the last 16 bytes, shifted down to `b[i + 1]`.
+            None => match b.len().checked_sub(16).and_then(|s| b.get(s..)) {
+                Some(last) if i + 1 < b.len() => {
+                    let last: [u8; 16] = last.try_into().unwrap_or_default();
+                    u128::from_le_bytes(last) >> (8 * (end - b.len()))
+                }
+                _ => return false,
+            },
+        };
+        w & self.mask == self.text
+    }
+}
+
+impl Schema {
+    fn new() -> Schema {
+        Schema {
+            entries: Vec::new(),
+            first: NO_ENTRY,
+            lines: 0,
+            misses: 0,
+            resting: 0,
+        }
+    }
+
+    /// Whether to use the schema for the next line.
+    #[inline(always)]
+    fn active(&self) -> bool {
+        self.resting == 0
+    }
+
+    /// Counts a line scanned with `misses` names not as expected.
+    #[inline]
+    fn end_line(&mut self, misses: u32) {
+        if self.resting > 0 {
+            self.resting -= 1;
+            return;
+        }
+        self.lines += 1;
+        self.misses += misses;
+        if self.lines == SCHEMA_WINDOW {
+            if self.misses > 2 * SCHEMA_WINDOW {
+                self.resting = SCHEMA_REST;
+            }
+            self.lines = 0;
+            self.misses = 0;
+        }
+    }
+
+    /// The entry of the name `b[open + 1..close]` (without escapes; `b[close]` is its
+    /// closing quote and `b[close + 1]` a ':'), added if missing; [`NO_ENTRY`] if the
+    /// name is too long or the schema is full.
+    #[cold]
+    fn learn(&mut self, b: &[u8], open: usize, close: usize, field: Field) -> usize {
+        let n = close + 2 - (open + 1);
+        let Some(text) = b.get(open + 1..close + 2).filter(|_| n <= 16) else {
+            return NO_ENTRY;
+        };
+        let mut bytes = [0u8; 16];
+        bytes[..n].copy_from_slice(text);
+        let text = u128::from_le_bytes(bytes);
+        let mask = u128::MAX >> (128 - 8 * n);
+        if let Some(at) = self
+            .entries
+            .iter()
+            .position(|e| e.text == text && e.mask == mask)
+        {
+            return at;
+        }
+        if self.entries.len() == SCHEMA_MAX {
+            return NO_ENTRY;
+        }
+        self.entries.push(SchemaEntry {
+            text,
+            mask,
+            len: n + 1,
+            field,
+            next: NO_ENTRY,
+        });
+        self.entries.len() - 1
+    }
+}
+
+/// A perfect hash table from the mapped JSON keys of 1 to 8 bytes to their index in
+/// `Parser::json_keys`, so that a key costs one multiplication and one comparison
+/// rather than a walk over the mapped keys.
+#[derive(Clone, Debug)]
+struct KeyTable {
+    mul: u64,
+    shift: u32,
+    /// `1 << (64 - shift)` slots; empty if no perfect hash was found (a search then
+    /// walks the keys).
+    slots: Box<[KeySlot]>,
+}
+
+/// A slot of a [`KeyTable`]; `len == 0` marks an empty one.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeySlot {
+    word: u64,
+    len: u32,
+    key: u32,
+}
+
+impl KeyTable {
+    /// The slot of a key of `len` bytes (1 to 8) whose bytes are the little-endian `word`.
+    #[inline(always)]
+    fn hash(mul: u64, shift: u32, word: u64, len: usize) -> usize {
+        ((word ^ ((len as u64) << 59)).wrapping_mul(mul) >> shift) as usize
+    }
+
+    fn new(keys: &[JsonKey]) -> KeyTable {
+        let short: Vec<(usize, &JsonKey)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| (1..=8).contains(&k.key.len()))
+            .collect();
+        let mut seed = 0x243F_6A88_85A3_08D3_u64;
+        let min_bits = (usize::BITS - short.len().leading_zeros() + 1).max(1);
+        if u32::try_from(keys.len()).is_ok() {
+            for bits in min_bits..=min_bits + 4 {
+                for _ in 0..64 {
+                    let mul = splitmix(&mut seed) | 1;
+                    let shift = 64 - bits;
+                    let mut slots = vec![KeySlot::default(); 1 << bits];
+                    let perfect = short.iter().all(|&(index, k)| {
+                        let slot = &mut slots[KeyTable::hash(mul, shift, k.word, k.key.len())];
+                        if slot.len != 0 {
+                            return false;
+                        }
+                        *slot = KeySlot {
+                            word: k.word,
+                            len: k.key.len() as u32,
+                            key: index as u32,
+                        };
+                        true
+                    });
+                    if perfect {
+                        return KeyTable {
+                            mul,
+                            shift,
+                            slots: slots.into(),
+                        };
+                    }
+                }
+            }
+        }
+        KeyTable {
+            mul: 0,
+            shift: 63,
+            slots: Box::new([]),
+        }
+    }
+
+    /// The index of the key of `len` bytes (1 to 8) whose word is `word`: `Some(None)` if
+    /// it is not mapped, `None` if the table cannot tell.
+    #[inline(always)]
+    fn find(&self, word: u64, len: usize) -> Option<Option<usize>> {
+        let slot = self
+            .slots
+            .get(KeyTable::hash(self.mul, self.shift, word, len))?;
+        Some((slot.word == word && slot.len as usize == len).then_some(slot.key as usize))
+    }
+}
+
+/// The next number of the SplitMix64 sequence.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The index of `name` in `keys`, added if missing.
@@ -760,34 +1074,162 @@ fn short_word(b: &[u8], i: usize, len: usize) -> u64 {
 /// of that day's local midnight.
 #[derive(Clone, Debug, Default)]
 struct DayCache {
+    /// The date text (its first 10 or 11 bytes).
     date: [u8; 11],
-    len: usize,
     offset: i32,
-    midnight: i64,
+    /// The date as [`date_key`] packs it (0 before the first date), so that a
+    /// date compares in two instructions.
+    key: u128,
+    /// The Unix time of the day's local midnight in nanoseconds.
+    midnight_nanos: i128,
+    /// Whether every time of that day is within jiff's range (so that a time of it
+    /// needs no range check).
+    in_range: bool,
+    /// The last hour parsed, when its day is in range: the text up to its minutes (the
+    /// date, the hour and the separators, as a number with their length in the top
+    /// byte), its UTC offset and its Unix time in nanoseconds. A time of the same hour
+    /// only adds its minutes and seconds.
+    hour_valid: bool,
+    hour_key: u128,
+    hour_offset: i32,
+    hour_nanos: i128,
+}
+
+/// The first `n` (at most 15) bytes of `b` as a number, with `n` in the top byte; `None`
+/// if `b` is shorter than 16 bytes.
+#[inline(always)]
+fn prefix_key(b: &[u8], n: usize) -> Option<u128> {
+    let head: [u8; 16] = b.get(..16)?.try_into().ok()?;
+    let mask = u128::MAX >> (128 - 8 * n.min(15));
+    Some(u128::from_le_bytes(head) & mask | (n as u128) << 120)
+}
+
+/// A date of up to 15 bytes as a little-endian number, with its length in the top byte.
+#[inline(always)]
+fn date_key(date: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    if let Some(head) = bytes.get_mut(..date.len().min(15)) {
+        head.copy_from_slice(&date[..head.len()]);
+    }
+    u128::from_le_bytes(bytes) | ((date.len() as u128) << 120)
 }
 
 impl DayCache {
+    /// The time of `b`, whose first `prefix` bytes give a date and an hour, if they are
+    /// those of the last hour remembered and it was at UTC `offset`; `m`, `s` and `nanos`
+    /// are its minute, second and fraction.
+    #[inline(always)]
+    fn same_hour(
+        &self,
+        b: &[u8],
+        prefix: usize,
+        offset: i32,
+        (m, s, nanos): (i32, i32, i32),
+    ) -> Option<i128> {
+        (self.hour_valid && prefix_key(b, prefix)? == self.hour_key && offset == self.hour_offset)
+            .then(|| {
+                self.hour_nanos
+                    + i128::from(i64::from(m * 60 + s.min(59)) * 1_000_000_000 + i64::from(nanos))
+            })
+    }
+
+    /// Remembers the hour of `b` (see [`DayCache::same_hour`]), hour `h` of the day last
+    /// looked up with [`DayCache::midnight`].
     #[inline]
+    fn remember_hour(&mut self, b: &[u8], prefix: usize, offset: i32, h: i32) {
+        if let Some(key) = prefix_key(b, prefix) {
+            self.hour_valid = self.in_range;
+            self.hour_key = key;
+            self.hour_offset = offset;
+            self.hour_nanos = self.midnight_nanos + i128::from(h * 3600) * 1_000_000_000;
+        }
+    }
+
+    /// The local midnight of `date` at UTC `offset` in nanoseconds, and whether every
+    /// time of that day is in range; `compute` gives its Unix second on a cache miss.
+    #[inline(always)]
     fn midnight(
         &mut self,
         date: &[u8],
         offset: i32,
         compute: impl FnOnce() -> Result<i64, &'static str>,
-    ) -> Result<i64, &'static str> {
-        if self.len == date.len()
-            && self.offset == offset
-            && self.date.get(..self.len) == Some(date)
-        {
-            return Ok(self.midnight);
+    ) -> Result<(i128, bool), &'static str> {
+        let key = date_key(date);
+        if self.key == key && self.offset == offset {
+            return Ok((self.midnight_nanos, self.in_range));
         }
-        let midnight = compute()?;
+        self.fill(date, key, offset, compute()?);
+        Ok((self.midnight_nanos, self.in_range))
+    }
+
+    #[cold]
+    fn fill(&mut self, date: &[u8], key: u128, offset: i32, midnight: i64) {
+        let midnight_nanos = i128::from(midnight) * 1_000_000_000;
+        let in_range = midnight_nanos >= Timestamp::MIN.as_nanosecond()
+            && midnight_nanos + 86_400 * 1_000_000_000 <= Timestamp::MAX.as_nanosecond();
         if let Some(slot) = self.date.get_mut(..date.len()) {
             slot.copy_from_slice(date);
-            self.len = date.len();
-            self.offset = offset;
-            self.midnight = midnight;
+            *self = DayCache {
+                date: self.date,
+                offset,
+                key,
+                midnight_nanos,
+                in_range,
+                hour_valid: false,
+                ..*self
+            };
+        } else {
+            // Not cached (no date is this long); only the answer is kept.
+            self.key = 0;
+            self.midnight_nanos = midnight_nanos;
+            self.in_range = in_range;
         }
-        Ok(midnight)
+    }
+}
+
+/// A combined-log [`Source`] as `Parser::scan_combined` reads it: a small `Copy` value
+/// (a `Source` holds a `String`, which makes telling its variants apart costly).
+#[derive(Clone, Copy, Debug)]
+enum Clf {
+    Host,
+    Ident,
+    User,
+    Time,
+    Method,
+    Path,
+    /// A query parameter that `query_params` finds.
+    TrackedQuery,
+    /// A query parameter found on its own (past the 64 that `query_params` tracks).
+    Query,
+    PathSegment(usize),
+    Protocol,
+    Status,
+    Bytes,
+    Referer,
+    UserAgent,
+    /// Not a combined-log source.
+    None,
+}
+
+impl Clf {
+    fn new(slot: usize, source: &Source) -> Clf {
+        match source {
+            Source::Host => Clf::Host,
+            Source::Ident => Clf::Ident,
+            Source::User => Clf::User,
+            Source::Time => Clf::Time,
+            Source::Method => Clf::Method,
+            Source::Path => Clf::Path,
+            Source::Query(_) if slot < 64 => Clf::TrackedQuery,
+            Source::Query(_) => Clf::Query,
+            Source::PathSegment(n) => Clf::PathSegment(*n),
+            Source::Protocol => Clf::Protocol,
+            Source::Status => Clf::Status,
+            Source::Bytes => Clf::Bytes,
+            Source::Referer => Clf::Referer,
+            Source::UserAgent => Clf::UserAgent,
+            Source::Field(_) => Clf::None,
+        }
     }
 }
 
@@ -802,10 +1244,19 @@ pub struct Parser {
     names: Vec<Box<str>>,
     /// JSON lines: the distinct fields read.
     json_keys: Vec<JsonKey>,
+    /// What each of `json_keys` feeds.
+    json_fields: Vec<Field>,
+    key_table: KeyTable,
+    schema: Schema,
     time_field: Box<str>,
     epoch_unit: EpochUnit,
     /// Combined: the source of each attribute.
     sources: Vec<Source>,
+    /// Combined: `sources`, compiled.
+    clf: Vec<Clf>,
+    /// Combined: the attributes (of the first 64) that read a query parameter, with its
+    /// name.
+    queries: Vec<(usize, Box<str>)>,
     needs_request: bool,
     vals: Vec<Val>,
     buf: String,
@@ -839,6 +1290,20 @@ impl Parser {
             }
         }
         let sources: Vec<Source> = mapping.attrs.iter().map(|(_, s)| s.clone()).collect();
+        let clf = sources
+            .iter()
+            .enumerate()
+            .map(|(slot, s)| Clf::new(slot, s))
+            .collect();
+        let queries = sources
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter_map(|(slot, s)| match s {
+                Source::Query(name) => Some((slot, name.as_str().into())),
+                _ => None,
+            })
+            .collect();
         let needs_request = sources.iter().any(|s| {
             matches!(
                 s,
@@ -849,8 +1314,17 @@ impl Parser {
                     | Source::PathSegment(_)
             )
         });
+        let key_table = KeyTable::new(&json_keys);
+        let json_fields = json_keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| Field::new(k, &key.slots, key.time))
+            .collect();
         Parser {
             format: mapping.format,
+            key_table,
+            json_fields,
+            schema: Schema::new(),
             vals: vec![Val::ABSENT; names.len()],
             home: Vec::with_capacity(names.len()),
             names,
@@ -858,6 +1332,8 @@ impl Parser {
             time_field,
             epoch_unit: mapping.epoch_unit,
             sources,
+            clf,
+            queries,
             needs_request,
             buf: String::new(),
             scratch: Vec::new(),
@@ -890,12 +1366,18 @@ impl Parser {
             return Err(LineError::new(LineErrorKind::Blank, "blank line"));
         }
         self.buf.clear();
-        self.vals.fill(Val::ABSENT);
+        // `vals` is all absent here: `record` resets it, and so does a failed scan.
         let time = match self.format {
-            Format::JsonLines => self.scan_json(line)?,
-            Format::Combined => self.scan_combined(line)?,
+            Format::JsonLines => self.scan_json(line),
+            Format::Combined => self.scan_combined(line),
         };
-        Ok(self.record(line, time))
+        match time {
+            Ok(time) => Ok(self.record(line, time)),
+            Err(e) => {
+                self.vals.fill(Val::ABSENT);
+                Err(e)
+            }
+        }
     }
 
     /// Parses one line given as bytes; bytes that are not UTF-8 are a
@@ -910,6 +1392,7 @@ impl Parser {
         }
     }
 
+    /// The record of a parsed line; resets `vals` to absent for the next line.
     fn record<'a>(&'a mut self, line: &'a str, time: i128) -> Record<'a> {
         let Parser {
             names,
@@ -920,16 +1403,23 @@ impl Parser {
         } = self;
         let buf: &'a str = buf;
         let mut attrs: Vec<(&'a str, &'a str)> = std::mem::take(home);
-        for (name, val) in names.iter().zip(vals.iter()) {
-            if *val == Val::ABSENT {
+        // Filled by index rather than pushed, so that the loop keeps the list's length
+        // and capacity in registers.
+        attrs.resize(names.len(), ("", ""));
+        let mut n = 0;
+        for (name, val) in names.iter().zip(vals.iter_mut()) {
+            let val = std::mem::replace(val, Val::ABSENT);
+            if val == Val::ABSENT {
                 continue;
             }
             let value = val.resolve(line, buf);
             debug_assert!(value.is_some(), "span {val:?} off a char boundary");
-            if let Some(value) = value {
-                attrs.push((&**name, value));
+            if let (Some(value), Some(attr)) = (value, attrs.get_mut(n)) {
+                *attr = (&**name, value);
+                n += 1;
             }
         }
+        attrs.truncate(n);
         Record {
             time_unix_nanos: time,
             attrs,
@@ -940,63 +1430,213 @@ impl Parser {
     // ---- JSON lines -------------------------------------------------------------------
 
     fn scan_json(&mut self, line: &str) -> Result<i128, LineError> {
+        let time = self.scan_json_fields(line)?;
+        self.json_time(line, time)
+    }
+
+    /// The fields of a JSON line: the values of mapped fields go to `vals`, and the time
+    /// field's value is returned.
+    #[inline(always)]
+    fn scan_json_fields(&mut self, line: &str) -> Result<Option<JsonVal>, LineError> {
         let b = line.as_bytes();
-        let mut i = skip_ws(b, 0);
-        if b.get(i) != Some(&b'{') {
-            return Err(LineError::syntax("line is not a JSON object"));
+        let mut i = 0;
+        if b.first() != Some(&b'{') {
+            i = skip_ws(b, 0);
+            if b.get(i) != Some(&b'{') {
+                return Err(LineError::syntax("line is not a JSON object"));
+            }
         }
-        i = skip_ws(b, i + 1);
+        i += 1;
+        if b.get(i) != Some(&b'"') {
+            i = skip_ws(b, i);
+        }
         let mut time: Option<JsonVal> = None;
+        // The schema entry of the previous field, and the one expected here.
+        let mut prev = NO_ENTRY;
+        let learn = self.schema.active();
+        let mut expect = if learn { self.schema.first } else { NO_ENTRY };
+        let mut misses = 0;
+        let mut first = true;
         if b.get(i) == Some(&b'}') {
             i += 1;
         } else {
+            if b.get(i) != Some(&b'"') {
+                return Err(LineError::syntax_at("expected a field name", i));
+            }
+            // Here `b[i]` opens a field name.
             loop {
-                if b.get(i) != Some(&b'"') {
-                    return Err(LineError::syntax_at("expected a field name", i));
-                }
-                let (key_end, key_escaped) = scan_json_string(b, i + 1)
-                    .ok_or_else(|| LineError::syntax_at("unterminated field name", i))?;
-                let hit = self.match_key(line, i + 1, key_end, key_escaped)?;
-                i = skip_ws(b, key_end + 1);
-                if b.get(i) != Some(&b':') {
-                    return Err(LineError::syntax_at("expected ':' after a field name", i));
-                }
-                i = skip_ws(b, i + 1);
-                let (value, end) = scan_json_value(b, i, hit.is_some())?;
-                if let Some(k) = hit {
-                    if self.json_keys[k].time {
-                        time = Some(value);
+                let field = match self.schema.entries.get(expect) {
+                    // The name that previous lines had here: `i` moves past its ':'.
+                    Some(entry) if entry.matches(b, i) => {
+                        i += entry.len;
+                        prev = expect;
+                        expect = entry.next;
+                        entry.field
                     }
-                    if !self.json_keys[k].slots.is_empty() {
-                        let val = self.json_val(line, value)?;
-                        for &slot in &self.json_keys[k].slots {
-                            self.vals[slot] = val;
+                    _ => {
+                        misses += 1;
+                        let (field, after) =
+                            self.json_name(line, i, learn && first, &mut prev, &mut expect)?;
+                        i = after;
+                        field
+                    }
+                };
+                first = false;
+                let end = if b.get(i) == Some(&b'"') {
+                    let (end, escaped) = scan_json_string(b, i + 1)
+                        .ok_or_else(|| LineError::syntax_at("unterminated string", i))?;
+                    if field.simple() && !escaped {
+                        if let Some(slot) = self.vals.get_mut(field.slot_index()) {
+                            *slot = Val::line(i + 1, end);
+                        }
+                    } else if field.mapped() {
+                        let value = JsonVal::Str(i + 1, end, escaped);
+                        self.json_field(line, field, value, &mut time)?;
+                    }
+                    end + 1
+                } else {
+                    i = skip_ws(b, i);
+                    let (value, end) = scan_json_value(b, i, field.mapped())?;
+                    if field.mapped() {
+                        self.json_field(line, field, value, &mut time)?;
+                    }
+                    end
+                };
+                match b.get(end) {
+                    Some(b',') => i = end + 1,
+                    Some(b'}') => {
+                        i = end + 1;
+                        break;
+                    }
+                    _ => {
+                        i = skip_ws(b, end);
+                        match b.get(i) {
+                            Some(b',') => i += 1,
+                            Some(b'}') => {
+                                i += 1;
+                                break;
+                            }
+                            _ => return Err(LineError::syntax_at("expected ',' or '}'", i)),
                         }
                     }
                 }
-                i = skip_ws(b, end);
-                match b.get(i) {
-                    Some(b',') => i = skip_ws(b, i + 1),
-                    Some(b'}') => {
-                        i += 1;
-                        break;
+                if b.get(i) != Some(&b'"') {
+                    i = skip_ws(b, i);
+                    if b.get(i) != Some(&b'"') {
+                        return Err(LineError::syntax_at("expected a field name", i));
                     }
-                    _ => return Err(LineError::syntax_at("expected ',' or '}'", i)),
                 }
             }
         }
-        if skip_ws(b, i) != b.len() {
+        if i != b.len() && skip_ws(b, i) != b.len() {
             return Err(LineError::syntax_at(
                 "unexpected text after the JSON object",
                 i,
             ));
         }
+        self.schema.end_line(misses);
+        Ok(time)
+    }
+
+    /// Takes the value of a mapped field: as the time and/or as the attributes it feeds.
+    #[inline(always)]
+    fn json_field(
+        &mut self,
+        line: &str,
+        field: Field,
+        value: JsonVal,
+        time: &mut Option<JsonVal>,
+    ) -> Result<(), LineError> {
+        if field.time() {
+            *time = Some(value);
+        }
+        if field.slot().is_some() {
+            let val = self.json_val(line, value)?;
+            self.set_val(field, val);
+        }
+        Ok(())
+    }
+
+    /// The field name at `line[i]` (a quote) when it is not the one the schema expected:
+    /// what it maps to, and the index after its ':'. Unless the schema rests, learns the
+    /// name, links it after the previous field's entry (`prev`, or first if `first`),
+    /// then moves `prev` and `expect` on.
+    #[inline(never)]
+    fn json_name(
+        &mut self,
+        line: &str,
+        i: usize,
+        first: bool,
+        prev: &mut usize,
+        expect: &mut usize,
+    ) -> Result<(Field, usize), LineError> {
+        let b = line.as_bytes();
+        let (key_end, key_escaped) = scan_json_string(b, i + 1)
+            .ok_or_else(|| LineError::syntax_at("unterminated field name", i))?;
+        let hit = self.match_key(line, i + 1, key_end, key_escaped)?;
+        let field = self.field(hit);
+        if self.schema.active() {
+            let learnt = if key_escaped || b.get(key_end + 1) != Some(&b':') {
+                NO_ENTRY
+            } else {
+                self.schema.learn(b, i, key_end, field)
+            };
+            if let Some(p) = self.schema.entries.get_mut(*prev) {
+                p.next = learnt;
+            } else if first {
+                self.schema.first = learnt;
+            }
+            *prev = learnt;
+            *expect = self.schema.entries.get(learnt).map_or(NO_ENTRY, |e| e.next);
+        }
+        let mut i = key_end + 1;
+        if b.get(i) != Some(&b':') {
+            i = skip_ws(b, i);
+            if b.get(i) != Some(&b':') {
+                return Err(LineError::syntax_at("expected ':' after a field name", i));
+            }
+        }
+        Ok((field, i + 1))
+    }
+
+    /// What the mapped field `hit` (an index into `json_keys`) feeds.
+    #[inline(always)]
+    fn field(&self, hit: Option<usize>) -> Field {
+        hit.and_then(|k| self.json_fields.get(k).copied())
+            .unwrap_or(Field::UNMAPPED)
+    }
+
+    /// Stores the value of a mapped field in the slots of the attributes it feeds.
+    #[inline(always)]
+    fn set_val(&mut self, field: Field, val: Val) {
+        if let Some(slot) = field.slot().and_then(|s| self.vals.get_mut(s)) {
+            *slot = val;
+        }
+        if field.more() {
+            if let Some(key) = self.json_keys.get(field.key()) {
+                for &slot in &key.slots[1..] {
+                    self.vals[slot] = val;
+                }
+            }
+        }
+    }
+
+    /// The time of a JSON line from the value of its time field.
+    fn json_time(&mut self, line: &str, time: Option<JsonVal>) -> Result<i128, LineError> {
         match time {
             None => Err(LineError::new(
                 LineErrorKind::MissingTime,
                 format!("no time field {:?}", excerpt(&self.time_field)),
             )),
             Some(JsonVal::Str(s, e, escaped)) => {
+                // The common case first: an RFC 3339 time of the hour seen last.
+                if let Some(t) = (!escaped)
+                    .then(|| line.as_bytes().get(s..e))
+                    .flatten()
+                    .and_then(|b| rfc3339_same_hour(&self.day, b))
+                {
+                    return Ok(t);
+                }
                 let text = if escaped {
                     self.key_buf.clear();
                     unescape_json(&line[s..e], &mut self.key_buf)
@@ -1034,25 +1674,33 @@ impl Parser {
         e: usize,
         escaped: bool,
     ) -> Result<Option<usize>, LineError> {
-        let (key, w) = if escaped {
-            self.key_buf.clear();
-            unescape_json(&line[s..e], &mut self.key_buf)
-                .map_err(|why| LineError::syntax_at(why, s))?;
-            let key = self.key_buf.as_bytes();
-            (key, short_word(key, 0, key.len()))
-        } else {
-            (
-                &line.as_bytes()[s..e],
-                short_word(line.as_bytes(), s, e - s),
-            )
-        };
-        Ok(if key.len() <= 8 {
+        if !escaped {
+            return Ok(self.find_key(line.as_bytes(), s, e));
+        }
+        self.key_buf.clear();
+        unescape_json(&line[s..e], &mut self.key_buf)
+            .map_err(|why| LineError::syntax_at(why, s))?;
+        let key = self.key_buf.as_bytes();
+        Ok(self.find_key(key, 0, key.len()))
+    }
+
+    /// Which mapped field (index into `json_keys`) the key `b[s..e]` (without escapes)
+    /// is.
+    #[inline(always)]
+    fn find_key(&self, b: &[u8], s: usize, e: usize) -> Option<usize> {
+        let len = e - s;
+        if len <= 8 {
+            let w = short_word(b, s, len);
+            if let (1.., Some(hit)) = (len, self.key_table.find(w, len)) {
+                return hit;
+            }
             self.json_keys
                 .iter()
-                .position(|k| k.word == w && k.key.len() == key.len())
+                .position(|k| k.word == w && k.key.len() == len)
         } else {
+            let key = &b[s..e];
             self.json_keys.iter().position(|k| k.key.as_bytes() == key)
-        })
+        }
     }
 
     #[inline(always)]
@@ -1073,6 +1721,7 @@ impl Parser {
 
     // ---- combined / common log format -------------------------------------------------
 
+    #[inline(never)]
     fn scan_combined(&mut self, line: &str) -> Result<i128, LineError> {
         let b = line.as_bytes();
         let host = token(b, 0);
@@ -1135,38 +1784,47 @@ impl Parser {
 
         let Parser {
             sources,
+            clf,
+            queries,
             vals,
             buf,
             scratch,
             ..
         } = self;
-        for (source, val) in sources.iter().zip(vals.iter_mut()) {
-            *val = match source {
-                Source::Host => dash_absent(line, host),
-                Source::Ident => dash_absent(line, ident),
-                Source::User => dash_absent(line, user),
-                Source::Time => Val::line(time_start, time_end),
-                Source::Status => Val::line(status.0, status.1),
-                Source::Bytes => dash_absent(line, bytes),
-                Source::Method => span_val(req.method),
-                Source::Path => match req.path {
+        for (slot, (source, val)) in clf.iter().zip(vals.iter_mut()).enumerate() {
+            *val = match *source {
+                Clf::Host => dash_absent(line, host),
+                Clf::Ident => dash_absent(line, ident),
+                Clf::User => dash_absent(line, user),
+                Clf::Time => Val::line(time_start, time_end),
+                Clf::Status => Val::line(status.0, status.1),
+                Clf::Bytes => dash_absent(line, bytes),
+                Clf::Method => span_val(req.method),
+                Clf::Path => match req.path {
                     Some(Path::Line(s, e)) => Val::line(s, e),
                     Some(Path::Root) => Val::ROOT,
                     None => Val::ABSENT,
                 },
-                Source::Protocol => span_val(req.protocol),
-                Source::PathSegment(n) => match req.path {
-                    Some(Path::Line(s, e)) => path_segment(line, s, e, *n),
+                Clf::Protocol => span_val(req.protocol),
+                Clf::PathSegment(n) => match req.path {
+                    Some(Path::Line(s, e)) => path_segment(line, s, e, n),
                     _ => Val::ABSENT,
                 },
-                Source::Query(name) => match req.query {
-                    Some((s, e)) => query_param(line, s, e, name, buf, scratch),
-                    None => Val::ABSENT,
+                // Filled by `query_params` below.
+                Clf::TrackedQuery => Val::ABSENT,
+                Clf::Query => match (req.query, sources.get(slot)) {
+                    (Some((s, e)), Some(Source::Query(name))) => {
+                        query_param(line, s, e, name, buf, scratch)
+                    }
+                    _ => Val::ABSENT,
                 },
-                Source::Referer => quoted_val(line, referer, buf, scratch),
-                Source::UserAgent => quoted_val(line, agent, buf, scratch),
-                Source::Field(_) => Val::ABSENT,
+                Clf::Referer => quoted_val(line, referer, buf, scratch),
+                Clf::UserAgent => quoted_val(line, agent, buf, scratch),
+                Clf::None => Val::ABSENT,
             };
+        }
+        if let (false, Some(query)) = (queries.is_empty(), req.query) {
+            query_params(line, query, queries, vals, buf, scratch);
         }
         parse_clf_time(&mut self.day, &line[time_start..time_end])
     }
@@ -1196,25 +1854,54 @@ fn eq_mask(w: u64, pattern: u64) -> u64 {
 /// The index of the first `x` or `y` in `b[i..]`.
 ///
 /// Most fields of a log line are short, where testing a word at a time beats setting up
-/// a vector search: the first 32 bytes are searched eight at a time, the rest with
-/// `memchr2`.
-#[inline]
+/// a vector search: the first [`SWAR_BYTES`] bytes are searched eight at a time, the
+/// rest with `memchr2`. The first 16 bytes are tested together, without a branch on
+/// where the match is in them: many fields vary in length around 8 bytes, and a
+/// mispredicted branch costs more than the second word.
+#[inline(always)]
 fn find2(b: &[u8], i: usize, x: u8, y: u8) -> Option<usize> {
     let (px, py) = (ONES * u64::from(x), ONES * u64::from(y));
-    let mut j = i;
-    while j < i + 32 {
-        let Some(w) = word(b, j) else {
-            let n = b.get(j..)?.iter().position(|&c| c == x || c == y)?;
-            return Some(j + n);
+    let rest = b.get(i..)?;
+    let head = rest.get(..SWAR_BYTES).unwrap_or(rest);
+    let mut j = 0;
+    if let Some(chunk) = head.get(..16).and_then(|c| <[u8; 16]>::try_from(c).ok()) {
+        let w = u128::from_le_bytes(chunk);
+        let (lo, hi) = (w as u64, (w >> 64) as u64);
+        let hits = u128::from(eq_mask(lo, px) | eq_mask(lo, py))
+            | u128::from(eq_mask(hi, px) | eq_mask(hi, py)) << 64;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        j = 16;
+    }
+    while let Some(chunk) = head.get(j..j + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
         };
+        let w = u64::from_le_bytes(chunk);
         let hit = eq_mask(w, px) | eq_mask(w, py);
         if hit != 0 {
-            return Some(j + (hit.trailing_zeros() / 8) as usize);
+            return Some(i + j + (hit.trailing_zeros() / 8) as usize);
         }
         j += 8;
     }
-    memchr2(x, y, b.get(j..)?).map(|n| j + n)
+    find2_rest(rest, j, x, y).map(|n| i + n)
 }
+
+/// [`find2`] in `rest[j..]`, past the words it tested.
+#[inline(never)]
+fn find2_rest(rest: &[u8], j: usize, x: u8, y: u8) -> Option<usize> {
+    let tail = rest.get(j..)?;
+    let n = if tail.len() < 8 {
+        tail.iter().position(|&c| c == x || c == y)?
+    } else {
+        memchr2(x, y, tail)?
+    };
+    Some(j + n)
+}
+
+/// How many bytes [`find2`] tests a word at a time before it calls `memchr2`.
+const SWAR_BYTES: usize = 128;
 
 /// The index of the first `x` in `b[i..]`.
 #[inline]
@@ -1225,7 +1912,38 @@ fn find1(b: &[u8], i: usize, x: u8) -> Option<usize> {
 /// Whether `b` has a `%` or a `+` (needs percent-decoding).
 #[inline]
 fn has_percent_or_plus(b: &[u8]) -> bool {
-    b.iter().any(|&c| c == b'%' || c == b'+')
+    const PERCENTS: u64 = ONES * b'%' as u64;
+    const PLUSES: u64 = ONES * b'+' as u64;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        if let Ok(chunk) = <[u8; 8]>::try_from(chunk) {
+            let w = u64::from_le_bytes(chunk);
+            if eq_mask(w, PERCENTS) | eq_mask(w, PLUSES) != 0 {
+                return true;
+            }
+        }
+    }
+    chunks.remainder().iter().any(|&c| c == b'%' || c == b'+')
+}
+
+/// The index of the last `x` in `b`: the last 32 bytes are searched eight at a time,
+/// the rest with `memrchr`.
+#[inline]
+fn rfind1(b: &[u8], x: u8) -> Option<usize> {
+    const LOWS: u64 = !HIGHS;
+    let pattern = ONES * u64::from(x);
+    let mut end = b.len();
+    while end >= 8 && b.len() - end < 32 {
+        let w = word(b, end - 8)?;
+        // Exact, so that the highest match is right.
+        let x = w ^ pattern;
+        let hit = !(((x & LOWS) + LOWS) | x) & HIGHS;
+        if hit != 0 {
+            return Some(end - 8 + (63 - hit.leading_zeros() as usize) / 8);
+        }
+        end -= 8;
+    }
+    memchr::memrchr(x, &b[..end])
 }
 
 // ---- JSON scanning ------------------------------------------------------------------------
@@ -1241,8 +1959,18 @@ enum JsonVal {
     Nested,
 }
 
-#[inline]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(b: &[u8], i: usize) -> usize {
+    if let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        skip_ws_from(b, i)
+    } else {
+        i
+    }
+}
+
+#[inline(never)]
+fn skip_ws_from(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
         i += 1;
     }
@@ -1251,16 +1979,25 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// From just after an opening quote: the index of the closing quote, and whether the
 /// string has a backslash.
-#[inline]
-fn scan_json_string(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
-    let mut escaped = false;
+#[inline(always)]
+fn scan_json_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let i = find2(b, i, b'"', b'\\')?;
+    if b[i] == b'"' {
+        Some((i, false))
+    } else {
+        scan_escaped_string(b, i)
+    }
+}
+
+/// [`scan_json_string`] from the first backslash, at `b[i]`.
+#[inline(never)]
+fn scan_escaped_string(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     loop {
+        i += 2;
         i = find2(b, i, b'"', b'\\')?;
         if b[i] == b'"' {
-            return Some((i, escaped));
+            return Some((i, true));
         }
-        escaped = true;
-        i += 2;
     }
 }
 
@@ -1279,6 +2016,7 @@ fn scan_json_value(b: &[u8], i: usize, checked: bool) -> Result<(JsonVal, usize)
                 json_number_end(b, i).ok_or_else(|| LineError::syntax_at("invalid number", i))?
             } else {
                 let mut j = i + 1;
+                j += digits_at(b, j);
                 while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = b.get(j) {
                     j += 1;
                 }
@@ -1293,6 +2031,25 @@ fn scan_json_value(b: &[u8], i: usize, checked: bool) -> Result<(JsonVal, usize)
         None => Err(LineError::syntax("line ends where a value should be")),
         Some(_) => Err(LineError::syntax_at("invalid value", i)),
     }
+}
+
+/// How many ASCII digits `b[i..]` starts with, counting at most eight (0 if `b` is
+/// shorter than eight bytes).
+#[inline(always)]
+fn digits_at(b: &[u8], i: usize) -> usize {
+    let w = match word(b, i) {
+        Some(w) => w,
+        // Near the end: the last eight bytes, shifted down to `b[i]` (zeros come in).
+        None => match b.len().checked_sub(8).and_then(|s| word(b, s)) {
+            Some(last) if i < b.len() => last >> (8 * (i + 8 - b.len())),
+            _ => return 0,
+        },
+    };
+    // Each byte minus '0' is below 10 for a digit. Borrows and carries only move up, from
+    // the first non-digit, so that one is found exactly.
+    let t = w.wrapping_sub(ONES * u64::from(b'0'));
+    let non_digits = (t.wrapping_add(ONES * 0x76) | t) & HIGHS;
+    (non_digits.trailing_zeros() / 8) as usize
 }
 
 /// The end of the JSON number starting at `b[i]`, following the JSON grammar.
@@ -1452,9 +2209,14 @@ struct Quoted {
     escaped: bool,
 }
 
-#[inline]
+#[inline(always)]
 fn quoted(b: &[u8], start: usize) -> Option<Quoted> {
-    let (end, escaped) = scan_json_string(b, start)?;
+    let end = find2(b, start, b'"', b'\\')?;
+    let (end, escaped) = if b[end] == b'"' {
+        (end, false)
+    } else {
+        scan_escaped_string(b, end)?
+    };
     Some(Quoted {
         start,
         end,
@@ -1462,9 +2224,10 @@ fn quoted(b: &[u8], start: usize) -> Option<Quoted> {
     })
 }
 
+#[inline]
 fn dash_absent(line: &str, (s, e): (usize, usize)) -> Val {
-    match &line[s..e] {
-        "" | "-" => Val::ABSENT,
+    match line.as_bytes().get(s..e) {
+        Some(b"" | b"-") | None => Val::ABSENT,
         _ => Val::line(s, e),
     }
 }
@@ -1534,6 +2297,7 @@ enum Path {
 struct Request {
     method: Option<(usize, usize)>,
     path: Option<Path>,
+    /// The query and the fragment, if any (without the '?').
     query: Option<(usize, usize)>,
     protocol: Option<(usize, usize)>,
 }
@@ -1559,7 +2323,7 @@ fn split_request(line: &str, start: usize, end: usize) -> Result<Request, LineEr
     let mut target_end = end;
     // The protocol is the last word, so that a target with spaces (logged as received)
     // stays whole.
-    if let Some(sp) = memchr::memrchr(b' ', &b[target_start..end]) {
+    if let Some(sp) = rfind1(&b[target_start..end], b' ') {
         let p = target_start + sp + 1;
         req.protocol = (p < end).then_some((p, end));
         target_end = target_start + sp;
@@ -1587,8 +2351,8 @@ fn split_request(line: &str, start: usize, end: usize) -> Result<Request, LineEr
         Path::Line(target_start, q)
     });
     if b.get(q) == Some(&b'?') {
-        let qe = find1(&b[..target_end], q + 1, b'#').unwrap_or(target_end);
-        req.query = Some((q + 1, qe));
+        // The query ends at a '#', which `query_params` stops at.
+        req.query = Some((q + 1, target_end));
     }
     Ok(req)
 }
@@ -1610,7 +2374,74 @@ fn path_segment(line: &str, s: usize, e: usize, n: usize) -> Val {
     }
 }
 
-/// The first query parameter named `name` in `line[s..e]`.
+/// The query parameters of `line[s..e]` (a query, then maybe `#` and a fragment) that the
+/// attributes `queries` (slot in `vals`, parameter name) read: the first parameter of each
+/// name, in one pass over the query.
+fn query_params(
+    line: &str,
+    (s, e): (usize, usize),
+    queries: &[(usize, Box<str>)],
+    vals: &mut [Val],
+    buf: &mut String,
+    scratch: &mut Vec<u8>,
+) {
+    let b = &line.as_bytes()[..e];
+    // The queries not found yet.
+    let mut left: u64 = u64::MAX >> (64 - queries.len().clamp(1, 64));
+    let mut pair_start = s;
+    loop {
+        let (pair_end, last) = match find2(b, pair_start, b'&', b'#') {
+            Some(at) => (at, b[at] == b'#'),
+            None => (e, true),
+        };
+        let (key_end, value_start) = match find1(&b[..pair_end], pair_start, b'=') {
+            Some(eq) => (eq, eq + 1),
+            None => (pair_end, pair_end),
+        };
+        let key = &b[pair_start..key_end];
+        let mut hits = 0u64;
+        if has_percent_or_plus(key) {
+            let start = buf.len();
+            percent_decode(&line[pair_start..key_end], scratch, buf);
+            for (k, (_, name)) in queries.iter().enumerate().take(64) {
+                if left >> k & 1 == 1 && buf[start..] == **name {
+                    hits |= 1 << k;
+                }
+            }
+            buf.truncate(start);
+        } else {
+            for (k, (_, name)) in queries.iter().enumerate().take(64) {
+                if left >> k & 1 == 1 && short_eq(key, name.as_bytes()) {
+                    hits |= 1 << k;
+                }
+            }
+        }
+        if hits != 0 {
+            let val = if !has_percent_or_plus(&b[value_start..pair_end]) {
+                Val::line(value_start, pair_end)
+            } else {
+                let start = buf.len();
+                percent_decode(&line[value_start..pair_end], scratch, buf);
+                Val::buf(start, buf.len())
+            };
+            for (k, &(slot, _)) in queries.iter().enumerate().take(64) {
+                if hits >> k & 1 == 1 {
+                    if let Some(v) = vals.get_mut(slot) {
+                        *v = val;
+                    }
+                }
+            }
+            left &= !hits;
+        }
+        if last || left == 0 {
+            return;
+        }
+        pair_start = pair_end + 1;
+    }
+}
+
+/// The first query parameter named `name` in `line[s..e]` (a query, then maybe `#` and a
+/// fragment), for the attributes that [`query_params`] does not track.
 fn query_param(
     line: &str,
     s: usize,
@@ -1619,6 +2450,7 @@ fn query_param(
     buf: &mut String,
     scratch: &mut Vec<u8>,
 ) -> Val {
+    let e = find1(&line.as_bytes()[..e], s, b'#').unwrap_or(e);
     let b = &line.as_bytes()[..e];
     let mut pair_start = s;
     while pair_start <= e {
@@ -1648,6 +2480,17 @@ fn query_param(
         pair_start = pair_end + 1;
     }
     Val::ABSENT
+}
+
+/// `a == b`, without a call to `memcmp` for the short names of query parameters.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && if a.len() <= 16 {
+            a.iter().zip(b).all(|(x, y)| x == y)
+        } else {
+            a == b
+        }
 }
 
 /// Percent-decodes `raw` (with `+` as a space) onto `out`. A `%` not followed by two hex
@@ -1683,7 +2526,7 @@ fn percent_decode(raw: &str, scratch: &mut Vec<u8>, out: &mut String) {
 // ---- times --------------------------------------------------------------------------------
 
 /// Two ASCII digits at `b[i..i + 2]`.
-#[inline]
+#[inline(always)]
 fn d2(b: &[u8], i: usize) -> Option<i32> {
     match b.get(i..i + 2)? {
         [h @ b'0'..=b'9', l @ b'0'..=b'9'] => Some(i32::from(h - b'0') * 10 + i32::from(l - b'0')),
@@ -1693,17 +2536,31 @@ fn d2(b: &[u8], i: usize) -> Option<i32> {
 
 /// A fraction of a second after the `.` at `b[*i - 1]`: at least one digit; digits past
 /// the ninth are read and ignored.
-#[inline]
+#[inline(always)]
 fn fraction(b: &[u8], i: &mut usize) -> Option<i32> {
+    const SCALE: [i32; 10] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+    ];
     let start = *i;
     let mut nanos = 0;
-    let mut scale = 100_000_000;
+    let mut digits = 0;
     while let Some(&d) = b.get(*i).filter(|d| d.is_ascii_digit()) {
-        nanos += i32::from(d - b'0') * scale;
-        scale /= 10;
+        if digits < 9 {
+            nanos = nanos * 10 + i32::from(d - b'0');
+            digits += 1;
+        }
         *i += 1;
     }
-    (*i > start).then_some(nanos)
+    (*i > start).then(|| nanos * SCALE[9 - digits])
 }
 
 /// Unix seconds of local midnight on `year-month-day` at UTC offset `offset` seconds.
@@ -1719,12 +2576,19 @@ fn midnight_at(year: i32, month: i32, day: i32, offset: i32) -> Result<i64, &'st
     Ok(midnight.as_second())
 }
 
-/// Adds the time of day to a midnight and checks the result against jiff's range.
-#[inline]
-fn at_time_of_day(midnight: i64, h: i32, m: i32, s: i32, nanos: i32) -> Result<i128, &'static str> {
-    let secs = i128::from(midnight) + i128::from(h * 3600 + m * 60 + s);
-    let t = secs * 1_000_000_000 + i128::from(nanos);
-    if t < Timestamp::MIN.as_nanosecond() || t > Timestamp::MAX.as_nanosecond() {
+/// Adds the time of day to a midnight in nanoseconds (from [`DayCache::midnight`]) and
+/// checks the result against jiff's range unless the whole day is in it.
+#[inline(always)]
+fn at_time_of_day(
+    (midnight, in_range): (i128, bool),
+    h: i32,
+    m: i32,
+    s: i32,
+    nanos: i32,
+) -> Result<i128, &'static str> {
+    let t =
+        midnight + i128::from(i64::from(h * 3600 + m * 60 + s) * 1_000_000_000 + i64::from(nanos));
+    if !in_range && (t < Timestamp::MIN.as_nanosecond() || t > Timestamp::MAX.as_nanosecond()) {
         return Err("is out of range");
     }
     Ok(t)
@@ -1750,6 +2614,9 @@ fn parse_text_time(day: &mut DayCache, text: &str, unit: EpochUnit) -> Result<i1
 
 /// `YYYY-MM-DD(T|t| )HH:MM:SS[.frac](Z|z|±HH:MM|±HHMM)`.
 fn rfc3339(day: &mut DayCache, b: &[u8]) -> Result<i128, &'static str> {
+    if let Some(t) = rfc3339_same_hour(day, b) {
+        return Ok(t);
+    }
     if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
@@ -1803,7 +2670,36 @@ fn rfc3339(day: &mut DayCache, b: &[u8]) -> Result<i128, &'static str> {
         midnight_at(year.0 * 100 + year.1, month, dom, offset)
     })?;
     // jiff reads a leap second as the second before it.
-    at_time_of_day(midnight, h, m, s.min(59), nanos)
+    let t = at_time_of_day(midnight, h, m, s.min(59), nanos)?;
+    day.remember_hour(b, 14, offset, h);
+    Ok(t)
+}
+
+/// [`rfc3339`] for a time in the hour that `day` remembers (its first 14 bytes,
+/// `YYYY-MM-DDTHH:`, are the same), or `None`.
+#[inline(always)]
+fn rfc3339_same_hour(day: &DayCache, b: &[u8]) -> Option<i128> {
+    if !day.hour_valid || b.get(16) != Some(&b':') {
+        return None;
+    }
+    let (m, s) = (d2(b, 14)?, d2(b, 17)?);
+    let mut i = 19;
+    let mut nanos = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        nanos = fraction(b, &mut i)?;
+    }
+    let offset = match b.get(i) {
+        Some(b'Z' | b'z') => {
+            i += 1;
+            0
+        }
+        _ => return None,
+    };
+    if i != b.len() || m > 59 || s > 60 {
+        return None;
+    }
+    day.same_hour(b, 14, offset, (m, s, nanos))
 }
 
 const NOT_CLF: &str = "is not dd/Mon/yyyy:HH:MM:SS ±hhmm";
@@ -1814,6 +2710,9 @@ fn parse_clf_time(day: &mut DayCache, text: &str) -> Result<i128, LineError> {
 }
 
 fn clf_time(day: &mut DayCache, b: &[u8]) -> Result<i128, &'static str> {
+    if let Some(t) = clf_same_hour(day, b) {
+        return Ok(t);
+    }
     if b.len() < 26
         || b[2] != b'/'
         || b[6] != b'/'
@@ -1856,7 +2755,43 @@ fn clf_time(day: &mut DayCache, b: &[u8]) -> Result<i128, &'static str> {
         let year = d2(b, 7).zip(d2(b, 9)).ok_or(NOT_CLF)?;
         midnight_at(year.0 * 100 + year.1, month, dom, offset)
     })?;
-    at_time_of_day(midnight, h, m, s.min(59), nanos)
+    let t = at_time_of_day(midnight, h, m, s.min(59), nanos)?;
+    day.remember_hour(b, 15, offset, h);
+    Ok(t)
+}
+
+/// [`clf_time`] for a time in the hour that `day` remembers (its first 15 bytes,
+/// `dd/Mon/yyyy:HH:`, are the same), or `None`.
+#[inline(always)]
+fn clf_same_hour(day: &DayCache, b: &[u8]) -> Option<i128> {
+    if !day.hour_valid || b.get(17) != Some(&b':') {
+        return None;
+    }
+    let (m, s) = (d2(b, 15)?, d2(b, 18)?);
+    let mut i = 20;
+    let mut nanos = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        nanos = fraction(b, &mut i)?;
+    }
+    if b.get(i) != Some(&b' ') {
+        return None;
+    }
+    let sign = match b.get(i + 1) {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return None,
+    };
+    let oh = d2(b, i + 2)?;
+    i += 4;
+    if b.get(i) == Some(&b':') {
+        i += 1;
+    }
+    let om = d2(b, i)?;
+    if i + 2 != b.len() || om > 59 || m > 59 || s > 60 {
+        return None;
+    }
+    day.same_hour(b, 15, sign * (oh * 3600 + om * 60), (m, s, nanos))
 }
 
 fn month_number(name: &[u8]) -> Option<i32> {
