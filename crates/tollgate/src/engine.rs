@@ -344,6 +344,18 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+impl From<crate::policy::ValidationError> for EngineError {
+    fn from(e: crate::policy::ValidationError) -> Self {
+        EngineError::Policy(PolicyError {
+            file: None,
+            line: None,
+            column: None,
+            field: e.field,
+            message: e.message,
+        })
+    }
+}
+
 impl From<PolicyError> for EngineError {
     fn from(e: PolicyError) -> Self {
         EngineError::Policy(e)
@@ -552,7 +564,7 @@ impl TakenList {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Taken> {
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Taken> {
         self.inline[..self.len].iter().chain(self.spill.iter())
     }
 }
@@ -628,15 +640,7 @@ impl EngineBuilder {
     /// Builds the engine: validates the policy, creates each limit's state, opens the
     /// quota journal and registers the policy's companies.
     pub fn build(self) -> Result<Engine, EngineError> {
-        self.policy.validate().map_err(|e| {
-            EngineError::Policy(PolicyError {
-                file: None,
-                line: None,
-                column: None,
-                field: e.field,
-                message: e.message,
-            })
-        })?;
+        self.policy.validate()?;
         let (events_tx, events_rx) = crossbeam_channel::bounded(self.event_capacity);
         let clock = UnixClock::new();
         let ledger = match &self.policy.quota {
@@ -663,7 +667,7 @@ impl EngineBuilder {
             reload: std::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
         };
-        engine.reload(self.policy)?;
+        engine.reload_valid(self.policy)?;
         Ok(engine)
     }
 }
@@ -790,15 +794,12 @@ impl Engine {
     /// Replaces the policy without a restart. See the [module docs](self) for what
     /// happens to each limit's state. On error nothing changes.
     pub fn reload(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
-        policy.validate().map_err(|e| {
-            EngineError::Policy(PolicyError {
-                file: None,
-                line: None,
-                column: None,
-                field: e.field,
-                message: e.message,
-            })
-        })?;
+        policy.validate()?;
+        self.reload_valid(policy)
+    }
+
+    /// [`reload`](Self::reload) of a policy already validated.
+    fn reload_valid(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
         let _serial = self.reload.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.compiled.load_full();
         let now = self.now();
@@ -1155,8 +1156,7 @@ impl Engine {
     /// Gives back everything `taken` holds, newest first.
     #[cold]
     fn undo_all(&self, c: &Compiled, req: &Request<'_>, taken: &TakenList, now: u64) {
-        let all: Vec<&Taken> = taken.iter().collect();
-        for t in all.into_iter().rev() {
+        for t in taken.iter().rev() {
             let l = &c.limits[t.limit as usize];
             let mut buf = [""; MAX_KEY_ATTRS];
             let (parts, _) = l.key_parts(req, &mut buf);
