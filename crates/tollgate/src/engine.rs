@@ -42,7 +42,7 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tollgate_core::{Clock, Decision, MonotonicClock, Rate};
 use tollgate_quota::journal::{Durability, Journal, JournalError};
-use tollgate_quota::{KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent};
+use tollgate_quota::{KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent, Reservation};
 
 use crate::backend::{BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use crate::metrics::{EngineMetrics, LimitCounts, LimitMetrics, MetricsSnapshot};
@@ -739,6 +739,29 @@ impl Engine {
     /// changes to companies, users and keys).
     pub fn ledger(&self) -> Option<&Arc<Ledger>> {
         self.ledger.as_ref()
+    }
+
+    /// Reserves `cost` of `key`'s quota for a call whose final cost is known only
+    /// afterwards, at `now` (Unix nanoseconds; `None`: the engine's clock). It counts at
+    /// once; settle it with [`Ledger::commit`] or [`Ledger::refund`] on
+    /// [`ledger`](Self::ledger). A notice it raises goes to the [event
+    /// channel](Self::events) like those of [`decide`](Self::decide). `None` when the
+    /// policy has no quota.
+    pub fn reserve_quota(
+        &self,
+        key: &str,
+        cost: u64,
+        now: Option<u64>,
+    ) -> Option<Result<Reservation, QuotaError>> {
+        let ledger = self.ledger.as_ref()?;
+        let now = now.unwrap_or_else(|| self.now());
+        let result = ledger.reserve(key, cost, i128::from(now));
+        if matches!(&result, Ok(r) if r.decision.event.is_some()) {
+            for e in ledger.drain_events() {
+                self.emit(Event::Quota(e));
+            }
+        }
+        Some(result)
     }
 
     /// The policy in force.

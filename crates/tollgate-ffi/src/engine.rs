@@ -1,0 +1,686 @@
+//! The engine handle and its functions: build, decide, headers, reload, revoke, events,
+//! metrics.
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use tollgate::quota::Outcome as QuotaOutcome;
+use tollgate::{
+    Engine, EngineDecision, EngineError, Event, Policy, PolicyWarning, QuotaStatus, Reason,
+    ReloadReport, Request,
+};
+
+use crate::guard::{bytes, guard, non_null, non_null_mut, text, write_text, Fail, Outcome};
+use crate::{
+    tollgate_attr, tollgate_decision, tollgate_header, tollgate_quota_outcome,
+    tollgate_quota_status, tollgate_reason, tollgate_reload_report, tollgate_result,
+    TOLLGATE_CLASS_COST, TOLLGATE_ENGINE_CLOCK, TOLLGATE_MAX_ATTRS, TOLLGATE_NEVER,
+};
+
+/// An engine: the policy's limits, revocation and quota. Created by
+/// tollgate_engine_from_toml() or tollgate_engine_from_file(), released by
+/// tollgate_engine_free(); shared by every thread of the host.
+#[derive(Debug)]
+pub struct tollgate_engine {
+    pub(crate) engine: Engine,
+    /// An event taken from the engine's channel that did not fit the caller's buffer yet;
+    /// the next call returns it first, so a small buffer loses nothing.
+    pending: Mutex<Option<String>>,
+    /// The warnings and notes of the last load or reload, one per line.
+    notes: Mutex<String>,
+}
+
+fn lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items.into_iter().map(|w| format!("{w}\n")).collect()
+}
+
+fn engine_fail(e: EngineError) -> Fail {
+    let code = match e {
+        EngineError::Policy(_) => tollgate_result::Policy,
+        _ => tollgate_result::Engine,
+    };
+    Fail::new(code, e.to_string())
+}
+
+fn policy_from_text(policy: &str) -> Result<(Policy, Vec<PolicyWarning>), Fail> {
+    Policy::from_toml(policy).map_err(|e| Fail::new(tollgate_result::Policy, e.to_string()))
+}
+
+/// A path from the caller's bytes (any bytes on Unix; UTF-8 elsewhere).
+///
+/// # Safety
+/// As for [`bytes`].
+unsafe fn path(ptr: *const c_char, len: usize) -> Result<PathBuf, Fail> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: forwarded from the caller.
+        let b = unsafe { bytes(ptr, len, "path") }?;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(b)))
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: forwarded from the caller.
+        Ok(PathBuf::from(unsafe { text(ptr, len, "path") }?))
+    }
+}
+
+/// Moves a new engine to the caller.
+///
+/// # Safety
+/// `out` must be non-null and writable.
+unsafe fn hand_over(engine: Engine, warnings: Vec<PolicyWarning>, out: *mut *mut tollgate_engine) {
+    let handle = Box::new(tollgate_engine {
+        engine,
+        pending: Mutex::new(None),
+        notes: Mutex::new(lines(warnings)),
+    });
+    // SAFETY: the caller checked `out`; the box is released by tollgate_engine_free().
+    unsafe { out.write(Box::into_raw(handle)) };
+}
+
+/// The engine behind a handle.
+///
+/// # Safety
+/// `p`, if non-null, must come from tollgate_engine_from_* and not be freed yet.
+pub(crate) unsafe fn handle<'a>(p: *const tollgate_engine) -> Result<&'a tollgate_engine, Fail> {
+    let p = non_null(p, "engine")?;
+    // SAFETY: non-null, and the caller promises a live handle (shared access only).
+    Ok(unsafe { &*p })
+}
+
+/// Builds an engine from policy text (TOML, `version = 1`). On success `*out` receives
+/// the engine, which the caller frees with tollgate_engine_free(). On failure the
+/// message (line, column and field of a policy error) is in tollgate_last_error().
+/// Deprecation warnings are in tollgate_engine_warnings().
+///
+/// # Safety
+/// `policy` must point to `len` readable bytes; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_from_toml(
+    policy: *const c_char,
+    len: usize,
+    out: *mut *mut tollgate_engine,
+) -> tollgate_result {
+    guard(|| {
+        let out = non_null_mut(out, "out")?;
+        // SAFETY: the caller's promise.
+        let text = unsafe { text(policy, len, "policy") }?;
+        let (policy, warnings) = policy_from_text(text)?;
+        let engine = Engine::new(policy).map_err(engine_fail)?;
+        // SAFETY: `out` checked above.
+        unsafe { hand_over(engine, warnings, out) };
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Builds an engine from a policy file (`path` is `path_len` bytes, not
+/// NUL-terminated). As tollgate_engine_from_toml() otherwise; error messages name the
+/// file.
+///
+/// # Safety
+/// `path` must point to `path_len` readable bytes; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_from_file(
+    path: *const c_char,
+    path_len: usize,
+    out: *mut *mut tollgate_engine,
+) -> tollgate_result {
+    guard(|| {
+        let out = non_null_mut(out, "out")?;
+        // SAFETY: the caller's promise.
+        let path = unsafe { self::path(path, path_len) }?;
+        let (engine, warnings) = Engine::from_file(&path).map_err(engine_fail)?;
+        // SAFETY: `out` checked above.
+        unsafe { hand_over(engine, warnings, out) };
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Releases an engine. Calling with NULL is fine. It must be the last call on the
+/// engine, from any thread; it must not be called twice with the same engine.
+///
+/// # Safety
+/// `engine` must be NULL or come from tollgate_engine_from_* and not be freed yet, and
+/// no other thread may be using it.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_free(engine: *mut tollgate_engine) {
+    if engine.is_null() {
+        return;
+    }
+    // A panic in a destructor must not unwind into C; there is nothing to report it to.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller hands back the box tollgate_engine_from_* gave out.
+        drop(unsafe { Box::from_raw(engine) });
+    }));
+}
+
+/// Copies the warnings (deprecated settings) and notes of the last load or reload, one
+/// per line, into `buf` (empty when there were none).
+///
+/// # Safety
+/// `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
+/// to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_warnings(
+    engine: *const tollgate_engine,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promises.
+        let h = unsafe { handle(engine) }?;
+        let notes = h.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // SAFETY: the caller's promises.
+        unsafe { write_text(&notes, buf, len, out_n) }
+    })
+}
+
+pub(crate) fn reason_from_c(r: u32) -> Option<Reason> {
+    Some(match r {
+        0 => Reason::Allowed,
+        1 => Reason::Limited,
+        2 => Reason::Revoked,
+        3 => Reason::QuotaExceeded,
+        4 => Reason::UnknownKey,
+        5 => Reason::CannotPass,
+        6 => Reason::Unavailable,
+        _ => return None,
+    })
+}
+
+fn reason_to_c(r: Reason) -> tollgate_reason {
+    match r {
+        Reason::Allowed => tollgate_reason::Allowed,
+        Reason::Limited => tollgate_reason::Limited,
+        Reason::Revoked => tollgate_reason::Revoked,
+        Reason::QuotaExceeded => tollgate_reason::QuotaExceeded,
+        Reason::UnknownKey => tollgate_reason::UnknownKey,
+        Reason::CannotPass => tollgate_reason::CannotPass,
+        Reason::Unavailable => tollgate_reason::Unavailable,
+    }
+}
+
+pub(crate) fn quota_to_c(q: Option<QuotaStatus>) -> tollgate_quota_status {
+    match q {
+        None => tollgate_quota_status::default(),
+        Some(q) => tollgate_quota_status {
+            outcome: match q.outcome {
+                QuotaOutcome::Within => tollgate_quota_outcome::Within,
+                QuotaOutcome::OverLimit => tollgate_quota_outcome::OverLimit,
+                QuotaOutcome::Refused => tollgate_quota_outcome::Refused,
+            } as u32,
+            used: q.used,
+            limit: q.limit,
+            resets_at_unix: q.resets_at_unix,
+        },
+    }
+}
+
+/// Nanoseconds to milliseconds, rounded up; "never" stays never.
+fn ms(ns: u64) -> u64 {
+    if ns == u64::MAX {
+        TOLLGATE_NEVER
+    } else {
+        ns.div_ceil(1_000_000)
+    }
+}
+
+/// Milliseconds back to nanoseconds. Rounding up twice rounds up once: the whole
+/// seconds of the headers come out the same as from the engine's own decision.
+fn ns(ms: u64) -> u64 {
+    if ms == TOLLGATE_NEVER {
+        u64::MAX
+    } else {
+        ms.saturating_mul(1_000_000)
+    }
+}
+
+pub(crate) fn decision_to_c(d: &EngineDecision) -> tollgate_decision {
+    tollgate_decision {
+        allowed: d.allowed(),
+        shadow_denied: d.shadow_denied,
+        reason: reason_to_c(d.reason) as u32,
+        decided_by: d
+            .decided_by
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(-1),
+        limit: d.limit,
+        remaining: d.remaining,
+        retry_after_ms: ms(d.retry_after),
+        reset_after_ms: ms(d.reset_after),
+        generation: d.generation,
+        quota: quota_to_c(d.quota),
+    }
+}
+
+fn decision_from_c(d: &tollgate_decision) -> Result<EngineDecision, Fail> {
+    let invalid = |what: String| Fail::new(tollgate_result::InvalidArgument, what);
+    let reason =
+        reason_from_c(d.reason).ok_or_else(|| invalid(format!("unknown reason {}", d.reason)))?;
+    let decided_by = match d.decided_by {
+        -1 => None,
+        i => Some(usize::try_from(i).map_err(|_| invalid(format!("decided_by {i} is negative")))?),
+    };
+    let outcome = match d.quota.outcome {
+        0 => None,
+        1 => Some(QuotaOutcome::Within),
+        2 => Some(QuotaOutcome::OverLimit),
+        3 => Some(QuotaOutcome::Refused),
+        o => return Err(invalid(format!("unknown quota outcome {o}"))),
+    };
+    Ok(EngineDecision {
+        reason,
+        decided_by,
+        limit: d.limit,
+        remaining: d.remaining,
+        retry_after: ns(d.retry_after_ms),
+        reset_after: ns(d.reset_after_ms),
+        shadow_denied: d.shadow_denied,
+        quota: outcome.map(|outcome| QuotaStatus {
+            outcome,
+            used: d.quota.used,
+            limit: d.quota.limit,
+            resets_at_unix: d.quota.resets_at_unix,
+        }),
+        generation: d.generation,
+    })
+}
+
+/// Decides a request: every limit that applies, all or nothing, then the monthly quota.
+/// `attrs` are the request's attributes (`attrs_len` of them, at most
+/// TOLLGATE_MAX_ATTRS; each name at most once); a `method` attribute picks the request's
+/// class. `cost` is the request's explicit cost, or TOLLGATE_CLASS_COST for the class's
+/// cost under each limit. `now_unix_ns` is the request's time in Unix nanoseconds, or
+/// TOLLGATE_ENGINE_CLOCK for the engine's clock. On success `*out` receives the
+/// decision; a refused request is a success whose decision says so.
+///
+/// Thread-safe: any number of threads may decide on one engine at once.
+///
+/// # Safety
+/// `engine` must be a live engine; `attrs` must point to `attrs_len` attributes whose
+/// names and values point to their stated lengths of readable bytes; `out` must be
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_decide(
+    engine: *const tollgate_engine,
+    attrs: *const tollgate_attr,
+    attrs_len: usize,
+    cost: u64,
+    now_unix_ns: u64,
+    out: *mut tollgate_decision,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        let out = non_null_mut(out, "out")?;
+        if attrs_len > TOLLGATE_MAX_ATTRS {
+            return Err(Fail::new(
+                tollgate_result::InvalidArgument,
+                format!("{attrs_len} attributes; at most {TOLLGATE_MAX_ATTRS} are accepted"),
+            ));
+        }
+        let attrs: &[tollgate_attr] = if attrs_len == 0 {
+            &[]
+        } else {
+            let p = non_null(attrs, "attrs")?;
+            if !p.is_aligned() {
+                return Err(Fail::new(
+                    tollgate_result::InvalidArgument,
+                    "attrs is not aligned for tollgate_attr",
+                ));
+            }
+            // SAFETY: non-null, aligned, and the caller promises attrs_len attributes
+            // (at most TOLLGATE_MAX_ATTRS, so the size cannot overflow).
+            unsafe { std::slice::from_raw_parts(p, attrs_len) }
+        };
+        let mut others: [(&str, &str); TOLLGATE_MAX_ATTRS] = [("", ""); TOLLGATE_MAX_ATTRS];
+        let mut n_others = 0;
+        let mut req = Request::new();
+        for a in attrs {
+            // SAFETY: the caller promises each attribute's bytes.
+            let name = unsafe { text(a.name, a.name_len, "attribute name") }?;
+            // SAFETY: as above.
+            let value =
+                unsafe { text(a.value, a.value_len, "attribute value") }.map_err(|mut f| {
+                    f.message = format!("attribute {name:?}: {}", f.message);
+                    f
+                })?;
+            let slot = match name {
+                "token" => &mut req.token,
+                "tenant" => &mut req.tenant,
+                "user" => &mut req.user,
+                "company" => &mut req.company,
+                "client" => &mut req.client,
+                "route" => &mut req.route,
+                "method" => &mut req.method,
+                "" => {
+                    return Err(Fail::new(
+                        tollgate_result::InvalidArgument,
+                        "an attribute has an empty name",
+                    ))
+                }
+                _ => {
+                    if others[..n_others].iter().any(|(n, _)| *n == name) {
+                        return Err(repeated(name));
+                    }
+                    others[n_others] = (name, value);
+                    n_others += 1;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(repeated(name));
+            }
+            *slot = Some(value);
+        }
+        req.attrs = &others[..n_others];
+        if cost != TOLLGATE_CLASS_COST {
+            req.cost = Some(cost);
+        }
+        if now_unix_ns != TOLLGATE_ENGINE_CLOCK {
+            req.now = Some(now_unix_ns);
+        }
+        let d = h.engine.decide(&req);
+        // SAFETY: `out` checked above; the caller promises it is writable.
+        unsafe { out.write(decision_to_c(&d)) };
+        Ok(tollgate_result::Ok)
+    })
+}
+
+fn repeated(name: &str) -> Fail {
+    Fail::new(
+        tollgate_result::InvalidArgument,
+        format!("attribute {name:?} is given more than once"),
+    )
+}
+
+/// Copies the value of one response header for `decision` (a tollgate_header:
+/// `RateLimit-Policy`, `RateLimit` or `Retry-After`; tollgate_header_name() gives the
+/// header's name) into `buf`. Returns TOLLGATE_RESULT_NO_VALUE when the decision has no
+/// such header (an allowed request has no `Retry-After`; a decision no limit made has no
+/// `RateLimit`). The decision must come from this engine; after a reload, decisions of
+/// the previous policy have only `Retry-After`.
+///
+/// # Safety
+/// `engine` must be a live engine, `decision` readable, `buf` `len` writable bytes and
+/// `out_n` a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_header(
+    engine: *const tollgate_engine,
+    decision: *const tollgate_decision,
+    header: u32,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        // SAFETY: non-null, and the caller promises a readable decision.
+        let d = decision_from_c(unsafe { &*non_null(decision, "decision")? })?;
+        let headers = h.engine.headers(&d);
+        let value = match header {
+            x if x == tollgate_header::Policy as u32 => headers.policy,
+            x if x == tollgate_header::Ratelimit as u32 => headers.ratelimit,
+            x if x == tollgate_header::RetryAfter as u32 => headers.retry_after,
+            other => {
+                return Err(Fail::new(
+                    tollgate_result::InvalidArgument,
+                    format!("unknown header {other}"),
+                ))
+            }
+        };
+        match value {
+            // SAFETY: the caller's promises.
+            Some(v) => unsafe { write_text(&v, buf, len, out_n) },
+            None => Ok(tollgate_result::NoValue),
+        }
+    })
+}
+
+fn report_to_c(r: &ReloadReport) -> tollgate_reload_report {
+    tollgate_reload_report {
+        kept: r.kept.len(),
+        carried: r.carried.len(),
+        fresh: r.fresh.len(),
+        removed: r.removed.len(),
+    }
+}
+
+/// Records a reload's outcome: its warnings and notes, and the report for the caller.
+///
+/// # Safety
+/// `out` must be NULL or writable.
+unsafe fn reloaded(
+    h: &tollgate_engine,
+    report: ReloadReport,
+    warnings: Vec<PolicyWarning>,
+    out: *mut tollgate_reload_report,
+) -> Outcome {
+    let mut notes = lines(warnings);
+    notes.push_str(&lines(&report.notes));
+    *h.notes.lock().unwrap_or_else(|p| p.into_inner()) = notes;
+    if !out.is_null() {
+        // SAFETY: non-null, and the caller promises it is writable.
+        unsafe { out.write(report_to_c(&report)) };
+    }
+    Ok(tollgate_result::Ok)
+}
+
+/// Replaces the engine's policy with `policy` (TOML), while other threads go on
+/// deciding: unchanged limits keep their state, changed ones carry their keys' used
+/// capacity, new ones start fresh. `out`, if not NULL, receives what happened per limit.
+/// On failure the engine keeps its current policy.
+///
+/// # Safety
+/// `engine` must be a live engine; `policy` must point to `len` readable bytes; `out`
+/// must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_reload_toml(
+    engine: *const tollgate_engine,
+    policy: *const c_char,
+    len: usize,
+    out: *mut tollgate_reload_report,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        // SAFETY: the caller's promise.
+        let text = unsafe { text(policy, len, "policy") }?;
+        let (policy, warnings) = policy_from_text(text)?;
+        let report = h.engine.reload(policy).map_err(engine_fail)?;
+        // SAFETY: the caller's promise about `out`.
+        unsafe { reloaded(h, report, warnings, out) }
+    })
+}
+
+/// As tollgate_engine_reload_toml(), from a policy file.
+///
+/// # Safety
+/// `engine` must be a live engine; `path` must point to `path_len` readable bytes;
+/// `out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_reload_file(
+    engine: *const tollgate_engine,
+    path: *const c_char,
+    path_len: usize,
+    out: *mut tollgate_reload_report,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        // SAFETY: the caller's promise.
+        let path = unsafe { self::path(path, path_len) }?;
+        let (report, warnings) = h.engine.reload_file(&path).map_err(engine_fail)?;
+        // SAFETY: the caller's promise about `out`.
+        unsafe { reloaded(h, report, warnings, out) }
+    })
+}
+
+/// Shared by revoke, restore and is_revoked: the UTF-8 value and the bool output.
+///
+/// # Safety
+/// As for those functions.
+unsafe fn with_value(
+    engine: *const tollgate_engine,
+    value: *const c_char,
+    len: usize,
+    out: *mut bool,
+    out_required: bool,
+    op: impl FnOnce(&Engine, &str) -> bool,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        if out_required {
+            non_null_mut(out, "out")?;
+        }
+        // SAFETY: the caller's promise.
+        let value = unsafe { text(value, len, "value") }?;
+        let result = op(&h.engine, value);
+        if !out.is_null() {
+            // SAFETY: non-null, and the caller promises it is writable.
+            unsafe { out.write(result) };
+        }
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Revokes a token (the policy's revocation attribute): its requests are refused with
+/// TOLLGATE_REASON_REVOKED until restored. `*out_changed`, if not NULL, says whether it
+/// was not revoked already. Raises a `revoked` event.
+///
+/// # Safety
+/// `engine` must be a live engine; `value` must point to `len` readable bytes;
+/// `out_changed` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_revoke(
+    engine: *const tollgate_engine,
+    value: *const c_char,
+    len: usize,
+    out_changed: *mut bool,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { with_value(engine, value, len, out_changed, false, Engine::revoke) }
+}
+
+/// Restores a revoked token and forgets its denials. `*out_changed`, if not NULL, says
+/// whether it was revoked. Raises a `restored` event when it was.
+///
+/// # Safety
+/// As for tollgate_engine_revoke().
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_restore(
+    engine: *const tollgate_engine,
+    value: *const c_char,
+    len: usize,
+    out_changed: *mut bool,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { with_value(engine, value, len, out_changed, false, Engine::restore) }
+}
+
+/// Whether a token is revoked, into `*out` (required).
+///
+/// # Safety
+/// `engine` must be a live engine; `value` must point to `len` readable bytes; `out`
+/// must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_is_revoked(
+    engine: *const tollgate_engine,
+    value: *const c_char,
+    len: usize,
+    out: *mut bool,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { with_value(engine, value, len, out, true, Engine::is_revoked) }
+}
+
+/// An event as one JSON object: quota notices
+/// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
+/// overage with `"suggested_plan"`), revocations
+/// (`{"kind":"revoked","attribute":"token","key":"abcd1234…","automatic":true}`) and
+/// restorations (`{"kind":"restored",..}`). Tokens appear redacted.
+pub(crate) fn event_json(e: &Event) -> String {
+    let v = match e {
+        Event::Quota(q) => serde_json::to_value(q).unwrap_or(serde_json::Value::Null),
+        Event::Revoked {
+            attribute,
+            key,
+            automatic,
+        } => serde_json::json!({
+            "kind": "revoked",
+            "attribute": attribute,
+            "key": key.to_string(),
+            "automatic": automatic,
+        }),
+        Event::Restored { attribute, key } => serde_json::json!({
+            "kind": "restored",
+            "attribute": attribute,
+            "key": key.to_string(),
+        }),
+    };
+    v.to_string()
+}
+
+/// Takes the next event (a quota notice to send, a token revoked or restored) without
+/// blocking, as one JSON object (see the README) in `buf`. Returns
+/// TOLLGATE_RESULT_NO_EVENT when none is waiting. When `buf` is too small, `*out_n`
+/// receives the size needed and the event stays first in line for the next call.
+///
+/// Thread-safe; each event goes to exactly one caller. Poll it from one thread, e.g. a
+/// timer, and turn notices into emails.
+///
+/// # Safety
+/// `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
+/// to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_next_event(
+    engine: *const tollgate_engine,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        non_null_mut(out_n, "out_n")?;
+        let mut pending = h.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_none() {
+            match h.engine.events().try_recv() {
+                Ok(e) => *pending = Some(event_json(&e)),
+                Err(_) => return Ok(tollgate_result::NoEvent),
+            }
+        }
+        let json = pending.as_deref().unwrap_or_default();
+        // SAFETY: the caller's promises.
+        let r = unsafe { write_text(json, buf, len, out_n) }?;
+        *pending = None;
+        Ok(r)
+    })
+}
+
+/// Copies the engine's counters as Prometheus text (per limit: allowed, denied,
+/// shadow-denied, errors, revocations; engine-wide totals) into `buf`.
+///
+/// # Safety
+/// `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
+/// to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_metrics(
+    engine: *const tollgate_engine,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        let text = h.engine.prometheus();
+        // SAFETY: the caller's promises.
+        unsafe { write_text(&text, buf, len, out_n) }
+    })
+}

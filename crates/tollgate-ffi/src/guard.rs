@@ -1,0 +1,248 @@
+//! What every entry point shares: panics caught at the boundary, this thread's last
+//! error message, and the checks that turn C pointers into Rust references.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::tollgate_result;
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A failed call: its result code and the message tollgate_last_error() gives.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub(crate) code: tollgate_result,
+    pub(crate) message: String,
+}
+
+impl Fail {
+    pub(crate) fn new(code: tollgate_result, message: impl Into<String>) -> Self {
+        Fail {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub(crate) type Outcome = Result<tollgate_result, Fail>;
+
+/// Runs an entry point's body: a failure's message becomes this thread's last error,
+/// and a panic is caught and returned as `Panic` instead of unwinding into C.
+pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> tollgate_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(fail)) => {
+            set_last_error(fail.message);
+            fail.code
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".to_owned());
+            set_last_error(format!(
+                "internal error (panic caught at the C boundary): {what}"
+            ));
+            tollgate_result::Panic
+        }
+    }
+}
+
+fn set_last_error(message: String) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = message);
+}
+
+/// A required pointer argument: `Err(NullParameter)` naming it when NULL.
+pub(crate) fn non_null<T>(p: *const T, what: &str) -> Result<*const T, Fail> {
+    if p.is_null() {
+        Err(Fail::new(
+            tollgate_result::NullParameter,
+            format!("{what} is NULL"),
+        ))
+    } else {
+        Ok(p)
+    }
+}
+
+/// A required output pointer.
+pub(crate) fn non_null_mut<T>(p: *mut T, what: &str) -> Result<*mut T, Fail> {
+    non_null(p.cast_const(), what).map(|_| p)
+}
+
+/// The bytes at `(ptr, len)`; NULL with length 0 is the empty string.
+///
+/// # Safety
+/// Unless NULL, `ptr` must point to `len` readable bytes that stay valid and unchanged
+/// for `'a`.
+pub(crate) unsafe fn bytes<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    non_null(ptr, what)?;
+    if len > isize::MAX as usize {
+        return Err(Fail::new(
+            tollgate_result::InvalidArgument,
+            format!("{what}: length {len} is larger than any object can be"),
+        ));
+    }
+    // SAFETY: non-null, the length fits an object, and the caller promises `len`
+    // readable bytes valid for 'a; u8 has no alignment requirement.
+    Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// The UTF-8 text at `(ptr, len)`.
+///
+/// # Safety
+/// As for [`bytes`].
+pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Fail> {
+    // SAFETY: forwarded from the caller.
+    let b = unsafe { bytes(ptr, len, what) }?;
+    std::str::from_utf8(b).map_err(|e| {
+        Fail::new(
+            tollgate_result::InvalidUtf8,
+            format!(
+                "{what} is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Writes `s` and a NUL into the caller's buffer `(buf, len)` and its length into
+/// `*out_n`; when it does not fit, writes only the size needed into `*out_n` and fails
+/// with `BufferTooSmall`.
+///
+/// # Safety
+/// Unless NULL, `buf` must point to `len` writable bytes and `out_n` to a writable
+/// `size_t`.
+pub(crate) unsafe fn write_text(
+    s: &str,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> Outcome {
+    let out_n = non_null_mut(out_n, "out_n")?;
+    let needed = s.len() + 1;
+    if len < needed {
+        // SAFETY: out_n is non-null and the caller promises it is writable.
+        unsafe { out_n.write(needed) };
+        return Err(Fail::new(
+            tollgate_result::BufferTooSmall,
+            format!("the buffer holds {len} bytes; {needed} are needed"),
+        ));
+    }
+    let buf = non_null_mut(buf, "buf")?;
+    // SAFETY: buf is non-null with room for len >= s.len() + 1 bytes (the caller's
+    // promise), and a caller's buffer cannot overlap our own string.
+    unsafe {
+        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
+        buf.add(s.len()).write(0);
+        out_n.write(s.len());
+    }
+    Ok(tollgate_result::Ok)
+}
+
+/// Copies this thread's last error message (the message of the most recent call on
+/// this thread that failed; successful calls leave it as it is) into `buf`, as
+/// NUL-terminated text, and its length into `*out_n`. The message is empty when no call
+/// on this thread has failed.
+///
+/// # Safety
+/// `buf` must point to `len` writable bytes and `out_n` to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_last_error(
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    // Not through `guard`: a failure here must not replace the message being read.
+    let message = LAST_ERROR.with(|e| e.borrow().clone());
+    // SAFETY: the caller's promises, forwarded.
+    match catch_unwind(AssertUnwindSafe(|| unsafe {
+        write_text(&message, buf, len, out_n)
+    })) {
+        Ok(Ok(code)) => code,
+        Ok(Err(fail)) => fail.code,
+        Err(_) => tollgate_result::Panic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        let mut buf = [0 as c_char; 256];
+        let mut n = 0usize;
+        // SAFETY: a local buffer of the stated size and a local out_n.
+        let r = unsafe { tollgate_last_error(buf.as_mut_ptr(), buf.len(), &mut n) };
+        assert_eq!(r, tollgate_result::Ok);
+        let b: Vec<u8> = buf[..n].iter().map(|&c| c as u8).collect();
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_result_and_a_message() {
+        let r = guard(|| panic!("boom"));
+        assert_eq!(r, tollgate_result::Panic);
+        assert!(last_error().contains("boom"), "{}", last_error());
+    }
+
+    #[test]
+    fn failures_set_the_message_success_keeps_it() {
+        let r = guard(|| Err(Fail::new(tollgate_result::InvalidArgument, "bad thing")));
+        assert_eq!(r, tollgate_result::InvalidArgument);
+        assert_eq!(guard(|| Ok(tollgate_result::Ok)), tollgate_result::Ok);
+        assert_eq!(last_error(), "bad thing");
+    }
+
+    #[test]
+    fn text_checks_null_length_and_utf8() {
+        // SAFETY: every pointer below is NULL or points to the stated number of bytes.
+        unsafe {
+            assert_eq!(text(std::ptr::null(), 0, "x").unwrap(), "");
+            assert_eq!(
+                text(std::ptr::null(), 3, "x").unwrap_err().code,
+                tollgate_result::NullParameter
+            );
+            let bad = [b'a' as c_char, 0xff_u8 as c_char];
+            let e = text(bad.as_ptr(), 2, "value").unwrap_err();
+            assert_eq!(e.code, tollgate_result::InvalidUtf8);
+            assert!(e.message.contains("offset 1"), "{}", e.message);
+            let big = text(bad.as_ptr(), usize::MAX, "x").unwrap_err();
+            assert_eq!(big.code, tollgate_result::InvalidArgument);
+            assert_eq!(text(bad.as_ptr(), 1, "x").unwrap(), "a");
+        }
+    }
+
+    #[test]
+    fn write_text_fits_or_says_how_much_is_needed() {
+        let mut buf = [0x55 as c_char; 4];
+        let mut n = 0usize;
+        // SAFETY: local buffers of the stated sizes.
+        unsafe {
+            let e = write_text("hello", buf.as_mut_ptr(), buf.len(), &mut n).unwrap_err();
+            assert_eq!(e.code, tollgate_result::BufferTooSmall);
+            assert_eq!(n, 6);
+            assert!(buf.iter().all(|&c| c == 0x55), "nothing written");
+            assert_eq!(
+                write_text("abc", buf.as_mut_ptr(), 4, &mut n).unwrap(),
+                tollgate_result::Ok
+            );
+            assert_eq!(n, 3);
+            assert_eq!(buf, [b'a' as c_char, b'b' as c_char, b'c' as c_char, 0]);
+            let e = write_text("", std::ptr::null_mut(), 1, &mut n).unwrap_err();
+            assert_eq!(e.code, tollgate_result::NullParameter);
+            let e = write_text("", buf.as_mut_ptr(), 1, std::ptr::null_mut()).unwrap_err();
+            assert_eq!(e.code, tollgate_result::NullParameter);
+        }
+    }
+}

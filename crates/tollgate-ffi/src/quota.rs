@@ -1,0 +1,150 @@
+//! Quota reservations, for calls whose final cost is known only afterwards (a batch
+//! endpoint, a streamed response): reserve, then commit the final cost or refund.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use tollgate::quota::{CommitOutcome, Ledger, QuotaError, Reservation};
+use tollgate::QuotaStatus;
+
+use crate::engine::{handle, quota_to_c};
+use crate::guard::{guard, non_null_mut, text, Fail};
+use crate::{
+    tollgate_commit_outcome, tollgate_quota_status, tollgate_result, TOLLGATE_ENGINE_CLOCK,
+};
+
+/// A quota reservation: created by tollgate_engine_quota_reserve(), released by
+/// tollgate_reservation_commit() or tollgate_reservation_refund(). It keeps its ledger
+/// alive, so it may outlive its engine.
+#[derive(Debug)]
+pub struct tollgate_reservation {
+    ledger: Arc<Ledger>,
+    reservation: Reservation,
+}
+
+fn quota_fail(e: QuotaError) -> Fail {
+    let code = match e {
+        QuotaError::UnknownKey(_) => tollgate_result::UnknownKey,
+        QuotaError::DisabledUser { .. } => tollgate_result::DisabledUser,
+        _ => tollgate_result::Quota,
+    };
+    Fail::new(code, e.to_string())
+}
+
+/// Reserves `cost` of the monthly quota of API key `key` at `now_unix_ns` (or
+/// TOLLGATE_ENGINE_CLOCK). It counts at once, so concurrent calls see it. On success
+/// `*out` receives the reservation and `*out_status` the quota's verdict: when its
+/// `outcome` is TOLLGATE_QUOTA_OUTCOME_REFUSED (over the hard cap) the reservation holds
+/// nothing and the call must be refused. Every reservation must be settled with
+/// tollgate_reservation_commit() or tollgate_reservation_refund().
+///
+/// Fails with TOLLGATE_RESULT_NO_QUOTA (the policy has no quota),
+/// TOLLGATE_RESULT_UNKNOWN_KEY or TOLLGATE_RESULT_DISABLED_USER.
+///
+/// # Safety
+/// `engine` must be a live engine; `key` must point to `key_len` readable bytes; `out`
+/// and `out_status` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_quota_reserve(
+    engine: *const crate::tollgate_engine,
+    key: *const c_char,
+    key_len: usize,
+    cost: u64,
+    now_unix_ns: u64,
+    out: *mut *mut tollgate_reservation,
+    out_status: *mut tollgate_quota_status,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        let out = non_null_mut(out, "out")?;
+        let out_status = non_null_mut(out_status, "out_status")?;
+        // SAFETY: the caller's promise.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let now = (now_unix_ns != TOLLGATE_ENGINE_CLOCK).then_some(now_unix_ns);
+        let reservation = h
+            .engine
+            .reserve_quota(key, cost, now)
+            .ok_or_else(|| Fail::new(tollgate_result::NoQuota, "the policy has no [quota]"))?
+            .map_err(quota_fail)?;
+        let ledger = Arc::clone(h.engine.ledger().expect("a reservation implies a ledger"));
+        let d = &reservation.decision;
+        let status = quota_to_c(Some(QuotaStatus {
+            outcome: d.outcome,
+            used: d.used,
+            limit: d.limit,
+            resets_at_unix: d.resets_at.as_second(),
+        }));
+        let boxed = Box::new(tollgate_reservation {
+            ledger,
+            reservation,
+        });
+        // SAFETY: both checked non-null; the caller promises they are writable. The box
+        // is released by commit or refund.
+        unsafe {
+            out_status.write(status);
+            out.write(Box::into_raw(boxed));
+        }
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Settles a reservation at its final cost and releases it. `idempotency_key` (UTF-8,
+/// e.g. the request id) makes a retried commit count once: with the same key in the
+/// same period, only the first commit counts, and `*out_outcome` (if not NULL) says
+/// TOLLGATE_COMMIT_OUTCOME_DUPLICATE. On success the reservation is gone; on an error
+/// (a bad argument) it stays with the caller, unchanged. After
+/// TOLLGATE_RESULT_PANIC it is gone too.
+///
+/// # Safety
+/// `reservation` must come from tollgate_engine_quota_reserve() and not be settled yet;
+/// `idempotency_key` must point to `len` readable bytes; `out_outcome` must be NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_reservation_commit(
+    reservation: *mut tollgate_reservation,
+    final_cost: u64,
+    idempotency_key: *const c_char,
+    len: usize,
+    out_outcome: *mut u32,
+) -> tollgate_result {
+    guard(|| {
+        let r = non_null_mut(reservation, "reservation")?;
+        // SAFETY: the caller's promise.
+        let key = unsafe { text(idempotency_key, len, "idempotency_key") }?;
+        // SAFETY: non-null, from tollgate_engine_quota_reserve() and not settled (the
+        // caller's promise): ownership comes back here, after every check that can fail.
+        let r = unsafe { Box::from_raw(r) };
+        let outcome = match r.ledger.commit(r.reservation, final_cost, key) {
+            CommitOutcome::Committed => tollgate_commit_outcome::Committed,
+            CommitOutcome::Duplicate => tollgate_commit_outcome::Duplicate,
+        };
+        if !out_outcome.is_null() {
+            // SAFETY: non-null, and the caller promises it is writable.
+            unsafe { out_outcome.write(outcome as u32) };
+        }
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Releases a reservation without counting it: the call failed and is not billed.
+/// Calling with NULL is fine; it must not be called twice with the same reservation.
+///
+/// # Safety
+/// `reservation` must be NULL or come from tollgate_engine_quota_reserve() and not be
+/// settled yet.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_reservation_refund(
+    reservation: *mut tollgate_reservation,
+) -> tollgate_result {
+    guard(|| {
+        if reservation.is_null() {
+            return Ok(tollgate_result::Ok);
+        }
+        // SAFETY: from tollgate_engine_quota_reserve() and not settled (the caller's
+        // promise): ownership comes back here.
+        let r = unsafe { Box::from_raw(reservation) };
+        r.ledger.refund(r.reservation);
+        Ok(tollgate_result::Ok)
+    })
+}
