@@ -13,7 +13,8 @@
  *    buffer is too small (TOLLGATE_RESULT_BUFFER_TOO_SMALL), *out_n receives the size
  *    needed, terminating NUL included, and nothing else is written or lost.
  *  - Text written into a caller's buffer is NUL-terminated; *out_n is its length
- *    without the NUL.
+ *    without the NUL. A NUL inside it (a message echoing the caller's input) is
+ *    written as the two characters \0, so strlen() always sees the whole text.
  *  - Ownership: a tollgate_engine is created by tollgate_engine_from_toml() or
  *    tollgate_engine_from_file() and released by tollgate_engine_free(); a
  *    tollgate_reservation is created by tollgate_engine_quota_reserve() and released by

@@ -11,7 +11,12 @@ use tollgate::{
     ReloadReport, Request,
 };
 
-use crate::guard::{bytes, guard, non_null, non_null_mut, text, write_text, Fail, Outcome};
+use arrayvec::ArrayVec;
+
+use crate::guard::{
+    bytes, guard, non_null, non_null_mut, text, try_bytes, try_text, write_text, BadText, Fail,
+    Outcome,
+};
 use crate::{
     tollgate_attr, tollgate_decision, tollgate_header, tollgate_quota_outcome,
     tollgate_quota_status, tollgate_reason, tollgate_reload_report, tollgate_result,
@@ -336,38 +341,41 @@ pub unsafe extern "C" fn tollgate_engine_decide(
             // (at most TOLLGATE_MAX_ATTRS, so the size cannot overflow).
             unsafe { std::slice::from_raw_parts(p, attrs_len) }
         };
-        let mut others: [(&str, &str); TOLLGATE_MAX_ATTRS] = [("", ""); TOLLGATE_MAX_ATTRS];
-        let mut n_others = 0;
+        // Attributes the engine has no field for; on the stack, nothing initialised
+        // until used.
+        let mut others: ArrayVec<(&str, &str), TOLLGATE_MAX_ATTRS> = ArrayVec::new();
         let mut req = Request::new();
         for a in attrs {
             // SAFETY: the caller promises each attribute's bytes.
-            let name = unsafe { text(a.name, a.name_len, "attribute name") }?;
+            let name =
+                unsafe { try_bytes(a.name, a.name_len) }.map_err(|e| e.fail("attribute name"))?;
             // SAFETY: as above.
             let value =
-                unsafe { text(a.value, a.value_len, "attribute value") }.map_err(|mut f| {
-                    f.message = format!("attribute {name:?}: {}", f.message);
-                    f
-                })?;
+                unsafe { try_text(a.value, a.value_len) }.map_err(|e| bad_value(e, name))?;
+            // The engine's own attribute names are ASCII: matching their bytes needs no
+            // UTF-8 check of the name.
             let slot = match name {
-                "token" => &mut req.token,
-                "tenant" => &mut req.tenant,
-                "user" => &mut req.user,
-                "company" => &mut req.company,
-                "client" => &mut req.client,
-                "route" => &mut req.route,
-                "method" => &mut req.method,
-                "" => {
+                b"token" => &mut req.token,
+                b"tenant" => &mut req.tenant,
+                b"user" => &mut req.user,
+                b"company" => &mut req.company,
+                b"client" => &mut req.client,
+                b"route" => &mut req.route,
+                b"method" => &mut req.method,
+                b"" => {
                     return Err(Fail::new(
                         tollgate_result::InvalidArgument,
                         "an attribute has an empty name",
                     ))
                 }
                 _ => {
-                    if others[..n_others].iter().any(|(n, _)| *n == name) {
-                        return Err(repeated(name));
+                    let name = std::str::from_utf8(name)
+                        .map_err(|e| BadText::Utf8(e.valid_up_to()).fail("attribute name"))?;
+                    if others.iter().any(|(n, _)| *n == name) {
+                        return Err(repeated(name.as_bytes()));
                     }
-                    others[n_others] = (name, value);
-                    n_others += 1;
+                    // Cannot overflow: attrs_len <= TOLLGATE_MAX_ATTRS was checked.
+                    others.push((name, value));
                     continue;
                 }
             };
@@ -376,7 +384,7 @@ pub unsafe extern "C" fn tollgate_engine_decide(
             }
             *slot = Some(value);
         }
-        req.attrs = &others[..n_others];
+        req.attrs = &others;
         if cost != TOLLGATE_CLASS_COST {
             req.cost = Some(cost);
         }
@@ -390,11 +398,26 @@ pub unsafe extern "C" fn tollgate_engine_decide(
     })
 }
 
-fn repeated(name: &str) -> Fail {
+#[cold]
+fn repeated(name: &[u8]) -> Fail {
     Fail::new(
         tollgate_result::InvalidArgument,
-        format!("attribute {name:?} is given more than once"),
+        format!(
+            "attribute {:?} is given more than once",
+            String::from_utf8_lossy(name)
+        ),
     )
+}
+
+#[cold]
+fn bad_value(e: BadText, name: &[u8]) -> Fail {
+    let mut f = e.fail("attribute value");
+    f.message = format!(
+        "attribute {:?}: {}",
+        String::from_utf8_lossy(name),
+        f.message
+    );
+    f
 }
 
 /// Copies the value of one response header for `decision` (a tollgate_header:
@@ -683,4 +706,206 @@ pub unsafe extern "C" fn tollgate_engine_metrics(
         // SAFETY: the caller's promises.
         unsafe { write_text(&text, buf, len, out_n) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::{
+        tollgate_engine_quota_reserve, tollgate_reservation_commit, tollgate_reservation_refund,
+    };
+    use crate::{tollgate_commit_outcome, TOLLGATE_ABI_VERSION};
+
+    const POLICY: &str = "version = 1\n\
+        [[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"2/min\"\n\
+        [revocation]\nkey = \"token\"\ndenials = 1\nwindow = \"1m\"\n\
+        [quota]\nkey = \"token\"\nunknown_key = \"allow\"\n\
+        [[quota.plans]]\nname = \"p\"\ncalls = 10\ndefault = true\n\
+        [[quota.companies]]\nid = \"acme\"\nusers = [{ id = \"a\", keys = [\"k1\"] }]\n";
+    const NOW: u64 = 1_800_000_000_000_000_000;
+
+    fn attr(name: &'static str, value: &'static str) -> tollgate_attr {
+        tollgate_attr {
+            name: name.as_ptr().cast(),
+            name_len: name.len(),
+            value: value.as_ptr().cast(),
+            value_len: value.len(),
+        }
+    }
+
+    fn new_engine() -> *mut tollgate_engine {
+        let mut e = std::ptr::null_mut();
+        // SAFETY: a static string and a local out-pointer.
+        let rc = unsafe { tollgate_engine_from_toml(POLICY.as_ptr().cast(), POLICY.len(), &mut e) };
+        assert_eq!(rc, tollgate_result::Ok);
+        e
+    }
+
+    fn text_of(
+        f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result,
+    ) -> Option<String> {
+        let mut buf = vec![0 as c_char; 4096];
+        let mut n = 0;
+        match f(buf.as_mut_ptr(), buf.len(), &mut n) {
+            tollgate_result::Ok => Some(buf[..n].iter().map(|&c| c as u8 as char).collect()),
+            _ => None,
+        }
+    }
+
+    /// Every entry point once, from Rust, as C would call it: the unsafe code of the
+    /// crate, which miri runs too (`scripts/test`).
+    #[test]
+    fn the_whole_api_from_rust() {
+        assert_eq!(crate::tollgate_abi_version(), TOLLGATE_ABI_VERSION);
+        let e = new_engine();
+        let attrs = [
+            attr("token", "k1"),
+            attr("method", "GET"),
+            attr("region", "eu"),
+        ];
+        let mut d = tollgate_decision::default();
+        for expect in [true, true, false] {
+            // SAFETY: a live engine, three attributes, a local output.
+            let rc = unsafe {
+                tollgate_engine_decide(e, attrs.as_ptr(), 3, TOLLGATE_CLASS_COST, NOW, &mut d)
+            };
+            assert_eq!(rc, tollgate_result::Ok);
+            assert_eq!(d.allowed, expect);
+        }
+        assert_eq!(d.retry_after_ms, 30_000);
+        assert_eq!(d.quota, tollgate_quota_status::default());
+        // SAFETY: the engine, the decision, buffers from text_of.
+        let retry = text_of(|b, l, n| unsafe {
+            tollgate_engine_header(e, &d, tollgate_header::RetryAfter as u32, b, l, n)
+        });
+        assert_eq!(retry.as_deref(), Some("30"));
+        // SAFETY: as above.
+        let limit = text_of(|b, l, n| unsafe { tollgate_engine_header(e, &d, 1, b, l, n) });
+        assert_eq!(limit.as_deref(), Some("\"per-token\";r=0;t=60"));
+
+        // One denial revoked the token: an event, then 403s.
+        // SAFETY: the engine and a buffer.
+        let event = text_of(|b, l, n| unsafe { tollgate_engine_next_event(e, b, l, n) }).unwrap();
+        assert!(event.contains("\"kind\":\"revoked\""), "{event}");
+        let mut yes = false;
+        // SAFETY: the engine, a static value, a local output.
+        unsafe { tollgate_engine_is_revoked(e, "k1".as_ptr().cast(), 2, &mut yes) };
+        assert!(yes);
+        // SAFETY: as above.
+        unsafe { tollgate_engine_restore(e, "k1".as_ptr().cast(), 2, &mut yes) };
+        assert!(yes);
+        // SAFETY: as above.
+        unsafe { tollgate_engine_revoke(e, "k9".as_ptr().cast(), 2, std::ptr::null_mut()) };
+
+        // A reservation, committed twice under one idempotency key.
+        for (i, expect) in [
+            tollgate_commit_outcome::Committed,
+            tollgate_commit_outcome::Duplicate,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = std::ptr::null_mut();
+            let mut st = tollgate_quota_status::default();
+            // SAFETY: the engine, a static key, local outputs.
+            let rc = unsafe {
+                tollgate_engine_quota_reserve(e, "k1".as_ptr().cast(), 2, 2, NOW, &mut r, &mut st)
+            };
+            assert_eq!(rc, tollgate_result::Ok);
+            assert_eq!(st.used, 4 + i as u64);
+            let mut outcome = 9;
+            // SAFETY: the reservation just made, settled once.
+            let rc =
+                unsafe { tollgate_reservation_commit(r, 1, "id".as_ptr().cast(), 2, &mut outcome) };
+            assert_eq!(rc, tollgate_result::Ok);
+            assert_eq!(outcome, expect as u32);
+        }
+        let mut r = std::ptr::null_mut();
+        let mut st = tollgate_quota_status::default();
+        // SAFETY: as above; refunded once.
+        unsafe {
+            tollgate_engine_quota_reserve(e, "k1".as_ptr().cast(), 2, 1, NOW, &mut r, &mut st);
+            assert_eq!(tollgate_reservation_refund(r), tollgate_result::Ok);
+        }
+
+        let mut rep = tollgate_reload_report::default();
+        // SAFETY: the engine, a static policy, a local output.
+        let rc = unsafe {
+            tollgate_engine_reload_toml(e, POLICY.as_ptr().cast(), POLICY.len(), &mut rep)
+        };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!(rep.kept, 1);
+        // SAFETY: the engine and buffers.
+        let metrics = text_of(|b, l, n| unsafe { tollgate_engine_metrics(e, b, l, n) }).unwrap();
+        assert!(metrics.contains("per-token"));
+        // SAFETY: as above.
+        let notes = text_of(|b, l, n| unsafe { tollgate_engine_warnings(e, b, l, n) }).unwrap();
+        assert!(notes.is_empty(), "{notes}");
+        // SAFETY: freed once, after its last use.
+        unsafe { tollgate_engine_free(e) };
+    }
+
+    #[test]
+    fn decide_refuses_bad_arguments_and_writes_nothing() {
+        let e = new_engine();
+        let sentinel = tollgate_decision {
+            decided_by: 55,
+            ..Default::default()
+        };
+        let mut d = sentinel;
+        let bad = [0xffu8];
+        let cases: [(&[tollgate_attr], tollgate_result); 4] = [
+            (
+                &[tollgate_attr {
+                    value: bad.as_ptr().cast(),
+                    value_len: 1,
+                    ..attr("token", "")
+                }],
+                tollgate_result::InvalidUtf8,
+            ),
+            (&[attr("", "x")], tollgate_result::InvalidArgument),
+            (
+                &[attr("zone", "a"), attr("zone", "b")],
+                tollgate_result::InvalidArgument,
+            ),
+            (
+                &[tollgate_attr {
+                    value: std::ptr::null(),
+                    value_len: 3,
+                    ..attr("token", "")
+                }],
+                tollgate_result::NullParameter,
+            ),
+        ];
+        for (attrs, want) in cases {
+            // SAFETY: a live engine; each attribute points to its stated bytes or is a
+            // NULL the library must refuse.
+            let rc =
+                unsafe { tollgate_engine_decide(e, attrs.as_ptr(), attrs.len(), 1, NOW, &mut d) };
+            assert_eq!(rc, want);
+            assert_eq!(d, sentinel);
+        }
+        // SAFETY: freed once.
+        unsafe { tollgate_engine_free(e) };
+    }
+
+    #[test]
+    fn milliseconds_round_up_and_never_stays_never() {
+        assert_eq!(ms(0), 0);
+        assert_eq!(ms(1), 1);
+        assert_eq!(ms(1_000_000), 1);
+        assert_eq!(ms(1_000_001), 2);
+        assert_eq!(ms(u64::MAX), TOLLGATE_NEVER);
+        assert_eq!(ns(TOLLGATE_NEVER), u64::MAX);
+        // Whole seconds come out as from the nanoseconds.
+        for x in [
+            1u64,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            59_999_999_999,
+        ] {
+            assert_eq!(ns(ms(x)).div_ceil(1_000_000_000), x.div_ceil(1_000_000_000));
+        }
+    }
 }

@@ -73,25 +73,52 @@ pub(crate) fn non_null_mut<T>(p: *mut T, what: &str) -> Result<*mut T, Fail> {
     non_null(p.cast_const(), what).map(|_| p)
 }
 
+/// Why a `(pointer, length)` pair is not usable: the message is built only on failure,
+/// off the hot path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadText {
+    /// NULL with a non-zero length.
+    Null,
+    /// A length no object can have.
+    TooLong(usize),
+    /// Not UTF-8: the offset of the first invalid byte.
+    Utf8(usize),
+}
+
+impl BadText {
+    /// The failure, naming the argument.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fail(self, what: &str) -> Fail {
+        match self {
+            BadText::Null => Fail::new(tollgate_result::NullParameter, format!("{what} is NULL")),
+            BadText::TooLong(len) => Fail::new(
+                tollgate_result::InvalidArgument,
+                format!("{what}: length {len} is larger than any object can be"),
+            ),
+            BadText::Utf8(at) => Fail::new(
+                tollgate_result::InvalidUtf8,
+                format!("{what} is not UTF-8 (invalid byte at offset {at})"),
+            ),
+        }
+    }
+}
+
 /// The bytes at `(ptr, len)`; NULL with length 0 is the empty string.
 ///
 /// # Safety
 /// Unless NULL, `ptr` must point to `len` readable bytes that stay valid and unchanged
 /// for `'a`.
-pub(crate) unsafe fn bytes<'a>(
-    ptr: *const c_char,
-    len: usize,
-    what: &str,
-) -> Result<&'a [u8], Fail> {
+#[inline]
+pub(crate) unsafe fn try_bytes<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], BadText> {
     if len == 0 {
         return Ok(&[]);
     }
-    non_null(ptr, what)?;
+    if ptr.is_null() {
+        return Err(BadText::Null);
+    }
     if len > isize::MAX as usize {
-        return Err(Fail::new(
-            tollgate_result::InvalidArgument,
-            format!("{what}: length {len} is larger than any object can be"),
-        ));
+        return Err(BadText::TooLong(len));
     }
     // SAFETY: non-null, the length fits an object, and the caller promises `len`
     // readable bytes valid for 'a; u8 has no alignment requirement.
@@ -101,22 +128,56 @@ pub(crate) unsafe fn bytes<'a>(
 /// The UTF-8 text at `(ptr, len)`.
 ///
 /// # Safety
-/// As for [`bytes`].
-pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Fail> {
+/// As for [`try_bytes`].
+#[inline]
+pub(crate) unsafe fn try_text<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, BadText> {
     // SAFETY: forwarded from the caller.
-    let b = unsafe { bytes(ptr, len, what) }?;
-    std::str::from_utf8(b).map_err(|e| {
-        Fail::new(
-            tollgate_result::InvalidUtf8,
-            format!(
-                "{what} is not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })
+    let b = unsafe { try_bytes(ptr, len) }?;
+    if is_ascii(b) {
+        // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).map_err(|e| BadText::Utf8(e.valid_up_to()))
 }
 
-/// Writes `s` and a NUL into the caller's buffer `(buf, len)` and its length into
+/// Whether every byte is ASCII, eight at a time: request attributes (tokens, ids,
+/// methods) are short and almost always ASCII, where `str::from_utf8`'s general path
+/// costs more than the rest of the boundary together.
+#[inline]
+fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    let mut acc = 0u64;
+    for w in &mut words {
+        acc |= u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    }
+    let tail = words.remainder().iter().fold(0u8, |a, &x| a | x);
+    acc & HIGH == 0 && tail < 0x80
+}
+
+/// [`try_bytes`], failing with a message that names the argument.
+///
+/// # Safety
+/// As for [`try_bytes`].
+pub(crate) unsafe fn bytes<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], Fail> {
+    // SAFETY: forwarded from the caller.
+    unsafe { try_bytes(ptr, len) }.map_err(|e| e.fail(what))
+}
+
+/// [`try_text`], failing with a message that names the argument.
+///
+/// # Safety
+/// As for [`try_bytes`].
+pub(crate) unsafe fn text<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a str, Fail> {
+    // SAFETY: forwarded from the caller.
+    unsafe { try_text(ptr, len) }.map_err(|e| e.fail(what))
+}
+
+/// Writes `s` (a NUL inside it as `\\0`) and a NUL into the caller's buffer `(buf, len)` and its length into
 /// `*out_n`; when it does not fit, writes only the size needed into `*out_n` and fails
 /// with `BufferTooSmall`.
 ///
@@ -130,6 +191,15 @@ pub(crate) unsafe fn write_text(
     out_n: *mut usize,
 ) -> Outcome {
     let out_n = non_null_mut(out_n, "out_n")?;
+    // Messages can echo the caller's input; a NUL inside would cut the text short for C
+    // readers, so it is written as the two characters `\0`.
+    let escaped;
+    let s = if s.as_bytes().contains(&0) {
+        escaped = s.replace('\0', "\\0");
+        escaped.as_str()
+    } else {
+        s
+    };
     let needed = s.len() + 1;
     if len < needed {
         // SAFETY: out_n is non-null and the caller promises it is writable.
@@ -224,6 +294,27 @@ mod tests {
     }
 
     #[test]
+    fn ascii_fast_path_agrees_with_from_utf8() {
+        let samples: [&[u8]; 8] = [
+            b"",
+            b"GET",
+            b"0123456\x80",
+            b"01234567",
+            b"0123456789abcdef\xc3\xa9",
+            "d3ccdbd9-31f0-4912-bdb7-8ccd92a1504d".as_bytes(),
+            "caf\u{e9} \u{1f600}".as_bytes(),
+            b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7",
+        ];
+        for s in samples {
+            // SAFETY: a live slice and its length.
+            let got = unsafe { try_text(s.as_ptr().cast(), s.len()) };
+            let want = std::str::from_utf8(s).map_err(|e| BadText::Utf8(e.valid_up_to()));
+            assert_eq!(got, want, "{s:?}");
+            assert_eq!(is_ascii(s), s.is_ascii(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn write_text_fits_or_says_how_much_is_needed() {
         let mut buf = [0x55 as c_char; 4];
         let mut n = 0usize;
@@ -239,6 +330,10 @@ mod tests {
             );
             assert_eq!(n, 3);
             assert_eq!(buf, [b'a' as c_char, b'b' as c_char, b'c' as c_char, 0]);
+            let mut big = [0 as c_char; 8];
+            write_text("a\0b", big.as_mut_ptr(), big.len(), &mut n).unwrap();
+            assert_eq!(n, 4);
+            assert_eq!(&big[..5], &[97, 92, 48, 98, 0].map(|b: u8| b as c_char));
             let e = write_text("", std::ptr::null_mut(), 1, &mut n).unwrap_err();
             assert_eq!(e.code, tollgate_result::NullParameter);
             let e = write_text("", buf.as_mut_ptr(), 1, std::ptr::null_mut()).unwrap_err();

@@ -1,0 +1,155 @@
+//! One decision through the C ABI against the same decision in Rust, same run.
+//!
+//! * `rust_decide`: `Engine::decide` on a `Request` with four attributes (token, tenant,
+//!   company, method), two limits (per token and tenant; per company), 1,000 tokens over
+//!   100 companies, explicit time;
+//! * `c_abi_decide`: `tollgate_engine_decide` on an engine built from the same policy,
+//!   called through an opaque `extern "C"` function pointer (as a gateway calls it: no
+//!   inlining across the boundary), with the attributes as (pointer, length) pairs, so
+//!   the boundary's work — the checks, the UTF-8 validation of names and values, the
+//!   attribute-name dispatch, the conversion of the decision to the C struct — is in it;
+//! * the same two with the monthly quota (`_quota`).
+//!
+//! Target: the boundary adds at most 10% or 5 ns, whichever is larger.
+//!
+//! Run: `cargo bench -p tollgate-benches --bench ffi`.
+
+use std::ffi::c_char;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tollgate::{Engine, Policy, Request};
+use tollgate_benches::SplitMix64;
+use tollgate_ffi::{
+    tollgate_attr, tollgate_decision, tollgate_engine, tollgate_engine_decide,
+    tollgate_engine_free, tollgate_engine_from_toml, tollgate_result, TOLLGATE_CLASS_COST,
+};
+
+const KEYS: usize = 1_000;
+const COMPANIES: usize = 100;
+const SEQ: usize = 1 << 16;
+/// 2027-01-15T08:00:00Z.
+const NOW: u64 = 1_800_000_000_000_000_000;
+
+type DecideFn = unsafe extern "C" fn(
+    *const tollgate_engine,
+    *const tollgate_attr,
+    usize,
+    u64,
+    u64,
+    *mut tollgate_decision,
+) -> tollgate_result;
+
+fn token(i: usize) -> String {
+    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
+}
+
+fn policy_text(quota: bool) -> String {
+    let mut text = String::from(
+        "version = 1\n\
+         [[limit]]\nname = \"per-token-tenant\"\nrate = \"1000000000/s burst 1000000000000\"\n\
+         [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\n",
+    );
+    if quota {
+        text.push_str(
+            "[quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n",
+        );
+        for c in 0..COMPANIES {
+            text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
+            for u in 0..KEYS / COMPANIES {
+                let i = c * (KEYS / COMPANIES) + u;
+                text.push_str(&format!("{{ id = \"u{i}\", keys = [\"{}\"] }},", token(i)));
+            }
+            text.push_str("]\n");
+        }
+    }
+    text
+}
+
+fn attr(name: &'static str, value: &str) -> tollgate_attr {
+    tollgate_attr {
+        name: name.as_ptr().cast::<c_char>(),
+        name_len: name.len(),
+        value: value.as_ptr().cast::<c_char>(),
+        value_len: value.len(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let tokens: Vec<String> = (0..KEYS).map(token).collect();
+    let companies: Vec<String> = (0..COMPANIES).map(|c| format!("c{c}")).collect();
+    let mut rng = SplitMix64::new(7);
+    let seq: Vec<usize> = (0..SEQ).map(|_| rng.below(KEYS as u64) as usize).collect();
+    let company_of = |k: usize| &companies[k / (KEYS / COMPANIES)];
+
+    let mut g = c.benchmark_group("ffi_decision");
+    g.throughput(Throughput::Elements(1));
+    for quota in [false, true] {
+        let suffix = if quota { "_quota" } else { "" };
+        let text = policy_text(quota);
+
+        let engine =
+            Engine::new(Policy::from_toml(&text).expect("bench policy").0).expect("engine");
+        let request = |k: usize| {
+            Request::new()
+                .token(&tokens[k])
+                .tenant("tenant-1")
+                .company(company_of(k))
+                .method("GET")
+                .at(NOW)
+        };
+        assert!(engine.decide(&request(0)).allowed());
+        g.bench_function(format!("rust_decide{suffix}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(engine.decide(black_box(&request(seq[i & (SEQ - 1)]))))
+            })
+        });
+
+        let mut handle: *mut tollgate_engine = std::ptr::null_mut();
+        // SAFETY: the policy text and its length; `handle` is a local out-pointer.
+        let rc =
+            unsafe { tollgate_engine_from_toml(text.as_ptr().cast(), text.len(), &mut handle) };
+        assert_eq!(rc, tollgate_result::Ok);
+        let decide: DecideFn = black_box(tollgate_engine_decide);
+        let call = |k: usize, out: &mut tollgate_decision| {
+            let attrs = [
+                attr("token", &tokens[k]),
+                attr("tenant", "tenant-1"),
+                attr("company", company_of(k)),
+                attr("method", "GET"),
+            ];
+            // SAFETY: a live engine, four attributes pointing into live strings, a local
+            // output.
+            unsafe {
+                decide(
+                    handle,
+                    attrs.as_ptr(),
+                    attrs.len(),
+                    TOLLGATE_CLASS_COST,
+                    NOW,
+                    out,
+                )
+            }
+        };
+        let mut out = tollgate_decision::default();
+        assert_eq!(call(0, &mut out), tollgate_result::Ok);
+        assert!(out.allowed);
+        g.bench_function(format!("c_abi_decide{suffix}"), |b| {
+            let mut i = 0;
+            let mut out = tollgate_decision::default();
+            b.iter(|| {
+                i += 1;
+                let rc = call(black_box(seq[i & (SEQ - 1)]), &mut out);
+                black_box((rc, &out));
+            })
+        });
+        // SAFETY: the engine from above, freed once, after its last use.
+        unsafe { tollgate_engine_free(handle) };
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
