@@ -628,25 +628,35 @@ pub unsafe extern "C" fn tollgate_engine_is_revoked(
 /// (`{"kind":"revoked","attribute":"token","key":"abcd1234…","automatic":true}`) and
 /// restorations (`{"kind":"restored",..}`). Tokens appear redacted.
 pub(crate) fn event_json(e: &Event) -> String {
-    let v = match e {
-        Event::Quota(q) => serde_json::to_value(q).unwrap_or(serde_json::Value::Null),
+    /// A revocation or restoration, its kind first like the quota notices'.
+    #[derive(serde::Serialize)]
+    struct Revocation<'a> {
+        kind: &'static str,
+        attribute: &'a str,
+        key: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        automatic: Option<bool>,
+    }
+    let json = match e {
+        Event::Quota(q) => serde_json::to_string(q),
         Event::Revoked {
             attribute,
             key,
             automatic,
-        } => serde_json::json!({
-            "kind": "revoked",
-            "attribute": attribute,
-            "key": key.to_string(),
-            "automatic": automatic,
+        } => serde_json::to_string(&Revocation {
+            kind: "revoked",
+            attribute,
+            key: key.to_string(),
+            automatic: Some(*automatic),
         }),
-        Event::Restored { attribute, key } => serde_json::json!({
-            "kind": "restored",
-            "attribute": attribute,
-            "key": key.to_string(),
+        Event::Restored { attribute, key } => serde_json::to_string(&Revocation {
+            kind: "restored",
+            attribute,
+            key: key.to_string(),
+            automatic: None,
         }),
     };
-    v.to_string()
+    json.unwrap_or_else(|e| format!("{{\"kind\":\"error\",\"message\":{:?}}}", e.to_string()))
 }
 
 /// Takes the next event (a quota notice to send, a token revoked or restored) without
