@@ -66,7 +66,11 @@ enum Op {
     },
     Revoke(u8),
     Restore(u8),
-    Reserve { token: u8, cost: u64, commit: Option<(u64, u8)> },
+    Reserve {
+        token: u8,
+        cost: u64,
+        commit: Option<(u64, u8)>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,7 +104,12 @@ fn c_text(f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result) -> 
     match f(buf.as_mut_ptr(), buf.len(), &mut n) {
         tollgate_result::Ok => {
             // SAFETY: on success the buffer holds NUL-terminated text.
-            Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned())
+            Some(
+                unsafe { CStr::from_ptr(buf.as_ptr()) }
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            )
         }
         tollgate_result::NoValue | tollgate_result::NoEvent => None,
         other => panic!("unexpected {other:?}"),
@@ -110,7 +119,11 @@ fn c_text(f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result) -> 
 fn event_json(e: &Event) -> serde_json::Value {
     match e {
         Event::Quota(q) => serde_json::to_value(q).unwrap(),
-        Event::Revoked { attribute, key, automatic } => serde_json::json!({
+        Event::Revoked {
+            attribute,
+            key,
+            automatic,
+        } => serde_json::json!({
             "kind": "revoked", "attribute": attribute, "key": key.to_string(), "automatic": automatic,
         }),
         Event::Restored { attribute, key } => serde_json::json!({
@@ -162,11 +175,21 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut now = T0;
     for op in ops {
         match op {
-            Op::Decide { token, tenant, method, cost, advance_ms, bad } => {
+            Op::Decide {
+                token,
+                tenant,
+                method,
+                cost,
+                advance_ms,
+                bad,
+            } => {
                 now += advance_ms * 1_000_000;
                 let token_s = tokens(token);
                 let tenant_s = ["acme-1", "acme-2", "initech"][tenant as usize];
-                let mut c_attrs = vec![attr("token", token_s.as_bytes()), attr("tenant", tenant_s.as_bytes())];
+                let mut c_attrs = vec![
+                    attr("token", token_s.as_bytes()),
+                    attr("tenant", tenant_s.as_bytes()),
+                ];
                 if let Some(m) = method {
                     c_attrs.push(attr("method", m.as_bytes()));
                 }
@@ -179,7 +202,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut d = tollgate_decision::default();
                 // SAFETY: the live handle, attributes pointing to live bytes, a local output.
                 let rc = unsafe {
-                    tollgate_engine_decide(twin.c, c_attrs.as_ptr(), c_attrs.len(), cost.unwrap_or(TOLLGATE_CLASS_COST), now, &mut d)
+                    tollgate_engine_decide(
+                        twin.c,
+                        c_attrs.as_ptr(),
+                        c_attrs.len(),
+                        cost.unwrap_or(TOLLGATE_CLASS_COST),
+                        now,
+                        &mut d,
+                    )
                 };
                 if bad.is_some() {
                     prop_assert_ne!(rc, tollgate_result::Ok);
@@ -195,13 +225,21 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let r = twin.rust.decide(&req);
                 // SAFETY: a static string from the library.
-                let reason = unsafe { CStr::from_ptr(tollgate_reason_name(d.reason)) }.to_str().unwrap();
+                let reason = unsafe { CStr::from_ptr(tollgate_reason_name(d.reason)) }
+                    .to_str()
+                    .unwrap();
                 prop_assert_eq!(reason, r.reason.as_str());
                 prop_assert_eq!(d.allowed, r.reason == Reason::Allowed);
                 prop_assert_eq!(d.decided_by, r.decided_by.map_or(-1, |i| i as i32));
                 prop_assert_eq!(d.limit, r.limit);
                 prop_assert_eq!(d.remaining, r.remaining);
-                let ms = |ns: u64| if ns == u64::MAX { TOLLGATE_NEVER } else { ns.div_ceil(1_000_000) };
+                let ms = |ns: u64| {
+                    if ns == u64::MAX {
+                        TOLLGATE_NEVER
+                    } else {
+                        ns.div_ceil(1_000_000)
+                    }
+                };
                 prop_assert_eq!(d.retry_after_ms, ms(r.retry_after));
                 prop_assert_eq!(d.reset_after_ms, ms(r.reset_after));
                 prop_assert_eq!(d.shadow_denied, r.shadow_denied);
@@ -211,7 +249,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let h = twin.rust.headers(&r);
                 for (which, want) in [(0u32, &h.policy), (1, &h.ratelimit), (2, &h.retry_after)] {
                     // SAFETY: the live handle, the decision, a buffer from c_text.
-                    let got = c_text(|b, l, n| unsafe { tollgate_engine_header(twin.c, &d, which, b, l, n) });
+                    let got = c_text(|b, l, n| unsafe {
+                        tollgate_engine_header(twin.c, &d, which, b, l, n)
+                    });
                     prop_assert_eq!(&got, want);
                 }
             }
@@ -227,15 +267,33 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 };
                 prop_assert_eq!(rc, tollgate_result::Ok);
-                let rust = if matches!(op, Op::Revoke(_)) { twin.rust.revoke(v) } else { twin.rust.restore(v) };
+                let rust = if matches!(op, Op::Revoke(_)) {
+                    twin.rust.revoke(v)
+                } else {
+                    twin.rust.restore(v)
+                };
                 prop_assert_eq!(changed, rust);
             }
-            Op::Reserve { token, cost, commit } => {
+            Op::Reserve {
+                token,
+                cost,
+                commit,
+            } => {
                 let k = tokens(token);
                 let mut r = std::ptr::null_mut();
                 let mut st = tollgate_quota_status::default();
                 // SAFETY: the live handle, a static key, local outputs.
-                let rc = unsafe { tollgate_engine_quota_reserve(twin.c, k.as_ptr().cast(), k.len(), cost, now, &mut r, &mut st) };
+                let rc = unsafe {
+                    tollgate_engine_quota_reserve(
+                        twin.c,
+                        k.as_ptr().cast(),
+                        k.len(),
+                        cost,
+                        now,
+                        &mut r,
+                        &mut st,
+                    )
+                };
                 let rust = twin.rust.reserve_quota(k, cost, Some(now)).unwrap();
                 match rust {
                     Err(_) => {
@@ -251,14 +309,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 let id = ["r1", "r2", "r3"][id as usize];
                                 let mut outcome = 9;
                                 // SAFETY: the reservation just made, settled once.
-                                let rc = unsafe { tollgate_reservation_commit(r, final_cost, id.as_ptr().cast(), id.len(), &mut outcome) };
+                                let rc = unsafe {
+                                    tollgate_reservation_commit(
+                                        r,
+                                        final_cost,
+                                        id.as_ptr().cast(),
+                                        id.len(),
+                                        &mut outcome,
+                                    )
+                                };
                                 prop_assert_eq!(rc, tollgate_result::Ok);
                                 let rust = ledger.commit(res, final_cost, id);
-                                prop_assert_eq!(outcome == 1, rust == tollgate::quota::CommitOutcome::Duplicate);
+                                prop_assert_eq!(
+                                    outcome == 1,
+                                    rust == tollgate::quota::CommitOutcome::Duplicate
+                                );
                             }
                             None => {
                                 // SAFETY: the reservation just made, released once.
-                                prop_assert_eq!(unsafe { tollgate_reservation_refund(r) }, tollgate_result::Ok);
+                                let rc = unsafe { tollgate_reservation_refund(r) };
+                                prop_assert_eq!(rc, tollgate_result::Ok);
                                 ledger.refund(res);
                             }
                         }
