@@ -1,0 +1,120 @@
+-- The example gateway in LuaJIT, the way an OpenResty or Kong plugin embeds tollgate:
+-- the shared library through LuaJIT's FFI, declarations read from the committed header.
+-- Same input and answers as gateway.c.
+--
+--   make -C crates/tollgate-ffi lib-release
+--   LD_LIBRARY_PATH=target/release luajit crates/tollgate-ffi/examples/gateway.lua \
+--       crates/tollgate-ffi/examples/gateway.toml < crates/tollgate-ffi/examples/requests.txt
+--
+-- In a gateway, create the engine once per worker (init_worker_by_lua) and call
+-- decide() from the access phase; the engine is safe to share between threads.
+
+local ffi = require("ffi")
+
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local header_path = os.getenv("TOLLGATE_HEADER") or (here .. "/../include/tollgate.h")
+
+-- LuaJIT's cdef takes plain declarations: keep the header's C11 branch (no C++, no
+-- C23), drop the preprocessor lines, and collect the #define constants.
+local function load_header(path)
+  local f = assert(io.open(path, "r"))
+  local out, consts, active = {}, {}, { true }
+  local function on() for _, a in ipairs(active) do if not a then return false end end return true end
+  for line in f:lines() do
+    local directive = line:match("^#%s*(%a+)")
+    if directive == "if" or directive == "ifdef" or directive == "ifndef" then
+      -- Neither __cplusplus nor C23 nor the include guard is defined here.
+      local cond = line:match("^#%s*%a+%s*(.*)$")
+      local mentions = cond:find("__cplusplus") or cond:find("202311L")
+      active[#active + 1] = (directive == "ifndef") or not mentions
+    elseif directive == "else" then
+      active[#active] = not active[#active]
+    elseif directive == "endif" then
+      active[#active] = nil
+    elseif directive == "define" then
+      local name, value = line:match("^#define%s+(TOLLGATE_[%w_]+)%s+(.+)$")
+      if name and on() then consts[name] = value end
+    elseif directive == "include" then
+      -- stdbool.h, stddef.h, stdint.h: LuaJIT knows their types
+    elseif on() then
+      out[#out + 1] = line
+    end
+  end
+  f:close()
+  return table.concat(out, "\n"), consts
+end
+
+local declarations, consts = load_header(header_path)
+ffi.cdef(declarations)
+local tg = ffi.load("tollgate_ffi")
+
+local CLASS_COST = 0xffffffffffffffffULL -- TOLLGATE_CLASS_COST (UINT64_MAX)
+local ENGINE_CLOCK = 0
+
+local function last_error()
+  local buf, n = ffi.new("char[1024]"), ffi.new("size_t[1]")
+  tg.tollgate_last_error(buf, 1024, n)
+  return ffi.string(buf, n[0])
+end
+
+assert(tg.tollgate_abi_version() == tonumber(consts.TOLLGATE_ABI_VERSION),
+  "the library's ABI version differs from the header's")
+
+local path = assert(arg[1], "usage: gateway.lua POLICY.toml < requests")
+local engine_out = ffi.new("tollgate_engine*[1]")
+if tg.tollgate_engine_from_file(path, #path, engine_out) ~= tg.TOLLGATE_RESULT_OK then
+  io.stderr:write("gateway: loading the policy: ", last_error(), "\n")
+  os.exit(1)
+end
+local engine = ffi.gc(engine_out[0], tg.tollgate_engine_free)
+
+local value, n = ffi.new("char[256]"), ffi.new("size_t[1]")
+local function header(d, which)
+  if tg.tollgate_engine_header(engine, d, which, value, 256, n) == tg.TOLLGATE_RESULT_OK then
+    io.write(ffi.string(tg.tollgate_header_name(which)), ": ", ffi.string(value, n[0]), "\n")
+  end
+end
+
+local names = { "method", "route", "token", "tenant", "client" }
+local attrs = ffi.new("tollgate_attr[5]")
+local d = ffi.new("tollgate_decision")
+local event = ffi.new("char[1024]")
+
+for line in io.lines() do
+  if line:match("^metrics") then
+    local probe = ffi.new("char[1]")
+    tg.tollgate_engine_metrics(engine, probe, 1, n)
+    local text = ffi.new("char[?]", n[0])
+    tg.tollgate_engine_metrics(engine, text, n[0], n)
+    io.write(ffi.string(text, n[0]))
+  elseif line ~= "" and not line:match("^#") then
+    local fields = {}
+    for field in line:gmatch("%S+") do
+      if #fields < 5 then fields[#fields + 1] = field end
+    end
+    for i, field in ipairs(fields) do
+      attrs[i - 1].name, attrs[i - 1].name_len = names[i], #names[i]
+      attrs[i - 1].value, attrs[i - 1].value_len = field, #field
+    end
+    -- `fields` keeps the Lua strings alive while the attributes point into them.
+    local rc = tg.tollgate_engine_decide(engine, attrs, #fields, CLASS_COST, ENGINE_CLOCK, d)
+    if rc ~= tg.TOLLGATE_RESULT_OK then
+      io.write("400 Bad Request\n", last_error(), "\n\n")
+    else
+      if d.allowed then
+        io.write("200 OK\n")
+      elseif d.reason == tg.TOLLGATE_REASON_REVOKED then
+        io.write("403 Forbidden (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
+      else
+        io.write("429 Too Many Requests (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
+      end
+      header(d, tg.TOLLGATE_HEADER_POLICY)
+      header(d, tg.TOLLGATE_HEADER_RATELIMIT)
+      header(d, tg.TOLLGATE_HEADER_RETRY_AFTER)
+      io.write("\n")
+      while tg.tollgate_engine_next_event(engine, event, 1024, n) == tg.TOLLGATE_RESULT_OK do
+        io.stderr:write("event: ", ffi.string(event, n[0]), "\n")
+      end
+    end
+  end
+end
