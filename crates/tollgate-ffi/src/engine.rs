@@ -354,21 +354,21 @@ pub unsafe extern "C" fn tollgate_engine_decide(
                 unsafe { try_text(a.value, a.value_len) }.map_err(|e| bad_value(e, name))?;
             // The engine's own attribute names are ASCII: matching their bytes needs no
             // UTF-8 check of the name.
-            let slot = match name {
-                b"token" => &mut req.token,
-                b"tenant" => &mut req.tenant,
-                b"user" => &mut req.user,
-                b"company" => &mut req.company,
-                b"client" => &mut req.client,
-                b"route" => &mut req.route,
-                b"method" => &mut req.method,
-                b"" => {
+            let slot = match known_name(name) {
+                Some(KnownName::Token) => &mut req.token,
+                Some(KnownName::Tenant) => &mut req.tenant,
+                Some(KnownName::User) => &mut req.user,
+                Some(KnownName::Company) => &mut req.company,
+                Some(KnownName::Client) => &mut req.client,
+                Some(KnownName::Route) => &mut req.route,
+                Some(KnownName::Method) => &mut req.method,
+                None if name.is_empty() => {
                     return Err(Fail::new(
                         tollgate_result::InvalidArgument,
                         "an attribute has an empty name",
                     ))
                 }
-                _ => {
+                None => {
                     let name = std::str::from_utf8(name)
                         .map_err(|e| BadText::Utf8(e.valid_up_to()).fail("attribute name"))?;
                     if others.iter().any(|(n, _)| *n == name) {
@@ -395,6 +395,53 @@ pub unsafe extern "C" fn tollgate_engine_decide(
         // SAFETY: `out` checked above; the caller promises it is writable.
         unsafe { out.write(decision_to_c(&d)) };
         Ok(tollgate_result::Ok)
+    })
+}
+
+/// The attributes [`Request`] has a field for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KnownName {
+    Token,
+    Tenant,
+    User,
+    Company,
+    Client,
+    Route,
+    Method,
+}
+
+/// A name of 4 to 8 bytes as one word: its first four bytes and its last four (which
+/// overlap below 8, and together cover every byte), so comparing words compares names.
+#[inline]
+const fn name_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]);
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Which field `name` fills, comparing one word instead of the bytes name by name.
+#[inline]
+fn known_name(name: &[u8]) -> Option<KnownName> {
+    const USER: u64 = name_word(b"user");
+    const TOKEN: u64 = name_word(b"token");
+    const ROUTE: u64 = name_word(b"route");
+    const TENANT: u64 = name_word(b"tenant");
+    const CLIENT: u64 = name_word(b"client");
+    const METHOD: u64 = name_word(b"method");
+    const COMPANY: u64 = name_word(b"company");
+    if !(4..=7).contains(&name.len()) {
+        return None;
+    }
+    Some(match (name.len(), name_word(name)) {
+        (4, USER) => KnownName::User,
+        (5, TOKEN) => KnownName::Token,
+        (5, ROUTE) => KnownName::Route,
+        (6, TENANT) => KnownName::Tenant,
+        (6, CLIENT) => KnownName::Client,
+        (6, METHOD) => KnownName::Method,
+        (7, COMPANY) => KnownName::Company,
+        _ => return None,
     })
 }
 
@@ -897,6 +944,35 @@ mod tests {
         }
         // SAFETY: freed once.
         unsafe { tollgate_engine_free(e) };
+    }
+
+    #[test]
+    fn known_names_match_exactly() {
+        let known = [
+            ("token", KnownName::Token),
+            ("tenant", KnownName::Tenant),
+            ("user", KnownName::User),
+            ("company", KnownName::Company),
+            ("client", KnownName::Client),
+            ("route", KnownName::Route),
+            ("method", KnownName::Method),
+        ];
+        for (name, want) in known {
+            assert_eq!(known_name(name.as_bytes()), Some(want), "{name}");
+            // Every one-byte change, a prefix, an extension: not that field.
+            for i in 0..name.len() {
+                let mut other = name.as_bytes().to_vec();
+                other[i] ^= 0x20;
+                assert_eq!(known_name(&other), None, "{other:?}");
+            }
+            assert_eq!(known_name(&name.as_bytes()[..name.len() - 1]), None);
+            assert_eq!(known_name(format!("{name}s").as_bytes()), None);
+        }
+        for other in [
+            "", "x", "tok", "region", "tokens", "Token", "usex", "host", "api_key",
+        ] {
+            assert_eq!(known_name(other.as_bytes()), None, "{other}");
+        }
     }
 
     #[test]

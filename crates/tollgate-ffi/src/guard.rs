@@ -166,8 +166,11 @@ fn is_ascii(b: &[u8]) -> bool {
         acc & HIGH == 0
     } else if n >= 4 {
         (half(0) | half(n - 4)) & 0x8080_8080 == 0
+    } else if n > 0 {
+        // Bytes 0, n/2 and n-1 cover every byte of one to three.
+        (b[0] | b[n / 2] | b[n - 1]) < 0x80
     } else {
-        b.iter().fold(0u8, |a, &x| a | x) < 0x80
+        true
     }
 }
 
