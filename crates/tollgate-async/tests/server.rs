@@ -1,0 +1,241 @@
+//! The server layer over real HTTP: an axum service on a loopback port behind
+//! `RateLimitLayer`, called with hyper's client. The gate's clock is a `ManualClock`
+//! standing still, so header values and totals are exact whatever the machine's speed.
+
+mod common;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath};
+use axum::routing::{get, post};
+use axum::Router;
+use common::{call, client, serve, Answer};
+use tollgate::core::ManualClock;
+use tollgate::{Engine, Policy};
+use tollgate_async::{Attributes, Gate, HeaderExtractor, RateLimitLayer};
+
+/// 2027-01-15T08:00:00Z in Unix nanoseconds.
+const T: u64 = 1_800_000_000_000_000_000;
+
+const POLICY: &str = r#"
+version = 1
+[classes]
+read = ["GET", "HEAD"]
+default = "write"
+
+[[limit]]
+name = "per-token-tenant"
+key = ["token", "tenant"]
+rate = "3/h"
+cost = { write = 2 }
+
+[[limit]]
+name = "per-client-route"
+key = ["client", "route"]
+classes = ["write"]
+rate = "1/h"
+
+[revocation]
+denials = 3
+window = "1h"
+"#;
+
+struct Fixture {
+    base: String,
+    engine: Arc<Engine>,
+    hits: Arc<AtomicU64>,
+}
+
+/// An axum app (GET and POST on `/items/{id}`, GET `/health`) behind the layer.
+async fn start(policy: &str) -> Fixture {
+    let (policy, _) = Policy::from_toml(policy).unwrap();
+    let engine = Arc::new(Engine::new(policy).unwrap());
+    let gate = Gate::new(Arc::clone(&engine)).with_clock(ManualClock::new(T));
+    let extractor = HeaderExtractor::new()
+        .route_from(|ext| ext.get::<MatchedPath>().map(|m| m.as_str()))
+        .client_from(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0));
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = Arc::clone(&hits);
+    let handler = move || {
+        let h = Arc::clone(&h);
+        async move {
+            h.fetch_add(1, Ordering::Relaxed);
+            "served\n"
+        }
+    };
+    let app = Router::new()
+        .route("/items/{id}", get(handler.clone()).post(handler))
+        .layer(RateLimitLayer::new(gate).extractor(extractor));
+    let addr = serve(app).await;
+    Fixture {
+        base: format!("http://{addr}"),
+        engine,
+        hits,
+    }
+}
+
+impl Fixture {
+    async fn send(&self, method: &str, path: &str, token: &str, tenant: &str) -> Answer {
+        let auth = format!("Bearer {token}");
+        call(
+            &client(),
+            method,
+            &format!("{}{path}", self.base),
+            &[("authorization", &auth), ("x-tenant-id", tenant)],
+        )
+        .await
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+#[tokio::test]
+async fn allowed_responses_carry_the_headers_and_the_limit_answers_429() {
+    let f = start(POLICY).await;
+    let policy = "\"per-token-tenant\";q=3;w=3600";
+    for (r, t) in [(2, 1200), (1, 2400), (0, 3600)] {
+        let a = f.send("GET", "/items/1", "tok-a", "t1").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.body, "served\n");
+        assert_eq!(a.header("ratelimit-policy"), Some(policy));
+        let expected = format!("\"per-token-tenant\";r={r};t={t}");
+        assert_eq!(a.header("ratelimit"), Some(expected.as_str()));
+        assert_eq!(a.header("retry-after"), None);
+    }
+    let a = f.send("GET", "/items/1", "tok-a", "t1").await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.header("retry-after"), Some("1200"));
+    assert_eq!(a.header("ratelimit-policy"), Some(policy));
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"per-token-tenant\";r=0;t=3600")
+    );
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    assert_eq!(a.body, "{\"error\":\"limited\",\"retry_after\":1200}\n");
+    assert_eq!(f.hits(), 3, "the refused request never reached the handler");
+    // Another tenant of the same token has its own budget; a write costs 2 there, and
+    // the second limit (per client and route template) takes part.
+    let a = f.send("POST", "/items/1", "tok-a", "t2").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("ratelimit"),
+        Some("\"per-client-route\";r=0;t=3600")
+    );
+    // Same client, same route template, another item: the per-client-route limit.
+    let a = f.send("POST", "/items/2", "tok-b", "t3").await;
+    assert_eq!(a.status, 429);
+    assert_eq!(
+        a.header("ratelimit-policy"),
+        Some("\"per-client-route\";q=1;w=3600")
+    );
+    // A write costing more than the limit's capacity can never pass: 429 without
+    // Retry-After.
+    let (policy, _) = Policy::from_toml(&POLICY.replace("write = 2", "write = 4")).unwrap();
+    f.engine.reload(policy).unwrap();
+    let a = f.send("POST", "/items/3", "tok-c", "t1").await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.header("retry-after"), None);
+    assert_eq!(a.body, "{\"error\":\"cannot_pass\",\"retry_after\":null}\n");
+    assert_eq!(f.hits(), 4);
+}
+
+#[tokio::test]
+async fn repeat_offenders_and_revoked_tokens_get_403() {
+    let f = start(POLICY).await;
+    for _ in 0..3 {
+        assert_eq!(f.send("GET", "/items/1", "tok-x", "t1").await.status, 200);
+    }
+    // Three denials within the hour revoke the token (the policy's revocation).
+    for _ in 0..3 {
+        assert_eq!(f.send("GET", "/items/1", "tok-x", "t1").await.status, 429);
+    }
+    assert!(f.engine.is_revoked("tok-x"));
+    let a = f.send("GET", "/items/1", "tok-x", "t2").await;
+    assert_eq!(a.status, 403, "revoked for every tenant");
+    assert_eq!(a.body, "{\"error\":\"revoked\",\"retry_after\":null}\n");
+    assert_eq!(a.header("retry-after"), None, "waiting does not help");
+    assert_eq!(a.header("ratelimit"), None);
+    // Revoked by support staff, and restored.
+    assert!(f.engine.revoke("tok-y"));
+    assert_eq!(f.send("GET", "/items/1", "tok-y", "t1").await.status, 403);
+    assert!(f.engine.restore("tok-y"));
+    assert_eq!(f.send("GET", "/items/1", "tok-y", "t1").await.status, 200);
+    assert_eq!(f.hits(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_allowed_exactly_up_to_the_limit() {
+    // 50 per hour (the clock stands still), and no revocation: 150 denials of one token.
+    let policy = POLICY
+        .replace("3/h", "50/h")
+        .replace("denials = 3", "denials = 1000");
+    let f = Arc::new(start(&policy).await);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move { f.send("GET", "/items/1", "tok-many", "t1").await })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("{other}: {a:?}"),
+        }
+    }
+    assert_eq!((ok, limited), (50, 150));
+    assert_eq!(f.hits(), 50);
+    let m = f.engine.metrics();
+    assert_eq!((m.allowed, m.limited), (50, 150));
+}
+
+#[tokio::test]
+async fn an_extractor_may_let_requests_through_undecided() {
+    let (policy, _) = Policy::from_toml(&POLICY.replace("3/h", "1/h")).unwrap();
+    let engine = Arc::new(Engine::new(policy).unwrap());
+    let gate = Gate::new(Arc::clone(&engine)).with_clock(ManualClock::new(T));
+    // A closure extractor: /health is never limited; everything else is keyed by the
+    // X-Api-Key header.
+    let extractor = |req: &http::Request<axum::body::Body>| -> Option<Attributes<'static>> {
+        if req.uri().path() == "/health" {
+            return None;
+        }
+        let key = req.headers().get("x-api-key")?.to_str().ok()?;
+        Some(Attributes {
+            token: Some(Cow::Owned(key.to_owned())),
+            method: Some(Cow::Owned(req.method().as_str().to_owned())),
+            ..Attributes::default()
+        })
+    };
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/items",
+            post(|| async { "created" }).get(|| async { "items" }),
+        )
+        .layer(RateLimitLayer::new(gate).extractor(extractor));
+    let base = format!("http://{}", serve(app).await);
+    let c = client();
+    let key = [("x-api-key", "k1")];
+    assert_eq!(
+        call(&c, "GET", &format!("{base}/items"), &key).await.status,
+        200
+    );
+    assert_eq!(
+        call(&c, "GET", &format!("{base}/items"), &key).await.status,
+        429
+    );
+    for _ in 0..3 {
+        let a = call(&c, "GET", &format!("{base}/health"), &key).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"));
+        assert_eq!(a.header("ratelimit"), None, "not decided, no headers");
+    }
+    assert_eq!(engine.metrics().allowed, 1);
+}
