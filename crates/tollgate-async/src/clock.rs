@@ -46,7 +46,7 @@ impl TokioClock {
     pub fn unix() -> Self {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| nanos(d));
+            .map_or(0, nanos);
         Self::starting_at(unix)
     }
 }

@@ -1,6 +1,6 @@
 //! # tollgate-async
 //!
-//! The tokio adapter of [tollgate](tollgate): waiting for a limiter or a whole engine
+//! The tokio adapter of [`tollgate`]: waiting for a limiter or a whole engine
 //! request, a tower layer that protects HTTP services (axum, hyper) and answers refusals
 //! with `429` and the IETF `RateLimit` headers, and a tower layer that paces a client's
 //! outbound calls and adapts to the provider's 429s. The adapter is thin: every decision

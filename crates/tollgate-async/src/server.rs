@@ -436,9 +436,9 @@ fn add_headers(h: &mut HeaderMap, headers: RateLimitHeaders) {
         (RATELIMIT, headers.ratelimit),
         (RETRY_AFTER, headers.retry_after),
     ] {
-        if let Some(v) = v.and_then(value) {
-            if !h.contains_key(&name) {
-                h.insert(name, v);
+        if let (Some(v), http::header::Entry::Vacant(slot)) = (v, h.entry(name)) {
+            if let Some(v) = value(v) {
+                slot.insert(v);
             }
         }
     }

@@ -127,19 +127,17 @@ pub trait UntilReady {
 }
 
 impl<A: Algorithm, C: Clock> UntilReady for RateLimiter<A, C> {
-    fn until_ready_with_jitter(
+    async fn until_ready_with_jitter(
         &self,
         cost: u64,
         jitter: Jitter,
-    ) -> impl Future<Output = Result<Decision, InsufficientCapacity>> + Send + '_ {
-        async move {
-            loop {
-                let d = self.check_n(cost)?;
-                if d.allowed() {
-                    return Ok(d);
-                }
-                tokio::time::sleep(jitter.wait(d.retry_after)).await;
+    ) -> Result<Decision, InsufficientCapacity> {
+        loop {
+            let d = self.check_n(cost)?;
+            if d.allowed() {
+                return Ok(d);
             }
+            tokio::time::sleep(jitter.wait(d.retry_after)).await;
         }
     }
 }
@@ -190,20 +188,18 @@ where
     A: Algorithm,
     C: Clock,
 {
-    fn until_ready_with_jitter<'a>(
+    async fn until_ready_with_jitter<'a>(
         &'a self,
         key: &'a K,
         cost: u64,
         jitter: Jitter,
-    ) -> impl Future<Output = Result<Decision, KeyedError>> + Send + 'a {
-        async move {
-            loop {
-                let d = self.check_n(key, cost)?;
-                if d.allowed() {
-                    return Ok(d);
-                }
-                tokio::time::sleep(jitter.wait(d.retry_after)).await;
+    ) -> Result<Decision, KeyedError> {
+        loop {
+            let d = self.check_n(key, cost)?;
+            if d.allowed() {
+                return Ok(d);
             }
+            tokio::time::sleep(jitter.wait(d.retry_after)).await;
         }
     }
 }

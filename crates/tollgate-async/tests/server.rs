@@ -239,3 +239,42 @@ async fn an_extractor_may_let_requests_through_undecided() {
     }
     assert_eq!(engine.metrics().allowed, 1);
 }
+
+#[tokio::test]
+async fn the_example_service_policy_means_what_its_comments_say() {
+    let path = format!("{}/examples/service.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let f = start(&text).await;
+    assert_eq!(
+        f.engine.limit_names(),
+        ["per-token-tenant", "per-client-route"]
+    );
+    // 5 per minute per token and tenant; a write costs 2.
+    let a = f.send("POST", "/items/1", "tok", "acme").await;
+    assert_eq!(a.header("ratelimit"), Some("\"per-token-tenant\";r=3;t=24"));
+    for _ in 0..3 {
+        assert_eq!(f.send("GET", "/items/1", "tok", "acme").await.status, 200);
+    }
+    assert_eq!(f.send("GET", "/items/1", "tok", "acme").await.status, 429);
+    assert_eq!(f.send("GET", "/items/1", "tok", "globex").await.status, 200);
+    // 30 per minute per client and route template, whatever the token.
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let token = format!("t{i}");
+        statuses.push(
+            f.send("GET", &format!("/items/{i}"), &token, "acme")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    // 10 denials within a minute revoke the token.
+    for _ in 0..9 {
+        f.send("GET", "/items/1", "tok", "acme").await;
+    }
+    assert!(f.engine.is_revoked("tok"));
+}
