@@ -194,3 +194,44 @@ async fn a_call_that_can_never_pass_locally_is_refused_at_once_and_never_sent() 
     );
     assert!(log.lock().unwrap().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_never_lasts_longer_than_max_hold() {
+    // A provider whose first answer asks for a day's wait.
+    let start = Instant::now();
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    let app = Router::new().route(
+        "/items",
+        get(move || {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut log = seen.lock().unwrap();
+                let first = log.is_empty();
+                log.push(Seen {
+                    at: start.elapsed(),
+                    status: if first { 429 } else { 200 },
+                    retry_after: first.then_some(86_400),
+                });
+                if first {
+                    (
+                        http::StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "86400")],
+                    )
+                } else {
+                    (http::StatusCode::OK, [("x-ok", "1")])
+                }
+            }
+        }),
+    );
+    let base = format!("http://{}", serve(app).await);
+    let layer = PaceLayer::new(gate(CLIENT_POLICY)).max_hold(Duration::from_secs(2));
+    let answers = calls(layer, &base, 2).await;
+    assert_eq!((answers[0].status, answers[1].status), (429, 200));
+    let log = log.lock().unwrap().clone();
+    let waited = log[1].at - log[0].at;
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "held for max_hold, not a day: {waited:?}"
+    );
+}

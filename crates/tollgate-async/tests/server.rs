@@ -278,3 +278,49 @@ async fn the_example_service_policy_means_what_its_comments_say() {
     }
     assert!(f.engine.is_revoked("tok"));
 }
+
+#[tokio::test]
+async fn works_with_a_plain_hyper_server() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tower::Layer;
+
+    let (policy, _) = Policy::from_toml(POLICY).unwrap();
+    let engine = Arc::new(Engine::new(policy).unwrap());
+    let gate = Gate::new(Arc::clone(&engine)).with_clock(ManualClock::new(T));
+    let svc = RateLimitLayer::new(gate).layer(tower::service_fn(
+        |_req: http::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("hi"))))
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let c = client();
+    let url = format!("http://{addr}/anything");
+    let auth = [("authorization", "Bearer tok-h"), ("x-tenant-id", "t1")];
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(call(&c, "GET", &url, &auth).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(answers[0].body, "hi");
+    assert_eq!(
+        answers[2].header("ratelimit"),
+        Some("\"per-token-tenant\";r=0;t=3600")
+    );
+    assert_eq!(answers[3].header("retry-after"), Some("1200"));
+}
