@@ -324,3 +324,45 @@ async fn works_with_a_plain_hyper_server() {
     );
     assert_eq!(answers[3].header("retry-after"), Some("1200"));
 }
+
+#[tokio::test]
+async fn the_monthly_quota_answers_429_until_the_month_ends_and_unknown_keys_403() {
+    let policy = r#"
+version = 1
+[[limit]]
+name = "per-token"
+key = ["token"]
+rate = "100/s"
+[quota]
+hard_cap_percent = 100
+unknown_key = "refuse"
+[[quota.plans]]
+name = "tiny"
+calls = 2
+default = true
+[[quota.companies]]
+id = "acme"
+users = [{ id = "ann", keys = ["key-ann"] }]
+"#;
+    let f = start(policy).await;
+    for _ in 0..2 {
+        assert_eq!(f.send("GET", "/items/1", "key-ann", "t1").await.status, 200);
+    }
+    let a = f.send("GET", "/items/1", "key-ann", "t1").await;
+    assert_eq!(a.status, 429);
+    // T is 2027-01-15T08:00:00Z: the quota resets on 2027-02-01T00:00:00Z.
+    let to_february = (1_801_440_000_000_000_000 - T) / 1_000_000_000;
+    let retry = to_february.to_string();
+    assert_eq!(a.header("retry-after"), Some(retry.as_str()));
+    assert_eq!(a.header("ratelimit-policy"), Some("\"quota\";q=2"));
+    let ratelimit = format!("\"quota\";r=0;t={to_february}");
+    assert_eq!(a.header("ratelimit"), Some(ratelimit.as_str()));
+    assert_eq!(
+        a.body,
+        format!("{{\"error\":\"quota_exceeded\",\"retry_after\":{to_february}}}\n")
+    );
+    let a = f.send("GET", "/items/1", "key-nobody", "t1").await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body, "{\"error\":\"unknown_key\",\"retry_after\":null}\n");
+    assert_eq!(f.hits(), 2);
+}
