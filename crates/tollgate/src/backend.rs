@@ -92,6 +92,20 @@ pub trait LimitBackend: Send + Sync + fmt::Debug {
 
     /// The rate this backend enforces.
     fn rate(&self) -> Rate;
+
+    /// Holds `key` back until `until` (Unix nanoseconds; `now` is the current time): no
+    /// request is admitted before `until`, the first request of cost 1 is admitted at
+    /// `until`, and capacity refills at the limit's rate from then on. A key already held
+    /// longer is left as it is. Returns whether the backend did it.
+    ///
+    /// Client-side pacing calls this when the API it paces answers 429 with
+    /// `Retry-After`, so the local limiter respects the provider's limit. The default
+    /// does nothing and returns `false`; the in-memory backend holds GCRA limits (a
+    /// sliding window's two counts cannot express "nothing before `until`").
+    fn hold_until(&self, key: &LimitKey<'_>, until: u64, now: u64) -> bool {
+        let _ = (key, until, now);
+        false
+    }
 }
 
 /// GCRA or the sliding window, behind one [`Algorithm`].
@@ -326,6 +340,27 @@ impl LimitBackend for MemoryBackend {
     fn rate(&self) -> Rate {
         self.rate
     }
+
+    fn hold_until(&self, key: &LimitKey<'_>, until: u64, now: u64) -> bool {
+        let AnyAlgorithm::Gcra(gcra) = self.alg else {
+            return false;
+        };
+        if until <= now {
+            return true;
+        }
+        // A TAT of `until + tau - T` admits cost 1 exactly at `until` (the admission
+        // test is `max(tat, now) + T <= now + tau`) and nothing before.
+        let held = until.saturating_add(gcra.tolerance() - gcra.emission_interval());
+        let alg = &self.alg;
+        self.store
+            .update(
+                &key.hash,
+                now,
+                |s, t| alg.is_fresh(s, t),
+                |state| ((), (held > state).then_some(held)),
+            )
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +408,44 @@ mod tests {
         // 4 remain taken: 6 more fit, 7 do not.
         assert!(b.peek(&key(1), 6, now).unwrap().allowed());
         assert!(!b.peek(&key(1), 7, now).unwrap().allowed());
+    }
+
+    #[test]
+    fn hold_until_admits_nothing_before_and_one_at_until() {
+        let b =
+            MemoryBackend::new(AlgorithmKind::Gcra, "10/s burst 5".parse().unwrap(), 64).unwrap();
+        let (now, s) = (1_000_000_000, 1_000_000_000);
+        assert!(b.hold_until(&key(1), now + 3 * s, now));
+        let d = b.peek(&key(1), 1, now).unwrap();
+        assert_eq!(
+            d.retry_after,
+            3 * s,
+            "the first request waits exactly until `until`"
+        );
+        assert!(!b.peek(&key(1), 1, now + 3 * s - 1).unwrap().allowed());
+        let (d, _) = b.acquire(&key(1), 1, now + 3 * s).unwrap();
+        assert!(d.allowed());
+        assert_eq!(d.remaining, 0, "then the key refills at its rate");
+        assert!(!b.peek(&key(1), 1, now + 3 * s).unwrap().allowed());
+        assert!(b
+            .peek(&key(1), 1, now + 3 * s + 100_000_000)
+            .unwrap()
+            .allowed());
+        // A shorter hold does not shorten a longer one; other keys are untouched.
+        assert!(b.hold_until(&key(1), now + s, now));
+        assert!(!b
+            .peek(&key(1), 1, now + 3 * s + 99_999_999)
+            .unwrap()
+            .allowed());
+        assert_eq!(b.peek(&key(2), 5, now).unwrap().retry_after, 0);
+        // A hold in the past changes nothing.
+        assert!(b.hold_until(&key(3), now - 1, now));
+        assert_eq!(b.state(&key(3)), None);
+        // The sliding window cannot be held.
+        let w =
+            MemoryBackend::new(AlgorithmKind::SlidingWindow, "10/s".parse().unwrap(), 64).unwrap();
+        assert!(!w.hold_until(&key(1), now + s, now));
+        assert!(w.peek(&key(1), 1, now).unwrap().allowed());
     }
 
     #[test]

@@ -984,6 +984,50 @@ impl Engine {
 
     /// Decides `req`. See the [module docs](self).
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
+        self.decide_with::<true>(req)
+    }
+
+    /// [`decide`](Self::decide) for a caller that waits out a [`Reason::Limited`]
+    /// answer and asks again (tollgate-async's `until_ready`) instead of refusing the
+    /// request: such a denial does not count towards revoking the request's token (a
+    /// waiter is not a repeat offender). Metrics count it as `decide` does.
+    pub fn decide_waiting(&self, req: &Request<'_>) -> EngineDecision {
+        self.decide_with::<false>(req)
+    }
+
+    /// Holds back every enforced limit that applies to `req` (its class, its key, its
+    /// override) until `until` (Unix nanoseconds): none admits a request before then.
+    /// Returns how many limits were held; limits whose backend cannot hold (see
+    /// [`LimitBackend::hold_until`]) are skipped. Shadow limits are left alone.
+    ///
+    /// Client-side pacing (tollgate-async) calls this when the API it calls answers 429
+    /// with `Retry-After` or a `RateLimit` header with `r=0`, so that later calls wait
+    /// instead of being refused by the provider.
+    pub fn hold(&self, req: &Request<'_>, until: u64) -> usize {
+        let now = req.now.unwrap_or_else(|| self.clock.now());
+        let c = self.compiled.load();
+        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let mut held = 0;
+        for l in c
+            .limits
+            .iter()
+            .filter(|l| !l.spec.shadow && l.spec.applies_to(class))
+        {
+            let mut buf = [""; MAX_KEY_ATTRS];
+            let (parts, over) = l.key_parts(req, &mut buf);
+            let key = LimitKey {
+                hash: self.hasher.hash(parts),
+                parts,
+            };
+            if l.backend_for(over).get().hold_until(&key, until, now) {
+                held += 1;
+            }
+        }
+        held
+    }
+
+    #[inline(always)]
+    fn decide_with<const COUNT_DENIALS: bool>(&self, req: &Request<'_>) -> EngineDecision {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
@@ -1030,7 +1074,7 @@ impl Engine {
                         l.metrics.denied.add(1);
                         self.undo_all(&c, req, &taken, now);
                         self.metrics.limited.add(1);
-                        if self.count_denial(&c, req, now) {
+                        if COUNT_DENIALS && self.count_denial(&c, req, now) {
                             l.metrics.revoked.add(1);
                         }
                         return EngineDecision {

@@ -422,3 +422,82 @@ fn prometheus_text_and_events_never_block() {
     assert!(text.contains("tollgate_limit_decisions_total{limit=\"x\",outcome=\"denied\"} 10\n"));
     assert!(text.contains("tollgate_revocations_total 10\n"));
 }
+
+#[test]
+fn a_waiters_denials_never_revoke() {
+    let e = engine(
+        r#"
+version = 1
+[[limit]]
+name = "per-token"
+key = ["token"]
+rate = "1/s"
+[revocation]
+denials = 3
+window = "1m"
+"#,
+    );
+    let r = Request::new().token("patient").at(T);
+    assert!(e.decide_waiting(&r).allowed());
+    for _ in 0..10 {
+        let d = e.decide_waiting(&r);
+        assert_eq!(d.reason, Reason::Limited);
+        assert_eq!(d.retry_after, SEC);
+    }
+    assert!(!e.is_revoked("patient"));
+    assert!(e.decide_waiting(&r.at(T + SEC)).allowed());
+    // The same denials through `decide` do revoke.
+    for _ in 0..3 {
+        assert_eq!(e.decide(&r.at(T + SEC)).reason, Reason::Limited);
+    }
+    assert!(e.is_revoked("patient"));
+    assert_eq!(e.decide_waiting(&r.at(T + SEC)).reason, Reason::Revoked);
+}
+
+#[test]
+fn hold_delays_every_enforced_limit_of_the_request() {
+    let e = engine(
+        r#"
+version = 1
+[classes]
+read = ["GET"]
+default = "write"
+[[limit]]
+name = "per-host"
+key = ["host"]
+rate = "10/s burst 10"
+[[limit]]
+name = "writes-per-host"
+key = ["host"]
+classes = ["write"]
+rate = "5/s"
+[[limit]]
+name = "shadow"
+key = ["host"]
+rate = "1/s"
+shadow = true
+[[limit]]
+name = "window"
+key = ["host"]
+rate = "100/s"
+algorithm = "sliding_window"
+"#,
+    );
+    let api = [("host", "api.example")];
+    let get = Request::new().attrs(&api).method("GET").at(T);
+    let post = Request::new().attrs(&api).method("POST").at(T);
+    // A GET holds only the limits of its class that can be held: per-host.
+    assert_eq!(e.hold(&get, T + 2 * SEC), 1);
+    let d = e.decide(&get);
+    assert_eq!(d.reason, Reason::Limited);
+    assert_eq!(d.retry_after, 2 * SEC, "exactly until the hold ends");
+    assert!(e.decide(&get.at(T + 2 * SEC)).allowed());
+    // A POST holds per-host and writes-per-host.
+    assert_eq!(e.hold(&post, T + 5 * SEC), 2);
+    assert_eq!(e.decide(&post.at(T + 4 * SEC)).retry_after, SEC);
+    // Another host is untouched.
+    let other = [("host", "other.example")];
+    assert!(e
+        .decide(&Request::new().attrs(&other).method("POST").at(T))
+        .allowed());
+}

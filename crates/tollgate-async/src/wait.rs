@@ -1,0 +1,231 @@
+//! Waiting for a limiter of tollgate-core: [`UntilReady`] (one limit) and
+//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`].
+//!
+//! # How it waits
+//! One decision; if it denies, one `tokio::time::sleep` of exactly the decision's
+//! `retry_after` (plus the jitter, if any); then one decision again. Never a polling
+//! loop: a waiter makes one decision per wake-up, and wakes up more than once only when
+//! others took the capacity it waited for. A request that can never pass (its cost is
+//! above the limit's capacity) is an error at once, as is a full key store.
+//!
+//! # Cancellation
+//! The only decision that takes capacity is the one that allows, and the future returns
+//! in the same poll that made it. Dropping the future at any other point (while it
+//! sleeps, or before it was first polled) consumed nothing.
+//!
+//! # Which clock
+//! The limiter's clock and tokio's timer must advance together: in production any clock
+//! of tollgate-core does; under tokio's paused time use [`TokioClock`](crate::TokioClock),
+//! which reads tokio's time. Tokio's timer has millisecond resolution and never fires
+//! early, so a waiter may wake up to 1 ms after `retry_after`.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+use tollgate::core::{
+    Algorithm, Clock, Decision, InsufficientCapacity, KeyedError, KeyedRateLimiter, RateLimiter,
+};
+
+use crate::clock::nanos;
+
+/// A random extra wait added to every sleep, to spread out waiters that would otherwise
+/// wake up together (a thundering herd of callers denied at the same moment). The default
+/// is no jitter.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_async::Jitter;
+///
+/// let j = Jitter::up_to(Duration::from_millis(20));
+/// for _ in 0..100 {
+///     assert!(j.sample() <= Duration::from_millis(20));
+/// }
+/// assert_eq!(Jitter::NONE.sample(), Duration::ZERO);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Jitter {
+    min: Duration,
+    max: Duration,
+}
+
+impl Jitter {
+    /// No jitter: wait exactly `retry_after`.
+    pub const NONE: Jitter = Jitter {
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+
+    /// A uniformly random extra wait in `[min, max]` (`max` below `min` counts as `min`).
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Jitter {
+            min,
+            max: max.max(min),
+        }
+    }
+
+    /// A uniformly random extra wait in `[0, max]`.
+    pub fn up_to(max: Duration) -> Self {
+        Jitter::new(Duration::ZERO, max)
+    }
+
+    /// One random extra wait.
+    pub fn sample(&self) -> Duration {
+        let span = nanos(self.max - self.min);
+        if span == 0 {
+            return self.min;
+        }
+        // std's RandomState is randomly keyed per process and per instance: its hash of
+        // nothing is a uniformly distributed u64, and it needs no dependency.
+        let r = RandomState::new().hash_one(());
+        let extra = if span == u64::MAX { r } else { r % (span + 1) };
+        self.min + Duration::from_nanos(extra)
+    }
+
+    /// How long to sleep for a denial that said `retry_after` nanoseconds.
+    pub(crate) fn wait(&self, retry_after: u64) -> Duration {
+        Duration::from_nanos(retry_after).saturating_add(self.sample())
+    }
+}
+
+/// Waiting for a single [`RateLimiter`] (`GcraLimiter`, `SlidingWindowLimiter`). See
+/// the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::core::{GcraLimiter, Rate};
+/// use tollgate_async::{TokioClock, UntilReady};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rate = Rate::per_second(10)?.with_burst(1)?;
+/// let limiter = GcraLimiter::with_clock(rate.into(), TokioClock::starting_at(0));
+/// let start = tokio::time::Instant::now();
+/// limiter.until_ready(1).await?; // the burst of 1 is free
+/// limiter.until_ready(1).await?; // then one every 100 ms
+/// assert_eq!(start.elapsed(), Duration::from_millis(100));
+/// assert!(limiter.until_ready(2).await.is_err(), "above the burst: an error at once");
+/// # Ok(()) }
+/// ```
+pub trait UntilReady {
+    /// Waits until a request of `cost` is allowed, and takes it. Errors at once when
+    /// `cost` exceeds the limit's capacity.
+    fn until_ready(
+        &self,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, InsufficientCapacity>> + Send + '_ {
+        self.until_ready_with_jitter(cost, Jitter::NONE)
+    }
+
+    /// [`until_ready`](Self::until_ready), adding `jitter` to every sleep.
+    fn until_ready_with_jitter(
+        &self,
+        cost: u64,
+        jitter: Jitter,
+    ) -> impl Future<Output = Result<Decision, InsufficientCapacity>> + Send + '_;
+}
+
+impl<A: Algorithm, C: Clock> UntilReady for RateLimiter<A, C> {
+    async fn until_ready_with_jitter(
+        &self,
+        cost: u64,
+        jitter: Jitter,
+    ) -> Result<Decision, InsufficientCapacity> {
+        loop {
+            let d = self.check_n(cost)?;
+            if d.allowed() {
+                return Ok(d);
+            }
+            tokio::time::sleep(jitter.wait(d.retry_after)).await;
+        }
+    }
+}
+
+/// Waiting for one key of a [`KeyedRateLimiter`]. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::core::{KeyedGcraLimiter, Rate};
+/// use tollgate_async::{KeyedUntilReady, TokioClock};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rate = Rate::per_second(2)?;
+/// let limiter = KeyedGcraLimiter::<str, _>::with_clock(rate.into(), 1_000, TokioClock::starting_at(0));
+/// let start = tokio::time::Instant::now();
+/// limiter.until_ready("alice", 2).await?; // the whole burst
+/// limiter.until_ready("alice", 1).await?; // waits 500 ms
+/// assert_eq!(start.elapsed(), Duration::from_millis(500));
+/// limiter.until_ready("bob", 2).await?; // another key: at once
+/// assert_eq!(start.elapsed(), Duration::from_millis(500));
+/// # Ok(()) }
+/// ```
+pub trait KeyedUntilReady<K: ?Sized> {
+    /// Waits until a request of `cost` for `key` is allowed, and takes it. Errors at
+    /// once when `cost` exceeds the limit's capacity or the key is new and the store is
+    /// full.
+    fn until_ready<'a>(
+        &'a self,
+        key: &'a K,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, KeyedError>> + Send + 'a {
+        self.until_ready_with_jitter(key, cost, Jitter::NONE)
+    }
+
+    /// [`until_ready`](Self::until_ready), adding `jitter` to every sleep.
+    fn until_ready_with_jitter<'a>(
+        &'a self,
+        key: &'a K,
+        cost: u64,
+        jitter: Jitter,
+    ) -> impl Future<Output = Result<Decision, KeyedError>> + Send + 'a;
+}
+
+impl<K, A, C> KeyedUntilReady<K> for KeyedRateLimiter<K, A, C>
+where
+    K: Hash + Sync + ?Sized,
+    A: Algorithm,
+    C: Clock,
+{
+    async fn until_ready_with_jitter<'a>(
+        &'a self,
+        key: &'a K,
+        cost: u64,
+        jitter: Jitter,
+    ) -> Result<Decision, KeyedError> {
+        loop {
+            let d = self.check_n(key, cost)?;
+            if d.allowed() {
+                return Ok(d);
+            }
+            tokio::time::sleep(jitter.wait(d.retry_after)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_its_range_and_varies() {
+        let j = Jitter::new(Duration::from_millis(5), Duration::from_millis(10));
+        let samples: Vec<Duration> = (0..200).map(|_| j.sample()).collect();
+        assert!(samples
+            .iter()
+            .all(|s| (Duration::from_millis(5)..=Duration::from_millis(10)).contains(s)));
+        let distinct: std::collections::HashSet<_> = samples.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "random, not constant: {}",
+            distinct.len()
+        );
+        assert_eq!(
+            Jitter::new(Duration::from_secs(2), Duration::from_secs(1)).sample(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(Jitter::NONE.wait(5), Duration::from_nanos(5));
+        assert_eq!(Jitter::NONE.wait(u64::MAX), Duration::from_nanos(u64::MAX));
+    }
+}
