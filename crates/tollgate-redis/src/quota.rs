@@ -317,8 +317,17 @@ impl RedisQuota {
         Ok(())
     }
 
-    /// Sends counter `id`'s unsent calls (one batch at a time, retried with its id).
+    /// Sends counter `id`'s unsent calls: the batch in flight (retried with its id),
+    /// then what accumulated since, as a new batch.
     fn flush_counter(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
+        for _ in 0..2 {
+            self.flush_batch(ledger, id)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one batch of counter `id` (the one in flight, or a new one).
+    fn flush_batch(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
         let batch = {
             let mut map = self.lock_local();
             let Some(l) = map.get_mut(id) else {

@@ -339,9 +339,6 @@ backend = "redis"
             .collect();
         let allowed: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         totals.push(allowed.iter().sum::<u64>());
-        assert!(
-            allowed.iter().all(|&a| a > 0 || LIMIT == 0) || allowed.iter().sum::<u64>() == LIMIT
-        );
     }
     // 120 requests for 40 units per day, in well under the 36 minutes a unit takes to
     // come back: exactly the limit, never more.
