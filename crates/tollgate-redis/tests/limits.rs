@@ -348,3 +348,52 @@ backend = "redis"
     );
     assert_eq!(s1.stats().errors + s2.stats().errors, 0);
 }
+
+/// The over-limit cache answers denials locally until Redis's retry time, never allows
+/// what Redis would deny, and lets cheaper requests through to Redis.
+#[test]
+fn the_over_limit_cache_denies_locally_and_never_allows() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let rate = "5/h".parse::<Rate>().unwrap();
+    let spec = LimitSpec::new("cached", rate);
+    let cached_store = store(&server, ClockSource::Server);
+    let plain_store = store(&server, ClockSource::Server);
+    let cached =
+        RedisFactory::new(Arc::clone(&cached_store)).options(tollgate_redis::LimitOptions {
+            over_limit_cache: true,
+            ..Default::default()
+        });
+    let plain = RedisFactory::new(Arc::clone(&plain_store));
+    let (cb, pb) = (
+        cached.backend(&spec, rate).unwrap(),
+        plain.backend(&LimitSpec::new("plain", rate), rate).unwrap(),
+    );
+    let k = key(&["k"]);
+    let (mut allowed_cached, mut allowed_plain) = (0, 0);
+    for _ in 0..100 {
+        allowed_cached += u64::from(cb.acquire(&k, 1, 0).unwrap().0.allowed());
+        allowed_plain += u64::from(pb.acquire(&k, 1, 0).unwrap().0.allowed());
+    }
+    assert_eq!((allowed_cached, allowed_plain), (5, 5));
+    // 5 allowed + the first denial reached Redis; 94 denials were answered locally.
+    assert_eq!(cached_store.stats().network_calls, 6);
+    assert_eq!(cached.stats().cache_hits, 94);
+    assert_eq!(plain_store.stats().network_calls, 100);
+    // A denied answer from the cache carries a retry time no later than Redis's.
+    let from_cache = cb.acquire(&k, 1, 0).unwrap().0;
+    let from_redis = pb.acquire(&k, 1, 0).unwrap().0;
+    assert!(!from_cache.allowed() && from_cache.retry_after <= from_redis.retry_after + 1_000_000);
+
+    // Cheaper requests are not denied by a costlier request's entry.
+    let k2 = key(&["k2"]);
+    assert!(cb.acquire(&k2, 4, 0).unwrap().0.allowed());
+    assert!(!cb.acquire(&k2, 2, 0).unwrap().0.allowed());
+    let before = cached_store.stats().network_calls;
+    assert!(cb.acquire(&k2, 1, 0).unwrap().0.allowed(), "went to Redis");
+    assert_eq!(cached_store.stats().network_calls, before + 1);
+    // A reset forgets the cached denial.
+    cb.reset(&k2);
+    assert!(cb.acquire(&k2, 5, 0).unwrap().0.allowed());
+}
