@@ -33,6 +33,8 @@ use tollgate::core::{Decision, InsufficientCapacity, Rate};
 use tollgate::engine::BackendFactory;
 use tollgate::policy::{AlgorithmKind, Attr, LimitSpec};
 
+use redis::ScriptInvocation;
+
 use crate::keys;
 use crate::store::{RedisStore, StoreError};
 
@@ -321,39 +323,43 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Asks Redis: `op` is "a" (acquire) or "p" (peek).
-    fn remote(
+    /// The script call deciding `key`: `op` is "a" (acquire) or "p" (peek).
+    fn decide_call(
         &self,
         key: &LimitKey<'_>,
         cost: u64,
         now: u64,
         op: &str,
-    ) -> Result<(Decision, Option<Undo>), StoreError> {
+    ) -> ScriptInvocation<'_> {
         let k = self.key_of(key);
         let (now_arg, ttl) = self.store.clock_args(now);
         let s = &self.store.scripts;
-        let r: Vec<i64> = match self.params {
-            Params::Gcra { t_us, tau_us, .. } => self.store.invoke(
-                s.gcra
-                    .key(&k)
-                    .arg(op)
+        match self.params {
+            Params::Gcra { t_us, tau_us, .. } => {
+                let mut inv = s.gcra.key(&k);
+                inv.arg(op)
                     .arg(cost)
                     .arg(t_us)
                     .arg(tau_us)
                     .arg(&now_arg)
-                    .arg(ttl),
-            )?,
-            Params::Window { w_us, limit } => self.store.invoke(
-                s.window
-                    .key(&k)
-                    .arg(op)
+                    .arg(ttl);
+                inv
+            }
+            Params::Window { w_us, limit } => {
+                let mut inv = s.window.key(&k);
+                inv.arg(op)
                     .arg(cost)
                     .arg(w_us)
                     .arg(limit)
                     .arg(&now_arg)
-                    .arg(ttl),
-            )?,
-        };
+                    .arg(ttl);
+                inv
+            }
+        }
+    }
+
+    /// The decision (and undo record) in a decide script's reply.
+    fn parse(&self, r: &[i64], cost: u64) -> (Decision, Option<Undo>) {
         self.counters.remote.fetch_add(1, Ordering::Relaxed);
         let n = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
         let us = |i: usize| n(i).saturating_mul(1000);
@@ -381,45 +387,82 @@ impl RedisBackend {
                 })
             }
         };
-        Ok((d, undo))
+        (d, undo)
     }
 
-    fn remote_undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) -> Result<(), StoreError> {
+    /// Asks Redis: `op` is "a" (acquire) or "p" (peek).
+    fn remote(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+        op: &str,
+    ) -> Result<(Decision, Option<Undo>), StoreError> {
+        let r: Vec<i64> = self.store.invoke(&self.decide_call(key, cost, now, op))?;
+        Ok(self.parse(&r, cost))
+    }
+
+    /// The script call giving back what `undo` took.
+    fn undo_call(&self, key: &LimitKey<'_>, undo: Undo, now: u64) -> ScriptInvocation<'_> {
         let k = self.key_of(key);
         let (now_arg, ttl) = self.store.clock_args(now);
         let s = &self.store.scripts;
         match self.params {
-            Params::Gcra { t_us, .. } => self.store.invoke::<i64>(
-                s.gcra_undo
-                    .key(&k)
-                    .arg(undo.cost)
+            Params::Gcra { t_us, .. } => {
+                let mut inv = s.gcra_undo.key(&k);
+                inv.arg(undo.cost)
                     .arg(t_us)
                     .arg(undo.before)
                     .arg(undo.after)
                     .arg(&now_arg)
-                    .arg(ttl),
-            )?,
+                    .arg(ttl);
+                inv
+            }
             Params::Window { w_us, .. } => {
                 let unpack = |s: u64| [s >> 32, (s >> 16) & 0xFFFF, s & 0xFFFF];
                 let [bw, bp, bc] = unpack(undo.before);
                 let [aw, ap, ac] = unpack(undo.after);
-                self.store.invoke::<i64>(
-                    s.window_undo
-                        .key(&k)
-                        .arg(undo.cost)
-                        .arg(w_us)
-                        .arg(bw)
-                        .arg(bp)
-                        .arg(bc)
-                        .arg(aw)
-                        .arg(ap)
-                        .arg(ac)
-                        .arg(&now_arg)
-                        .arg(ttl),
-                )?
+                let mut inv = s.window_undo.key(&k);
+                inv.arg(undo.cost)
+                    .arg(w_us)
+                    .arg(bw)
+                    .arg(bp)
+                    .arg(bc)
+                    .arg(aw)
+                    .arg(ap)
+                    .arg(ac)
+                    .arg(&now_arg)
+                    .arg(ttl);
+                inv
             }
+        }
+    }
+
+    /// Whether `undo` was taken by the local fallback; if so, gives it back there.
+    fn undo_local(&self, key: &LimitKey<'_>, undo: Undo, now: u64) -> bool {
+        if undo.cost & LOCAL_UNDO == 0 {
+            return false;
+        }
+        let u = Undo {
+            cost: undo.cost & !LOCAL_UNDO,
+            ..undo
         };
-        Ok(())
+        self.local.undo(key, u, now);
+        true
+    }
+
+    /// The over-limit cache's denial of `key`, if it holds one.
+    fn cached(&self, key: &LimitKey<'_>, cost: u64) -> Option<Decision> {
+        let d = self.cache.as_ref()?.check(key.hash, cost)?;
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(d)
+    }
+
+    /// Remembers a denial Redis answered to a request sent at `sent`.
+    fn remember(&self, key: &LimitKey<'_>, cost: u64, d: &Decision, sent: Instant) {
+        if let (Some(cache), false) = (&self.cache, d.allowed()) {
+            cache.insert(key.hash, cost, d, sent);
+        }
     }
 
     /// The failure policy's answer.
@@ -473,18 +516,13 @@ impl LimitBackend for RedisBackend {
         now: u64,
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.check_cost(cost)?;
-        if let Some(cache) = &self.cache {
-            if let Some(d) = cache.check(key.hash, cost) {
-                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok((d, None));
-            }
+        if let Some(d) = self.cached(key, cost) {
+            return Ok((d, None));
         }
         let sent = Instant::now();
         match self.remote(key, cost, now, "a") {
             Ok((d, undo)) => {
-                if let (Some(cache), false) = (&self.cache, d.allowed()) {
-                    cache.insert(key.hash, cost, &d, sent);
-                }
+                self.remember(key, cost, &d, sent);
                 Ok((d, undo))
             }
             Err(e) => self.on_failure(key, cost, now, true, e),
@@ -492,15 +530,14 @@ impl LimitBackend for RedisBackend {
     }
 
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
-        if undo.cost & LOCAL_UNDO != 0 {
-            let u = Undo {
-                cost: undo.cost & !LOCAL_UNDO,
-                ..undo
-            };
-            self.local.undo(key, u, now);
+        if self.undo_local(key, undo, now) {
             return;
         }
-        if self.remote_undo(key, undo, now).is_err() {
+        if self
+            .store
+            .invoke::<i64>(&self.undo_call(key, undo, now))
+            .is_err()
+        {
             self.counters.lost_undos.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -526,6 +563,59 @@ impl LimitBackend for RedisBackend {
 
     fn rate(&self) -> Rate {
         self.rate
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl RedisBackend {
+    /// [`acquire`](LimitBackend::acquire) on the async (tokio) path: the same scripts,
+    /// cache, breaker and failure policy, over the store's multiplexed connection.
+    pub async fn acquire_async(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(Decision, Option<Undo>), BackendError> {
+        self.check_cost(cost)?;
+        if let Some(d) = self.cached(key, cost) {
+            return Ok((d, None));
+        }
+        let sent = Instant::now();
+        let call = self.decide_call(key, cost, now, "a");
+        match self.store.invoke_async::<Vec<i64>>(&call).await {
+            Ok(r) => {
+                let (d, undo) = self.parse(&r, cost);
+                self.remember(key, cost, &d, sent);
+                Ok((d, undo))
+            }
+            Err(e) => self.on_failure(key, cost, now, true, e),
+        }
+    }
+
+    /// [`undo`](LimitBackend::undo) on the async path.
+    pub async fn undo_async(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
+        if self.undo_local(key, undo, now) {
+            return;
+        }
+        let call = self.undo_call(key, undo, now);
+        if self.store.invoke_async::<i64>(&call).await.is_err() {
+            self.counters.lost_undos.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// [`peek`](LimitBackend::peek) on the async path.
+    pub async fn peek_async(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, BackendError> {
+        self.check_cost(cost)?;
+        let call = self.decide_call(key, cost, now, "p");
+        match self.store.invoke_async::<Vec<i64>>(&call).await {
+            Ok(r) => Ok(self.parse(&r, cost).0),
+            Err(e) => self.on_failure(key, cost, now, false, e).map(|(d, _)| d),
+        }
     }
 }
 

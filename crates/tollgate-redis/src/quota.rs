@@ -5,7 +5,7 @@
 //!
 //! # The counter
 //! One hash per company and period (`{prefix}:{c:<company>}:q:<period start>`, see
-//! [`keys`](crate::keys)): `used` (the fleet's calls), `i:<instance>` (what each instance
+//! [`crate::keys`]): `used` (the fleet's calls), `i:<instance>` (what each instance
 //! contributed) and `f:<instance>` (the last batch it flushed). It expires
 //! [`QuotaOptions::retention`] after the period ends.
 //!

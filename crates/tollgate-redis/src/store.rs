@@ -162,7 +162,7 @@ impl Scripts {
 
 enum Client {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 enum Conn {
@@ -191,6 +191,20 @@ pub struct RedisStore {
     errors: AtomicU64,
     short_circuited: AtomicU64,
     connects: AtomicU64,
+    /// The async path's multiplexed connection (cheap to clone), opened on first use.
+    #[cfg(feature = "tokio")]
+    async_conn: Mutex<Option<AsyncConn>>,
+    /// Held by the one task that connects, so concurrent first calls share it.
+    #[cfg(feature = "tokio")]
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// A multiplexed connection of the async (tokio) path.
+#[cfg(feature = "tokio")]
+#[derive(Clone)]
+enum AsyncConn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl fmt::Debug for RedisStore {
@@ -214,7 +228,7 @@ impl RedisStore {
                 .response_timeout(config.response_timeout)
                 .retries(1)
                 .build()?;
-            Client::Cluster(c)
+            Client::Cluster(Box::new(c))
         } else {
             let url = config.nodes.first().map_or("", String::as_str);
             Client::Single(redis::Client::open(url)?)
@@ -229,6 +243,10 @@ impl RedisStore {
             errors: AtomicU64::new(0),
             short_circuited: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            #[cfg(feature = "tokio")]
+            async_conn: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            connecting: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -300,6 +318,74 @@ impl RedisStore {
                 // The connection is dropped: after an error its state is unknown.
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 self.breaker.failure(permit);
+                Err(StoreError::Redis(e))
+            }
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn connect_async(&self) -> redis::RedisResult<AsyncConn> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        match &self.client {
+            Client::Single(c) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.config.connect_timeout))
+                    .set_response_timeout(Some(self.config.response_timeout));
+                Ok(AsyncConn::Single(
+                    c.get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            Client::Cluster(c) => Ok(AsyncConn::Cluster(c.get_async_connection().await?)),
+        }
+    }
+
+    /// [`invoke`](Self::invoke) on the async (tokio) path: one multiplexed connection
+    /// shared by all tasks, the same breaker and counters.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn invoke_async<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let permit = self.breaker.permit();
+        if permit == Permit::Refuse {
+            self.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::CircuitOpen);
+        }
+        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let cached = || {
+            self.async_conn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let conn = match cached() {
+            Some(c) => Ok(c),
+            None => {
+                let _one = self.connecting.lock().await;
+                match cached() {
+                    Some(c) => Ok(c),
+                    None => self.connect_async().await.inspect(|c| {
+                        *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(c.clone());
+                    }),
+                }
+            }
+        };
+        let result = match conn {
+            Ok(AsyncConn::Single(mut c)) => inv.invoke_async(&mut c).await,
+            Ok(AsyncConn::Cluster(mut c)) => inv.invoke_async(&mut c).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => {
+                self.breaker.success(permit);
+                Ok(v)
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failure(permit);
+                *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Err(StoreError::Redis(e))
             }
         }
