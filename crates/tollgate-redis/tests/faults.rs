@@ -182,7 +182,7 @@ version = 1
 [[limit]]
 name = "per-token"
 key = ["token"]
-rate = "1000/s"
+rate = "1000/h"
 [quota]
 hard_cap_percent = 150
 [[quota.plans]]

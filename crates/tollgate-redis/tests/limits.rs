@@ -178,7 +178,7 @@ fn scripts_are_reloaded_after_script_flush() {
         return;
     };
     let s = store(&server, ClockSource::Server);
-    let rate = "5/s".parse::<Rate>().unwrap();
+    let rate = "5/h".parse::<Rate>().unwrap();
     let b = RedisFactory::new(Arc::clone(&s))
         .backend(&LimitSpec::new("noscript", rate), rate)
         .unwrap();
@@ -259,7 +259,7 @@ version = 1
 [[limit]]
 name = "per-token"
 key = ["token"]
-rate = "100/s"
+rate = "100/h"
 backend = "redis"
 [[limit]]
 name = "per-company"
