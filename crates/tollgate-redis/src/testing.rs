@@ -104,29 +104,44 @@ impl RedisServer {
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
-        s.spawn();
+        s.spawn(false);
         Some(s)
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--daemonize")
-            .arg("no")
-            .arg("--protected-mode")
-            .arg("no")
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        wait_for_ping(self.port);
+    /// Starts the server; on a port another process took meanwhile (the child exits,
+    /// or another server answers), tries a new port unless `same_port`.
+    fn spawn(&mut self, same_port: bool) {
+        for _ in 0..5 {
+            let mut child = Command::new(&self.binary)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("--daemonize")
+                .arg("no")
+                .arg("--protected-mode")
+                .arg("no")
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            if wait_until_ours(&mut child, self.port, &self.dir) {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                !same_port,
+                "redis-server could not start again on port {}",
+                self.port
+            );
+            self.port = free_port();
+        }
+        panic!("redis-server did not start on a free port");
     }
 
     /// The server's port.
@@ -151,7 +166,7 @@ impl RedisServer {
     /// on), and waits for `PING`.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn(true);
     }
 
     /// Whether the process is running.
@@ -174,20 +189,34 @@ impl Drop for RedisServer {
     }
 }
 
-fn wait_for_ping(port: u16) {
+/// Waits until the server on `port` answers `PING` and is `child` (its `dir` is ours:
+/// not another test's server that took the port first). False if `child` exited.
+fn wait_until_ours(child: &mut Child, port: u16, dir: &Path) -> bool {
     let deadline = Instant::now() + START_TIMEOUT;
     let url = format!("redis://127.0.0.1:{port}/");
     loop {
-        let ok = redis::Client::open(url.as_str())
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let answer = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok();
-        if ok {
-            return;
+            .and_then(|mut c| {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("dir")
+                    .query::<Vec<String>>(&mut c)
+            });
+        if let Ok(kv) = answer {
+            let ours = dir.canonicalize().ok();
+            return kv
+                .get(1)
+                .map(PathBuf::from)
+                .and_then(|d| d.canonicalize().ok())
+                == ours;
         }
         assert!(
             Instant::now() < deadline,
-            "redis-server on port {port} did not answer PING"
+            "redis-server on port {port} did not answer"
         );
         sleep(Duration::from_millis(20));
     }
