@@ -270,6 +270,11 @@ impl RedisStore {
         }
     }
 
+    /// Idle connections in the pool.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Drops every idle connection (the next call connects anew).
     pub fn drop_idle(&self) {
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -315,7 +320,13 @@ impl RedisStore {
                 Ok(v)
             }
             Err(e) => {
-                // The connection is dropped: after an error its state is unknown.
+                // The connection is dropped: after an error its state is unknown. After a
+                // connection-level error the idle ones are likely stale too (Redis
+                // restarted): drop them, so one restart costs one failure, not one per
+                // pooled connection (which could open the breaker with Redis up).
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.drop_idle();
+                }
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 self.breaker.failure(permit);
                 Err(StoreError::Redis(e))

@@ -10,6 +10,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -91,10 +92,11 @@ impl RedisServer {
     /// Starts a server with extra `args` (e.g. `["--appendonly", "yes"]`).
     pub fn start_with(args: &[&str]) -> Option<Self> {
         let binary = server_binary()?;
+        static SERVERS: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tollgate-redis-{}-{}",
             std::process::id(),
-            free_port()
+            SERVERS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut s = RedisServer {

@@ -325,3 +325,48 @@ fn quota_fail_closed_refuses_and_counts_nothing() {
         .remaining;
     assert_eq!(left, 998);
 }
+
+/// After a restart every pooled connection is stale: the first failure drops them all,
+/// so the restart costs one failed call, not one per pooled connection (which would open
+/// the breaker while Redis is up).
+#[test]
+fn a_restart_costs_one_failure_not_one_per_pooled_connection() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let s = store(&server, LONG);
+    let (e, f) = engine(&s, FailurePolicy::Fallback);
+    let e = Arc::new(e);
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let (e, barrier) = (Arc::clone(&e), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..200 {
+                    decide(&e, &format!("warm-{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let idle = s.idle_connections();
+    assert!(
+        idle >= 3,
+        "the scenario needs several pooled connections: {idle}"
+    );
+    server.restart();
+    let before = s.stats();
+    for i in 0..20 {
+        assert_eq!(decide(&e, &format!("after-{i}")), Reason::Allowed);
+    }
+    assert_eq!(s.stats().errors - before.errors, 1);
+    assert_eq!(s.breaker_state(), BreakerState::Closed);
+    assert_eq!(
+        f.stats().fallback,
+        1,
+        "only the call on the stale connection"
+    );
+}
