@@ -65,5 +65,5 @@ pub mod testing;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use limit::{FailurePolicy, LimitOptions, LimitStats, RedisBackend, RedisFactory};
-pub use quota::{QuotaOptions, QuotaStats, RedisQuota, Reseeded};
+pub use quota::{Flusher, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
 pub use store::{ClockSource, RedisConfig, RedisStore, StoreError, StoreStats};

@@ -105,6 +105,23 @@ pub struct QuotaStats {
     pub reseeded: u64,
 }
 
+/// The thread [`RedisQuota::spawn_flusher`] started; dropping it stops the thread (after
+/// a last flush).
+#[derive(Debug)]
+pub struct Flusher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// This instance's view of one counter.
 #[derive(Debug)]
 struct Local {
@@ -240,6 +257,29 @@ impl RedisQuota {
             let _ = self.flush_counter(ledger, &id);
         }
         self.unsent()
+    }
+
+    /// Starts a thread that calls [`flush`](Self::flush) every `every` (for batching,
+    /// and so calls counted during an outage reach Redis even for companies that make
+    /// no further call). Dropping the returned handle flushes once more and stops it.
+    pub fn spawn_flusher(self: &Arc<Self>, ledger: Arc<Ledger>, every: Duration) -> Flusher {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let quota = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("tollgate-redis-flush".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    quota.flush(&ledger);
+                }
+                quota.flush(&ledger);
+            })
+            .expect("spawn the quota flusher thread");
+        Flusher {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     fn key(&self, id: &CounterId) -> String {

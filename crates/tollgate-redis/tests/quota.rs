@@ -324,3 +324,35 @@ fn batched_increments_reach_redis_and_their_overshoot_is_bounded() {
     assert_eq!(again, 0);
     assert_eq!(counter(&server).0, 30);
 }
+
+#[test]
+fn the_flusher_thread_sends_batched_calls_without_further_calls() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let options = QuotaOptions {
+        batch: Some(Duration::from_millis(20)),
+        ..QuotaOptions::default()
+    };
+    let gw1 = instance(&store, "gw-1", options, None);
+    let flusher = gw1.quota.spawn_flusher(
+        Arc::clone(gw1.engine.ledger().unwrap()),
+        Duration::from_millis(20),
+    );
+    for _ in 0..9 {
+        assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    }
+    // No call comes after: the thread flushes (bounded wait; no time is asserted).
+    let mut tries = 0;
+    while counter(&server).0 != 9 {
+        assert!(tries < 1000, "never flushed: {:?}", counter(&server));
+        std::thread::sleep(Duration::from_millis(10));
+        tries += 1;
+    }
+    assert_eq!(gw1.quota.unsent(), 0);
+    // Dropping the handle flushes what is left and stops the thread.
+    assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    drop(flusher);
+    assert_eq!(counter(&server), (10, 10, 0));
+}
