@@ -5,8 +5,11 @@
 -- aligned to the Unix epoch and numbered now / W; the Rust side refuses windows where
 -- 4 * limit * W does not stay below 2^53, which bounds every product below.
 --
--- KEYS[1]  the key's state "w:p:c": window number, previous and current window counts;
---          absent = no requests in the last two windows (it expires then)
+-- KEYS[1]  the key's state "w:p:c:W": window number, previous and current window
+--          counts, and the window length they count in; absent = no requests in the
+--          last two windows (it expires then). A state of another window length (the
+--          limit was changed) is read as absent, like the in-memory backend, which starts
+--          such a limit fresh on reload.
 -- ARGV[1]  "a" acquire or "p" peek
 -- ARGV[2]  cost, in units (<= limit)
 -- ARGV[3]  window length W, microseconds
@@ -42,8 +45,12 @@ local elapsed = now - w * W
 local sw, sp, sc = 0, 0, 0
 local raw = redis.call('GET', KEYS[1])
 if raw then
-  local a, b, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
-  sw, sp, sc = tonumber(a), tonumber(b), tonumber(c)
+  local a, b, c, d = string.match(raw, '^(%d+):(%d+):(%d+):(%d+)$')
+  if tonumber(d) == W then
+    sw, sp, sc = tonumber(a), tonumber(b), tonumber(c)
+  else
+    raw = false
+  end
 end
 
 -- The view of the state at now.
@@ -78,7 +85,7 @@ if want <= lw then
   if cost > 0 and ARGV[1] == 'a' then
     aw, ap, ac = vw, prev, ncur
     local ttl = idiv(since((vw + 2) * W) + 999, 1000) + tonumber(ARGV[6])
-    redis.call('SET', KEYS[1], string.format('%d:%d:%d', aw, ap, ac), 'PX', math.max(ttl, 1))
+    redis.call('SET', KEYS[1], string.format('%d:%d:%d:%d', aw, ap, ac, W), 'PX', math.max(ttl, 1))
   end
   return {1, idiv(lw - want, W), 0, reset, sw, sp, sc, aw, ap, ac}
 end

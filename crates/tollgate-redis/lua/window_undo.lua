@@ -1,6 +1,6 @@
 -- Gives back what an allowed sliding-window acquire took (see window.lua).
 --
--- KEYS[1]  the key's state "w:p:c"
+-- KEYS[1]  the key's state "w:p:c:W" (see window.lua)
 -- ARGV[1]  cost taken
 -- ARGV[2]  window length W, microseconds
 -- ARGV[3..5]  the state before the acquire: w, p, c (w = 0: absent)
@@ -32,7 +32,11 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then
   return 0
 end
-local a, b, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
+local a, b, c, d = string.match(raw, '^(%d+):(%d+):(%d+):(%d+)$')
+if tonumber(d) ~= W then
+  -- Counted in another window length (the limit changed): fresh under this one.
+  return 0
+end
 local sw, sp, sc = tonumber(a), tonumber(b), tonumber(c)
 local nw, np, nc
 if sw == tonumber(ARGV[6]) and sp == tonumber(ARGV[7]) and sc == tonumber(ARGV[8]) then
@@ -61,5 +65,5 @@ else
   np, nc = prev - from_prev, cur - from_cur
 end
 local ttl = idiv(math.max((nw + 2) * W - now, 0) + 999, 1000) + tonumber(ARGV[10])
-redis.call('SET', KEYS[1], string.format('%d:%d:%d', nw, np, nc), 'PX', math.max(ttl, 1))
+redis.call('SET', KEYS[1], string.format('%d:%d:%d:%d', nw, np, nc, W), 'PX', math.max(ttl, 1))
 return 1

@@ -3,7 +3,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:{<tag>}:l:<limit>:<part>:<part>...` | string | a rate-limit key's state: GCRA TAT (`"<us>"`) or sliding window (`"<window>:<prev>:<cur>"`) |
+//! | `{prefix}:{<tag>}:l:<limit>:<part>:<part>...` | string | a rate-limit key's state: GCRA (`"<TAT us>:<interval us>"`) or sliding window (`"<window number>:<prev>:<cur>:<window us>"`) |
 //! | `{prefix}:{c:<company>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `i:<instance>`, `f:<instance>` |
 //!
 //! The part between `{` and `}` is the Redis Cluster *hash tag*: keys with the same tag

@@ -18,6 +18,14 @@
 //! backend. An undo of a decision the local fallback made goes to the local limiter
 //! (the top bit of [`Undo::cost`] marks it).
 //!
+//! # Reload
+//! A reload that changes a limit's rate builds a new backend on the same keys. Each
+//! state records the interval (GCRA) or window length (sliding window) it was written
+//! under, so the scripts carry a key's used capacity over exactly like
+//! [`MemoryBackend::carry_over`]: a GCRA backlog is re-expressed in the new interval
+//! (raising a limit takes effect at once), and a sliding window whose length changed
+//! starts fresh.
+//!
 //! # When Redis is slow or down
 //! Each limit has a [`FailurePolicy`]. The store's circuit breaker opens after a few
 //! failures, so during an outage the policy answers at once instead of after a timeout.

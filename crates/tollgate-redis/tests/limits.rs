@@ -397,3 +397,47 @@ fn the_over_limit_cache_denies_locally_and_never_allows() {
     cb.reset(&k2);
     assert!(cb.acquire(&k2, 5, 0).unwrap().0.allowed());
 }
+
+/// A reload that changes a Redis limit's rate keeps each key's used capacity, exactly
+/// like the in-memory backend: raising it takes effect at once, lowering it leaves
+/// correspondingly less; a sliding window whose length changes starts fresh.
+#[test]
+fn a_reload_keeps_used_capacity_like_the_memory_backend() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = store(&server, ClockSource::Server);
+    let policy = |backend: &str, rate: &str, alg: &str| {
+        format!(
+            "version = 1\n[[limit]]\nname = \"l\"\nkey = [\"company\"]\nrate = \"{rate}\"\n\
+             algorithm = \"{alg}\"\nbackend = \"{backend}\"\n"
+        )
+    };
+    for alg in ["gcra", "sliding_window"] {
+        let run = |backend: &str| -> Vec<bool> {
+            let e = engine(&policy(backend, "3/h", alg), &s);
+            let company = format!("{backend}-{alg}");
+            let r = Request::new().company(&company);
+            let mut out: Vec<bool> = (0..4).map(|_| e.decide(&r).allowed()).collect();
+            for rate in ["6/h", "2/h", "6/h", "10/2h"] {
+                e.reload(Policy::from_toml(&policy(backend, rate, alg)).unwrap().0)
+                    .unwrap();
+                out.extend((0..4).map(|_| e.decide(&r).allowed()));
+            }
+            out
+        };
+        let (redis, memory) = (run("redis"), run("memory"));
+        assert_eq!(redis, memory, "{alg}");
+        // 3 of 3, then 3 more of 6, none of 2, none of 6 again (6 used); then 10 per
+        // 2 h: GCRA has 4 of 10 left, the window (a new length) starts fresh.
+        assert_eq!(
+            redis[..16],
+            [
+                true, true, true, false, true, true, true, false, false, false, false, false,
+                false, false, false, false
+            ],
+            "{alg}"
+        );
+        assert_eq!(redis[16..], [true; 4], "{alg}");
+    }
+}
