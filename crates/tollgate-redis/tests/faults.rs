@@ -370,3 +370,45 @@ fn a_restart_costs_one_failure_not_one_per_pooled_connection() {
         "only the call on the stale connection"
     );
 }
+
+/// During an outage the local fallback takes part in all-or-nothing decisions: a later
+/// limit's denial gives back what the fallback took, to the local limiter.
+#[test]
+fn an_undo_of_a_fallback_decision_goes_to_the_local_limiter() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let s = store(&server, LONG);
+    let factory = Arc::new(RedisFactory::new(Arc::clone(&s)));
+    let (policy, _) = Policy::from_toml(
+        r#"
+version = 1
+[[limit]]
+name = "on-redis"
+key = ["company"]
+rate = "3/h"
+backend = "redis"
+[[limit]]
+name = "in-memory"
+key = ["company"]
+rate = "1/h"
+"#,
+    )
+    .unwrap();
+    let e = Engine::builder(policy)
+        .backend(
+            "redis",
+            Arc::clone(&factory) as Arc<dyn tollgate::BackendFactory>,
+        )
+        .build()
+        .unwrap();
+    server.kill();
+    let r = Request::new().company("acme");
+    assert_eq!(e.decide(&r).reason, Reason::Allowed);
+    // The in-memory limit denies: the fallback's unit comes back.
+    assert_eq!(e.decide(&r).reason, Reason::Limited);
+    assert_eq!(e.decide(&r).reason, Reason::Limited);
+    let left = e.peek(&r)[0].1.clone().unwrap().remaining;
+    assert_eq!(left, 1, "3 - 1 taken - the peek's own unit");
+    assert_eq!(factory.stats().lost_undos, 0);
+}
