@@ -181,6 +181,8 @@ pub enum QuotaError {
     Plan(PlanError),
     /// A period problem (bad time zone, timestamp out of range).
     Period(PeriodError),
+    /// The store deciding the quota (a shared counter) could not decide.
+    Unavailable(String),
 }
 
 impl fmt::Display for QuotaError {
@@ -193,6 +195,7 @@ impl fmt::Display for QuotaError {
             QuotaError::DuplicateKey(k) => write!(f, "API key {k} is already registered"),
             QuotaError::Plan(e) => e.fmt(f),
             QuotaError::Period(e) => e.fmt(f),
+            QuotaError::Unavailable(why) => write!(f, "quota store unavailable: {why}"),
         }
     }
 }
@@ -446,6 +449,47 @@ impl std::hash::Hasher for FingerprintHasher {
     fn write_u128(&mut self, fp: u128) {
         self.0 ^= fp as u64 ^ (fp >> 64) as u64;
     }
+}
+
+/// Where a call would be charged, for a quota decided by a counter shared with other
+/// ledgers (a fleet of instances counting on Redis): see [`Ledger::target`] and
+/// [`Ledger::record_shared`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaTarget {
+    /// The company charged.
+    pub company: String,
+    /// The user charged.
+    pub user: String,
+    /// The period the call falls in: start (Unix seconds).
+    pub period_start: i64,
+    /// The period's end (Unix seconds, exclusive).
+    pub period_end: i64,
+    /// The period's label, e.g. "2026-11".
+    pub period: String,
+    /// The company's limit for the period.
+    pub limit: u64,
+    /// Usage above which calls are refused (`None`: never refused).
+    pub hard_cap: Option<u64>,
+    /// The company's usage in the period as *this* ledger counted it: the calls it
+    /// recorded, including what its journal restored.
+    pub local_used: u64,
+}
+
+/// What a shared counter decided for one call (see [`Ledger::record_shared`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedCharge {
+    /// The call was counted: the shared usage went from `prev` to `used`.
+    Counted {
+        /// Shared usage before the call.
+        prev: u64,
+        /// Shared usage after the call.
+        used: u64,
+    },
+    /// The call was refused (over the hard cap) and counted nothing.
+    Refused {
+        /// Shared usage.
+        used: u64,
+    },
 }
 
 /// Calls reserved before their cost is known; commit or refund it.
@@ -819,6 +863,87 @@ impl Ledger {
         Ok(then(decision, ci, ui))
     }
 
+    /// Where a call of `key` at `now` would be charged, and this ledger's own count for
+    /// the company and period, without charging anything. Unknown keys and disabled users
+    /// are errors, as in [`record`](Self::record).
+    pub fn target(&self, key: &str, now: i128) -> Result<QuotaTarget, QuotaError> {
+        let keys = self.keys.pin();
+        let user = self.resolve(&keys, key)?;
+        let company = &*user.company;
+        let spec = || company.settings.load().spec.clone();
+        let (_, cc) = company.usage.counter_at(spec, now)?;
+        let limit = company.limit.load(Ordering::Relaxed);
+        Ok(QuotaTarget {
+            company: company.id.clone(),
+            user: user.id.clone(),
+            period_start: cc.period.start().as_second(),
+            period_end: cc.period.end().as_second(),
+            period: cc.period.label(),
+            limit,
+            hard_cap: self.config.hard_cap_percent.map(|p| percent_of(limit, p)),
+            local_used: cc.counter.used(),
+        })
+    }
+
+    /// Records a call whose quota a shared counter decided (see [`QuotaTarget`]): a
+    /// counted call adds `cost` to this ledger's user and company counters (journaled
+    /// like any call, so the ledger keeps this instance's share durably) without this
+    /// ledger's own hard-cap check, and the outcome and notices follow the *shared*
+    /// usage. A notice is raised when the shared counter crossed a threshold and this
+    /// ledger has not raised it for the company and period before (exactly once per
+    /// ledger; the shared store sees a crossing once per counter). A refused call counts
+    /// nothing.
+    pub fn record_shared(
+        &self,
+        key: &str,
+        cost: u64,
+        now: i128,
+        shared: SharedCharge,
+    ) -> Result<QuotaDecision, QuotaError> {
+        let keys = self.keys.pin();
+        let user = self.resolve(&keys, key)?;
+        let company = &*user.company;
+        let spec = || company.settings.load().spec.clone();
+        let (_, cc) = company.usage.counter_at(spec, now)?;
+        let (_, uc) = user.usage.counter_at(spec, now)?;
+        let limit = company.limit.load(Ordering::Relaxed);
+        let mut decision = QuotaDecision {
+            outcome: Outcome::Refused,
+            used: 0,
+            limit,
+            resets_at: cc.period.end(),
+            event: None,
+        };
+        match shared {
+            SharedCharge::Refused { used } => decision.used = used,
+            SharedCharge::Counted { prev, used } => {
+                cc.counter.add(cost);
+                uc.counter.add(cost);
+                decision.used = used;
+                decision.outcome = if used > limit {
+                    Outcome::OverLimit
+                } else {
+                    Outcome::Within
+                };
+                let warning = self.config.warning_percent.map(|w| percent_of(limit, w));
+                // Only the call that took the *shared* count across a threshold notifies:
+                // the other ledgers sharing the counter see it already crossed.
+                let crossed = (prev <= limit && used > limit)
+                    || warning.is_some_and(|w| prev < w && used >= w);
+                if let Some(kind) = crossed
+                    .then(|| cc.counter.crossing(prev, used, limit, warning))
+                    .flatten()
+                {
+                    let company = &company.settings.load().company;
+                    decision.event = self
+                        .notice(company, &cc.period, kind, used, limit, now)
+                        .map(Box::new);
+                }
+            }
+        }
+        Ok(decision)
+    }
+
     /// Builds the notice for a crossing, journals it durably (if journaled) and queues it
     /// for [`Ledger::drain_events`]. A notice whose journal entry fails is not raised: it
     /// is counted in [`Ledger::journal_errors`] instead, so no notice is ever raised twice.
@@ -1115,6 +1240,114 @@ mod tests {
             plans,
             ..QuotaConfig::default()
         }
+    }
+
+    #[test]
+    fn target_and_record_shared_follow_the_shared_count() {
+        let config = QuotaConfig {
+            warning_percent: Some(80),
+            hard_cap_percent: Some(150),
+            ..QuotaConfig::default()
+        };
+        let l = ledger(1, config);
+        let now = ns("2026-11-10T00:00:00Z");
+        let t = l.target(KEY, now).unwrap();
+        assert_eq!((t.company.as_str(), t.user.as_str()), ("acme", "alice"));
+        assert_eq!(t.period, "2026-11");
+        assert_eq!(t.limit, 100_000);
+        assert_eq!(t.hard_cap, Some(150_000));
+        assert_eq!(t.local_used, 0);
+        assert_eq!(
+            t.period_start,
+            ns("2026-11-01T00:00:00Z") as i64 / 1_000_000_000
+        );
+        assert_eq!(
+            t.period_end,
+            ns("2026-12-01T00:00:00Z") as i64 / 1_000_000_000
+        );
+        // Other instances took the shared count to 79,999: this call crosses 80%.
+        let d = l
+            .record_shared(
+                KEY,
+                2,
+                now,
+                SharedCharge::Counted {
+                    prev: 79_999,
+                    used: 80_001,
+                },
+            )
+            .unwrap();
+        assert_eq!((d.outcome, d.used), (Outcome::Within, 80_001));
+        assert!(matches!(
+            d.event.as_deref(),
+            Some(QuotaEvent::Warning { used: 80_001, .. })
+        ));
+        // Only this ledger's share is counted locally.
+        assert_eq!(l.target(KEY, now).unwrap().local_used, 2);
+        let d = l
+            .record_shared(
+                KEY,
+                1,
+                now,
+                SharedCharge::Counted {
+                    prev: 100_000,
+                    used: 100_001,
+                },
+            )
+            .unwrap();
+        assert_eq!(d.outcome, Outcome::OverLimit);
+        assert!(matches!(
+            d.event.as_deref(),
+            Some(QuotaEvent::Overage { .. })
+        ));
+        // The notice is raised once per ledger.
+        let d = l
+            .record_shared(
+                KEY,
+                1,
+                now,
+                SharedCharge::Counted {
+                    prev: 100_001,
+                    used: 100_002,
+                },
+            )
+            .unwrap();
+        assert!(d.event.is_none());
+        let d = l
+            .record_shared(KEY, 1, now, SharedCharge::Refused { used: 150_000 })
+            .unwrap();
+        assert_eq!((d.outcome, d.used), (Outcome::Refused, 150_000));
+        assert_eq!(
+            l.target(KEY, now).unwrap().local_used,
+            4,
+            "a refusal counts nothing"
+        );
+        assert_eq!(l.drain_events().len(), 2);
+        // Another ledger sharing the counter, whose first call comes after both
+        // crossings, raises nothing: the crossings were not its calls'.
+        let other = ledger(1, QuotaConfig::default());
+        let d = other
+            .record_shared(
+                KEY,
+                1,
+                now,
+                SharedCharge::Counted {
+                    prev: 100_005,
+                    used: 100_006,
+                },
+            )
+            .unwrap();
+        assert_eq!(d.outcome, Outcome::OverLimit);
+        assert!(d.event.is_none() && other.drain_events().is_empty());
+        assert!(matches!(
+            l.target("nope", now),
+            Err(QuotaError::UnknownKey(_))
+        ));
+        l.set_user_disabled("alice", true).unwrap();
+        assert!(matches!(
+            l.target(KEY, now),
+            Err(QuotaError::DisabledUser { .. })
+        ));
     }
 
     #[test]

@@ -70,7 +70,7 @@ mod loom_tests;
 #[doc(inline)]
 pub use ledger::{
     CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaDecision, QuotaError, QuotaEvent,
-    Reservation, Statement, UsageRow,
+    QuotaTarget, Reservation, SharedCharge, Statement, UsageRow,
 };
 #[doc(inline)]
 pub use period::{Period, PeriodError, PeriodKind, PeriodSpec};

@@ -306,6 +306,24 @@ pub enum Event {
     },
 }
 
+/// Decides the policy's quota instead of the engine's own [`Ledger`]: a store shared by
+/// several engines (a fleet of gateways counting one company's calls on Redis) registers
+/// itself with [`EngineBuilder::quota_store`]. It is handed the engine's ledger, which
+/// still resolves keys to users and companies, holds the plans and raises the notices
+/// (see [`Ledger::target`] and [`Ledger::record_shared`]).
+pub trait QuotaStore: Send + Sync + fmt::Debug {
+    /// Records a call of `cost` by the holder of `key` at `now` (Unix nanoseconds) and
+    /// decides it, like [`Ledger::record`]. A store that cannot decide returns
+    /// [`QuotaError::Unavailable`] (the engine refuses the request as unavailable).
+    fn record(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<tollgate_quota::QuotaDecision, QuotaError>;
+}
+
 /// Builds the state behind a limit whose `backend` is not `"memory"`.
 pub trait BackendFactory: Send + Sync {
     /// The backend for `limit` at `rate` (the limit's own rate or an override's).
@@ -576,6 +594,8 @@ pub struct Engine {
     hasher: KeyHasher,
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
     ledger: Option<Arc<Ledger>>,
+    /// Decides the quota instead of `ledger.record` when set.
+    quota_store: Option<Arc<dyn QuotaStore>>,
     revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
     /// A 1,024-bit filter over the revoked values (see [`quick_bit`]): a decision whose
     /// value's bit is clear skips the lookup. Bits are set by revocations and never
@@ -608,6 +628,7 @@ impl fmt::Debug for Engine {
 pub struct EngineBuilder {
     policy: Policy,
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    quota_store: Option<Arc<dyn QuotaStore>>,
     event_capacity: usize,
 }
 
@@ -619,6 +640,7 @@ impl fmt::Debug for EngineBuilder {
                 "backends",
                 &self.factories.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
+            .field("quota_store", &self.quota_store)
             .field("event_capacity", &self.event_capacity)
             .finish()
     }
@@ -628,6 +650,13 @@ impl EngineBuilder {
     /// Registers the backend that limits with `backend = name` use.
     pub fn backend(mut self, name: impl Into<String>, factory: Arc<dyn BackendFactory>) -> Self {
         self.factories.push((name.into(), factory));
+        self
+    }
+
+    /// Decides the policy's quota with `store` instead of the engine's own ledger (see
+    /// [`QuotaStore`]). Without a `[quota]` section in the policy it is never asked.
+    pub fn quota_store(mut self, store: Arc<dyn QuotaStore>) -> Self {
+        self.quota_store = Some(store);
         self
     }
 
@@ -659,6 +688,7 @@ impl EngineBuilder {
             hasher: KeyHasher::new(),
             factories: self.factories,
             ledger,
+            quota_store: self.quota_store,
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
             revoked_filter: Default::default(),
             events_tx,
@@ -720,6 +750,7 @@ impl Engine {
         EngineBuilder {
             policy,
             factories: Vec::new(),
+            quota_store: None,
             event_capacity: 4096,
         }
     }
@@ -1114,7 +1145,10 @@ impl Engine {
         if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
             let key = req.get(&q.attr);
             let result = match key {
-                Some(key) => ledger.record(key, q.cost, i128::from(now)),
+                Some(key) => match &self.quota_store {
+                    None => ledger.record(key, q.cost, i128::from(now)),
+                    Some(store) => store.record(ledger, key, q.cost, now),
+                },
                 None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
             match result {

@@ -42,7 +42,7 @@ pub mod policy;
 
 pub use engine::{
     BackendFactory, Engine, EngineBuilder, EngineDecision, EngineError, Event, QuotaStatus,
-    RateLimitHeaders, Reason, ReloadReport, Request,
+    QuotaStore, RateLimitHeaders, Reason, ReloadReport, Request,
 };
 pub use policy::{Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;

@@ -501,3 +501,90 @@ algorithm = "sliding_window"
         .decide(&Request::new().attrs(&other).method("POST").at(T))
         .allowed());
 }
+
+/// A quota store shared by several engines: one counter per company and period behind a
+/// mutex, the way a Redis counter is shared by a fleet. `down` makes it unavailable.
+#[derive(Debug, Default)]
+struct SharedCounter {
+    counts: std::sync::Mutex<std::collections::HashMap<(String, i64), u64>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl tollgate::QuotaStore for SharedCounter {
+    fn record(
+        &self,
+        ledger: &tollgate::quota::Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<tollgate::quota::QuotaDecision, tollgate::quota::QuotaError> {
+        use tollgate::quota::{QuotaError, SharedCharge};
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(QuotaError::Unavailable("down".into()));
+        }
+        let t = ledger.target(key, i128::from(now))?;
+        let mut counts = self.counts.lock().unwrap();
+        let used = counts.entry((t.company, t.period_start)).or_default();
+        let charge = if t.hard_cap.is_some_and(|cap| *used + cost > cap) {
+            SharedCharge::Refused { used: *used }
+        } else {
+            *used += cost;
+            SharedCharge::Counted {
+                prev: *used - cost,
+                used: *used,
+            }
+        };
+        drop(counts);
+        ledger.record_shared(key, cost, i128::from(now), charge)
+    }
+}
+
+#[test]
+fn a_quota_store_shared_by_two_engines_decides_their_combined_calls() {
+    let store = Arc::new(SharedCounter::default());
+    let build = || {
+        let (policy, _) = Policy::from_toml(QUOTA).unwrap();
+        Engine::builder(policy)
+            .quota_store(Arc::clone(&store) as Arc<dyn tollgate::QuotaStore>)
+            .build()
+            .unwrap()
+    };
+    let (e1, e2) = (build(), build());
+    let a = Request::new().token(KEY_A).at(T);
+    let mut served = [0u64; 2];
+    let mut refused = 0;
+    // Limit 10, hard cap 15 for the company: shared by both engines.
+    for i in 0..20 {
+        let (e, n) = if i % 2 == 0 { (&e1, 0) } else { (&e2, 1) };
+        let d = e.decide(&a);
+        match d.reason {
+            Reason::Allowed => served[n] += 1,
+            Reason::QuotaExceeded => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(served, [8, 7]);
+    assert_eq!(refused, 5);
+    // Each engine's ledger holds its own share: together the shared count.
+    let share = |e: &Engine| -> u64 {
+        e.ledger()
+            .unwrap()
+            .company_usage()
+            .iter()
+            .map(|r| r.used)
+            .sum()
+    };
+    assert_eq!((share(&e1), share(&e2)), (8, 7));
+    // The warning (at 8) and the overage (at 11) were each raised by one engine.
+    let events: Vec<_> = e1
+        .drain_events()
+        .into_iter()
+        .chain(e2.drain_events())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    // A store that cannot decide: refused as unavailable, and the limit gives back.
+    store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    let before = e1.peek(&a)[0].1.clone().unwrap().remaining;
+    assert_eq!(e1.decide(&a).reason, Reason::Unavailable);
+    assert_eq!(e1.peek(&a)[0].1.clone().unwrap().remaining, before);
+}

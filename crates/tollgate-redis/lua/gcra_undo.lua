@@ -1,0 +1,57 @@
+-- Gives back what an allowed GCRA acquire took (see gcra.lua for units and limits).
+--
+-- KEYS[1]  the key's state "<tat>:<T>" (see gcra.lua)
+-- ARGV[1]  cost taken
+-- ARGV[2]  emission interval T, microseconds
+-- ARGV[3]  the TAT before the acquire (0 = absent)
+-- ARGV[4]  the TAT the acquire wrote
+-- ARGV[5]  now in Unix microseconds, or "" for the server's clock
+-- ARGV[6]  extra time to live, milliseconds
+--
+-- If nobody touched the key since, the state before is put back exactly; otherwise the
+-- cost is refunded (the TAT moves back by cost * T, never before now).
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local now
+if ARGV[5] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[5])
+end
+local T = tonumber(ARGV[2])
+local cur = 0
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local a, b = string.match(raw, '^(%d+):(%d+)$')
+  cur = tonumber(a)
+  local t_old = tonumber(b)
+  if t_old ~= T and cur > now then
+    -- Written under another interval (the limit changed): in this one's units.
+    cur = now + idiv(cur - now + t_old - 1, t_old) * T
+  end
+end
+local next
+if cur == tonumber(ARGV[4]) then
+  next = tonumber(ARGV[3])
+else
+  next = math.max(cur - tonumber(ARGV[1]) * T, math.min(cur, now))
+end
+if next == cur then
+  return 0
+end
+if next <= now then
+  redis.call('DEL', KEYS[1])
+else
+  local ttl = idiv(next - now + 999, 1000) + tonumber(ARGV[6])
+  redis.call('SET', KEYS[1], string.format('%d:%d', next, T), 'PX', math.max(ttl, 1))
+end
+return 1

@@ -1,0 +1,562 @@
+//! Monthly quotas shared by a fleet: [`RedisQuota`] decides each call with a
+//! check-and-add script on the company's counter for the period, and keeps every
+//! instance's share in the counter so that a counter lost by Redis is rebuilt from the
+//! instances' durable ledgers.
+//!
+//! # The counter
+//! One hash per company and period (`{prefix}:{c:<company>}:q:<period start>`, see
+//! [`crate::keys`]): `used` (the fleet's calls), `i:<instance>` (what each instance
+//! contributed) and `f:<instance>` (the last batch it flushed). It expires
+//! [`QuotaOptions::retention`] after the period ends.
+//!
+//! # A counter that vanished
+//! Redis restarted without persistence, or a failover lost the last writes: the script
+//! finds no share of this instance (`i:<instance>`) and says so instead of counting from
+//! zero. The instance then seeds its share from its own ledger (the calls it recorded
+//! this period, restored from its journal across its own restarts) and calls again. The
+//! seed is idempotent (a share present is left alone), and happens under a lock that
+//! keeps this instance's calls out meanwhile, so the seeded share is exactly the
+//! ledger's. A seed for a counter this instance had used before, or with a non-zero
+//! share, is reported ([`RedisQuota::reseeded`]). Every instance re-seeds its own share
+//! on its next call, so until each instance that served calls this period has called
+//! again, the counter misses their shares.
+//!
+//! The instance id must be stable across restarts and unique in the fleet (a host name):
+//! a restarted instance whose share is still in Redis must not add it twice.
+//!
+//! # When Redis is slow or down, and batching
+//! Calls Redis did not count accumulate locally (per company and period) and are decided
+//! against the last usage Redis reported plus what this instance has accumulated
+//! ([`FailurePolicy::Fallback`]), or always served ([`FailurePolicy::Open`]), or refused
+//! ([`FailurePolicy::Closed`]: nothing accumulates). They are flushed when Redis
+//! answers again: by the next call for the same counter, or [`RedisQuota::flush`]. A
+//! flush carries a batch id that the script remembers, so a flush retried after a lost
+//! reply counts once. With [`QuotaOptions::batch`] every call is decided that way and
+//! flushed at most every N ms: one Redis call per counter and interval instead of one
+//! per call, at the price that instances do not see each other's last N ms of calls
+//! (the fleet may pass the hard cap by what the instances served in one interval).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tollgate::quota::{Ledger, QuotaDecision, QuotaError, QuotaTarget, SharedCharge};
+use tollgate::QuotaStore;
+
+use crate::keys;
+use crate::limit::FailurePolicy;
+use crate::store::{RedisStore, StoreError};
+
+/// Options of a [`RedisQuota`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaOptions {
+    /// What to do when Redis cannot decide (default: decide locally and accumulate).
+    pub failure: FailurePolicy,
+    /// Decide every call locally and flush the accumulated calls to Redis at most this
+    /// often (off by default: every call is decided by Redis).
+    pub batch: Option<Duration>,
+    /// How long a counter lives after its period ends (default 7 days), for late calls
+    /// and reports.
+    pub retention: Duration,
+}
+
+impl Default for QuotaOptions {
+    fn default() -> Self {
+        QuotaOptions {
+            failure: FailurePolicy::Fallback,
+            batch: None,
+            retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// A counter that was missing in Redis and was re-seeded from this instance's ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reseeded {
+    /// The company.
+    pub company: String,
+    /// The period's start, Unix seconds.
+    pub period_start: i64,
+    /// This instance's share that was seeded (its ledger's count).
+    pub seeded: u64,
+    /// The counter's usage after the seed.
+    pub used: u64,
+}
+
+/// What the quota store did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaStats {
+    /// Calls Redis decided.
+    pub remote: u64,
+    /// Calls decided locally (Redis unavailable, or batching).
+    pub local: u64,
+    /// Calls refused because Redis was unavailable ([`FailurePolicy::Closed`]).
+    pub refused_unavailable: u64,
+    /// Batches added to Redis.
+    pub flushes: u64,
+    /// Flushes Redis had already applied (retries), counted once.
+    pub duplicate_flushes: u64,
+    /// Seeds of this instance's share (the first use of a counter included).
+    pub seeds: u64,
+    /// Of those, counters found missing that this instance had counted in before.
+    pub reseeded: u64,
+}
+
+/// The thread [`RedisQuota::spawn_flusher`] started; dropping it stops the thread (after
+/// a last flush).
+#[derive(Debug)]
+pub struct Flusher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// This instance's view of one counter.
+#[derive(Debug)]
+struct Local {
+    /// The period's label, to find this instance's count in its ledger.
+    label: String,
+    period_end: i64,
+    /// Whether this instance has counted in this counter (it existed with our share).
+    seen: bool,
+    /// The usage Redis last reported.
+    last_shared: u64,
+    /// Calls decided locally and not yet sent.
+    pending: u64,
+    /// A batch sent and not yet acknowledged: (id, calls). Retried with the same id.
+    inflight: Option<(u64, u64)>,
+    last_flush: Instant,
+}
+
+impl Local {
+    fn unsent(&self) -> u64 {
+        self.pending + self.inflight.map_or(0, |(_, n)| n)
+    }
+}
+
+type CounterId = (String, i64);
+
+/// One call being decided.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    ledger: &'a Ledger,
+    key: &'a str,
+    cost: u64,
+    now: i128,
+    id: &'a CounterId,
+    t: &'a QuotaTarget,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    remote: AtomicU64,
+    local: AtomicU64,
+    refused_unavailable: AtomicU64,
+    flushes: AtomicU64,
+    duplicate_flushes: AtomicU64,
+    seeds: AtomicU64,
+    reseeded: AtomicU64,
+}
+
+/// The fleet's quota on Redis: register it with
+/// [`EngineBuilder::quota_store`](tollgate::EngineBuilder::quota_store). See the
+/// [module docs](self).
+pub struct RedisQuota {
+    store: Arc<RedisStore>,
+    instance: String,
+    options: QuotaOptions,
+    local: Mutex<HashMap<CounterId, Local>>,
+    /// Calls hold it shared while they count (in Redis and in the ledger); a seed holds
+    /// it exclusively, so the share it reads from the ledger is exact.
+    seeding: RwLock<()>,
+    reports: Mutex<Vec<Reseeded>>,
+    counters: Counters,
+    nonce: u64,
+    batch_seq: AtomicU64,
+}
+
+impl fmt::Debug for RedisQuota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQuota")
+            .field("instance", &self.instance)
+            .field("options", &self.options)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RedisQuota {
+    /// The quota of instance `instance` (stable across restarts, unique in the fleet)
+    /// on `store`.
+    pub fn new(store: Arc<RedisStore>, instance: impl Into<String>, options: QuotaOptions) -> Self {
+        RedisQuota {
+            store,
+            instance: instance.into(),
+            options,
+            local: Mutex::new(HashMap::new()),
+            seeding: RwLock::new(()),
+            reports: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            nonce: RandomState::new().hash_one(std::process::id()),
+            batch_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> QuotaStats {
+        let c = &self.counters;
+        QuotaStats {
+            remote: c.remote.load(Ordering::Relaxed),
+            local: c.local.load(Ordering::Relaxed),
+            refused_unavailable: c.refused_unavailable.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            duplicate_flushes: c.duplicate_flushes.load(Ordering::Relaxed),
+            seeds: c.seeds.load(Ordering::Relaxed),
+            reseeded: c.reseeded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes the reports of counters found missing and re-seeded.
+    pub fn reseeded(&self) -> Vec<Reseeded> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Calls counted locally and not yet in Redis, over all counters.
+    pub fn unsent(&self) -> u64 {
+        self.local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Local::unsent)
+            .sum()
+    }
+
+    /// Sends every counter's accumulated calls to Redis. Returns the calls still unsent
+    /// (0 when everything got through).
+    pub fn flush(&self, ledger: &Ledger) -> u64 {
+        let ids: Vec<CounterId> = self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, l)| l.unsent() > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let _ = self.flush_counter(ledger, &id);
+        }
+        self.unsent()
+    }
+
+    /// Starts a thread that calls [`flush`](Self::flush) every `every` (for batching,
+    /// and so calls counted during an outage reach Redis even for companies that make
+    /// no further call). Dropping the returned handle flushes once more and stops it.
+    pub fn spawn_flusher(self: &Arc<Self>, ledger: Arc<Ledger>, every: Duration) -> Flusher {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let quota = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("tollgate-redis-flush".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    quota.flush(&ledger);
+                }
+                quota.flush(&ledger);
+            })
+            .expect("spawn the quota flusher thread");
+        Flusher {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn key(&self, id: &CounterId) -> String {
+        keys::quota_key(&self.store.config().prefix, &id.0, id.1)
+    }
+
+    fn lock_local(&self) -> std::sync::MutexGuard<'_, HashMap<CounterId, Local>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_local<R>(&self, id: &CounterId, t: &QuotaTarget, f: impl FnOnce(&mut Local) -> R) -> R {
+        let mut map = self.lock_local();
+        let l = map.entry(id.clone()).or_insert_with(|| Local {
+            label: t.period.clone(),
+            period_end: t.period_end,
+            seen: false,
+            last_shared: t.local_used,
+            pending: 0,
+            inflight: None,
+            last_flush: Instant::now(),
+        });
+        f(l)
+    }
+
+    /// Seeds this instance's share of counter `id` from `ledger`.
+    fn seed(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
+        let _exclusive = self.seeding.write().unwrap_or_else(|p| p.into_inner());
+        let (label, period_end, seen, unsent) = {
+            let map = self.lock_local();
+            let Some(l) = map.get(id) else {
+                return Ok(());
+            };
+            (l.label.clone(), l.period_end, l.seen, l.unsent())
+        };
+        let mine = ledger
+            .company_usage()
+            .iter()
+            .find(|r| r.company == id.0 && r.period == label)
+            .map_or(0, |r| r.used);
+        // Calls not yet sent go in by their own (idempotent) flush.
+        let share = mine.saturating_sub(unsent);
+        let expire_at = period_end
+            .saturating_add(i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX));
+        let k = self.key(id);
+        let r: Vec<i64> = self.store.invoke(
+            self.store
+                .scripts
+                .quota_seed
+                .key(&k)
+                .arg(&self.instance)
+                .arg(share)
+                .arg(expire_at),
+        )?;
+        let seeded = r.first() == Some(&1);
+        let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
+        if seeded {
+            self.counters.seeds.fetch_add(1, Ordering::Relaxed);
+            if seen || share > 0 {
+                self.counters.reseeded.fetch_add(1, Ordering::Relaxed);
+                self.reports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Reseeded {
+                        company: id.0.clone(),
+                        period_start: id.1,
+                        seeded: share,
+                        used,
+                    });
+            }
+        }
+        if let Some(l) = self.lock_local().get_mut(id) {
+            l.seen = true;
+            l.last_shared = used;
+        }
+        Ok(())
+    }
+
+    /// Sends counter `id`'s unsent calls: the batch in flight (retried with its id),
+    /// then what accumulated since, as a new batch.
+    fn flush_counter(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
+        for _ in 0..2 {
+            self.flush_batch(ledger, id)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one batch of counter `id` (the one in flight, or a new one).
+    fn flush_batch(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
+        let batch = {
+            let mut map = self.lock_local();
+            let Some(l) = map.get_mut(id) else {
+                return Ok(());
+            };
+            l.last_flush = Instant::now();
+            if l.inflight.is_none() && l.pending > 0 {
+                let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
+                l.inflight = Some((self.nonce.rotate_left(17) ^ seq, l.pending));
+                l.pending = 0;
+            }
+            l.inflight
+        };
+        let Some((batch, calls)) = batch else {
+            return Ok(());
+        };
+        let k = self.key(id);
+        for _ in 0..2 {
+            let r: Vec<i64> = self.store.invoke(
+                self.store
+                    .scripts
+                    .quota_flush
+                    .key(&k)
+                    .arg(&self.instance)
+                    .arg(batch)
+                    .arg(calls),
+            )?;
+            match r.first().copied() {
+                Some(status @ (1 | 2)) => {
+                    let c = if status == 1 {
+                        &self.counters.flushes
+                    } else {
+                        &self.counters.duplicate_flushes
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
+                    if let Some(l) = self.lock_local().get_mut(id) {
+                        if l.inflight.map(|(b, _)| b) == Some(batch) {
+                            l.inflight = None;
+                        }
+                        l.seen = true;
+                        l.last_shared = l.last_shared.max(used);
+                    }
+                    return Ok(());
+                }
+                _ => self.seed(ledger, id)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides a call locally and accumulates it.
+    fn local_decide(&self, call: &Call<'_>, over_cap: bool) -> Result<QuotaDecision, QuotaError> {
+        let Call {
+            ledger,
+            key,
+            cost,
+            now,
+            id,
+            t,
+        } = *call;
+        self.counters.local.fetch_add(1, Ordering::Relaxed);
+        let _shared = self.seeding.read().unwrap_or_else(|p| p.into_inner());
+        self.with_local(id, t, |l| {
+            let est = l.last_shared + l.unsent();
+            if !over_cap && t.hard_cap.is_some_and(|cap| est + cost > cap) {
+                return ledger.record_shared(key, cost, now, SharedCharge::Refused { used: est });
+            }
+            l.pending += cost;
+            ledger.record_shared(
+                key,
+                cost,
+                now,
+                SharedCharge::Counted {
+                    prev: est,
+                    used: est + cost,
+                },
+            )
+        })
+    }
+
+    fn on_failure(&self, call: &Call<'_>, e: StoreError) -> Result<QuotaDecision, QuotaError> {
+        match self.options.failure {
+            FailurePolicy::Fallback => self.local_decide(call, false),
+            FailurePolicy::Open => self.local_decide(call, true),
+            FailurePolicy::Closed => {
+                self.counters
+                    .refused_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(QuotaError::Unavailable(e.to_string()))
+            }
+        }
+    }
+}
+
+impl QuotaStore for RedisQuota {
+    fn record(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<QuotaDecision, QuotaError> {
+        let now = i128::from(now);
+        let t = ledger.target(key, now)?;
+        let id: CounterId = (t.company.clone(), t.period_start);
+        let call = Call {
+            ledger,
+            key,
+            cost,
+            now,
+            id: &id,
+            t: &t,
+        };
+        let (unsent, due) = self.with_local(&id, &t, |l| {
+            let due = self
+                .options
+                .batch
+                .is_some_and(|every| l.last_flush.elapsed() >= every);
+            (l.unsent(), due)
+        });
+        if self.options.batch.is_some() {
+            if due && unsent > 0 {
+                let _ = self.flush_counter(ledger, &id);
+            }
+            return self.local_decide(&call, false);
+        }
+        // Calls accumulated while Redis was away go first, so the decision sees them.
+        if unsent > 0 {
+            if let Err(e) = self.flush_counter(ledger, &id) {
+                return self.on_failure(&call, e);
+            }
+        }
+        let k = self.key(&id);
+        let cap = t
+            .hard_cap
+            .map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX));
+        for _ in 0..2 {
+            let shared = self.seeding.read().unwrap_or_else(|p| p.into_inner());
+            let r: Result<Vec<i64>, _> = self.store.invoke(
+                self.store
+                    .scripts
+                    .quota
+                    .key(&k)
+                    .arg(&self.instance)
+                    .arg(cost)
+                    .arg(cap),
+            );
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(shared);
+                    return self.on_failure(&call, e);
+                }
+            };
+            let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
+            match r.first().copied() {
+                Some(1) => {
+                    self.counters.remote.fetch_add(1, Ordering::Relaxed);
+                    let d = ledger.record_shared(
+                        key,
+                        cost,
+                        now,
+                        SharedCharge::Counted {
+                            prev: used - cost.min(used),
+                            used,
+                        },
+                    );
+                    drop(shared);
+                    self.with_local(&id, &t, |l| {
+                        l.seen = true;
+                        l.last_shared = l.last_shared.max(used);
+                    });
+                    return d;
+                }
+                Some(0) => {
+                    self.counters.remote.fetch_add(1, Ordering::Relaxed);
+                    return ledger.record_shared(key, cost, now, SharedCharge::Refused { used });
+                }
+                _ => {
+                    drop(shared);
+                    if let Err(e) = self.seed(ledger, &id) {
+                        return self.on_failure(&call, e);
+                    }
+                }
+            }
+        }
+        Err(QuotaError::Unavailable(
+            "the quota counter vanished again while it was re-seeded".into(),
+        ))
+    }
+}

@@ -1,0 +1,427 @@
+//! The connection to Redis shared by every limit and the quota of an engine: a small
+//! pool of blocking connections (or cluster connections) with tight timeouts, the Lua
+//! scripts, the circuit breaker and the counters of calls that reached the network.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::{ConnectionLike, FromRedisValue, Script, ScriptInvocation};
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
+
+/// Whose clock decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClockSource {
+    /// The Redis server's clock (`TIME` inside the scripts): the instances' clocks do
+    /// not matter. The default, and the only sensible choice for a fleet.
+    #[default]
+    Server,
+    /// The `now` the engine passes to each call (Unix nanoseconds, truncated to
+    /// microseconds). For replays and deterministic tests: every instance's clock must
+    /// agree. Keys then live an extra [`CALLER_CLOCK_EXTRA_TTL_MS`] past their state's
+    /// expiry, as Redis expires them on its own clock.
+    Caller,
+}
+
+/// Extra time to live of keys written on the caller's clock: one day.
+pub const CALLER_CLOCK_EXTRA_TTL_MS: u64 = 86_400_000;
+
+/// How to reach Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://host:port/` URLs: one server, or the seed nodes of a cluster.
+    pub nodes: Vec<String>,
+    /// Whether `nodes` are a Redis Cluster.
+    pub cluster: bool,
+    /// The first part of every key (default `"tg"`), to share a Redis with others.
+    pub prefix: String,
+    /// How long to wait for a connection (default 50 ms).
+    pub connect_timeout: Duration,
+    /// How long to wait for a reply (default 50 ms).
+    pub response_timeout: Duration,
+    /// When to stop calling a Redis that fails (see [`BreakerConfig`]).
+    pub breaker: BreakerConfig,
+    /// Whose clock decides (default: the server's).
+    pub clock: ClockSource,
+    /// Idle connections kept for reuse (default 32).
+    pub max_idle: usize,
+}
+
+impl RedisConfig {
+    /// One Redis server at `url` (`redis://127.0.0.1:6379/`).
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            nodes: vec![url.into()],
+            cluster: false,
+            prefix: "tg".into(),
+            connect_timeout: Duration::from_millis(50),
+            response_timeout: Duration::from_millis(50),
+            breaker: BreakerConfig::default(),
+            clock: ClockSource::Server,
+            max_idle: 32,
+        }
+    }
+
+    /// A Redis Cluster reached through `nodes`.
+    pub fn cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        RedisConfig {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            cluster: true,
+            ..RedisConfig::new("")
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets both timeouts.
+    pub fn timeouts(mut self, connect: Duration, response: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.response_timeout = response;
+        self
+    }
+
+    /// Sets the circuit breaker.
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Sets whose clock decides.
+    pub fn clock(mut self, clock: ClockSource) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Why a call to Redis did not happen or failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The circuit breaker is open: the call did not reach the network.
+    CircuitOpen,
+    /// Redis failed or timed out.
+    Redis(redis::RedisError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::CircuitOpen => f.write_str("redis circuit breaker open"),
+            StoreError::Redis(e) => write!(f, "redis: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Counters of the store's calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Script calls that went to the network (one per decision, undo, seed or flush;
+    /// a NOSCRIPT reload inside one call is not counted again).
+    pub network_calls: u64,
+    /// Of those, the ones that failed (timeouts, refused connections, errors).
+    pub errors: u64,
+    /// Calls the open breaker kept off the network.
+    pub short_circuited: u64,
+    /// Connections opened.
+    pub connects: u64,
+}
+
+/// The Lua scripts, loaded once per server with `SCRIPT LOAD` and called with
+/// `EVALSHA` (reloaded on `NOSCRIPT`, e.g. after a restart or `SCRIPT FLUSH`).
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) gcra: Script,
+    pub(crate) gcra_undo: Script,
+    pub(crate) window: Script,
+    pub(crate) window_undo: Script,
+    pub(crate) quota: Script,
+    pub(crate) quota_seed: Script,
+    pub(crate) quota_flush: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            gcra: Script::new(include_str!("../lua/gcra.lua")),
+            gcra_undo: Script::new(include_str!("../lua/gcra_undo.lua")),
+            window: Script::new(include_str!("../lua/window.lua")),
+            window_undo: Script::new(include_str!("../lua/window_undo.lua")),
+            quota: Script::new(include_str!("../lua/quota.lua")),
+            quota_seed: Script::new(include_str!("../lua/quota_seed.lua")),
+            quota_flush: Script::new(include_str!("../lua/quota_flush.lua")),
+        }
+    }
+}
+
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+enum Conn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Conn {
+    fn like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Single(c) => c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+}
+
+/// A Redis (single server or cluster) shared by the limits and the quota of one or more
+/// engines in this process. Cheap to share behind an `Arc`.
+pub struct RedisStore {
+    config: RedisConfig,
+    client: Client,
+    pool: Mutex<Vec<Conn>>,
+    breaker: Breaker,
+    pub(crate) scripts: Scripts,
+    network_calls: AtomicU64,
+    errors: AtomicU64,
+    short_circuited: AtomicU64,
+    connects: AtomicU64,
+    /// The async path's multiplexed connection (cheap to clone), opened on first use.
+    #[cfg(feature = "tokio")]
+    async_conn: Mutex<Option<AsyncConn>>,
+    /// Held by the one task that connects, so concurrent first calls share it.
+    #[cfg(feature = "tokio")]
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// A multiplexed connection of the async (tokio) path.
+#[cfg(feature = "tokio")]
+#[derive(Clone)]
+enum AsyncConn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("nodes", &self.config.nodes)
+            .field("cluster", &self.config.cluster)
+            .field("breaker", &self.breaker.state())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// A store for `config`. Connections are opened on first use, so an engine starts
+    /// (and decides by its failure policy) while Redis is down.
+    pub fn new(config: RedisConfig) -> Result<Arc<Self>, redis::RedisError> {
+        let client = if config.cluster {
+            let c = redis::cluster::ClusterClientBuilder::new(config.nodes.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(1)
+                .build()?;
+            Client::Cluster(Box::new(c))
+        } else {
+            let url = config.nodes.first().map_or("", String::as_str);
+            Client::Single(redis::Client::open(url)?)
+        };
+        Ok(Arc::new(RedisStore {
+            breaker: Breaker::new(config.breaker),
+            config,
+            client,
+            pool: Mutex::new(Vec::new()),
+            scripts: Scripts::new(),
+            network_calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            short_circuited: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            #[cfg(feature = "tokio")]
+            async_conn: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            connecting: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// The call counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            network_calls: self.network_calls.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            short_circuited: self.short_circuited.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Idle connections in the pool.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Drops every idle connection (the next call connects anew).
+    pub fn drop_idle(&self) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn connect(&self) -> redis::RedisResult<Conn> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        match &self.client {
+            Client::Single(c) => {
+                let conn = c.get_connection_with_timeout(self.config.connect_timeout)?;
+                conn.set_read_timeout(Some(self.config.response_timeout))?;
+                conn.set_write_timeout(Some(self.config.response_timeout))?;
+                Ok(Conn::Single(conn))
+            }
+            Client::Cluster(c) => Ok(Conn::Cluster(Box::new(c.get_connection()?))),
+        }
+    }
+
+    /// Runs `f` on a pooled connection, through the breaker.
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let permit = self.breaker.permit();
+        if permit == Permit::Refuse {
+            self.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::CircuitOpen);
+        }
+        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let result = match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+        .and_then(|mut conn| f(conn.like()).map(|v| (v, conn)));
+        match result {
+            Ok((v, conn)) => {
+                self.breaker.success(permit);
+                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < self.config.max_idle {
+                    pool.push(conn);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                // The connection is dropped: after an error its state is unknown. After a
+                // connection-level error the idle ones are likely stale too (Redis
+                // restarted): drop them, so one restart costs one failure, not one per
+                // pooled connection (which could open the breaker with Redis up).
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.drop_idle();
+                }
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failure(permit);
+                Err(StoreError::Redis(e))
+            }
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn connect_async(&self) -> redis::RedisResult<AsyncConn> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        match &self.client {
+            Client::Single(c) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.config.connect_timeout))
+                    .set_response_timeout(Some(self.config.response_timeout));
+                Ok(AsyncConn::Single(
+                    c.get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            Client::Cluster(c) => Ok(AsyncConn::Cluster(c.get_async_connection().await?)),
+        }
+    }
+
+    /// [`invoke`](Self::invoke) on the async (tokio) path: one multiplexed connection
+    /// shared by all tasks, the same breaker and counters.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn invoke_async<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let permit = self.breaker.permit();
+        if permit == Permit::Refuse {
+            self.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::CircuitOpen);
+        }
+        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let cached = || {
+            self.async_conn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let conn = match cached() {
+            Some(c) => Ok(c),
+            None => {
+                let _one = self.connecting.lock().await;
+                match cached() {
+                    Some(c) => Ok(c),
+                    None => self.connect_async().await.inspect(|c| {
+                        *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(c.clone());
+                    }),
+                }
+            }
+        };
+        let result = match conn {
+            Ok(AsyncConn::Single(mut c)) => inv.invoke_async(&mut c).await,
+            Ok(AsyncConn::Cluster(mut c)) => inv.invoke_async(&mut c).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => {
+                self.breaker.success(permit);
+                Ok(v)
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failure(permit);
+                *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(StoreError::Redis(e))
+            }
+        }
+    }
+
+    /// Invokes a prepared script (EVALSHA, SCRIPT LOAD and again on NOSCRIPT).
+    pub(crate) fn invoke<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|c| inv.invoke(c))
+    }
+
+    /// Whether Redis answers `PING` (through the breaker).
+    pub fn ping(&self) -> bool {
+        self.with_conn(|c| redis::cmd("PING").query::<String>(c))
+            .is_ok()
+    }
+
+    /// The `now` argument of the scripts: `""` on the server's clock, else `now_ns` in
+    /// microseconds; and the extra time to live of the keys written.
+    pub(crate) fn clock_args(&self, now_ns: u64) -> (String, u64) {
+        match self.config.clock {
+            ClockSource::Server => (String::new(), 0),
+            ClockSource::Caller => ((now_ns / 1000).to_string(), CALLER_CLOCK_EXTRA_TTL_MS),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The async (tokio) path: many tasks on one multiplexed connection decide exactly like
+//! the blocking path, undo gives back, and an outage falls back to the local limiter
+//! through the same breaker. On one server and on a 3-node cluster.
+
+use std::sync::Arc;
+
+use tollgate::backend::{LimitBackend, LimitKey};
+use tollgate::core::Rate;
+use tollgate::policy::{Attr, LimitSpec};
+use tollgate_redis::testing::{RedisCluster, RedisServer};
+use tollgate_redis::{BreakerConfig, RedisBackend, RedisConfig, RedisFactory, RedisStore};
+
+fn backend(config: RedisConfig, name: &str) -> (Arc<RedisBackend>, Arc<RedisStore>) {
+    let store = RedisStore::new(config).unwrap();
+    let rate: Rate = "50/day".parse().unwrap();
+    let mut spec = LimitSpec::new(name, rate);
+    spec.key = vec![Attr::Company];
+    let b = RedisFactory::new(Arc::clone(&store))
+        .backend(&spec, rate)
+        .unwrap();
+    (Arc::new(b), store)
+}
+
+/// 8 tasks x 20 acquires of one key: exactly the limit is allowed.
+async fn hammer(b: &Arc<RedisBackend>, company: &'static str) -> u64 {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let b = Arc::clone(b);
+            tokio::spawn(async move {
+                let parts = [company];
+                let key = LimitKey {
+                    hash: 1,
+                    parts: &parts,
+                };
+                let mut allowed = 0u64;
+                for _ in 0..20 {
+                    allowed += u64::from(b.acquire_async(&key, 1, 0).await.unwrap().0.allowed());
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_tasks_share_one_connection_and_never_exceed_the_limit() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (b, store) = backend(
+        RedisConfig::new(server.url()).breaker(BreakerConfig {
+            failures: 1,
+            cooldown: std::time::Duration::from_secs(3600),
+        }),
+        "aio",
+    );
+    assert_eq!(hammer(&b, "acme").await, 50);
+    assert_eq!(store.stats().connects, 1, "one multiplexed connection");
+    // The blocking path sees the same state.
+    let parts = ["acme"];
+    let key = LimitKey {
+        hash: 1,
+        parts: &parts,
+    };
+    assert!(!b.peek(&key, 1, 0).unwrap().allowed());
+    // Undo on the async path gives back.
+    let parts = ["globex"];
+    let k2 = LimitKey {
+        hash: 2,
+        parts: &parts,
+    };
+    let (_, u) = b.acquire_async(&k2, 30, 0).await.unwrap();
+    b.undo_async(&k2, u.unwrap(), 0).await;
+    assert_eq!(b.peek_async(&k2, 50, 0).await.unwrap().remaining, 0);
+    assert!(b.peek_async(&k2, 50, 0).await.unwrap().allowed());
+    // An outage: the local fallback decides, and the breaker keeps later calls local.
+    server.kill();
+    let before = store.stats().network_calls;
+    for _ in 0..20 {
+        assert!(b.acquire_async(&k2, 1, 0).await.unwrap().0.allowed());
+    }
+    assert_eq!(store.stats().network_calls - before, 1);
+    assert_eq!(store.stats().short_circuited, 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_path_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (b, store) = backend(RedisConfig::cluster(cluster.urls()), "aio-cluster");
+    assert_eq!(hammer(&b, "acme").await, 50);
+    assert_eq!(hammer(&b, "initech").await, 50);
+    assert_eq!(store.stats().errors, 0);
+}

@@ -1,0 +1,358 @@
+//! Monthly quotas on a real redis-server: engines of a fleet sharing a company's
+//! counter, a counter that vanished re-seeded from the ledgers (also from a journal
+//! after the instance itself restarted), idempotent flushes, batching.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use tollgate::quota::Ledger;
+use tollgate::{Engine, Policy, Reason, Request};
+use tollgate_redis::testing::RedisServer;
+use tollgate_redis::{QuotaOptions, RedisConfig, RedisQuota, RedisStore};
+
+const KEY_A: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
+const KEY_B: &str = "77aa0000-1111-2222-3333-444455556666";
+
+/// Acme: 10 calls a month (1 machine x 10), refused above 15.
+fn policy(journal: Option<&std::path::Path>) -> Policy {
+    let journal = journal.map_or(String::new(), |p| format!("journal = {:?}\n", p));
+    let toml = format!(
+        r#"
+version = 1
+[[limit]]
+name = "per-token"
+key = ["token"]
+rate = "1000/s"
+[quota]
+warning_percent = 80
+hard_cap_percent = 150
+{journal}
+[[quota.plans]]
+name = "free"
+calls_per_unit = 10
+default = true
+[[quota.companies]]
+id = "acme"
+machines = 1
+users = [
+  {{ id = "ann", keys = ["{KEY_A}"] }},
+  {{ id = "bob", keys = ["{KEY_B}"] }},
+]
+"#
+    );
+    Policy::from_toml(&toml).unwrap().0
+}
+
+struct Instance {
+    engine: Engine,
+    quota: Arc<RedisQuota>,
+}
+
+fn instance(
+    store: &Arc<RedisStore>,
+    name: &str,
+    options: QuotaOptions,
+    journal: Option<&std::path::Path>,
+) -> Instance {
+    let quota = Arc::new(RedisQuota::new(Arc::clone(store), name, options));
+    let engine = Engine::builder(policy(journal))
+        .quota_store(Arc::clone(&quota) as Arc<dyn tollgate::QuotaStore>)
+        .build()
+        .unwrap();
+    Instance { engine, quota }
+}
+
+fn ledger(i: &Instance) -> &Ledger {
+    i.engine.ledger().unwrap()
+}
+
+/// This instance's own count for acme this period.
+fn share(i: &Instance) -> u64 {
+    ledger(i)
+        .company_usage()
+        .iter()
+        .filter(|r| r.company == "acme")
+        .map(|r| r.used)
+        .sum()
+}
+
+/// The counter's fields in Redis: (used, i:gw-1, i:gw-2).
+fn counter(server: &RedisServer) -> (u64, u64, u64) {
+    let mut c = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("tg:*:q:*").query(&mut c).unwrap();
+    if keys.is_empty() {
+        return (0, 0, 0);
+    }
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("tg:{c:acme}:q:"), "{keys:?}");
+    let get = |c: &mut redis::Connection, f: &str| -> u64 {
+        redis::cmd("HGET")
+            .arg(&keys[0])
+            .arg(f)
+            .query::<Option<u64>>(c)
+            .unwrap()
+            .unwrap_or(0)
+    };
+    (
+        get(&mut c, "used"),
+        get(&mut c, "i:gw-1"),
+        get(&mut c, "i:gw-2"),
+    )
+}
+
+fn call(i: &Instance, key: &str) -> Reason {
+    i.engine.decide(&Request::new().token(key)).reason
+}
+
+#[test]
+fn two_instances_share_one_company_quota() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let gw1 = Arc::new(instance(&store, "gw-1", QuotaOptions::default(), None));
+    let gw2 = Arc::new(instance(&store, "gw-2", QuotaOptions::default(), None));
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = [(&gw1, KEY_A), (&gw2, KEY_B)]
+        .into_iter()
+        .map(|(gw, key)| {
+            let (gw, barrier) = (Arc::clone(gw), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..40)
+                    .filter(|_| call(&gw, key) == Reason::Allowed)
+                    .count() as u64
+            })
+        })
+        .collect();
+    let served: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    // The hard cap (15) holds for the fleet, not per instance.
+    assert_eq!(served.iter().sum::<u64>(), 15, "{served:?}");
+    let (used, s1, s2) = counter(&server);
+    assert_eq!((used, s1, s2), (15, served[0], served[1]));
+    // Each instance's ledger holds exactly its share.
+    assert_eq!((share(&gw1), share(&gw2)), (s1, s2));
+    // The warning and the overage were raised once for the fleet.
+    let events = gw1.engine.drain_events().len() + gw2.engine.drain_events().len();
+    assert_eq!(events, 2);
+    assert!(gw1.quota.reseeded().is_empty() && gw2.quota.reseeded().is_empty());
+}
+
+#[test]
+fn a_vanished_counter_is_reported_and_reseeded_never_restarted_at_zero() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
+    let gw2 = instance(&store, "gw-2", QuotaOptions::default(), None);
+    for _ in 0..4 {
+        assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    }
+    for _ in 0..3 {
+        assert_eq!(call(&gw2, KEY_B), Reason::Allowed);
+    }
+    assert_eq!(counter(&server), (7, 4, 3));
+    // Redis loses everything (a restart without persistence, a failover).
+    let mut c = server.connection();
+    redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+    assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    // gw-1 re-seeded its 4 and counted its call: 5, not 1.
+    assert_eq!(counter(&server), (5, 5, 0));
+    let r = gw1.quota.reseeded();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].company.as_str(), r[0].seeded, r[0].used),
+        ("acme", 4, 4)
+    );
+    assert_eq!(call(&gw2, KEY_B), Reason::Allowed);
+    assert_eq!(counter(&server), (9, 5, 4));
+    assert_eq!(gw2.quota.reseeded().len(), 1);
+    // Back to exact: 9 + 6 = 15 served, the 16th refused.
+    for _ in 0..6 {
+        assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    }
+    assert_eq!(call(&gw2, KEY_B), Reason::QuotaExceeded);
+    assert_eq!(counter(&server).0, 15);
+    assert_eq!(share(&gw1) + share(&gw2), 15);
+}
+
+#[test]
+fn an_instance_restarted_from_its_journal_reseeds_its_durable_share() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("usage.db");
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    {
+        let gw1 = instance(&store, "gw-1", QuotaOptions::default(), Some(&journal));
+        for _ in 0..6 {
+            assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+        }
+        ledger(&gw1).sync().unwrap();
+    }
+    // The instance and Redis both restart; the instance's journal has its 6 calls.
+    let mut c = server.connection();
+    redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+    let gw1 = instance(&store, "gw-1", QuotaOptions::default(), Some(&journal));
+    assert_eq!(share(&gw1), 6, "restored from the journal");
+    assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    assert_eq!(counter(&server), (7, 7, 0));
+    let r = gw1.quota.reseeded();
+    assert_eq!(
+        r.len(),
+        1,
+        "a non-zero share missing from Redis is reported"
+    );
+    assert_eq!(r[0].seeded, 6);
+    // Restarted again, Redis intact: its share is there, nothing is added twice.
+    drop(gw1);
+    let gw1 = instance(&store, "gw-1", QuotaOptions::default(), Some(&journal));
+    assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    assert_eq!(counter(&server), (8, 8, 0));
+    assert!(gw1.quota.reseeded().is_empty());
+}
+
+#[test]
+fn a_retried_flush_is_counted_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut c = server.connection();
+    let flush = redis::Script::new(include_str!("../lua/quota_flush.lua"));
+    let seed = redis::Script::new(include_str!("../lua/quota_seed.lua"));
+    let k = "tg:{c:acme}:q:0";
+    let r: Vec<i64> = flush
+        .key(k)
+        .arg("gw-1")
+        .arg(77)
+        .arg(5)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(
+        r,
+        [-1, 0],
+        "a missing counter is reported, not created at 5"
+    );
+    let r: Vec<i64> = seed
+        .key(k)
+        .arg("gw-1")
+        .arg(10)
+        .arg(4_000_000_000u64)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(r, [1, 10, 0]);
+    let r: Vec<i64> = seed
+        .key(k)
+        .arg("gw-1")
+        .arg(10)
+        .arg(4_000_000_000u64)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(r, [0, 10, 1], "a retried seed counts once");
+    let r: Vec<i64> = flush
+        .key(k)
+        .arg("gw-1")
+        .arg(77)
+        .arg(5)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(r, [1, 15]);
+    let r: Vec<i64> = flush
+        .key(k)
+        .arg("gw-1")
+        .arg(77)
+        .arg(5)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(r, [2, 15], "the same batch again: counted once");
+    let r: Vec<i64> = flush
+        .key(k)
+        .arg("gw-1")
+        .arg(78)
+        .arg(1)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(r, [1, 16]);
+    let r: Vec<i64> = flush
+        .key(k)
+        .arg("gw-2")
+        .arg(78)
+        .arg(1)
+        .invoke(&mut c)
+        .unwrap();
+    assert_eq!(
+        r,
+        [-2, 16],
+        "another instance without its share seeds first"
+    );
+}
+
+#[test]
+fn batched_increments_reach_redis_and_their_overshoot_is_bounded() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let options = QuotaOptions {
+        batch: Some(Duration::from_secs(3600)),
+        ..QuotaOptions::default()
+    };
+    let gw1 = instance(&store, "gw-1", options, None);
+    let gw2 = instance(&store, "gw-2", options, None);
+    // Within one flush interval neither instance sees the other's calls: each serves
+    // up to the hard cap on its own.
+    let served1 = (0..20)
+        .filter(|_| call(&gw1, KEY_A) == Reason::Allowed)
+        .count() as u64;
+    let served2 = (0..20)
+        .filter(|_| call(&gw2, KEY_B) == Reason::Allowed)
+        .count() as u64;
+    assert_eq!((served1, served2), (15, 15));
+    assert_eq!(store.stats().network_calls, 0, "nothing sent yet");
+    assert_eq!(gw1.quota.flush(ledger(&gw1)), 0);
+    assert_eq!(gw2.quota.flush(ledger(&gw2)), 0);
+    // Every call counted once, each instance's share in its field.
+    assert_eq!(counter(&server), (30, 15, 15));
+    // The accuracy trade-off: the fleet served 30 against a hard cap of 15, at most
+    // what each instance can serve in one interval. After the flush the last instance
+    // to flush sees the fleet's usage.
+    assert_eq!(call(&gw2, KEY_B), Reason::QuotaExceeded);
+    assert_eq!(call(&gw1, KEY_A), Reason::QuotaExceeded);
+    let again = gw1.quota.flush(ledger(&gw1));
+    assert_eq!(again, 0);
+    assert_eq!(counter(&server).0, 30);
+}
+
+#[test]
+fn the_flusher_thread_sends_batched_calls_without_further_calls() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let options = QuotaOptions {
+        batch: Some(Duration::from_millis(20)),
+        ..QuotaOptions::default()
+    };
+    let gw1 = instance(&store, "gw-1", options, None);
+    let flusher = gw1.quota.spawn_flusher(
+        Arc::clone(gw1.engine.ledger().unwrap()),
+        Duration::from_millis(20),
+    );
+    for _ in 0..9 {
+        assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    }
+    // No call comes after: the thread flushes (bounded wait; no time is asserted).
+    let mut tries = 0;
+    while counter(&server).0 != 9 {
+        assert!(tries < 1000, "never flushed: {:?}", counter(&server));
+        std::thread::sleep(Duration::from_millis(10));
+        tries += 1;
+    }
+    assert_eq!(gw1.quota.unsent(), 0);
+    // Dropping the handle flushes what is left and stops the thread.
+    assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+    drop(flusher);
+    assert_eq!(counter(&server), (10, 10, 0));
+}
