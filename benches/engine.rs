@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::{Engine, Policy, Request};
-use tollgate_benches::SplitMix64;
+use tollgate_benches::{bench_quota_toml, bench_token, SplitMix64};
 use tollgate_core::{KeyedGcraLimiter, Rate};
 
 const KEYS: usize = 1_000;
@@ -26,10 +26,6 @@ const SEQ: usize = 1 << 16;
 /// 2027-01-15T08:00:00Z.
 const NOW: u64 = 1_800_000_000_000_000_000;
 
-fn token(i: usize) -> String {
-    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
-}
-
 fn policy(quota: bool) -> Policy {
     let mut text = String::from(
         "version = 1\n\
@@ -37,23 +33,13 @@ fn policy(quota: bool) -> Policy {
          [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\n",
     );
     if quota {
-        text.push_str(
-            "[quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n",
-        );
-        for c in 0..COMPANIES {
-            text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
-            for u in 0..KEYS / COMPANIES {
-                let i = c * (KEYS / COMPANIES) + u;
-                text.push_str(&format!("{{ id = \"u{i}\", keys = [\"{}\"] }},", token(i)));
-            }
-            text.push_str("]\n");
-        }
+        text.push_str(&bench_quota_toml(KEYS, COMPANIES));
     }
     Policy::from_toml(&text).expect("bench policy").0
 }
 
 fn bench(c: &mut Criterion) {
-    let tokens: Vec<String> = (0..KEYS).map(token).collect();
+    let tokens: Vec<String> = (0..KEYS).map(bench_token).collect();
     let companies: Vec<String> = (0..COMPANIES).map(|c| format!("c{c}")).collect();
     let mut rng = SplitMix64::new(7);
     let seq: Vec<usize> = (0..SEQ).map(|_| rng.below(KEYS as u64) as usize).collect();

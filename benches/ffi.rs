@@ -19,7 +19,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::{Engine, Policy, Request};
-use tollgate_benches::SplitMix64;
+use tollgate_benches::{bench_quota_toml, bench_token, SplitMix64};
 use tollgate_ffi::{
     tollgate_attr, tollgate_decision, tollgate_engine, tollgate_engine_decide,
     tollgate_engine_free, tollgate_engine_from_toml, tollgate_result, TOLLGATE_CLASS_COST,
@@ -40,10 +40,6 @@ type DecideFn = unsafe extern "C" fn(
     *mut tollgate_decision,
 ) -> tollgate_result;
 
-fn token(i: usize) -> String {
-    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
-}
-
 fn policy_text(quota: bool) -> String {
     let mut text = String::from(
         "version = 1\n\
@@ -51,17 +47,7 @@ fn policy_text(quota: bool) -> String {
          [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\n",
     );
     if quota {
-        text.push_str(
-            "[quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n",
-        );
-        for c in 0..COMPANIES {
-            text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
-            for u in 0..KEYS / COMPANIES {
-                let i = c * (KEYS / COMPANIES) + u;
-                text.push_str(&format!("{{ id = \"u{i}\", keys = [\"{}\"] }},", token(i)));
-            }
-            text.push_str("]\n");
-        }
+        text.push_str(&bench_quota_toml(KEYS, COMPANIES));
     }
     text
 }
@@ -76,7 +62,7 @@ fn attr(name: &'static str, value: &str) -> tollgate_attr {
 }
 
 fn bench(c: &mut Criterion) {
-    let tokens: Vec<String> = (0..KEYS).map(token).collect();
+    let tokens: Vec<String> = (0..KEYS).map(bench_token).collect();
     let companies: Vec<String> = (0..COMPANIES).map(|c| format!("c{c}")).collect();
     let mut rng = SplitMix64::new(7);
     let seq: Vec<usize> = (0..SEQ).map(|_| rng.below(KEYS as u64) as usize).collect();

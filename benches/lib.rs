@@ -105,3 +105,29 @@ pub fn wall_per_thread(
     let last_end = spans.iter().map(|s| s.1).max().expect("threads ran");
     (last_end - first_start) / u32::try_from(spans.len()).expect("few threads")
 }
+
+/// The API key of user `i` in the engine benches: shaped like a UUID, as real keys are.
+pub fn bench_token(i: usize) -> String {
+    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
+}
+
+/// The `[quota]` section of the engine benches: a default plan too large to reach (the
+/// benches measure the hard-cap check, not refusals) and `keys` API keys over
+/// `companies` companies `c0`, `c1`, ..., user `u{i}` holding [`bench_token`]`(i)`.
+pub fn bench_quota_toml(keys: usize, companies: usize) -> String {
+    let mut text = String::from(
+        "[quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n",
+    );
+    for c in 0..companies {
+        text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
+        for u in 0..keys / companies {
+            let i = c * (keys / companies) + u;
+            text.push_str(&format!(
+                "{{ id = \"u{i}\", keys = [\"{}\"] }},",
+                bench_token(i)
+            ));
+        }
+        text.push_str("]\n");
+    }
+    text
+}

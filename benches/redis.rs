@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::{Engine, Policy, Request};
-use tollgate_benches::SplitMix64;
+use tollgate_benches::{bench_quota_toml, bench_token, SplitMix64};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::{
     LimitOptions, QuotaOptions, RedisConfig, RedisFactory, RedisQuota, RedisStore,
@@ -34,25 +34,13 @@ const KEYS: usize = 1_000;
 const COMPANIES: usize = 100;
 const SEQ: usize = 1 << 16;
 
-fn token(i: usize) -> String {
-    format!("{i:08x}-5b7d-4e21-9a0b-6c8d2f1e4a77")
-}
-
 fn policy(backend: &str, rate: &str) -> Policy {
     let mut text = format!(
         "version = 1\n\
          [[limit]]\nname = \"per-token-tenant\"\nrate = \"{rate}\"\nbackend = \"{backend}\"\n\
-         [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\nbackend = \"{backend}\"\n\
-         [quota]\nhard_cap_percent = 150\n[[quota.plans]]\nname = \"big\"\ncalls = 1000000000000000\ndefault = true\n"
+         [[limit]]\nname = \"per-company\"\nkey = [\"company\"]\nrate = \"1000000000/s burst 1000000000000\"\nbackend = \"{backend}\"\n"
     );
-    for c in 0..COMPANIES {
-        text.push_str(&format!("[[quota.companies]]\nid = \"c{c}\"\nusers = ["));
-        for u in 0..KEYS / COMPANIES {
-            let i = c * (KEYS / COMPANIES) + u;
-            text.push_str(&format!("{{ id = \"u{i}\", keys = [\"{}\"] }},", token(i)));
-        }
-        text.push_str("]\n");
-    }
+    text.push_str(&bench_quota_toml(KEYS, COMPANIES));
     Policy::from_toml(&text).expect("bench policy").0
 }
 
@@ -98,7 +86,7 @@ impl Workload {
     fn new(seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
         Workload {
-            tokens: (0..KEYS).map(token).collect(),
+            tokens: (0..KEYS).map(bench_token).collect(),
             companies: (0..COMPANIES).map(|c| format!("c{c}")).collect(),
             seq: (0..SEQ).map(|_| rng.below(KEYS as u64) as usize).collect(),
         }

@@ -3,7 +3,7 @@
 -- Integer arithmetic only. Lua numbers are doubles, exact for integers below 2^53:
 -- times are Unix MICROseconds (about 1.8e15 today) and the Rust side refuses rates whose
 -- tolerance does not leave room below 2^53, so every sum and product below is exact.
--- Integer division goes through idiv, which corrects the double quotient.
+-- Integer division goes through idiv (prelude.lua), which corrects the double quotient.
 --
 -- KEYS[1]  the key's state "<tat>:<T>": its theoretical arrival time (TAT), Unix
 --          microseconds, and the emission interval it was written under; absent = a
@@ -21,23 +21,7 @@
 -- Returns {allowed, remaining, retry_after_us, reset_after_us, before, after}:
 -- before/after are the TAT before (re-expressed in T) and after the call (0 = absent),
 -- for undo.
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
-local now
-if ARGV[5] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[5])
-end
+local now = now_us(ARGV[5])
 local cost = tonumber(ARGV[2])
 local T = tonumber(ARGV[3])
 local tau = tonumber(ARGV[4])

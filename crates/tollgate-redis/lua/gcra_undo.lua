@@ -10,23 +10,7 @@
 --
 -- If nobody touched the key since, the state before is put back exactly; otherwise the
 -- cost is refunded (the TAT moves back by cost * T, never before now).
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
-local now
-if ARGV[5] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[5])
-end
+local now = now_us(ARGV[5])
 local T = tonumber(ARGV[2])
 local cur = 0
 local raw = redis.call('GET', KEYS[1])

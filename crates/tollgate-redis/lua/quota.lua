@@ -13,11 +13,9 @@
 -- share (it was rebuilt after a loss by another instance). On -1/-2 the caller seeds
 -- its share (quota_seed) and calls again. All values stay far below 2^53.
 local inst = 'i:' .. ARGV[1]
-if redis.call('HEXISTS', KEYS[1], inst) == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    return {-1, 0}
-  end
-  return {-2, tonumber(redis.call('HGET', KEYS[1], 'used') or '0')}
+local missing = missing_share(KEYS[1], inst)
+if missing then
+  return missing
 end
 local cost = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])

@@ -11,11 +11,9 @@
 -- Returns {status, used}: 1 added, 2 already added (a retry), -1/-2 as in quota.lua
 -- (the instance re-seeds from its ledger, which holds these calls too).
 local inst = 'i:' .. ARGV[1]
-if redis.call('HEXISTS', KEYS[1], inst) == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    return {-1, 0}
-  end
-  return {-2, tonumber(redis.call('HGET', KEYS[1], 'used') or '0')}
+local missing = missing_share(KEYS[1], inst)
+if missing then
+  return missing
 end
 local flushed = 'f:' .. ARGV[1]
 if redis.call('HGET', KEYS[1], flushed) == ARGV[2] then

@@ -19,23 +19,7 @@
 --
 -- Returns {allowed, remaining, retry_after_us, reset_after_us,
 --          before_w, before_p, before_c, after_w, after_p, after_c} (w = 0: absent).
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
-local now
-if ARGV[5] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[5])
-end
+local now = now_us(ARGV[5])
 local cost = tonumber(ARGV[2])
 local W = tonumber(ARGV[3])
 local limit = tonumber(ARGV[4])

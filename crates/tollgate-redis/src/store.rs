@@ -149,15 +149,54 @@ pub(crate) struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            gcra: Script::new(include_str!("../lua/gcra.lua")),
-            gcra_undo: Script::new(include_str!("../lua/gcra_undo.lua")),
-            window: Script::new(include_str!("../lua/window.lua")),
-            window_undo: Script::new(include_str!("../lua/window_undo.lua")),
-            quota: Script::new(include_str!("../lua/quota.lua")),
-            quota_seed: Script::new(include_str!("../lua/quota_seed.lua")),
-            quota_flush: Script::new(include_str!("../lua/quota_flush.lua")),
+            gcra: Script::new(scripts::GCRA),
+            gcra_undo: Script::new(scripts::GCRA_UNDO),
+            window: Script::new(scripts::WINDOW),
+            window_undo: Script::new(scripts::WINDOW_UNDO),
+            quota: Script::new(scripts::QUOTA),
+            quota_seed: Script::new(scripts::QUOTA_SEED),
+            quota_flush: Script::new(scripts::QUOTA_FLUSH),
         }
     }
+}
+
+/// The Lua sources as they are sent to Redis (`crates/tollgate-redis/lua/`): each rate
+/// script after `prelude.lua` (exact integer division, the clock), each quota script
+/// that checks an instance's share after `quota_prelude.lua`. Redis cannot load one
+/// script from another, so the shared code is prepended.
+pub mod scripts {
+    /// GCRA: acquire or peek.
+    pub const GCRA: &str = concat!(
+        include_str!("../lua/prelude.lua"),
+        include_str!("../lua/gcra.lua")
+    );
+    /// GCRA: undo an acquire.
+    pub const GCRA_UNDO: &str = concat!(
+        include_str!("../lua/prelude.lua"),
+        include_str!("../lua/gcra_undo.lua")
+    );
+    /// Sliding window: acquire or peek.
+    pub const WINDOW: &str = concat!(
+        include_str!("../lua/prelude.lua"),
+        include_str!("../lua/window.lua")
+    );
+    /// Sliding window: undo an acquire.
+    pub const WINDOW_UNDO: &str = concat!(
+        include_str!("../lua/prelude.lua"),
+        include_str!("../lua/window_undo.lua")
+    );
+    /// Quota: check and add one call.
+    pub const QUOTA: &str = concat!(
+        include_str!("../lua/quota_prelude.lua"),
+        include_str!("../lua/quota.lua")
+    );
+    /// Quota: seed an instance's share from its ledger.
+    pub const QUOTA_SEED: &str = include_str!("../lua/quota_seed.lua");
+    /// Quota: add a batch of locally counted calls, once.
+    pub const QUOTA_FLUSH: &str = concat!(
+        include_str!("../lua/quota_prelude.lua"),
+        include_str!("../lua/quota_flush.lua")
+    );
 }
 
 enum Client {

@@ -191,7 +191,7 @@ fn scripts_are_reloaded_after_script_flush() {
         .unwrap();
     let exists: Vec<bool> = redis::cmd("SCRIPT")
         .arg("EXISTS")
-        .arg(redis::Script::new(include_str!("../lua/gcra.lua")).get_hash())
+        .arg(redis::Script::new(tollgate_redis::store::scripts::GCRA).get_hash())
         .query(&mut c)
         .unwrap();
     assert_eq!(exists, [false]);

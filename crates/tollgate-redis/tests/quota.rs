@@ -220,8 +220,8 @@ fn a_retried_flush_is_counted_once() {
         return;
     };
     let mut c = server.connection();
-    let flush = redis::Script::new(include_str!("../lua/quota_flush.lua"));
-    let seed = redis::Script::new(include_str!("../lua/quota_seed.lua"));
+    let flush = redis::Script::new(tollgate_redis::store::scripts::QUOTA_FLUSH);
+    let seed = redis::Script::new(tollgate_redis::store::scripts::QUOTA_SEED);
     let k = "tg:{c:acme}:q:0";
     let r: Vec<i64> = flush
         .key(k)
