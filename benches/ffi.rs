@@ -8,7 +8,10 @@
 //!   inlining across the boundary), with the attributes as (pointer, length) pairs, so
 //!   the boundary's work — the checks, the UTF-8 validation of names and values, the
 //!   attribute-name dispatch, the conversion of the decision to the C struct — is in it;
-//! * the same two with the monthly quota (`_quota`).
+//! * `rust_decide_read`: `rust_decide` plus reading every field the C struct carries, as a
+//!   caller acting on the decision does (the C entry point reads them all to fill its
+//!   struct, and `rust_decide` alone reads none);
+//! * the same three with the monthly quota (`_quota`).
 //!
 //! Target: the boundary adds at most 10% or 5 ns, whichever is larger.
 //!
@@ -90,6 +93,27 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 black_box(engine.decide(black_box(&request(seq[i & (SEQ - 1)]))))
+            })
+        });
+        // The same, reading every field the C struct carries, as a caller acting on the
+        // decision does (the C entry point reads them all to fill its struct).
+        g.bench_function(format!("rust_decide_read{suffix}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                let d = engine.decide(black_box(&request(seq[i & (SEQ - 1)])));
+                black_box((
+                    d.allowed(),
+                    d.shadow_denied,
+                    d.decided_by,
+                    d.limit,
+                    d.remaining,
+                    d.retry_after,
+                    d.reset_after,
+                    d.generation,
+                    d.quota
+                        .map(|q| (q.outcome, q.used, q.limit, q.resets_at_unix)),
+                ))
             })
         });
 
