@@ -174,12 +174,31 @@ pub unsafe extern "C" fn tollgate_engine_warnings(
     len: usize,
     out_n: *mut usize,
 ) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe {
+        engine_text(engine, buf, len, out_n, |h| {
+            h.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
+    }
+}
+
+/// Shared by the functions that copy a text of the engine's into the caller's buffer.
+///
+/// # Safety
+/// As for those functions.
+unsafe fn engine_text(
+    engine: *const tollgate_engine,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+    text: impl FnOnce(&tollgate_engine) -> String,
+) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promises.
+        // SAFETY: the caller's promise.
         let h = unsafe { handle(engine) }?;
-        let notes = h.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let text = text(h);
         // SAFETY: the caller's promises.
-        unsafe { write_text(&notes, buf, len, out_n) }
+        unsafe { write_text(&text, buf, len, out_n) }
     })
 }
 
@@ -756,13 +775,8 @@ pub unsafe extern "C" fn tollgate_engine_metrics(
     len: usize,
     out_n: *mut usize,
 ) -> tollgate_result {
-    guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
-        let text = h.engine.prometheus();
-        // SAFETY: the caller's promises.
-        unsafe { write_text(&text, buf, len, out_n) }
-    })
+    // SAFETY: the caller's promises.
+    unsafe { engine_text(engine, buf, len, out_n, |h| h.engine.prometheus()) }
 }
 
 #[cfg(test)]

@@ -145,10 +145,8 @@ rate = "5/s"
     assert_eq!(h.retry_after.as_deref(), Some("1"));
 }
 
-#[test]
-fn repeat_offenders_are_revoked_and_restored() {
-    let e = engine(
-        r#"
+/// One request a second per token; three denials within a minute revoke the token.
+const ONE_PER_SECOND_REVOKE_AFTER_3: &str = r#"
 version = 1
 [[limit]]
 name = "per-token"
@@ -157,8 +155,11 @@ rate = "1/s"
 [revocation]
 denials = 3
 window = "1m"
-"#,
-    );
+"#;
+
+#[test]
+fn repeat_offenders_are_revoked_and_restored() {
+    let e = engine(ONE_PER_SECOND_REVOKE_AFTER_3);
     let r = Request::new().token("bad-token-123456").at(T);
     assert!(e.decide(&r).allowed());
     // Three denials within the window revoke the token.
@@ -425,18 +426,7 @@ fn prometheus_text_and_events_never_block() {
 
 #[test]
 fn a_waiters_denials_never_revoke() {
-    let e = engine(
-        r#"
-version = 1
-[[limit]]
-name = "per-token"
-key = ["token"]
-rate = "1/s"
-[revocation]
-denials = 3
-window = "1m"
-"#,
-    );
+    let e = engine(ONE_PER_SECOND_REVOKE_AFTER_3);
     let r = Request::new().token("patient").at(T);
     assert!(e.decide_waiting(&r).allowed());
     for _ in 0..10 {
