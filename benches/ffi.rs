@@ -25,7 +25,8 @@ use tollgate::{Engine, Policy, Request};
 use tollgate_benches::{bench_quota_toml, bench_token, SplitMix64};
 use tollgate_ffi::{
     tollgate_attr, tollgate_decision, tollgate_engine, tollgate_engine_decide,
-    tollgate_engine_free, tollgate_engine_from_toml, tollgate_result, TOLLGATE_CLASS_COST,
+    tollgate_engine_decide_request, tollgate_engine_free, tollgate_engine_from_toml,
+    tollgate_request, tollgate_result, tollgate_str, TOLLGATE_CLASS_COST,
 };
 
 const KEYS: usize = 1_000;
@@ -43,6 +44,12 @@ type DecideFn = unsafe extern "C" fn(
     *mut tollgate_decision,
 ) -> tollgate_result;
 
+type DecideRequestFn = unsafe extern "C" fn(
+    *const tollgate_engine,
+    *const tollgate_request,
+    *mut tollgate_decision,
+) -> tollgate_result;
+
 fn policy_text(quota: bool) -> String {
     let mut text = String::from(
         "version = 1\n\
@@ -53,6 +60,13 @@ fn policy_text(quota: bool) -> String {
         text.push_str(&bench_quota_toml(KEYS, COMPANIES));
     }
     text
+}
+
+fn c_str(value: &str) -> tollgate_str {
+    tollgate_str {
+        ptr: value.as_ptr().cast::<c_char>(),
+        len: value.len(),
+    }
 }
 
 fn attr(name: &'static str, value: &str) -> tollgate_attr {
@@ -152,6 +166,33 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 let rc = call(black_box(seq[i & (SEQ - 1)]), &mut out);
+                black_box((rc, &out));
+            })
+        });
+        // The same request as a `tollgate_request`: the engine's attributes as fields.
+        let decide_request: DecideRequestFn = black_box(tollgate_engine_decide_request);
+        let call_request = |k: usize, out: &mut tollgate_decision| {
+            let request = tollgate_request {
+                token: c_str(&tokens[k]),
+                tenant: c_str("tenant-1"),
+                company: c_str(company_of(k)),
+                method: c_str("GET"),
+                now_unix_ns: NOW,
+                ..tollgate_request::default()
+            };
+            // SAFETY: a live engine, a request whose fields point into live strings, a
+            // local output.
+            unsafe { decide_request(handle, &request, out) }
+        };
+        let mut out_request = tollgate_decision::default();
+        assert_eq!(call_request(0, &mut out_request), tollgate_result::Ok);
+        assert!(out_request.allowed);
+        g.bench_function(format!("c_abi_decide_request{suffix}"), |b| {
+            let mut i = 0;
+            let mut out = tollgate_decision::default();
+            b.iter(|| {
+                i += 1;
+                let rc = call_request(black_box(seq[i & (SEQ - 1)]), &mut out);
                 black_box((rc, &out));
             })
         });

@@ -1,5 +1,5 @@
-//! The C entry points, driven with arbitrary bytes: attribute names and values that are
-//! not UTF-8, NULL pointers with and without lengths, costs and times at the ends of
+//! The C entry points, driven with arbitrary bytes: attribute names and values (and
+//! tollgate_request fields) that are not UTF-8, NULL pointers with and without lengths, costs and times at the ends of
 //! their ranges, forged decisions, buffers of every size, reservations settled in any
 //! order. The oracle: no call ever returns `TOLLGATE_RESULT_PANIC` (a panic caught at the
 //! boundary is a bug), every result is one of the documented codes, text written is
@@ -141,6 +141,43 @@ enum Op {
     LastError {
         buf: u8,
     },
+    /// tollgate_engine_decide_request: the seven fields, further attributes.
+    DecideRequest {
+        fields: [Text; 7],
+        attrs: Vec<(Text, Text)>,
+        explicit_cost: bool,
+        cost: u64,
+        now: u64,
+        header: u32,
+        buf: u16,
+    },
+}
+
+fn c_attrs(attrs: &[(Text, Text)]) -> Vec<tollgate_attr> {
+    attrs
+        .iter()
+        .map(|(n, v)| {
+            let (name, name_len) = n.raw();
+            let (value, value_len) = v.raw();
+            tollgate_attr {
+                name,
+                name_len,
+                value,
+                value_len,
+            }
+        })
+        .collect()
+}
+
+/// The oracle for a decision: consistent fields, and its headers' text contract.
+fn check_decision(e: *const tollgate_engine, d: &tollgate_decision, header: u32, buf: u16) {
+    assert!(d.reason <= 6);
+    assert_eq!(d.allowed, d.reason == 0);
+    assert_eq!(d.allowed, d.retry_after_ms == 0);
+    // SAFETY: the engine, the decision just made, a buffer from text_out.
+    text_out(buf, |b, l, n| unsafe {
+        tollgate_engine_header(e, d, header, b, l, n)
+    });
 }
 
 /// Writes text into a buffer of `len` bytes and checks the text contract.
@@ -178,19 +215,7 @@ fuzz_target!(|data: &[u8]| {
                 header,
                 buf,
             } => {
-                let c_attrs: Vec<tollgate_attr> = attrs
-                    .iter()
-                    .map(|(n, v)| {
-                        let (name, name_len) = n.raw();
-                        let (value, value_len) = v.raw();
-                        tollgate_attr {
-                            name,
-                            name_len,
-                            value,
-                            value_len,
-                        }
-                    })
-                    .collect();
+                let c_attrs = c_attrs(attrs);
                 let mut d = tollgate_decision {
                     decided_by: 77,
                     ..Default::default()
@@ -204,13 +229,52 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(d.decided_by, 77, "a failed decide wrote its output");
                     continue;
                 }
-                assert!(d.reason <= 6);
-                assert_eq!(d.allowed, d.reason == 0);
-                assert_eq!(d.allowed, d.retry_after_ms == 0);
-                // SAFETY: the engine, the decision just made, a buffer from text_out.
-                text_out(*buf, |b, l, n| unsafe {
-                    tollgate_engine_header(e, &d, *header, b, l, n)
-                });
+                check_decision(e, &d, *header, *buf);
+            }
+            Op::DecideRequest {
+                fields,
+                attrs,
+                explicit_cost,
+                cost,
+                now,
+                header,
+                buf,
+            } => {
+                let c_attrs = c_attrs(attrs);
+                let f = |i: usize| {
+                    let (ptr, len) = fields[i].raw();
+                    tollgate_str { ptr, len }
+                };
+                let request = tollgate_request {
+                    token: f(0),
+                    tenant: f(1),
+                    user: f(2),
+                    company: f(3),
+                    client: f(4),
+                    route: f(5),
+                    method: f(6),
+                    attrs: if c_attrs.is_empty() {
+                        std::ptr::null()
+                    } else {
+                        c_attrs.as_ptr()
+                    },
+                    attrs_len: c_attrs.len(),
+                    explicit_cost: *explicit_cost,
+                    cost: *cost,
+                    now_unix_ns: *now,
+                };
+                let mut d = tollgate_decision {
+                    decided_by: 77,
+                    ..Default::default()
+                };
+                // SAFETY: the engine, a request whose fields and attributes point to live
+                // bytes or are NULLs the library must refuse, a local output.
+                let rc = check(unsafe { tollgate_engine_decide_request(e, &request, &mut d) });
+                if rc != tollgate_result::Ok {
+                    assert_eq!(d.decided_by, 77, "a failed decide wrote its output");
+                    continue;
+                }
+                check_decision(e, &d, *header, *buf);
             }
             Op::Forged {
                 decision,

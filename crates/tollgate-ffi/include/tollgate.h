@@ -398,6 +398,84 @@ typedef struct tollgate_decision {
 } tollgate_decision;
 
 /**
+ * A byte string with its length, for a field of tollgate_request: NULL (with length
+ * 0) when the request has no such attribute; a non-NULL pointer with length 0 is the
+ * empty value.
+ */
+typedef struct tollgate_str {
+  /**
+   * The bytes (UTF-8, not NUL-terminated), or NULL for "absent".
+   */
+  const char *ptr;
+  /**
+   * Their length in bytes (0 when `ptr` is NULL).
+   */
+  size_t len;
+} tollgate_str;
+
+/**
+ * A request with the engine's own attributes as fields, for
+ * tollgate_engine_decide_request(): no attribute names to match, so the boundary does
+ * less work than with tollgate_engine_decide(). A zeroed struct (`tollgate_request r =
+ * {0};`) is a request with no attributes, the class's cost and the engine's clock; set
+ * the fields the gateway has.
+ */
+typedef struct tollgate_request {
+  /**
+   * The API token.
+   */
+  struct tollgate_str token;
+  /**
+   * The tenant.
+   */
+  struct tollgate_str tenant;
+  /**
+   * The user.
+   */
+  struct tollgate_str user;
+  /**
+   * The company.
+   */
+  struct tollgate_str company;
+  /**
+   * The client (address or id).
+   */
+  struct tollgate_str client;
+  /**
+   * The route.
+   */
+  struct tollgate_str route;
+  /**
+   * The HTTP method (picks the request's class).
+   */
+  struct tollgate_str method;
+  /**
+   * Further attributes a policy keys on (`attrs_len` of them, at most
+   * TOLLGATE_MAX_ATTRS; NULL when 0). A name of one of the fields above fills that
+   * field when it is NULL, and is an error when it is set.
+   */
+  const struct tollgate_attr *attrs;
+  /**
+   * The number of further attributes.
+   */
+  size_t attrs_len;
+  /**
+   * Whether `cost` is the request's explicit cost (false: the class's cost under each
+   * limit).
+   */
+  bool explicit_cost;
+  /**
+   * The request's explicit cost, when `explicit_cost`.
+   */
+  uint64_t cost;
+  /**
+   * The request's time in Unix nanoseconds, or TOLLGATE_ENGINE_CLOCK (0) for the
+   * engine's clock.
+   */
+  uint64_t now_unix_ns;
+} tollgate_request;
+
+/**
  * What a reload did, counted by limit.
  */
 typedef struct tollgate_reload_report {
@@ -523,6 +601,24 @@ tollgate_result tollgate_engine_decide(const struct tollgate_engine *engine,
                                        uint64_t cost,
                                        uint64_t now_unix_ns,
                                        struct tollgate_decision *out);
+
+/**
+ * Decides a request given as a tollgate_request, exactly as
+ * tollgate_engine_decide() decides the same attributes: every limit that applies, all
+ * or nothing, then the monthly quota. The engine's own attributes are fields, so no
+ * names are matched; further attributes go in `request->attrs`. On success `*out`
+ * receives the decision; a refused request is a success whose decision says so.
+ *
+ * Thread-safe: any number of threads may decide on one engine at once.
+ *
+ * # Safety
+ * `engine` must be a live engine; `request` must be a readable tollgate_request whose
+ * non-NULL fields point to their stated lengths of readable bytes and whose `attrs`
+ * point as for tollgate_engine_decide(); `out` must be writable.
+ */
+tollgate_result tollgate_engine_decide_request(const struct tollgate_engine *engine,
+                                               const struct tollgate_request *request,
+                                               struct tollgate_decision *out);
 
 /**
  * Copies the value of one response header for `decision` (a tollgate_header:

@@ -14,13 +14,14 @@ use tollgate::{
 use arrayvec::ArrayVec;
 
 use crate::guard::{
-    bytes, guard, non_null, non_null_mut, text, try_bytes, try_text, write_text, BadText, Fail,
-    Outcome,
+    bytes, guard, is_ascii, non_null, non_null_mut, text, try_bytes, try_text, write_text, BadText,
+    Fail, Outcome,
 };
 use crate::{
     tollgate_attr, tollgate_decision, tollgate_header, tollgate_quota_outcome,
-    tollgate_quota_status, tollgate_reason, tollgate_reload_report, tollgate_result,
-    TOLLGATE_CLASS_COST, TOLLGATE_ENGINE_CLOCK, TOLLGATE_MAX_ATTRS, TOLLGATE_NEVER,
+    tollgate_quota_status, tollgate_reason, tollgate_reload_report, tollgate_request,
+    tollgate_result, tollgate_str, TOLLGATE_CLASS_COST, TOLLGATE_ENGINE_CLOCK, TOLLGATE_MAX_ATTRS,
+    TOLLGATE_NEVER,
 };
 
 /// An engine: the policy's limits, revocation and quota. Created by
@@ -340,70 +341,18 @@ pub unsafe extern "C" fn tollgate_engine_decide(
         // SAFETY: the caller's promise.
         let h = unsafe { handle(engine) }?;
         let out = non_null_mut(out, "out")?;
-        if attrs_len > TOLLGATE_MAX_ATTRS {
-            return Err(Fail::new(
-                tollgate_result::InvalidArgument,
-                format!("{attrs_len} attributes; at most {TOLLGATE_MAX_ATTRS} are accepted"),
-            ));
-        }
-        let attrs: &[tollgate_attr] = if attrs_len == 0 {
-            &[]
-        } else {
-            let p = non_null(attrs, "attrs")?;
-            if !p.is_aligned() {
-                return Err(Fail::new(
-                    tollgate_result::InvalidArgument,
-                    "attrs is not aligned for tollgate_attr",
-                ));
-            }
-            // SAFETY: non-null, aligned, and the caller promises attrs_len attributes
-            // (at most TOLLGATE_MAX_ATTRS, so the size cannot overflow).
-            unsafe { std::slice::from_raw_parts(p, attrs_len) }
-        };
+        // SAFETY: the caller's promise.
+        let attrs = unsafe { attr_slice(attrs, attrs_len) }?;
         // Attributes the engine has no field for; on the stack, nothing initialised
         // until used.
-        let mut others: ArrayVec<(&str, &str), TOLLGATE_MAX_ATTRS> = ArrayVec::new();
+        let mut others: Others<'_> = ArrayVec::new();
         let mut req = Request::new();
-        for a in attrs {
-            // SAFETY: the caller promises each attribute's bytes.
-            let name =
-                unsafe { try_bytes(a.name, a.name_len) }.map_err(|e| e.fail("attribute name"))?;
-            // SAFETY: as above.
-            let value =
-                unsafe { try_text(a.value, a.value_len) }.map_err(|e| bad_value(e, name))?;
-            // The engine's own attribute names are ASCII: matching their bytes needs no
-            // UTF-8 check of the name.
-            let slot = match known_name(name) {
-                Some(KnownName::Token) => &mut req.token,
-                Some(KnownName::Tenant) => &mut req.tenant,
-                Some(KnownName::User) => &mut req.user,
-                Some(KnownName::Company) => &mut req.company,
-                Some(KnownName::Client) => &mut req.client,
-                Some(KnownName::Route) => &mut req.route,
-                Some(KnownName::Method) => &mut req.method,
-                None if name.is_empty() => {
-                    return Err(Fail::new(
-                        tollgate_result::InvalidArgument,
-                        "an attribute has an empty name",
-                    ))
-                }
-                None => {
-                    let name = std::str::from_utf8(name)
-                        .map_err(|e| BadText::Utf8(e.valid_up_to()).fail("attribute name"))?;
-                    if others.iter().any(|(n, _)| *n == name) {
-                        return Err(repeated(name.as_bytes()));
-                    }
-                    // Cannot overflow: attrs_len <= TOLLGATE_MAX_ATTRS was checked.
-                    others.push((name, value));
-                    continue;
-                }
-            };
-            if slot.is_some() {
-                return Err(repeated(name));
-            }
-            *slot = Some(value);
-        }
-        req.attrs = &others;
+        fill_attrs(&mut req, &mut others, attrs)?;
+        // The attributes borrow `others`, which lives shorter than the caller's bytes.
+        let mut req = Request {
+            attrs: &others,
+            ..req
+        };
         if cost != TOLLGATE_CLASS_COST {
             req.cost = Some(cost);
         }
@@ -415,6 +364,228 @@ pub unsafe extern "C" fn tollgate_engine_decide(
         unsafe { out.write(decision_to_c(&d)) };
         Ok(tollgate_result::Ok)
     })
+}
+
+/// Decides a request given as a tollgate_request, exactly as
+/// tollgate_engine_decide() decides the same attributes: every limit that applies, all
+/// or nothing, then the monthly quota. The engine's own attributes are fields, so no
+/// names are matched; further attributes go in `request->attrs`. On success `*out`
+/// receives the decision; a refused request is a success whose decision says so.
+///
+/// Thread-safe: any number of threads may decide on one engine at once.
+///
+/// # Safety
+/// `engine` must be a live engine; `request` must be a readable tollgate_request whose
+/// non-NULL fields point to their stated lengths of readable bytes and whose `attrs`
+/// point as for tollgate_engine_decide(); `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_decide_request(
+    engine: *const tollgate_engine,
+    request: *const tollgate_request,
+    out: *mut tollgate_decision,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: the caller's promise.
+        let h = unsafe { handle(engine) }?;
+        let r = non_null(request, "request")?;
+        if !r.is_aligned() {
+            return Err(Fail::new(
+                tollgate_result::InvalidArgument,
+                "request is not aligned for tollgate_request",
+            ));
+        }
+        let out = non_null_mut(out, "out")?;
+        // SAFETY: non-null and aligned; the caller promises a readable request. Read by
+        // value: the caller's struct is not referenced after this.
+        let r = unsafe { r.read() };
+        // SAFETY: the caller promises each field's bytes.
+        let [token, tenant, user, company, client, route, method] = unsafe {
+            field_values([
+                r.token, r.tenant, r.user, r.company, r.client, r.route, r.method,
+            ])
+        }?;
+        let mut req = Request {
+            token,
+            tenant,
+            user,
+            company,
+            client,
+            route,
+            method,
+            ..Request::new()
+        };
+        let mut others: Others<'_> = ArrayVec::new();
+        if r.attrs_len != 0 {
+            // SAFETY: the caller's promise.
+            let attrs = unsafe { attr_slice(r.attrs, r.attrs_len) }?;
+            fill_attrs(&mut req, &mut others, attrs)?;
+        }
+        // The attributes borrow `others`, which lives shorter than the caller's bytes.
+        let mut req = Request {
+            attrs: &others,
+            ..req
+        };
+        if r.explicit_cost {
+            req.cost = Some(r.cost);
+        }
+        if r.now_unix_ns != TOLLGATE_ENGINE_CLOCK {
+            req.now = Some(r.now_unix_ns);
+        }
+        let d = h.engine.decide(&req);
+        // SAFETY: `out` checked above; the caller promises it is writable.
+        unsafe { out.write(decision_to_c(&d)) };
+        Ok(tollgate_result::Ok)
+    })
+}
+
+/// Attributes the engine has no field for, as the [`Request`] refers to them.
+type Others<'a> = ArrayVec<(&'a str, &'a str), TOLLGATE_MAX_ATTRS>;
+
+/// The caller's attribute array: at most TOLLGATE_MAX_ATTRS, non-NULL and aligned unless
+/// empty.
+///
+/// # Safety
+/// Unless `len` is 0, `attrs` must point to `len` attributes valid for `'a`.
+unsafe fn attr_slice<'a>(
+    attrs: *const tollgate_attr,
+    len: usize,
+) -> Result<&'a [tollgate_attr], Fail> {
+    if len > TOLLGATE_MAX_ATTRS {
+        return Err(Fail::new(
+            tollgate_result::InvalidArgument,
+            format!("{len} attributes; at most {TOLLGATE_MAX_ATTRS} are accepted"),
+        ));
+    }
+    if len == 0 {
+        return Ok(&[]);
+    }
+    let p = non_null(attrs, "attrs")?;
+    if !p.is_aligned() {
+        return Err(Fail::new(
+            tollgate_result::InvalidArgument,
+            "attrs is not aligned for tollgate_attr",
+        ));
+    }
+    // SAFETY: non-null, aligned, and the caller promises `len` attributes (at most
+    // TOLLGATE_MAX_ATTRS, so the size cannot overflow).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Puts each attribute into its field of `req` (the engine's own names) or into
+/// `others`; a name given twice (or given for a field already set) is an error.
+fn fill_attrs<'a>(
+    req: &mut Request<'a>,
+    others: &mut Others<'a>,
+    attrs: &'a [tollgate_attr],
+) -> Result<(), Fail> {
+    for a in attrs {
+        // SAFETY: the caller promises each attribute's bytes.
+        let name =
+            unsafe { try_bytes(a.name, a.name_len) }.map_err(|e| e.fail("attribute name"))?;
+        // SAFETY: as above.
+        let value = unsafe { try_text(a.value, a.value_len) }.map_err(|e| bad_value(e, name))?;
+        // The engine's own attribute names are ASCII: matching their bytes needs no
+        // UTF-8 check of the name.
+        let slot = match known_name(name) {
+            Some(KnownName::Token) => &mut req.token,
+            Some(KnownName::Tenant) => &mut req.tenant,
+            Some(KnownName::User) => &mut req.user,
+            Some(KnownName::Company) => &mut req.company,
+            Some(KnownName::Client) => &mut req.client,
+            Some(KnownName::Route) => &mut req.route,
+            Some(KnownName::Method) => &mut req.method,
+            None if name.is_empty() => {
+                return Err(Fail::new(
+                    tollgate_result::InvalidArgument,
+                    "an attribute has an empty name",
+                ))
+            }
+            None => {
+                let name = std::str::from_utf8(name)
+                    .map_err(|e| BadText::Utf8(e.valid_up_to()).fail("attribute name"))?;
+                if others.iter().any(|(n, _)| *n == name) {
+                    return Err(repeated(name.as_bytes()));
+                }
+                // Cannot overflow: the slice holds at most TOLLGATE_MAX_ATTRS.
+                others.push((name, value));
+                continue;
+            }
+        };
+        if slot.is_some() {
+            return Err(repeated(name));
+        }
+        *slot = Some(value);
+    }
+    Ok(())
+}
+
+/// The names of [`tollgate_request`]'s string fields, in order.
+const FIELDS: [&str; 7] = [
+    "request.token",
+    "request.tenant",
+    "request.user",
+    "request.company",
+    "request.client",
+    "request.route",
+    "request.method",
+];
+
+/// The values of [`tollgate_request`]'s string fields: `None` for NULL. The common case
+/// (well-formed, ASCII) is checked for all seven at once, with one branch; anything
+/// else takes [`field_values_checked`], which finds the first bad field and names it.
+///
+/// # Safety
+/// Each non-NULL field must point to its length of readable bytes valid for `'a`.
+#[inline]
+unsafe fn field_values<'a>(fields: [tollgate_str; 7]) -> Result<[Option<&'a str>; 7], Fail> {
+    // NULL with a length, or a length no object can have.
+    let misshapen = fields.iter().fold(false, |acc, f| {
+        acc | (f.ptr.is_null() & (f.len != 0)) | (f.len > isize::MAX as usize)
+    });
+    if !misshapen {
+        let bytes = fields.map(|f| {
+            (!f.ptr.is_null()).then(|| {
+                // SAFETY: non-null, the length fits an object, and the caller promises
+                // the bytes.
+                unsafe { std::slice::from_raw_parts(f.ptr.cast::<u8>(), f.len) }
+            })
+        });
+        if bytes
+            .iter()
+            .fold(true, |acc, b| acc & b.map_or(true, is_ascii))
+        {
+            // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
+            return Ok(bytes.map(|b| b.map(|b| unsafe { std::str::from_utf8_unchecked(b) })));
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { field_values_checked(fields) }
+}
+
+/// [`field_values`] one field at a time, failing on the first bad one.
+///
+/// # Safety
+/// As for [`field_values`].
+#[cold]
+#[inline(never)]
+unsafe fn field_values_checked<'a>(
+    fields: [tollgate_str; 7],
+) -> Result<[Option<&'a str>; 7], Fail> {
+    let mut values = [None; 7];
+    for ((f, name), v) in fields.iter().zip(FIELDS).zip(&mut values) {
+        if f.ptr.is_null() {
+            if f.len != 0 {
+                return Err(Fail::new(
+                    tollgate_result::NullParameter,
+                    format!("{name} is NULL with length {}", f.len),
+                ));
+            }
+            continue;
+        }
+        // SAFETY: forwarded from the caller.
+        *v = Some(unsafe { text(f.ptr, f.len, name) }?);
+    }
+    Ok(values)
 }
 
 /// The attributes [`Request`] has a field for.
@@ -956,6 +1127,171 @@ mod tests {
             assert_eq!(rc, want);
             assert_eq!(d, sentinel);
         }
+        // SAFETY: freed once.
+        unsafe { tollgate_engine_free(e) };
+    }
+
+    fn field(value: &[u8]) -> tollgate_str {
+        tollgate_str {
+            ptr: value.as_ptr().cast(),
+            len: value.len(),
+        }
+    }
+
+    fn last_error() -> String {
+        // SAFETY: a buffer from text_of.
+        text_of(|b, l, n| unsafe { crate::tollgate_last_error(b, l, n) }).unwrap()
+    }
+
+    /// The struct entry point decides as the attribute one: fields, further attributes,
+    /// a known name among the further attributes, an explicit cost.
+    #[test]
+    fn decide_request_decides_as_decide() {
+        let e = new_engine();
+        let mut d = tollgate_decision::default();
+        let extra = [attr("region", "eu")];
+        let request = tollgate_request {
+            token: field(b"k1"),
+            attrs: extra.as_ptr(),
+            attrs_len: 1,
+            now_unix_ns: NOW,
+            ..Default::default()
+        };
+        // SAFETY: a live engine, a request pointing to live bytes, a local output.
+        let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert!(d.allowed);
+        assert_eq!((d.limit, d.remaining), (2, 1));
+        // The method as a further attribute fills the NULL field; an explicit cost of 0
+        // is a cost (the zeroed struct's `explicit_cost: false` is the class's).
+        let extra = [attr("method", "GET")];
+        let request = tollgate_request {
+            token: field("k1".as_bytes()),
+            attrs: extra.as_ptr(),
+            attrs_len: 1,
+            explicit_cost: true,
+            cost: 0,
+            now_unix_ns: NOW,
+            ..Default::default()
+        };
+        // SAFETY: as above.
+        let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!((d.allowed, d.remaining), (true, 1));
+        // An empty value is a value, unlike NULL: a different key.
+        let request = tollgate_request {
+            token: field(b""),
+            now_unix_ns: NOW,
+            ..Default::default()
+        };
+        // SAFETY: as above.
+        let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!((d.allowed, d.remaining), (true, 1));
+        // SAFETY: freed once.
+        unsafe { tollgate_engine_free(e) };
+    }
+
+    #[test]
+    fn decide_request_refuses_bad_arguments_and_writes_nothing() {
+        let e = new_engine();
+        let sentinel = tollgate_decision {
+            decided_by: 55,
+            ..Default::default()
+        };
+        let mut d = sentinel;
+        let ok = tollgate_request {
+            token: field(b"k1"),
+            now_unix_ns: NOW,
+            ..Default::default()
+        };
+        let null = tollgate_str {
+            ptr: std::ptr::null(),
+            len: 3,
+        };
+        let huge = tollgate_str {
+            ptr: "x".as_ptr().cast(),
+            len: usize::MAX,
+        };
+        let twice = [attr("token", "k2")];
+        let many = [attr("zone", "a"); TOLLGATE_MAX_ATTRS + 1];
+        let cases = [
+            (
+                tollgate_request { tenant: null, ..ok },
+                tollgate_result::NullParameter,
+                "request.tenant is NULL with length 3",
+            ),
+            (
+                tollgate_request { route: huge, ..ok },
+                tollgate_result::InvalidArgument,
+                "request.route: length",
+            ),
+            (
+                tollgate_request {
+                    method: field(b"G\xffT"),
+                    ..ok
+                },
+                tollgate_result::InvalidUtf8,
+                "request.method is not UTF-8 (invalid byte at offset 1)",
+            ),
+            (
+                tollgate_request {
+                    attrs: twice.as_ptr(),
+                    attrs_len: 1,
+                    ..ok
+                },
+                tollgate_result::InvalidArgument,
+                "attribute \"token\" is given more than once",
+            ),
+            (
+                tollgate_request {
+                    attrs: std::ptr::null(),
+                    attrs_len: 1,
+                    ..ok
+                },
+                tollgate_result::NullParameter,
+                "attrs is NULL",
+            ),
+            (
+                tollgate_request {
+                    attrs: many.as_ptr(),
+                    attrs_len: many.len(),
+                    ..ok
+                },
+                tollgate_result::InvalidArgument,
+                "at most 32",
+            ),
+        ];
+        for (request, want, message) in cases {
+            // SAFETY: a live engine; each field points to its stated bytes or is a NULL
+            // or length the library must refuse without reading.
+            let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+            assert_eq!(rc, want, "{message}");
+            assert!(last_error().contains(message), "{}", last_error());
+            assert_eq!(d, sentinel);
+        }
+        // SAFETY: NULL engine, request and output are refused before any use.
+        unsafe {
+            let rc = tollgate_engine_decide_request(std::ptr::null(), &ok, &mut d);
+            assert_eq!(rc, tollgate_result::NullParameter);
+            let rc = tollgate_engine_decide_request(e, std::ptr::null(), &mut d);
+            assert_eq!(rc, tollgate_result::NullParameter);
+            assert_eq!(last_error(), "request is NULL");
+            let rc = tollgate_engine_decide_request(e, &ok, std::ptr::null_mut());
+            assert_eq!(rc, tollgate_result::NullParameter);
+        }
+        assert_eq!(d, sentinel);
+        // A misaligned request is refused before it is read.
+        let mut bytes = [0u64; 2 + std::mem::size_of::<tollgate_request>() / 8];
+        let p = bytes
+            .as_mut_ptr()
+            .cast::<u8>()
+            .wrapping_add(1)
+            .cast::<tollgate_request>();
+        // SAFETY: the pointer is misaligned; the library must refuse it unread.
+        let rc = unsafe { tollgate_engine_decide_request(e, p, &mut d) };
+        assert_eq!(rc, tollgate_result::InvalidArgument);
+        assert_eq!(d, sentinel);
         // SAFETY: freed once.
         unsafe { tollgate_engine_free(e) };
     }

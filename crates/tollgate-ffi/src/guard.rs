@@ -151,7 +151,7 @@ pub(crate) unsafe fn try_text<'a>(ptr: *const c_char, len: usize) -> Result<&'a 
 /// costs more than the rest of the boundary together. The tail is read as one more
 /// (overlapping) word instead of byte by byte.
 #[inline]
-fn is_ascii(b: &[u8]) -> bool {
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let half = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"));

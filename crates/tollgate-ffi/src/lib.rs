@@ -39,11 +39,11 @@ mod quota;
 use std::ffi::c_char;
 
 pub use engine::{
-    tollgate_engine, tollgate_engine_decide, tollgate_engine_free, tollgate_engine_from_file,
-    tollgate_engine_from_toml, tollgate_engine_header, tollgate_engine_is_revoked,
-    tollgate_engine_metrics, tollgate_engine_next_event, tollgate_engine_reload_file,
-    tollgate_engine_reload_toml, tollgate_engine_restore, tollgate_engine_revoke,
-    tollgate_engine_warnings,
+    tollgate_engine, tollgate_engine_decide, tollgate_engine_decide_request, tollgate_engine_free,
+    tollgate_engine_from_file, tollgate_engine_from_toml, tollgate_engine_header,
+    tollgate_engine_is_revoked, tollgate_engine_metrics, tollgate_engine_next_event,
+    tollgate_engine_reload_file, tollgate_engine_reload_toml, tollgate_engine_restore,
+    tollgate_engine_revoke, tollgate_engine_warnings,
 };
 pub use guard::tollgate_last_error;
 pub use quota::{
@@ -183,6 +183,84 @@ pub struct tollgate_attr {
     pub value: *const c_char,
     /// The value's length in bytes.
     pub value_len: usize,
+}
+
+/// A byte string with its length, for a field of tollgate_request: NULL (with length
+/// 0) when the request has no such attribute; a non-NULL pointer with length 0 is the
+/// empty value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tollgate_str {
+    /// The bytes (UTF-8, not NUL-terminated), or NULL for "absent".
+    pub ptr: *const c_char,
+    /// Their length in bytes (0 when `ptr` is NULL).
+    pub len: usize,
+}
+
+impl Default for tollgate_str {
+    fn default() -> Self {
+        tollgate_str {
+            ptr: std::ptr::null(),
+            len: 0,
+        }
+    }
+}
+
+/// A request with the engine's own attributes as fields, for
+/// tollgate_engine_decide_request(): no attribute names to match, so the boundary does
+/// less work than with tollgate_engine_decide(). A zeroed struct (`tollgate_request r =
+/// {0};`) is a request with no attributes, the class's cost and the engine's clock; set
+/// the fields the gateway has.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tollgate_request {
+    /// The API token.
+    pub token: tollgate_str,
+    /// The tenant.
+    pub tenant: tollgate_str,
+    /// The user.
+    pub user: tollgate_str,
+    /// The company.
+    pub company: tollgate_str,
+    /// The client (address or id).
+    pub client: tollgate_str,
+    /// The route.
+    pub route: tollgate_str,
+    /// The HTTP method (picks the request's class).
+    pub method: tollgate_str,
+    /// Further attributes a policy keys on (`attrs_len` of them, at most
+    /// TOLLGATE_MAX_ATTRS; NULL when 0). A name of one of the fields above fills that
+    /// field when it is NULL, and is an error when it is set.
+    pub attrs: *const tollgate_attr,
+    /// The number of further attributes.
+    pub attrs_len: usize,
+    /// Whether `cost` is the request's explicit cost (false: the class's cost under each
+    /// limit).
+    pub explicit_cost: bool,
+    /// The request's explicit cost, when `explicit_cost`.
+    pub cost: u64,
+    /// The request's time in Unix nanoseconds, or TOLLGATE_ENGINE_CLOCK (0) for the
+    /// engine's clock.
+    pub now_unix_ns: u64,
+}
+
+impl Default for tollgate_request {
+    fn default() -> Self {
+        tollgate_request {
+            token: tollgate_str::default(),
+            tenant: tollgate_str::default(),
+            user: tollgate_str::default(),
+            company: tollgate_str::default(),
+            client: tollgate_str::default(),
+            route: tollgate_str::default(),
+            method: tollgate_str::default(),
+            attrs: std::ptr::null(),
+            attrs_len: 0,
+            explicit_cost: false,
+            cost: 0,
+            now_unix_ns: TOLLGATE_ENGINE_CLOCK,
+        }
+    }
 }
 
 /// The quota's part of a decision.

@@ -1,9 +1,11 @@
 //! The C ABI decides exactly as the Rust engine does. Two engines from one policy, one
-//! driven through `tollgate_engine_decide` (attributes as byte strings), the other
+//! driven through the C ABI (byte strings and lengths), the other
 //! through `Engine::decide`, see the same random sequence of requests (tokens, tenants,
 //! methods, explicit costs, times moving forward), revocations and reservations; every
-//! decision, header value and event must agree, field by field. Inputs the C side must
-//! refuse (invalid UTF-8, repeated names) are refused there and skipped on the Rust side.
+//! decision, header value and event must agree, field by field. The C side takes each
+//! request through `tollgate_engine_decide` or `tollgate_engine_decide_request` (fields,
+//! and further attributes), at random. Inputs the C side must refuse (invalid UTF-8,
+//! repeated names) are refused there and skipped on the Rust side.
 
 use std::ffi::{c_char, CStr};
 
@@ -63,6 +65,9 @@ enum Op {
         cost: Option<u64>,
         advance_ms: u64,
         bad: Option<u8>,
+        /// 0: tollgate_engine_decide; 1: tollgate_engine_decide_request with the method
+        /// as a field; 2: the same with the method as a further attribute.
+        via: u8,
     },
     Revoke(u8),
     Restore(u8),
@@ -75,9 +80,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0u8..4, 0u8..3, prop::option::of(prop::sample::select(vec!["GET", "POST", "DELETE"])),
-              prop::option::weighted(0.2, 0u64..12), 0u64..800, prop::option::weighted(0.05, 0u8..3))
-            .prop_map(|(token, tenant, method, cost, advance_ms, bad)| Op::Decide { token, tenant, method, cost, advance_ms, bad }),
+        8 => (0u8..4, 0u8..4, prop::option::of(prop::sample::select(vec!["GET", "POST", "DELETE"])),
+              prop::option::weighted(0.2, 0u64..12), 0u64..800, prop::option::weighted(0.05, 0u8..4), 0u8..3)
+            .prop_map(|(token, tenant, method, cost, advance_ms, bad, via)| Op::Decide { token, tenant, method, cost, advance_ms, bad, via }),
         1 => (0u8..4).prop_map(Op::Revoke),
         1 => (0u8..4).prop_map(Op::Restore),
         1 => (0u8..4, 0u64..6, prop::option::of((0u64..6, 0u8..3)))
@@ -95,6 +100,13 @@ fn attr(name: &str, value: &[u8]) -> tollgate_attr {
         name_len: name.len(),
         value: value.as_ptr().cast(),
         value_len: value.len(),
+    }
+}
+
+fn c_str(value: &[u8]) -> tollgate_str {
+    tollgate_str {
+        ptr: value.as_ptr().cast(),
+        len: value.len(),
     }
 }
 
@@ -182,34 +194,61 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 cost,
                 advance_ms,
                 bad,
+                via,
             } => {
                 now += advance_ms * 1_000_000;
                 let token_s = tokens(token);
-                let tenant_s = ["acme-1", "acme-2", "initech"][tenant as usize];
-                let mut c_attrs = vec![
-                    attr("token", token_s.as_bytes()),
-                    attr("tenant", tenant_s.as_bytes()),
-                ];
+                // One tenant is not ASCII: the checked path of both entry points.
+                let tenant_s = ["acme-1", "acme-2", "initech", "zürich-ä"][tenant as usize];
+                let mut c_attrs = Vec::new();
+                let mut request = tollgate_request {
+                    now_unix_ns: now,
+                    explicit_cost: cost.is_some(),
+                    cost: cost.unwrap_or(0),
+                    ..tollgate_request::default()
+                };
+                if via == 0 {
+                    c_attrs.push(attr("token", token_s.as_bytes()));
+                    c_attrs.push(attr("tenant", tenant_s.as_bytes()));
+                } else {
+                    request.token = c_str(token_s.as_bytes());
+                    request.tenant = c_str(tenant_s.as_bytes());
+                }
                 if let Some(m) = method {
-                    c_attrs.push(attr("method", m.as_bytes()));
+                    if via == 1 {
+                        request.method = c_str(m.as_bytes());
+                    } else {
+                        c_attrs.push(attr("method", m.as_bytes()));
+                    }
                 }
                 match bad {
                     Some(0) => c_attrs.push(attr("region", b"\xffeu")),
                     Some(1) => c_attrs.push(attr("token", b"again")),
-                    Some(_) => c_attrs.push(attr("", b"x")),
+                    Some(2) => c_attrs.push(attr("", b"x")),
+                    Some(_) if via == 0 => c_attrs.push(attr("tenant", b"\xc3")),
+                    Some(_) => request.tenant = c_str(b"\xc3"),
                     None => {}
                 }
                 let mut d = tollgate_decision::default();
-                // SAFETY: the live handle, attributes pointing to live bytes, a local output.
-                let rc = unsafe {
-                    tollgate_engine_decide(
-                        twin.c,
-                        c_attrs.as_ptr(),
-                        c_attrs.len(),
-                        cost.unwrap_or(TOLLGATE_CLASS_COST),
-                        now,
-                        &mut d,
-                    )
+                let rc = if via == 0 {
+                    // SAFETY: the live handle, attributes pointing to live bytes, a local
+                    // output.
+                    unsafe {
+                        tollgate_engine_decide(
+                            twin.c,
+                            c_attrs.as_ptr(),
+                            c_attrs.len(),
+                            cost.unwrap_or(TOLLGATE_CLASS_COST),
+                            now,
+                            &mut d,
+                        )
+                    }
+                } else {
+                    request.attrs = c_attrs.as_ptr();
+                    request.attrs_len = c_attrs.len();
+                    // SAFETY: the live handle, a request pointing to live bytes, a local
+                    // output.
+                    unsafe { tollgate_engine_decide_request(twin.c, &request, &mut d) }
                 };
                 if bad.is_some() {
                     prop_assert_ne!(rc, tollgate_result::Ok);

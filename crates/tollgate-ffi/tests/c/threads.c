@@ -5,7 +5,8 @@
  * than the tokens' together) exactly its own. Requests a later limit denies must give
  * back what earlier limits took (all or nothing), or the token totals would come out
  * short. A reader thread polls events and metrics meanwhile, and a reload of an
- * unchanged policy must not disturb anything. */
+ * unchanged policy must not disturb anything. Half the threads decide through
+ * tollgate_engine_decide, half through tollgate_engine_decide_request. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,11 +46,25 @@ static void *work(void *arg) {
     struct worker *w = arg;
     for (int i = 0; i < PER_THREAD; i++) {
         int t = (i + w->id) % TOKENS;
-        tollgate_attr attrs[2];
-        attrs[0] = attr("token", TOKEN_NAMES[t]);
-        attrs[1] = attr("tenant", "shared-tenant");
         tollgate_decision d;
-        CHECK_OK(tollgate_engine_decide(w->engine, attrs, 2, 1, NOW, &d));
+        if (w->id % 2 == 0) {
+            tollgate_attr attrs[2];
+            attrs[0] = attr("token", TOKEN_NAMES[t]);
+            attrs[1] = attr("tenant", "shared-tenant");
+            CHECK_OK(tollgate_engine_decide(w->engine, attrs, 2, 1, NOW, &d));
+        } else {
+            /* Half the threads decide through the struct entry point. */
+            tollgate_request r;
+            memset(&r, 0, sizeof r);
+            r.token.ptr = TOKEN_NAMES[t];
+            r.token.len = strlen(TOKEN_NAMES[t]);
+            r.tenant.ptr = "shared-tenant";
+            r.tenant.len = strlen("shared-tenant");
+            r.explicit_cost = true;
+            r.cost = 1;
+            r.now_unix_ns = NOW;
+            CHECK_OK(tollgate_engine_decide_request(w->engine, &r, &d));
+        }
         if (d.allowed) {
             w->allowed[t]++;
         } else {
