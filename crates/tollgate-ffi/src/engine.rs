@@ -343,22 +343,17 @@ pub unsafe extern "C" fn tollgate_engine_decide(
         let out = non_null_mut(out, "out")?;
         // SAFETY: the caller's promise.
         let attrs = unsafe { attr_slice(attrs, attrs_len) }?;
+        let mut fields = [None; 7];
         // Attributes the engine has no field for; on the stack, nothing initialised
         // until used.
         let mut others: Others<'_> = ArrayVec::new();
-        let mut req = Request::new();
-        fill_attrs(&mut req, &mut others, attrs)?;
-        // The attributes borrow `others`, which lives shorter than the caller's bytes.
-        let mut req = Request {
-            attrs: &others,
-            ..req
-        };
-        if cost != TOLLGATE_CLASS_COST {
-            req.cost = Some(cost);
-        }
-        if now_unix_ns != TOLLGATE_ENGINE_CLOCK {
-            req.now = Some(now_unix_ns);
-        }
+        fill_attrs(&mut fields, &mut others, attrs)?;
+        let req = request_of(
+            fields,
+            &others,
+            (cost != TOLLGATE_CLASS_COST).then_some(cost),
+            now_unix_ns,
+        );
         let d = h.engine.decide(&req);
         // SAFETY: `out` checked above; the caller promises it is writable.
         unsafe { out.write(decision_to_c(&d)) };
@@ -395,43 +390,29 @@ pub unsafe extern "C" fn tollgate_engine_decide_request(
             ));
         }
         let out = non_null_mut(out, "out")?;
-        // SAFETY: non-null and aligned; the caller promises a readable request. Read by
-        // value: the caller's struct is not referenced after this.
-        let r = unsafe { r.read() };
+        // SAFETY: non-null and aligned; the caller promises a readable request.
+        let r = unsafe { &*r };
         // SAFETY: the caller promises each field's bytes.
-        let [token, tenant, user, company, client, route, method] = unsafe {
+        let fields = unsafe {
             field_values([
                 r.token, r.tenant, r.user, r.company, r.client, r.route, r.method,
             ])
         }?;
-        let mut req = Request {
-            token,
-            tenant,
-            user,
-            company,
-            client,
-            route,
-            method,
-            ..Request::new()
-        };
-        let mut others: Others<'_> = ArrayVec::new();
-        if r.attrs_len != 0 {
+        let cost = r.explicit_cost.then_some(r.cost);
+        // Without further attributes the fields go straight into the request (nothing
+        // held across a call).
+        let d = if r.attrs_len == 0 {
+            h.engine
+                .decide(&request_of(fields, &[], cost, r.now_unix_ns))
+        } else {
+            let mut fields = fields;
+            let mut others: Others<'_> = ArrayVec::new();
             // SAFETY: the caller's promise.
             let attrs = unsafe { attr_slice(r.attrs, r.attrs_len) }?;
-            fill_attrs(&mut req, &mut others, attrs)?;
-        }
-        // The attributes borrow `others`, which lives shorter than the caller's bytes.
-        let mut req = Request {
-            attrs: &others,
-            ..req
+            fill_attrs(&mut fields, &mut others, attrs)?;
+            h.engine
+                .decide(&request_of(fields, &others, cost, r.now_unix_ns))
         };
-        if r.explicit_cost {
-            req.cost = Some(r.cost);
-        }
-        if r.now_unix_ns != TOLLGATE_ENGINE_CLOCK {
-            req.now = Some(r.now_unix_ns);
-        }
-        let d = h.engine.decide(&req);
         // SAFETY: `out` checked above; the caller promises it is writable.
         unsafe { out.write(decision_to_c(&d)) };
         Ok(tollgate_result::Ok)
@@ -471,10 +452,34 @@ unsafe fn attr_slice<'a>(
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
-/// Puts each attribute into its field of `req` (the engine's own names) or into
-/// `others`; a name given twice (or given for a field already set) is an error.
+/// The engine's request: the fields (in [`KnownName`] order), the other attributes, the
+/// cost, the time (TOLLGATE_ENGINE_CLOCK: the engine's clock).
+#[inline]
+fn request_of<'a>(
+    fields: [Option<&'a str>; 7],
+    others: &'a [(&'a str, &'a str)],
+    cost: Option<u64>,
+    now_unix_ns: u64,
+) -> Request<'a> {
+    let [token, tenant, user, company, client, route, method] = fields;
+    Request {
+        token,
+        tenant,
+        user,
+        company,
+        client,
+        route,
+        method,
+        attrs: others,
+        cost,
+        now: (now_unix_ns != TOLLGATE_ENGINE_CLOCK).then_some(now_unix_ns),
+    }
+}
+
+/// Puts each attribute into its field (the engine's own names, in [`KnownName`] order)
+/// or into `others`; a name given twice (or given for a field already set) is an error.
 fn fill_attrs<'a>(
-    req: &mut Request<'a>,
+    fields: &mut [Option<&'a str>; 7],
     others: &mut Others<'a>,
     attrs: &'a [tollgate_attr],
 ) -> Result<(), Fail> {
@@ -487,13 +492,7 @@ fn fill_attrs<'a>(
         // The engine's own attribute names are ASCII: matching their bytes needs no
         // UTF-8 check of the name.
         let slot = match known_name(name) {
-            Some(KnownName::Token) => &mut req.token,
-            Some(KnownName::Tenant) => &mut req.tenant,
-            Some(KnownName::User) => &mut req.user,
-            Some(KnownName::Company) => &mut req.company,
-            Some(KnownName::Client) => &mut req.client,
-            Some(KnownName::Route) => &mut req.route,
-            Some(KnownName::Method) => &mut req.method,
+            Some(known) => &mut fields[known as usize],
             None if name.is_empty() => {
                 return Err(Fail::new(
                     tollgate_result::InvalidArgument,
@@ -588,7 +587,8 @@ unsafe fn field_values_checked<'a>(
     Ok(values)
 }
 
-/// The attributes [`Request`] has a field for.
+/// The attributes [`Request`] has a field for, in the order of [`tollgate_request`]'s
+/// fields (the index of each in the fields array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KnownName {
     Token,
@@ -1309,6 +1309,8 @@ mod tests {
         ];
         for (name, want) in known {
             assert_eq!(known_name(name.as_bytes()), Some(want), "{name}");
+            // The index of the field it fills is that of tollgate_request's field.
+            assert_eq!(FIELDS[want as usize], format!("request.{name}"));
             // Every one-byte change, a prefix, an extension: not that field.
             for i in 0..name.len() {
                 let mut other = name.as_bytes().to_vec();
