@@ -5,9 +5,13 @@
 //! the monthly quota, 1,000 API keys over 100 companies.
 //!
 //! * `memory`: the in-memory engine (limits and quota in process);
-//! * `redis`: both limits and the quota on Redis (three script calls per decision);
-//! * `redis_batched_quota`: the quota's increments batched (flushed every 100 ms per company): two
-//!   script calls per decision;
+//! * `redis`: both limits and the quota on Redis, decided by one script (one round trip
+//!   per decision; see `tollgate_redis::combined`);
+//! * `redis_one_by_one`: the same with `RedisFactory::combine(false)`: one script call
+//!   per limit and one for the quota (three round trips);
+//! * `redis_over_limit_cache`: `redis` with the over-limit cache;
+//! * `redis_batched_quota`: the quota's increments batched (flushed every 100 ms per
+//!   company): one script call for the two limits, the quota decided locally;
 //! * `*_2_engines`: two engines (two instances) deciding in parallel on two threads, on
 //!   one Redis; time per decision = wall time / decisions of both;
 //! * `over_limit/*`: abusive traffic: every token is over its limit (5 per day), with
@@ -51,16 +55,19 @@ struct Setup {
     redis: bool,
     cache: bool,
     batch: bool,
+    combine: bool,
 }
 
 fn engine(store: &Arc<RedisStore>, s: Setup, rate: &str, instance: &str) -> Engine {
     let p = policy(if s.redis { "redis" } else { "memory" }, rate);
     let mut b = Engine::builder(p);
     if s.redis {
-        let factory = RedisFactory::new(Arc::clone(store)).options(LimitOptions {
-            over_limit_cache: s.cache,
-            ..LimitOptions::default()
-        });
+        let factory = RedisFactory::new(Arc::clone(store))
+            .options(LimitOptions {
+                over_limit_cache: s.cache,
+                ..LimitOptions::default()
+            })
+            .combine(s.combine);
         let quota = RedisQuota::new(
             Arc::clone(store),
             instance,
@@ -122,6 +129,7 @@ fn bench(c: &mut Criterion) {
                 redis: false,
                 cache: false,
                 batch: false,
+                combine: true,
             },
         ),
         (
@@ -130,6 +138,16 @@ fn bench(c: &mut Criterion) {
                 redis: true,
                 cache: false,
                 batch: false,
+                combine: true,
+            },
+        ),
+        (
+            "redis_one_by_one",
+            Setup {
+                redis: true,
+                cache: false,
+                batch: false,
+                combine: false,
             },
         ),
         (
@@ -138,6 +156,7 @@ fn bench(c: &mut Criterion) {
                 redis: true,
                 cache: true,
                 batch: false,
+                combine: true,
             },
         ),
         (
@@ -146,6 +165,7 @@ fn bench(c: &mut Criterion) {
                 redis: true,
                 cache: false,
                 batch: true,
+                combine: true,
             },
         ),
     ];
@@ -163,7 +183,8 @@ fn bench(c: &mut Criterion) {
     for (name, setup) in [
         ("memory_2_engines", setups[0].1),
         ("redis_2_engines", setups[1].1),
-        ("redis_batched_quota_2_engines", setups[3].1),
+        ("redis_one_by_one_2_engines", setups[2].1),
+        ("redis_batched_quota_2_engines", setups[4].1),
     ] {
         let engines: Vec<Arc<Engine>> = ["bench-a", "bench-b"]
             .iter()
@@ -202,7 +223,8 @@ fn bench(c: &mut Criterion) {
     for (name, setup) in [
         ("memory", setups[0].1),
         ("redis", setups[1].1),
-        ("redis_over_limit_cache", setups[2].1),
+        ("redis_one_by_one", setups[2].1),
+        ("redis_over_limit_cache", setups[3].1),
     ] {
         let e = engine(&store, setup, "5/day", "bench-abuse");
         for i in 0..KEYS {

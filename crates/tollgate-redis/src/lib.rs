@@ -38,6 +38,8 @@
 //! * Keys ([`keys`]) carry a per-company hash tag (limits keyed by company share their
 //!   company's slot with its quota counter on Redis Cluster); ids are escaped, so no
 //!   tenant can forge a tag.
+//! * One round trip per request ([`combined`], on by default): all of a request's
+//!   limits on Redis and its quota call are decided by one script, all or nothing.
 //! * Quotas ([`quota`]): a check-and-add script per call; a counter that vanished
 //!   (Redis restarted without persistence, a failover) is reported and re-seeded from
 //!   the instances' durable ledgers, never restarted at zero.
@@ -57,6 +59,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+pub mod combined;
 pub mod keys;
 pub mod limit;
 pub mod quota;
@@ -64,6 +67,7 @@ pub mod store;
 pub mod testing;
 
 pub use breaker::{BreakerConfig, BreakerState};
+pub use combined::RedisCombined;
 pub use limit::{FailurePolicy, LimitOptions, LimitStats, RedisBackend, RedisFactory};
 pub use quota::{Flusher, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
 pub use store::{ClockSource, RedisConfig, RedisStore, StoreError, StoreStats};

@@ -38,11 +38,12 @@ use std::time::Instant;
 
 use tollgate::backend::{BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use tollgate::core::{Decision, InsufficientCapacity, Rate};
-use tollgate::engine::BackendFactory;
+use tollgate::engine::{BackendFactory, CombinedBackend};
 use tollgate::policy::{AlgorithmKind, Attr, LimitSpec};
 
 use redis::ScriptInvocation;
 
+use crate::combined::RedisCombined;
 use crate::keys;
 use crate::store::{RedisStore, StoreError};
 
@@ -120,6 +121,7 @@ pub struct RedisFactory {
     defaults: LimitOptions,
     per_limit: Vec<(String, LimitOptions)>,
     counters: Arc<Counters>,
+    combine: bool,
 }
 
 impl fmt::Debug for RedisFactory {
@@ -139,6 +141,7 @@ impl RedisFactory {
             defaults: LimitOptions::default(),
             per_limit: Vec::new(),
             counters: Arc::default(),
+            combine: true,
         }
     }
 
@@ -151,6 +154,14 @@ impl RedisFactory {
     /// The options of the limit named `name`.
     pub fn limit(mut self, name: impl Into<String>, options: LimitOptions) -> Self {
         self.per_limit.push((name.into(), options));
+        self
+    }
+
+    /// Whether a request's limits on this store, and its quota call, are decided by one
+    /// script in one round trip (default `true`; see [`crate::combined`]). `false`: one
+    /// script call per limit and one for the quota, each atomic on its own key.
+    pub fn combine(mut self, on: bool) -> Self {
+        self.combine = on;
         self
     }
 
@@ -188,11 +199,16 @@ impl BackendFactory for RedisFactory {
     fn build(&self, limit: &LimitSpec, rate: Rate) -> Result<Arc<dyn LimitBackend>, String> {
         Ok(Arc::new(self.backend(limit, rate)?))
     }
+
+    fn combined(&self) -> Option<Arc<dyn CombinedBackend>> {
+        self.combine
+            .then(|| Arc::new(RedisCombined::new(Arc::clone(&self.store))) as _)
+    }
 }
 
 /// The algorithm's parameters in the scripts' units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Params {
+pub(crate) enum Params {
     Gcra { t_us: u64, tau_us: u64, burst: u64 },
     Window { w_us: u64, limit: u64 },
 }
@@ -246,7 +262,7 @@ impl Params {
         }
     }
 
-    fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         match *self {
             Params::Gcra { burst, .. } => burst,
             Params::Window { limit, .. } => limit,
@@ -259,10 +275,10 @@ const LOCAL_UNDO: u64 = 1 << 63;
 
 /// One limit's state on Redis. See the [module docs](self).
 pub struct RedisBackend {
-    store: Arc<RedisStore>,
+    pub(crate) store: Arc<RedisStore>,
     name: String,
     rate: Rate,
-    params: Params,
+    pub(crate) params: Params,
     /// Index of the `company` attribute in the limit's key: its hash tag.
     tag_part: Option<usize>,
     failure: FailurePolicy,
@@ -367,7 +383,7 @@ impl RedisBackend {
     }
 
     /// The decision (and undo record) in a decide script's reply.
-    fn parse(&self, r: &[i64], cost: u64) -> (Decision, Option<Undo>) {
+    pub(crate) fn parse(&self, r: &[i64], cost: u64) -> (Decision, Option<Undo>) {
         self.counters.remote.fetch_add(1, Ordering::Relaxed);
         let n = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
         let us = |i: usize| n(i).saturating_mul(1000);
@@ -466,21 +482,28 @@ impl RedisBackend {
         Some(d)
     }
 
+    /// Whether the over-limit cache holds a denial of `key` at `cost` (counts nothing).
+    pub(crate) fn cache_holds(&self, key: &LimitKey<'_>, cost: u64) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| c.check(key.hash, cost).is_some())
+    }
+
     /// Remembers a denial Redis answered to a request sent at `sent`.
-    fn remember(&self, key: &LimitKey<'_>, cost: u64, d: &Decision, sent: Instant) {
+    pub(crate) fn remember(&self, key: &LimitKey<'_>, cost: u64, d: &Decision, sent: Instant) {
         if let (Some(cache), false) = (&self.cache, d.allowed()) {
             cache.insert(key.hash, cost, d, sent);
         }
     }
 
     /// The failure policy's answer.
-    fn on_failure(
+    pub(crate) fn on_failure(
         &self,
         key: &LimitKey<'_>,
         cost: u64,
         now: u64,
         take: bool,
-        e: StoreError,
+        e: &StoreError,
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         match self.failure {
@@ -517,6 +540,10 @@ impl RedisBackend {
 }
 
 impl LimitBackend for RedisBackend {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn acquire(
         &self,
         key: &LimitKey<'_>,
@@ -533,7 +560,7 @@ impl LimitBackend for RedisBackend {
                 self.remember(key, cost, &d, sent);
                 Ok((d, undo))
             }
-            Err(e) => self.on_failure(key, cost, now, true, e),
+            Err(e) => self.on_failure(key, cost, now, true, &e),
         }
     }
 
@@ -554,7 +581,7 @@ impl LimitBackend for RedisBackend {
         self.check_cost(cost)?;
         match self.remote(key, cost, now, "p") {
             Ok((d, _)) => Ok(d),
-            Err(e) => self.on_failure(key, cost, now, false, e).map(|(d, _)| d),
+            Err(e) => self.on_failure(key, cost, now, false, &e).map(|(d, _)| d),
         }
     }
 
@@ -596,7 +623,7 @@ impl RedisBackend {
                 self.remember(key, cost, &d, sent);
                 Ok((d, undo))
             }
-            Err(e) => self.on_failure(key, cost, now, true, e),
+            Err(e) => self.on_failure(key, cost, now, true, &e),
         }
     }
 
@@ -622,7 +649,7 @@ impl RedisBackend {
         let call = self.decide_call(key, cost, now, "p");
         match self.store.invoke_async::<Vec<i64>>(&call).await {
             Ok(r) => Ok(self.parse(&r, cost).0),
-            Err(e) => self.on_failure(key, cost, now, false, e).map(|(d, _)| d),
+            Err(e) => self.on_failure(key, cost, now, false, &e).map(|(d, _)| d),
         }
     }
 }

@@ -449,7 +449,7 @@ impl RedisQuota {
         })
     }
 
-    fn on_failure(&self, call: &Call<'_>, e: StoreError) -> Result<QuotaDecision, QuotaError> {
+    fn on_failure(&self, call: &Call<'_>, e: &StoreError) -> Result<QuotaDecision, QuotaError> {
         match self.options.failure {
             FailurePolicy::Fallback => self.local_decide(call, false),
             FailurePolicy::Open => self.local_decide(call, true),
@@ -463,7 +463,145 @@ impl RedisQuota {
     }
 }
 
+/// A quota call the combined request script carries (see [`crate::combined`]).
+pub(crate) struct Prepared {
+    id: CounterId,
+    t: QuotaTarget,
+    /// The counter's key.
+    pub(crate) key: String,
+    /// The hard cap, -1 for none.
+    pub(crate) cap: i64,
+}
+
+impl RedisQuota {
+    /// The instance id.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<RedisStore> {
+        &self.store
+    }
+
+    /// A call of `key` at `now` the combined script may decide, or `None` when it must
+    /// go through [`QuotaStore::record`]: batching, calls accumulated and not yet sent
+    /// (they go first), or a key the ledger refuses (it says why).
+    pub(crate) fn prepare(&self, ledger: &Ledger, key: &str, now: u64) -> Option<Prepared> {
+        if self.options.batch.is_some() {
+            return None;
+        }
+        let t = ledger.target(key, i128::from(now)).ok()?;
+        let id: CounterId = (t.company.clone(), t.period_start);
+        if self.with_local(&id, &t, |l| l.unsent()) > 0 {
+            return None;
+        }
+        Some(Prepared {
+            key: self.key(&id),
+            cap: t
+                .hard_cap
+                .map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX)),
+            id,
+            t,
+        })
+    }
+
+    /// Held shared while a call is counted in Redis and in the ledger (see `seed`).
+    pub(crate) fn counting(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.seeding.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The decision for Redis's answer `status` (1 counted, 0 refused over the hard cap)
+    /// and the counter's `used`, recorded in the ledger; `None` for any other status.
+    /// Called under [`counting`](Self::counting).
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: i128,
+        (id, t): (&CounterId, &QuotaTarget),
+        status: i64,
+        used: u64,
+    ) -> Option<Result<QuotaDecision, QuotaError>> {
+        match status {
+            1 => {
+                self.counters.remote.fetch_add(1, Ordering::Relaxed);
+                let d = ledger.record_shared(
+                    key,
+                    cost,
+                    now,
+                    SharedCharge::Counted {
+                        prev: used - cost.min(used),
+                        used,
+                    },
+                );
+                self.with_local(id, t, |l| {
+                    l.seen = true;
+                    l.last_shared = l.last_shared.max(used);
+                });
+                Some(d)
+            }
+            0 => {
+                self.counters.remote.fetch_add(1, Ordering::Relaxed);
+                Some(ledger.record_shared(key, cost, now, SharedCharge::Refused { used }))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`answer`](Self::answer) for a prepared call.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn answer_prepared(
+        &self,
+        p: &Prepared,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        status: i64,
+        used: u64,
+    ) -> Option<Result<QuotaDecision, QuotaError>> {
+        self.answer(
+            ledger,
+            key,
+            cost,
+            i128::from(now),
+            (&p.id, &p.t),
+            status,
+            used,
+        )
+    }
+
+    /// The failure policy's answer for a prepared call Redis could not decide. Not
+    /// under [`counting`](Self::counting).
+    pub(crate) fn fail_prepared(
+        &self,
+        p: &Prepared,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        e: &StoreError,
+    ) -> Result<QuotaDecision, QuotaError> {
+        let call = Call {
+            ledger,
+            key,
+            cost,
+            now: i128::from(now),
+            id: &p.id,
+            t: &p.t,
+        };
+        self.on_failure(&call, e)
+    }
+}
+
 impl QuotaStore for RedisQuota {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn record(
         &self,
         ledger: &Ledger,
@@ -498,7 +636,7 @@ impl QuotaStore for RedisQuota {
         // Calls accumulated while Redis was away go first, so the decision sees them.
         if unsent > 0 {
             if let Err(e) = self.flush_counter(ledger, &id) {
-                return self.on_failure(&call, e);
+                return self.on_failure(&call, &e);
             }
         }
         let k = self.key(&id);
@@ -520,39 +658,17 @@ impl QuotaStore for RedisQuota {
                 Ok(r) => r,
                 Err(e) => {
                     drop(shared);
-                    return self.on_failure(&call, e);
+                    return self.on_failure(&call, &e);
                 }
             };
             let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
-            match r.first().copied() {
-                Some(1) => {
-                    self.counters.remote.fetch_add(1, Ordering::Relaxed);
-                    let d = ledger.record_shared(
-                        key,
-                        cost,
-                        now,
-                        SharedCharge::Counted {
-                            prev: used - cost.min(used),
-                            used,
-                        },
-                    );
-                    drop(shared);
-                    self.with_local(&id, &t, |l| {
-                        l.seen = true;
-                        l.last_shared = l.last_shared.max(used);
-                    });
-                    return d;
-                }
-                Some(0) => {
-                    self.counters.remote.fetch_add(1, Ordering::Relaxed);
-                    return ledger.record_shared(key, cost, now, SharedCharge::Refused { used });
-                }
-                _ => {
-                    drop(shared);
-                    if let Err(e) = self.seed(ledger, &id) {
-                        return self.on_failure(&call, e);
-                    }
-                }
+            let status = r.first().copied().unwrap_or(-1);
+            if let Some(d) = self.answer(ledger, key, cost, now, (&id, &t), status, used) {
+                return d;
+            }
+            drop(shared);
+            if let Err(e) = self.seed(ledger, &id) {
+                return self.on_failure(&call, &e);
             }
         }
         Err(QuotaError::Unavailable(

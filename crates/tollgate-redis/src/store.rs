@@ -144,6 +144,7 @@ pub(crate) struct Scripts {
     pub(crate) quota: Script,
     pub(crate) quota_seed: Script,
     pub(crate) quota_flush: Script,
+    pub(crate) request: Script,
 }
 
 impl Scripts {
@@ -156,6 +157,7 @@ impl Scripts {
             quota: Script::new(scripts::QUOTA),
             quota_seed: Script::new(scripts::QUOTA_SEED),
             quota_flush: Script::new(scripts::QUOTA_FLUSH),
+            request: Script::new(scripts::REQUEST),
         }
     }
 }
@@ -168,6 +170,7 @@ pub mod scripts {
     /// GCRA: acquire or peek.
     pub const GCRA: &str = concat!(
         include_str!("../lua/prelude.lua"),
+        include_str!("../lua/gcra_fn.lua"),
         include_str!("../lua/gcra.lua")
     );
     /// GCRA: undo an acquire.
@@ -178,6 +181,7 @@ pub mod scripts {
     /// Sliding window: acquire or peek.
     pub const WINDOW: &str = concat!(
         include_str!("../lua/prelude.lua"),
+        include_str!("../lua/window_fn.lua"),
         include_str!("../lua/window.lua")
     );
     /// Sliding window: undo an acquire.
@@ -189,6 +193,14 @@ pub mod scripts {
     pub const QUOTA: &str = concat!(
         include_str!("../lua/quota_prelude.lua"),
         include_str!("../lua/quota.lua")
+    );
+    /// A request's limits and quota call, all or nothing, in one round trip.
+    pub const REQUEST: &str = concat!(
+        include_str!("../lua/prelude.lua"),
+        include_str!("../lua/gcra_fn.lua"),
+        include_str!("../lua/window_fn.lua"),
+        include_str!("../lua/quota_prelude.lua"),
+        include_str!("../lua/request.lua")
     );
     /// Quota: seed an instance's share from its ledger.
     pub const QUOTA_SEED: &str = include_str!("../lua/quota_seed.lua");

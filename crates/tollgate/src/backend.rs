@@ -106,6 +106,13 @@ pub trait LimitBackend: Send + Sync + fmt::Debug {
         let _ = (key, until, now);
         false
     }
+
+    /// The backend as [`Any`](std::any::Any), for a
+    /// [`CombinedBackend`](crate::CombinedBackend) that recognizes its own backends. The
+    /// default is `None`.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// GCRA or the sliding window, behind one [`Algorithm`].

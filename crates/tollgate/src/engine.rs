@@ -322,12 +322,85 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         cost: u64,
         now: u64,
     ) -> Result<tollgate_quota::QuotaDecision, QuotaError>;
+
+    /// The store as [`Any`](std::any::Any), for a [`CombinedBackend`] that recognizes
+    /// its own stores. The default is `None`.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// Builds the state behind a limit whose `backend` is not `"memory"`.
 pub trait BackendFactory: Send + Sync {
     /// The backend for `limit` at `rate` (the limit's own rate or an override's).
     fn build(&self, limit: &LimitSpec, rate: Rate) -> Result<Arc<dyn LimitBackend>, String>;
+
+    /// A backend that decides several of a request's limits (and its quota call) in one
+    /// step, asked before the limits one by one (see [`CombinedBackend`]). The engine
+    /// asks once, when it is built. The default is `None`.
+    fn combined(&self) -> Option<Arc<dyn CombinedBackend>> {
+        None
+    }
+}
+
+/// One limit of a request, as the engine hands it to a [`CombinedBackend`]: what it
+/// would pass to the limit's [`LimitBackend::acquire`].
+#[derive(Clone, Copy, Debug)]
+pub struct LimitCall<'a> {
+    /// The limit's backend (a combined backend recognizes its own with
+    /// [`LimitBackend::as_any`]).
+    pub backend: &'a dyn LimitBackend,
+    /// The request's key for the limit.
+    pub key: LimitKey<'a>,
+    /// The cost.
+    pub cost: u64,
+    /// Whether the limit is a shadow limit (its denial does not refuse the request).
+    pub shadow: bool,
+}
+
+/// A request's quota call, as the engine hands it to a [`CombinedBackend`]: what it
+/// would pass to [`QuotaStore::record`].
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaCall<'a> {
+    /// The engine's quota store.
+    pub store: &'a dyn QuotaStore,
+    /// The engine's ledger.
+    pub ledger: &'a Ledger,
+    /// The quota key's value.
+    pub key: &'a str,
+    /// The cost.
+    pub cost: u64,
+}
+
+/// What a [`CombinedBackend`] decided.
+#[derive(Debug, Default)]
+pub struct CombinedDecision {
+    /// The answers for the first `limits.len()` limits, in order, as their backends'
+    /// `acquire` would have given them one after the other; the engine asks the rest one
+    /// by one. An allowed answer with an [`Undo`] is given back through its backend if
+    /// the request is refused later.
+    pub limits: Vec<Result<(Decision, Option<Undo>), BackendError>>,
+    /// The quota's answer, as [`QuotaStore::record`] would give it; `None` leaves the
+    /// quota to the engine. Only with an answer for every limit, all of them allowed or
+    /// shadow limits.
+    pub quota: Option<Result<tollgate_quota::QuotaDecision, QuotaError>>,
+}
+
+/// Decides a request's limits, and possibly its quota call, in one step: a remote store
+/// answers them in one round trip, atomically, instead of one round trip per limit
+/// (tollgate-redis). Registered through [`BackendFactory::combined`].
+pub trait CombinedBackend: Send + Sync + fmt::Debug {
+    /// Decides `limits` (those of the request that apply, in the policy's order) and,
+    /// when given, the quota call, all or nothing: nothing is taken unless every
+    /// enforced limit allows the request and the quota counts it. `None` when it
+    /// cannot (a limit on another backend, keys in different cluster slots, a state it
+    /// must repair first): the engine then decides limit by limit.
+    fn decide(
+        &self,
+        limits: &[LimitCall<'_>],
+        quota: Option<&QuotaCall<'_>>,
+        now: u64,
+    ) -> Option<CombinedDecision>;
 }
 
 /// What went wrong building or reloading an engine.
@@ -593,6 +666,8 @@ pub struct Engine {
     clock: UnixClock,
     hasher: KeyHasher,
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    /// The factories' combined backends, asked in turn before the limits one by one.
+    combined: Vec<Arc<dyn CombinedBackend>>,
     ledger: Option<Arc<Ledger>>,
     /// Decides the quota instead of `ledger.record` when set.
     quota_store: Option<Arc<dyn QuotaStore>>,
@@ -686,6 +761,11 @@ impl EngineBuilder {
             }),
             clock,
             hasher: KeyHasher::new(),
+            combined: self
+                .factories
+                .iter()
+                .filter_map(|(_, f)| f.combined())
+                .collect(),
             factories: self.factories,
             ledger,
             quota_store: self.quota_store,
@@ -1057,6 +1137,51 @@ impl Engine {
         held
     }
 
+    /// The combined backends' answer for `req`'s limits and quota call, if one gives it.
+    #[cold]
+    fn combined_decision(
+        &self,
+        c: &Compiled,
+        req: &Request<'_>,
+        class: &str,
+        now: u64,
+    ) -> Option<CombinedDecision> {
+        let applying: Vec<&CompiledLimit> = c
+            .limits
+            .iter()
+            .filter(|l| l.spec.applies_to(class))
+            .collect();
+        let mut bufs = vec![[""; MAX_KEY_ATTRS]; applying.len()];
+        let calls: Vec<LimitCall<'_>> = applying
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(l, buf)| {
+                let (parts, over) = l.key_parts(req, buf);
+                LimitCall {
+                    backend: l.backend_for(over).get(),
+                    key: LimitKey {
+                        hash: self.hasher.hash(parts),
+                        parts,
+                    },
+                    cost: req.cost.unwrap_or_else(|| l.spec.cost_of(class)),
+                    shadow: l.spec.shadow,
+                }
+            })
+            .collect();
+        let quota = match (&c.quota, &self.ledger, &self.quota_store) {
+            (Some(q), Some(ledger), Some(store)) => req.get(&q.attr).map(|key| QuotaCall {
+                store: &**store,
+                ledger,
+                key,
+                cost: q.cost,
+            }),
+            _ => None,
+        };
+        self.combined
+            .iter()
+            .find_map(|b| b.decide(&calls, quota.as_ref(), now))
+    }
+
     #[inline(always)]
     fn decide_with<const COUNT_DENIALS: bool>(&self, req: &Request<'_>) -> EngineDecision {
         let now = req.now.unwrap_or_else(|| self.clock.now());
@@ -1073,6 +1198,16 @@ impl Engine {
         let mut taken = TakenList::new();
         let mut best: Option<(usize, Decision)> = None;
         let mut shadow_denied = false;
+        // A combined backend's answers stand in for the first limits' acquires (and
+        // the quota call's); the rest are asked one by one.
+        let (mut pre_limits, mut pre_quota) = if self.combined.is_empty() {
+            (None, None)
+        } else {
+            match self.combined_decision(&c, req, class, now) {
+                Some(d) => (Some(d.limits.into_iter()), d.quota),
+                None => (None, None),
+            }
+        };
         for (i, l) in c.limits.iter().enumerate() {
             if !l.spec.applies_to(class) {
                 continue;
@@ -1085,7 +1220,11 @@ impl Engine {
                 hash: self.hasher.hash(parts),
                 parts,
             };
-            match backend.get().acquire(&key, cost, now) {
+            let result = match pre_limits.as_mut().and_then(Iterator::next) {
+                Some(r) => r,
+                None => backend.get().acquire(&key, cost, now),
+            };
+            match result {
                 Ok((d, undo)) => {
                     if let Some(undo) = undo {
                         taken.push(Taken {
@@ -1144,12 +1283,13 @@ impl Engine {
         let mut quota = None;
         if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
             let key = req.get(&q.attr);
-            let result = match key {
-                Some(key) => match &self.quota_store {
+            let result = match (key, pre_quota.take()) {
+                (_, Some(r)) => r,
+                (Some(key), None) => match &self.quota_store {
                     None => ledger.record(key, q.cost, i128::from(now)),
                     Some(store) => store.record(ledger, key, q.cost, now),
                 },
-                None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
+                (None, None) => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
             match result {
                 Ok(d) => {

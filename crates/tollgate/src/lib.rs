@@ -41,8 +41,9 @@ pub mod metrics;
 pub mod policy;
 
 pub use engine::{
-    BackendFactory, Engine, EngineBuilder, EngineDecision, EngineError, Event, QuotaStatus,
-    QuotaStore, RateLimitHeaders, Reason, ReloadReport, Request,
+    BackendFactory, CombinedBackend, CombinedDecision, Engine, EngineBuilder, EngineDecision,
+    EngineError, Event, LimitCall, QuotaCall, QuotaStatus, QuotaStore, RateLimitHeaders, Reason,
+    ReloadReport, Request,
 };
 pub use policy::{Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;
