@@ -299,7 +299,7 @@ typedef struct tollgate_engine tollgate_engine;
 /**
  * A quota reservation: created by tollgate_engine_quota_reserve(), released by
  * tollgate_reservation_commit() or tollgate_reservation_refund(). It keeps its ledger
- * alive, so it may outlive its engine.
+ * (and the engine's quota store) alive, so it may outlive its engine.
  */
 typedef struct tollgate_reservation tollgate_reservation;
 

@@ -2,10 +2,9 @@
 //! endpoint, a streamed response): reserve, then commit the final cost or refund.
 
 use std::ffi::c_char;
-use std::sync::Arc;
 
-use tollgate::quota::{CommitOutcome, Ledger, QuotaError, Reservation};
-use tollgate::QuotaStatus;
+use tollgate::quota::{CommitOutcome, QuotaError, Reservation};
+use tollgate::{QuotaSettler, QuotaStatus};
 
 use crate::engine::{handle, quota_to_c};
 use crate::guard::{guard, non_null_mut, text, Fail};
@@ -15,10 +14,10 @@ use crate::{
 
 /// A quota reservation: created by tollgate_engine_quota_reserve(), released by
 /// tollgate_reservation_commit() or tollgate_reservation_refund(). It keeps its ledger
-/// alive, so it may outlive its engine.
+/// (and the engine's quota store) alive, so it may outlive its engine.
 #[derive(Debug)]
 pub struct tollgate_reservation {
-    ledger: Arc<Ledger>,
+    settler: QuotaSettler,
     reservation: Reservation,
 }
 
@@ -67,7 +66,10 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
             .reserve_quota(key, cost, now)
             .ok_or_else(|| Fail::new(tollgate_result::NoQuota, "the policy has no [quota]"))?
             .map_err(quota_fail)?;
-        let ledger = Arc::clone(h.engine.ledger().expect("a reservation implies a ledger"));
+        let settler = h
+            .engine
+            .quota_settler()
+            .expect("a reservation implies a ledger");
         let d = &reservation.decision;
         let status = quota_to_c(Some(QuotaStatus {
             outcome: d.outcome,
@@ -76,7 +78,7 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
             resets_at_unix: d.resets_at.as_second(),
         }));
         let boxed = Box::new(tollgate_reservation {
-            ledger,
+            settler,
             reservation,
         });
         // SAFETY: both checked non-null; the caller promises they are writable. The box
@@ -115,7 +117,7 @@ pub unsafe extern "C" fn tollgate_reservation_commit(
         // SAFETY: non-null, from tollgate_engine_quota_reserve() and not settled (the
         // caller's promise): ownership comes back here, after every check that can fail.
         let r = unsafe { Box::from_raw(r) };
-        let outcome = match r.ledger.commit(r.reservation, final_cost, key) {
+        let outcome = match r.settler.commit(r.reservation, final_cost, key) {
             CommitOutcome::Committed => tollgate_commit_outcome::Committed,
             CommitOutcome::Duplicate => tollgate_commit_outcome::Duplicate,
         };
@@ -144,7 +146,7 @@ pub unsafe extern "C" fn tollgate_reservation_refund(
         // SAFETY: from tollgate_engine_quota_reserve() and not settled (the caller's
         // promise): ownership comes back here.
         let r = unsafe { Box::from_raw(reservation) };
-        r.ledger.refund(r.reservation);
+        r.settler.refund(r.reservation);
         Ok(tollgate_result::Ok)
     })
 }

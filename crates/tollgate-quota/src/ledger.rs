@@ -505,6 +505,24 @@ pub struct Reservation {
     pub decision: QuotaDecision,
 }
 
+impl Reservation {
+    /// What the reservation holds (0 when it was refused).
+    pub fn held(&self) -> u64 {
+        self.cost
+    }
+
+    /// The company charged.
+    pub fn company(&self) -> &str {
+        &self.user.company.id
+    }
+
+    /// The period charged: its start and end (Unix seconds) and its label.
+    pub fn period(&self) -> (i64, i64, String) {
+        let p = &self.user.company.usage.period(self.company_period).period;
+        (p.start().as_second(), p.end().as_second(), p.label())
+    }
+}
+
 /// What happened to a commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -900,12 +918,49 @@ impl Ledger {
         now: i128,
         shared: SharedCharge,
     ) -> Result<QuotaDecision, QuotaError> {
+        self.charge_shared(key, cost, now, shared, |d, _, _, _| d)
+    }
+
+    /// [`reserve`](Self::reserve) for a quota decided by a shared counter (see
+    /// [`record_shared`](Self::record_shared)): a counted reservation holds `cost` in
+    /// this ledger's counters until it is settled ([`commit_shared`](Self::commit_shared)
+    /// or [`refund`](Self::refund)); a refused one holds nothing.
+    pub fn reserve_shared(
+        &self,
+        key: &str,
+        cost: u64,
+        now: i128,
+        shared: SharedCharge,
+    ) -> Result<Reservation, QuotaError> {
+        self.charge_shared(key, cost, now, shared, |decision, user, ci, ui| {
+            Reservation {
+                user,
+                company_period: ci,
+                user_period: ui,
+                cost: if decision.outcome == Outcome::Refused {
+                    0
+                } else {
+                    cost
+                },
+                decision,
+            }
+        })
+    }
+
+    fn charge_shared<R>(
+        &self,
+        key: &str,
+        cost: u64,
+        now: i128,
+        shared: SharedCharge,
+        then: impl FnOnce(QuotaDecision, Arc<UserEntry>, usize, usize) -> R,
+    ) -> Result<R, QuotaError> {
         let keys = self.keys.pin();
         let user = self.resolve(&keys, key)?;
         let company = &*user.company;
         let spec = || company.settings.load().spec.clone();
-        let (_, cc) = company.usage.counter_at(spec, now)?;
-        let (_, uc) = user.usage.counter_at(spec, now)?;
+        let (ci, cc) = company.usage.counter_at(spec, now)?;
+        let (ui, uc) = user.usage.counter_at(spec, now)?;
         let limit = company.limit.load(Ordering::Relaxed);
         let mut decision = QuotaDecision {
             outcome: Outcome::Refused,
@@ -941,7 +996,7 @@ impl Ledger {
                 }
             }
         }
-        Ok(decision)
+        Ok(then(decision, Arc::clone(user), ci, ui))
     }
 
     /// Builds the notice for a crossing, journals it durably (if journaled) and queues it
@@ -1029,15 +1084,39 @@ impl Ledger {
     /// same period, only the first commit counts; a retried commit releases its hold and
     /// reports [`CommitOutcome::Duplicate`].
     pub fn commit(&self, r: Reservation, final_cost: u64, idempotency_key: &str) -> CommitOutcome {
+        self.settle_commit(r, final_cost, idempotency_key, None)
+    }
+
+    /// [`commit`](Self::commit) for a quota decided by a shared counter, which already
+    /// decided whether `idempotency_key` was seen in the period (by any ledger sharing
+    /// it): `first` says so. The key is remembered here too.
+    pub fn commit_shared(
+        &self,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+        first: bool,
+    ) -> CommitOutcome {
+        self.settle_commit(r, final_cost, idempotency_key, Some(first))
+    }
+
+    fn settle_commit(
+        &self,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+        first: Option<bool>,
+    ) -> CommitOutcome {
         let company = &*r.user.company;
         let company_period = company.usage.period(r.company_period);
-        let fresh = company
+        let new_here = company
             .committed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(company_period.period.start())
             .or_default()
             .insert(idempotency_key.to_owned());
+        let fresh = first.unwrap_or(new_here);
         let settle = if fresh { final_cost } else { 0 };
         let apply = || {
             company_period.counter.settle(r.cost, settle);
@@ -1050,7 +1129,7 @@ impl Ledger {
         match &self.journal {
             // The idempotency key and the settled usage land in the same batch.
             Some(j) => {
-                let key = fresh.then(|| Entry::Commit {
+                let key = new_here.then(|| Entry::Commit {
                     company: company.id.clone(),
                     period_start: company_period.period.start().as_second(),
                     idempotency_key: idempotency_key.to_owned(),

@@ -4,7 +4,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:{<tag>}:l:<limit>:<part>:<part>...` | string | a rate-limit key's state: GCRA (`"<TAT us>:<interval us>"`) or sliding window (`"<window number>:<prev>:<cur>:<window us>"`) |
-//! | `{prefix}:{c:<company>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `i:<instance>`, `f:<instance>` |
+//! | `{prefix}:{c:<company>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `i:<instance>`, `f:<instance>`, `c:<idempotency key>` (committed reservations), `s:<instance>:<id>` (settlements applied) |
 //!
 //! The part between `{` and `}` is the Redis Cluster *hash tag*: keys with the same tag
 //! live in the same slot, so one script may touch them together. A limit whose key

@@ -24,6 +24,17 @@
 //! The instance id must be stable across restarts and unique in the fleet (a host name):
 //! a restarted instance whose share is still in Redis must not add it twice.
 //!
+//! # Reservations
+//! [`QuotaStore::reserve`] counts the held cost like a call (the check-and-add script),
+//! so the fleet sees it at once. A commit replaces the held cost by the final one, once
+//! per idempotency key and period across the fleet (the counter keeps the keys as
+//! `c:<key>` fields), and a refund releases the hold (`lua/quota_settle.lua`). Every
+//! settlement carries an id the counter remembers (`s:<instance>:<id>`), so a
+//! settlement retried, or sent again after an outage, is applied once. While Redis is
+//! unreachable the ledger settles at once (its own idempotency keys decide) and the
+//! settlement waits, in order, for the counter's next flush; a seed meanwhile leaves
+//! out what those settlements changed in the ledger, since they will bring it.
+//!
 //! # When Redis is slow or down, and batching
 //! Calls Redis did not count accumulate locally (per company and period) and are decided
 //! against the last usage Redis reported plus what this instance has accumulated
@@ -43,7 +54,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tollgate::quota::{Ledger, QuotaDecision, QuotaError, QuotaTarget, SharedCharge};
+use tollgate::quota::{
+    CommitOutcome, Ledger, QuotaDecision, QuotaError, QuotaTarget, Reservation, SharedCharge,
+};
 use tollgate::QuotaStore;
 
 use crate::keys;
@@ -137,12 +150,36 @@ struct Local {
     /// A batch sent and not yet acknowledged: (id, calls). Retried with the same id.
     inflight: Option<(u64, u64)>,
     last_flush: Instant,
+    /// Reservations settled here while Redis was unreachable, oldest first: retried
+    /// with their ids until Redis acknowledges them.
+    settles: Vec<Settle>,
+    /// What those settlements changed in this instance's ledger (its share), not yet in
+    /// Redis.
+    settle_delta: i64,
 }
 
 impl Local {
     fn unsent(&self) -> u64 {
         self.pending + self.inflight.map_or(0, |(_, n)| n)
     }
+
+    /// Whether something waits to be sent (calls or settlements).
+    fn waiting(&self) -> bool {
+        self.unsent() > 0 || !self.settles.is_empty()
+    }
+}
+
+/// A reservation's settlement for the counter (see `lua/quota_settle.lua`).
+#[derive(Clone, Debug)]
+struct Settle {
+    /// Unique per settlement: a retried one is applied once.
+    id: u64,
+    /// What the reservation held.
+    held: u64,
+    /// The final cost and the idempotency key of a commit; `None` for a refund.
+    commit: Option<(u64, String)>,
+    /// What it changed in this instance's ledger.
+    local_delta: i64,
 }
 
 type CounterId = (String, i64);
@@ -150,10 +187,7 @@ type CounterId = (String, i64);
 /// One call being decided.
 #[derive(Clone, Copy)]
 struct Call<'a> {
-    ledger: &'a Ledger,
-    key: &'a str,
     cost: u64,
-    now: i128,
     id: &'a CounterId,
     t: &'a QuotaTarget,
 }
@@ -242,15 +276,16 @@ impl RedisQuota {
             .sum()
     }
 
-    /// Sends every counter's accumulated calls to Redis. Returns the calls still unsent
-    /// (0 when everything got through).
+    /// Sends every counter's accumulated calls (and reservations settled while Redis was
+    /// unreachable) to Redis. Returns the calls still unsent (0 when everything got
+    /// through).
     pub fn flush(&self, ledger: &Ledger) -> u64 {
         let ids: Vec<CounterId> = self
             .local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, l)| l.unsent() > 0)
+            .filter(|(_, l)| l.waiting())
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -300,6 +335,8 @@ impl RedisQuota {
             pending: 0,
             inflight: None,
             last_flush: Instant::now(),
+            settles: Vec::new(),
+            settle_delta: 0,
         });
         f(l)
     }
@@ -307,20 +344,29 @@ impl RedisQuota {
     /// Seeds this instance's share of counter `id` from `ledger`.
     fn seed(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
         let _exclusive = self.seeding.write().unwrap_or_else(|p| p.into_inner());
-        let (label, period_end, seen, unsent) = {
+        let (label, period_end, seen, unsent, settle_delta) = {
             let map = self.lock_local();
             let Some(l) = map.get(id) else {
                 return Ok(());
             };
-            (l.label.clone(), l.period_end, l.seen, l.unsent())
+            (
+                l.label.clone(),
+                l.period_end,
+                l.seen,
+                l.unsent(),
+                l.settle_delta,
+            )
         };
         let mine = ledger
             .company_usage()
             .iter()
             .find(|r| r.company == id.0 && r.period == label)
             .map_or(0, |r| r.used);
-        // Calls not yet sent go in by their own (idempotent) flush.
-        let share = mine.saturating_sub(unsent);
+        // Calls and settlements not yet sent go in by their own (idempotent) flushes.
+        let share = u64::try_from(
+            (i128::from(mine) - i128::from(unsent) - i128::from(settle_delta)).max(0),
+        )
+        .unwrap_or(u64::MAX);
         let expire_at = period_end
             .saturating_add(i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX));
         let k = self.key(id);
@@ -363,7 +409,7 @@ impl RedisQuota {
         for _ in 0..2 {
             self.flush_batch(ledger, id)?;
         }
-        Ok(())
+        self.flush_settles(ledger, id)
     }
 
     /// Sends one batch of counter `id` (the one in flight, or a new one).
@@ -419,40 +465,38 @@ impl RedisQuota {
         Ok(())
     }
 
-    /// Decides a call locally and accumulates it.
-    fn local_decide(&self, call: &Call<'_>, over_cap: bool) -> Result<QuotaDecision, QuotaError> {
-        let Call {
-            ledger,
-            key,
-            cost,
-            now,
-            id,
-            t,
-        } = *call;
+    /// Decides a call locally and accumulates it; `rec` records it in the ledger.
+    fn local_decide<R>(
+        &self,
+        call: &Call<'_>,
+        over_cap: bool,
+        rec: &impl Fn(SharedCharge) -> Result<R, QuotaError>,
+    ) -> Result<R, QuotaError> {
+        let Call { cost, id, t, .. } = *call;
         self.counters.local.fetch_add(1, Ordering::Relaxed);
         let _shared = self.seeding.read().unwrap_or_else(|p| p.into_inner());
         self.with_local(id, t, |l| {
             let est = l.last_shared + l.unsent();
             if !over_cap && t.hard_cap.is_some_and(|cap| est + cost > cap) {
-                return ledger.record_shared(key, cost, now, SharedCharge::Refused { used: est });
+                return rec(SharedCharge::Refused { used: est });
             }
             l.pending += cost;
-            ledger.record_shared(
-                key,
-                cost,
-                now,
-                SharedCharge::Counted {
-                    prev: est,
-                    used: est + cost,
-                },
-            )
+            rec(SharedCharge::Counted {
+                prev: est,
+                used: est + cost,
+            })
         })
     }
 
-    fn on_failure(&self, call: &Call<'_>, e: &StoreError) -> Result<QuotaDecision, QuotaError> {
+    fn on_failure<R>(
+        &self,
+        call: &Call<'_>,
+        e: &StoreError,
+        rec: &impl Fn(SharedCharge) -> Result<R, QuotaError>,
+    ) -> Result<R, QuotaError> {
         match self.options.failure {
-            FailurePolicy::Fallback => self.local_decide(call, false),
-            FailurePolicy::Open => self.local_decide(call, true),
+            FailurePolicy::Fallback => self.local_decide(call, false, rec),
+            FailurePolicy::Open => self.local_decide(call, true, rec),
             FailurePolicy::Closed => {
                 self.counters
                     .refused_unavailable
@@ -485,15 +529,15 @@ impl RedisQuota {
     }
 
     /// A call of `key` at `now` the combined script may decide, or `None` when it must
-    /// go through [`QuotaStore::record`]: batching, calls accumulated and not yet sent
-    /// (they go first), or a key the ledger refuses (it says why).
+    /// go through [`QuotaStore::record`]: batching, calls or settlements accumulated and
+    /// not yet sent (they go first), or a key the ledger refuses (it says why).
     pub(crate) fn prepare(&self, ledger: &Ledger, key: &str, now: u64) -> Option<Prepared> {
         if self.options.batch.is_some() {
             return None;
         }
         let t = ledger.target(key, i128::from(now)).ok()?;
         let id: CounterId = (t.company.clone(), t.period_start);
-        if self.with_local(&id, &t, |l| l.unsent()) > 0 {
+        if self.with_local(&id, &t, |l| l.waiting()) {
             return None;
         }
         Some(Prepared {
@@ -511,32 +555,24 @@ impl RedisQuota {
         self.seeding.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The decision for Redis's answer `status` (1 counted, 0 refused over the hard cap)
-    /// and the counter's `used`, recorded in the ledger; `None` for any other status.
-    /// Called under [`counting`](Self::counting).
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
+    /// The answer for Redis's `status` (1 counted, 0 refused over the hard cap) and the
+    /// counter's `used` for a call of `cost`, recorded by `rec`; `None` for any other
+    /// status. Called under [`counting`](Self::counting).
+    fn answer<R>(
         &self,
-        ledger: &Ledger,
-        key: &str,
-        cost: u64,
-        now: i128,
         (id, t): (&CounterId, &QuotaTarget),
+        cost: u64,
         status: i64,
         used: u64,
-    ) -> Option<Result<QuotaDecision, QuotaError>> {
+        rec: &impl Fn(SharedCharge) -> Result<R, QuotaError>,
+    ) -> Option<Result<R, QuotaError>> {
         match status {
             1 => {
                 self.counters.remote.fetch_add(1, Ordering::Relaxed);
-                let d = ledger.record_shared(
-                    key,
-                    cost,
-                    now,
-                    SharedCharge::Counted {
-                        prev: used - cost.min(used),
-                        used,
-                    },
-                );
+                let d = rec(SharedCharge::Counted {
+                    prev: used - cost.min(used),
+                    used,
+                });
                 self.with_local(id, t, |l| {
                     l.seen = true;
                     l.last_shared = l.last_shared.max(used);
@@ -545,7 +581,7 @@ impl RedisQuota {
             }
             0 => {
                 self.counters.remote.fetch_add(1, Ordering::Relaxed);
-                Some(ledger.record_shared(key, cost, now, SharedCharge::Refused { used }))
+                Some(rec(SharedCharge::Refused { used }))
             }
             _ => None,
         }
@@ -563,15 +599,10 @@ impl RedisQuota {
         status: i64,
         used: u64,
     ) -> Option<Result<QuotaDecision, QuotaError>> {
-        self.answer(
-            ledger,
-            key,
-            cost,
-            i128::from(now),
-            (&p.id, &p.t),
-            status,
-            used,
-        )
+        let now = i128::from(now);
+        self.answer((&p.id, &p.t), cost, status, used, &|c| {
+            ledger.record_shared(key, cost, now, c)
+        })
     }
 
     /// The failure policy's answer for a prepared call Redis could not decide. Not
@@ -586,14 +617,214 @@ impl RedisQuota {
         e: &StoreError,
     ) -> Result<QuotaDecision, QuotaError> {
         let call = Call {
-            ledger,
-            key,
             cost,
-            now: i128::from(now),
             id: &p.id,
             t: &p.t,
         };
-        self.on_failure(&call, e)
+        let now = i128::from(now);
+        self.on_failure(&call, e, &|c| ledger.record_shared(key, cost, now, c))
+    }
+
+    /// Counts a call of `cost` by the holder of `key` at `now` on the shared counter
+    /// (the check-and-add script) and records it with `rec` (a call or a reservation).
+    fn decide<R>(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        rec: impl Fn(&Ledger, SharedCharge) -> Result<R, QuotaError>,
+    ) -> Result<R, QuotaError> {
+        let rec = |c| rec(ledger, c);
+        let t = ledger.target(key, i128::from(now))?;
+        let id: CounterId = (t.company.clone(), t.period_start);
+        let call = Call {
+            cost,
+            id: &id,
+            t: &t,
+        };
+        let (waiting, unsent, due) = self.with_local(&id, &t, |l| {
+            let due = self
+                .options
+                .batch
+                .is_some_and(|every| l.last_flush.elapsed() >= every);
+            (l.waiting(), l.unsent(), due)
+        });
+        if self.options.batch.is_some() {
+            if due && unsent > 0 {
+                let _ = self.flush_counter(ledger, &id);
+            }
+            return self.local_decide(&call, false, &rec);
+        }
+        // Calls accumulated while Redis was away go first, so the decision sees them.
+        if waiting {
+            if let Err(e) = self.flush_counter(ledger, &id) {
+                return self.on_failure(&call, &e, &rec);
+            }
+        }
+        let k = self.key(&id);
+        let cap = t
+            .hard_cap
+            .map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX));
+        for _ in 0..2 {
+            let shared = self.counting();
+            let r: Result<Vec<i64>, _> = self.store.invoke(
+                self.store
+                    .scripts
+                    .quota
+                    .key(&k)
+                    .arg(&self.instance)
+                    .arg(cost)
+                    .arg(cap),
+            );
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(shared);
+                    return self.on_failure(&call, &e, &rec);
+                }
+            };
+            let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
+            let status = r.first().copied().unwrap_or(-1);
+            if let Some(d) = self.answer((&id, &t), cost, status, used, &rec) {
+                return d;
+            }
+            drop(shared);
+            if let Err(e) = self.seed(ledger, &id) {
+                return self.on_failure(&call, &e, &rec);
+            }
+        }
+        Err(QuotaError::Unavailable(
+            "the quota counter vanished again while it was re-seeded".into(),
+        ))
+    }
+
+    /// Sends one settlement (see `lua/quota_settle.lua`). `Ok(Some(first))`: applied
+    /// (now or by an earlier attempt; `first`: a commit whose idempotency key was new);
+    /// `Ok(None)`: this instance's share is missing (seed and send again).
+    fn send_settle(&self, id: &CounterId, s: &Settle) -> Result<Option<(bool, u64)>, StoreError> {
+        let k = self.key(id);
+        let mut inv = self.store.scripts.quota_settle.key(&k);
+        inv.arg(&self.instance).arg(s.id).arg(s.held);
+        match &s.commit {
+            Some((final_cost, key)) => inv.arg((*final_cost).min(i64::MAX as u64)).arg(key),
+            None => inv.arg("").arg(""),
+        };
+        let r: Vec<i64> = self.store.invoke(&inv)?;
+        let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
+        Ok(match r.first().copied() {
+            Some(1) => Some((true, used)),
+            Some(2 | 3) => Some((false, used)),
+            _ => None,
+        })
+    }
+
+    /// Sends counter `id`'s settlements made while Redis was unreachable, oldest first.
+    fn flush_settles(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
+        loop {
+            let Some(s) = self
+                .lock_local()
+                .get(id)
+                .and_then(|l| l.settles.first().cloned())
+            else {
+                return Ok(());
+            };
+            let mut sent = self.send_settle(id, &s)?;
+            if sent.is_none() {
+                self.seed(ledger, id)?;
+                sent = self.send_settle(id, &s)?;
+            }
+            let Some((_, used)) = sent else {
+                return Ok(());
+            };
+            if let Some(l) = self.lock_local().get_mut(id) {
+                if l.settles.first().map(|f| f.id) == Some(s.id) {
+                    l.settles.remove(0);
+                    l.settle_delta -= s.local_delta;
+                }
+                l.last_shared = used;
+            }
+        }
+    }
+
+    /// Settles `r`: `commit` is the final cost and idempotency key, `None` to refund.
+    fn settle(
+        &self,
+        ledger: &Ledger,
+        r: Reservation,
+        commit: Option<(u64, &str)>,
+    ) -> CommitOutcome {
+        let (start, end, label) = r.period();
+        let id: CounterId = (r.company().to_owned(), start);
+        let waiting = {
+            let mut map = self.lock_local();
+            let l = map.entry(id.clone()).or_insert_with(|| Local {
+                label,
+                period_end: end,
+                seen: false,
+                last_shared: 0,
+                pending: 0,
+                inflight: None,
+                last_flush: Instant::now(),
+                settles: Vec::new(),
+                settle_delta: 0,
+            });
+            l.waiting()
+        };
+        let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
+        let mut s = Settle {
+            id: self.nonce.rotate_left(29) ^ seq,
+            held: r.held(),
+            commit: commit.map(|(c, k)| (c, k.to_owned())),
+            local_delta: 0,
+        };
+        let apply = |r: Reservation, first: Option<bool>| match (commit, first) {
+            (Some((cost, key)), Some(first)) => ledger.commit_shared(r, cost, key, first),
+            (Some((cost, key)), None) => ledger.commit(r, cost, key),
+            (None, _) => {
+                ledger.refund(r);
+                CommitOutcome::Committed
+            }
+        };
+        if !(waiting && self.flush_counter(ledger, &id).is_err()) {
+            for _ in 0..2 {
+                let shared = self.counting();
+                match self.send_settle(&id, &s) {
+                    Ok(Some((first, used))) => {
+                        let outcome = apply(r, Some(first));
+                        drop(shared);
+                        if let Some(l) = self.lock_local().get_mut(&id) {
+                            l.seen = true;
+                            l.last_shared = used;
+                        }
+                        return outcome;
+                    }
+                    Ok(None) => {
+                        drop(shared);
+                        if self.seed(ledger, &id).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        // Redis unreachable (or the counter vanished twice): settle in the ledger now
+        // (its own idempotency keys decide) and send the settlement when Redis answers.
+        let _shared = self.counting();
+        let held = i64::try_from(s.held).unwrap_or(i64::MAX);
+        let outcome = apply(r, None);
+        s.local_delta = match (&s.commit, outcome) {
+            (Some((cost, _)), CommitOutcome::Committed) => i64::try_from(*cost)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(held),
+            _ => -held,
+        };
+        if let Some(l) = self.lock_local().get_mut(&id) {
+            l.settle_delta += s.local_delta;
+            l.settles.push(s);
+        }
+        outcome
     }
 }
 
@@ -609,70 +840,42 @@ impl QuotaStore for RedisQuota {
         cost: u64,
         now: u64,
     ) -> Result<QuotaDecision, QuotaError> {
-        let now = i128::from(now);
-        let t = ledger.target(key, now)?;
-        let id: CounterId = (t.company.clone(), t.period_start);
-        let call = Call {
-            ledger,
-            key,
-            cost,
-            now,
-            id: &id,
-            t: &t,
-        };
-        let (unsent, due) = self.with_local(&id, &t, |l| {
-            let due = self
-                .options
-                .batch
-                .is_some_and(|every| l.last_flush.elapsed() >= every);
-            (l.unsent(), due)
-        });
-        if self.options.batch.is_some() {
-            if due && unsent > 0 {
-                let _ = self.flush_counter(ledger, &id);
-            }
-            return self.local_decide(&call, false);
-        }
-        // Calls accumulated while Redis was away go first, so the decision sees them.
-        if unsent > 0 {
-            if let Err(e) = self.flush_counter(ledger, &id) {
-                return self.on_failure(&call, &e);
-            }
-        }
-        let k = self.key(&id);
-        let cap = t
-            .hard_cap
-            .map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX));
-        for _ in 0..2 {
-            let shared = self.seeding.read().unwrap_or_else(|p| p.into_inner());
-            let r: Result<Vec<i64>, _> = self.store.invoke(
-                self.store
-                    .scripts
-                    .quota
-                    .key(&k)
-                    .arg(&self.instance)
-                    .arg(cost)
-                    .arg(cap),
-            );
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    drop(shared);
-                    return self.on_failure(&call, &e);
-                }
-            };
-            let used = r.get(1).copied().unwrap_or(0).max(0) as u64;
-            let status = r.first().copied().unwrap_or(-1);
-            if let Some(d) = self.answer(ledger, key, cost, now, (&id, &t), status, used) {
-                return d;
-            }
-            drop(shared);
-            if let Err(e) = self.seed(ledger, &id) {
-                return self.on_failure(&call, &e);
-            }
-        }
-        Err(QuotaError::Unavailable(
-            "the quota counter vanished again while it was re-seeded".into(),
-        ))
+        let at = i128::from(now);
+        self.decide(ledger, key, cost, now, |l, c| {
+            l.record_shared(key, cost, at, c)
+        })
+    }
+
+    /// Reserves on the shared counter like a call (the check-and-add script), so the
+    /// fleet sees the reservation at once.
+    fn reserve(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<Reservation, QuotaError> {
+        let at = i128::from(now);
+        self.decide(ledger, key, cost, now, |l, c| {
+            l.reserve_shared(key, cost, at, c)
+        })
+    }
+
+    /// Settles on the shared counter: the final cost replaces what was held, once per
+    /// idempotency key and period across the fleet (Redis keeps the keys). While Redis
+    /// is unreachable the ledger settles alone (its own keys decide) and the settlement
+    /// is sent, once, when Redis answers.
+    fn commit(
+        &self,
+        ledger: &Ledger,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+    ) -> CommitOutcome {
+        self.settle(ledger, r, Some((final_cost, idempotency_key)))
+    }
+
+    fn refund(&self, ledger: &Ledger, r: Reservation) {
+        self.settle(ledger, r, None);
     }
 }

@@ -145,6 +145,7 @@ pub(crate) struct Scripts {
     pub(crate) quota_seed: Script,
     pub(crate) quota_flush: Script,
     pub(crate) request: Script,
+    pub(crate) quota_settle: Script,
 }
 
 impl Scripts {
@@ -158,6 +159,7 @@ impl Scripts {
             quota_seed: Script::new(scripts::QUOTA_SEED),
             quota_flush: Script::new(scripts::QUOTA_FLUSH),
             request: Script::new(scripts::REQUEST),
+            quota_settle: Script::new(scripts::QUOTA_SETTLE),
         }
     }
 }
@@ -193,6 +195,11 @@ pub mod scripts {
     pub const QUOTA: &str = concat!(
         include_str!("../lua/quota_prelude.lua"),
         include_str!("../lua/quota.lua")
+    );
+    /// Quota: settle a reservation (commit once per idempotency key, or refund), once.
+    pub const QUOTA_SETTLE: &str = concat!(
+        include_str!("../lua/quota_prelude.lua"),
+        include_str!("../lua/quota_settle.lua")
     );
     /// A request's limits and quota call, all or nothing, in one round trip.
     pub const REQUEST: &str = concat!(

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use tollgate::quota::Ledger;
+use tollgate::quota::{CommitOutcome, Ledger, Outcome};
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::{QuotaOptions, RedisConfig, RedisQuota, RedisStore};
@@ -362,4 +362,161 @@ fn the_flusher_thread_sends_batched_calls_without_further_calls() {
     assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
     drop(flusher);
     assert_eq!(counter(&server), (10, 10, 0));
+}
+
+/// Reservations go through the shared counter: the fleet sees a reservation at once, a
+/// commit replaces the held cost by the final one once per idempotency key across the
+/// fleet (a commit with the same key on another instance only releases its hold), a
+/// refund releases the hold, a reservation over the hard cap holds nothing, and each
+/// instance's ledger keeps exactly its share.
+#[test]
+fn reservations_are_shared_by_the_fleet() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
+    let gw2 = instance(&store, "gw-2", QuotaOptions::default(), None);
+    let r1 = gw1.engine.reserve_quota(KEY_A, 5, None).unwrap().unwrap();
+    assert_eq!((r1.decision.used, r1.held()), (5, 5));
+    assert_eq!(counter(&server), (5, 5, 0));
+    // gw-2 sees the reservation.
+    let d = gw2.engine.decide(&Request::new().token(KEY_B));
+    assert_eq!(d.quota.map(|q| q.used), Some(6));
+    assert_eq!(
+        gw1.engine.commit_quota(r1, 3, "req-1"),
+        Some(CommitOutcome::Committed)
+    );
+    assert_eq!(counter(&server), (4, 3, 1));
+    // The same idempotency key on the other instance: the hold is released, nothing
+    // counted.
+    let r2 = gw2.engine.reserve_quota(KEY_B, 2, None).unwrap().unwrap();
+    assert_eq!(counter(&server), (6, 3, 3));
+    assert_eq!(
+        gw2.engine.commit_quota(r2, 2, "req-1"),
+        Some(CommitOutcome::Duplicate)
+    );
+    assert_eq!(counter(&server), (4, 3, 1));
+    // A refund releases the hold.
+    let r3 = gw2.engine.reserve_quota(KEY_B, 4, None).unwrap().unwrap();
+    assert_eq!(counter(&server).0, 8);
+    gw2.engine.refund_quota(r3);
+    assert_eq!(counter(&server), (4, 3, 1));
+    // Over the hard cap (15): refused, holds nothing.
+    let r4 = gw1.engine.reserve_quota(KEY_A, 12, None).unwrap().unwrap();
+    assert_eq!((r4.decision.outcome, r4.held()), (Outcome::Refused, 0));
+    gw1.engine.refund_quota(r4);
+    assert_eq!(counter(&server), (4, 3, 1));
+    assert_eq!((share(&gw1), share(&gw2)), (3, 1));
+    assert_eq!(store.stats().errors, 0);
+}
+
+/// A commit and a refund made while Redis is down settle in the instance's ledger at
+/// once and reach Redis, once, when it returns: with persistence the counter keeps the
+/// holds and the settlements replace them; without it, the share is re-seeded from the
+/// ledger (which already holds the settlements) and nothing is counted twice.
+#[test]
+fn settlements_during_an_outage_reach_redis_once() {
+    for persistent in [true, false] {
+        let args: &[&str] = if persistent {
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]
+        } else {
+            &["--save", "", "--appendonly", "no"]
+        };
+        let Some(mut server) = RedisServer::start_with(args) else {
+            return;
+        };
+        let store = RedisStore::new(RedisConfig::new(server.url()).breaker(
+            tollgate_redis::BreakerConfig {
+                failures: 1,
+                cooldown: Duration::ZERO,
+            },
+        ))
+        .unwrap();
+        let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
+        assert_eq!(call(&gw1, KEY_A), Reason::Allowed);
+        let r1 = gw1.engine.reserve_quota(KEY_A, 5, None).unwrap().unwrap();
+        let r2 = gw1.engine.reserve_quota(KEY_A, 3, None).unwrap().unwrap();
+        assert_eq!(counter(&server).0, 9);
+        server.kill();
+        assert_eq!(
+            gw1.engine.commit_quota(r1, 2, "req-1"),
+            Some(CommitOutcome::Committed)
+        );
+        gw1.engine.refund_quota(r2);
+        assert_eq!(share(&gw1), 3, "the ledger settled at once");
+        server.restart();
+        store.drop_idle();
+        assert_eq!(gw1.quota.flush(ledger(&gw1)), 0);
+        assert_eq!(counter(&server), (3, 3, 0), "persistent: {persistent}");
+        // Sent once: flushing again, or a retried commit key, changes nothing.
+        gw1.quota.flush(ledger(&gw1));
+        let r3 = gw1.engine.reserve_quota(KEY_A, 1, None).unwrap().unwrap();
+        assert_eq!(
+            gw1.engine.commit_quota(r3, 1, "req-1"),
+            Some(CommitOutcome::Duplicate)
+        );
+        assert_eq!(counter(&server), (3, 3, 0), "persistent: {persistent}");
+        assert_eq!(share(&gw1), 3);
+        assert_eq!(
+            gw1.quota.reseeded().len(),
+            usize::from(!persistent),
+            "persistent: {persistent}"
+        );
+    }
+}
+
+/// The settle script applies a settlement once: sent again with the same id (a retry
+/// after a lost reply), it changes nothing; a second commit with the same idempotency
+/// key only releases its hold; huge final costs go through as integers.
+#[test]
+fn the_settle_script_applies_each_settlement_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut c = server.connection();
+    let k = "tg:{c:acme}:q:0";
+    redis::cmd("HSET")
+        .arg(k)
+        .arg("used")
+        .arg(10)
+        .arg("i:gw")
+        .arg(10)
+        .query::<()>(&mut c)
+        .unwrap();
+    let settle = redis::Script::new(tollgate_redis::store::scripts::QUOTA_SETTLE);
+    let mut run = |id: u64, held: u64, commit: Option<(&str, &str)>| -> Vec<i64> {
+        let (cost, key) = commit.unwrap_or(("", ""));
+        settle
+            .key(k)
+            .arg("gw")
+            .arg(id)
+            .arg(held)
+            .arg(cost)
+            .arg(key)
+            .invoke(&mut c)
+            .unwrap()
+    };
+    assert_eq!(run(1, 4, Some(("7", "req"))), vec![1, 13]);
+    assert_eq!(run(1, 4, Some(("7", "req"))), vec![3, 13], "a retry");
+    assert_eq!(run(2, 4, Some(("7", "req"))), vec![2, 9], "a duplicate key");
+    assert_eq!(run(3, 5, None), vec![1, 4], "a refund");
+    assert_eq!(run(3, 5, None), vec![3, 4]);
+    let huge = (1u64 << 62).to_string();
+    assert_eq!(run(4, 0, Some((&huge, "big"))), vec![1, 4 + (1 << 62)]);
+    assert_eq!(run(9, 1, None), vec![1, 3 + (1 << 62)]);
+    // Without this instance's share the script asks for a seed and applies nothing.
+    redis::cmd("HDEL")
+        .arg(k)
+        .arg("i:gw")
+        .query::<()>(&mut server.connection())
+        .unwrap();
+    assert_eq!(run(5, 1, None)[0], -2);
 }

@@ -42,7 +42,9 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tollgate_core::{Clock, Decision, MonotonicClock, Rate};
 use tollgate_quota::journal::{Durability, Journal, JournalError};
-use tollgate_quota::{KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent, Reservation};
+use tollgate_quota::{
+    CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent, Reservation,
+};
 
 use crate::backend::{BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use crate::metrics::{EngineMetrics, LimitCounts, LimitMetrics, MetricsSnapshot};
@@ -323,10 +325,65 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         now: u64,
     ) -> Result<tollgate_quota::QuotaDecision, QuotaError>;
 
+    /// Reserves `cost` for a call whose final cost is known only afterwards, like
+    /// [`Ledger::reserve`] (the default), which it counts at once in the store.
+    fn reserve(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<Reservation, QuotaError> {
+        ledger.reserve(key, cost, i128::from(now))
+    }
+
+    /// Settles a reservation at its final cost, once per idempotency key and period, like
+    /// [`Ledger::commit`] (the default).
+    fn commit(
+        &self,
+        ledger: &Ledger,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+    ) -> CommitOutcome {
+        ledger.commit(r, final_cost, idempotency_key)
+    }
+
+    /// Releases a reservation, like [`Ledger::refund`] (the default).
+    fn refund(&self, ledger: &Ledger, r: Reservation) {
+        ledger.refund(r)
+    }
+
     /// The store as [`Any`](std::any::Any), for a [`CombinedBackend`] that recognizes
     /// its own stores. The default is `None`.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
+    }
+}
+
+/// Settles quota reservations: the ledger, and the quota store that decided them (see
+/// [`Engine::quota_settler`]).
+#[derive(Clone, Debug)]
+pub struct QuotaSettler {
+    ledger: Arc<Ledger>,
+    store: Option<Arc<dyn QuotaStore>>,
+}
+
+impl QuotaSettler {
+    /// Settles `r` at its final cost, once per idempotency key and period.
+    pub fn commit(&self, r: Reservation, final_cost: u64, idempotency_key: &str) -> CommitOutcome {
+        match &self.store {
+            Some(s) => s.commit(&self.ledger, r, final_cost, idempotency_key),
+            None => self.ledger.commit(r, final_cost, idempotency_key),
+        }
+    }
+
+    /// Releases `r` without counting it.
+    pub fn refund(&self, r: Reservation) {
+        match &self.store {
+            Some(s) => s.refund(&self.ledger, r),
+            None => self.ledger.refund(r),
+        }
     }
 }
 
@@ -853,11 +910,12 @@ impl Engine {
     }
 
     /// Reserves `cost` of `key`'s quota for a call whose final cost is known only
-    /// afterwards, at `now` (Unix nanoseconds; `None`: the engine's clock). It counts at
-    /// once; settle it with [`Ledger::commit`] or [`Ledger::refund`] on
-    /// [`ledger`](Self::ledger). A notice it raises goes to the [event
-    /// channel](Self::events) like those of [`decide`](Self::decide). `None` when the
-    /// policy has no quota.
+    /// afterwards, at `now` (Unix nanoseconds; `None`: the engine's clock), through the
+    /// quota store if the engine has one (the fleet sees the reservation). It counts at
+    /// once; settle it with [`commit_quota`](Self::commit_quota) or
+    /// [`refund_quota`](Self::refund_quota) (or a [`QuotaSettler`], which may outlive
+    /// the engine). A notice it raises goes to the [event channel](Self::events) like
+    /// those of [`decide`](Self::decide). `None` when the policy has no quota.
     pub fn reserve_quota(
         &self,
         key: &str,
@@ -866,13 +924,46 @@ impl Engine {
     ) -> Option<Result<Reservation, QuotaError>> {
         let ledger = self.ledger.as_ref()?;
         let now = now.unwrap_or_else(|| self.now());
-        let result = ledger.reserve(key, cost, i128::from(now));
+        let result = match &self.quota_store {
+            Some(store) => store.reserve(ledger, key, cost, now),
+            None => ledger.reserve(key, cost, i128::from(now)),
+        };
         if matches!(&result, Ok(r) if r.decision.event.is_some()) {
             for e in ledger.drain_events() {
                 self.emit(Event::Quota(e));
             }
         }
         Some(result)
+    }
+
+    /// Settles a reservation of [`reserve_quota`](Self::reserve_quota) at its final
+    /// cost, once per idempotency key and period (through the quota store, if any).
+    /// `None` when the policy has no quota.
+    pub fn commit_quota(
+        &self,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+    ) -> Option<CommitOutcome> {
+        Some(self.quota_settler()?.commit(r, final_cost, idempotency_key))
+    }
+
+    /// Releases a reservation of [`reserve_quota`](Self::reserve_quota) without
+    /// counting it. Does nothing when the policy has no quota.
+    pub fn refund_quota(&self, r: Reservation) {
+        if let Some(s) = self.quota_settler() {
+            s.refund(r);
+        }
+    }
+
+    /// What settles this engine's reservations, kept alive apart from the engine (a
+    /// C caller's reservation may outlive its engine). `None` when the policy has no
+    /// quota.
+    pub fn quota_settler(&self) -> Option<QuotaSettler> {
+        Some(QuotaSettler {
+            ledger: Arc::clone(self.ledger.as_ref()?),
+            store: self.quota_store.clone(),
+        })
     }
 
     /// The policy in force.

@@ -42,8 +42,8 @@ pub mod policy;
 
 pub use engine::{
     BackendFactory, CombinedBackend, CombinedDecision, Engine, EngineBuilder, EngineDecision,
-    EngineError, Event, LimitCall, QuotaCall, QuotaStatus, QuotaStore, RateLimitHeaders, Reason,
-    ReloadReport, Request,
+    EngineError, Event, LimitCall, QuotaCall, QuotaSettler, QuotaStatus, QuotaStore,
+    RateLimitHeaders, Reason, ReloadReport, Request,
 };
 pub use policy::{Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;
