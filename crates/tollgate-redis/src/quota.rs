@@ -729,14 +729,20 @@ impl RedisQuota {
             else {
                 return Ok(());
             };
+            // Held while Redis applies it and the local record follows, so a seed never
+            // sees one without the other.
+            let mut shared = self.counting();
             let mut sent = self.send_settle(id, &s)?;
             if sent.is_none() {
+                drop(shared);
                 self.seed(ledger, id)?;
+                shared = self.counting();
                 sent = self.send_settle(id, &s)?;
             }
             let Some((_, used)) = sent else {
                 return Ok(());
             };
+            let _shared = shared;
             if let Some(l) = self.lock_local().get_mut(id) {
                 if l.settles.first().map(|f| f.id) == Some(s.id) {
                     l.settles.remove(0);
