@@ -109,7 +109,25 @@ impl Gate {
     /// Decides `req` now (the gate's time), without waiting: [`Engine::decide`].
     #[inline]
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
-        self.engine.decide(&req.at(self.now()))
+        self.blocking(|| self.engine.decide(&req.at(self.now())))
+    }
+
+    /// Runs `f`, an engine call. When the engine may wait on a remote store
+    /// ([`Engine::decides_remotely`]: Redis limits or quota, a round trip per decision)
+    /// and this is a worker of tokio's multi-threaded runtime, `f` runs under
+    /// [`tokio::task::block_in_place`], so the worker's other tasks move to another
+    /// thread instead of waiting behind the round trip. On a current-thread runtime (or
+    /// outside tokio) it runs as it is: there the round trip blocks the runtime.
+    #[inline]
+    fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.engine.decides_remotely() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                    return tokio::task::block_in_place(f);
+                }
+            }
+        }
+        f()
     }
 
     /// Waits until the engine allows `req`, and returns the allowing decision (which took
@@ -143,7 +161,7 @@ impl Gate {
         mut decide: impl FnMut(u64) -> EngineDecision,
     ) -> Result<EngineDecision, Refused> {
         loop {
-            let d = decide(self.now());
+            let d = self.blocking(|| decide(self.now()));
             match d.reason {
                 Reason::Allowed => return Ok(d),
                 Reason::Limited if d.retry_after != u64::MAX => {
@@ -157,6 +175,6 @@ impl Gate {
     /// Holds back every enforced limit of `req` until `until` (Unix nanoseconds on the
     /// gate's clock): [`Engine::hold`]. Returns how many limits were held.
     pub fn hold(&self, req: &Request<'_>, until: u64) -> usize {
-        self.engine.hold(&req.at(self.now()), until)
+        self.blocking(|| self.engine.hold(&req.at(self.now()), until))
     }
 }

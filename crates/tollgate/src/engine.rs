@@ -34,7 +34,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -738,6 +738,8 @@ pub struct Engine {
     metrics: EngineMetrics,
     /// Serializes reloads.
     reload: std::sync::Mutex<()>,
+    /// Whether a decision may wait on a remote store (see [`Engine::decides_remotely`]).
+    remote: AtomicBool,
     generation: AtomicU64,
 }
 
@@ -816,6 +818,7 @@ impl EngineBuilder {
                 revocation: None,
                 quota: None,
             }),
+            remote: AtomicBool::new(false),
             clock,
             hasher: KeyHasher::new(),
             combined: self
@@ -964,6 +967,14 @@ impl Engine {
             ledger: Arc::clone(self.ledger.as_ref()?),
             store: self.quota_store.clone(),
         })
+    }
+
+    /// Whether a decision may wait on a store outside the process: a limit on a backend
+    /// other than `"memory"`, or the quota on a [`QuotaStore`] (as far as the engine can
+    /// tell: a registered backend may be in memory too). Async callers run such
+    /// decisions where blocking is allowed (tollgate-async does).
+    pub fn decides_remotely(&self) -> bool {
+        self.remote.load(Ordering::Relaxed)
     }
 
     /// The policy in force.
@@ -1165,6 +1176,8 @@ impl Engine {
             (None, _) => None,
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let remote = limits.iter().any(|l| l.spec.backend != "memory")
+            || (quota.is_some() && self.quota_store.is_some());
         self.compiled.store(Arc::new(Compiled {
             generation,
             policy,
@@ -1172,6 +1185,7 @@ impl Engine {
             revocation,
             quota,
         }));
+        self.remote.store(remote, Ordering::Relaxed);
         Ok(report)
     }
 
