@@ -1,3 +1,19 @@
+-- gcra_stored(key, T, now): the key's TAT in the interval T (0 = absent), for gcra()
+-- and gcra_undo.lua.
+local function gcra_stored(key, T, now)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return 0
+  end
+  local a, b = string.match(raw, '^(%d+):(%d+)$')
+  local stored, t_old = tonumber(a), tonumber(b)
+  if t_old ~= T and stored > now then
+    -- Written under another interval (the limit changed): in this one's units.
+    stored = now + idiv(stored - now + t_old - 1, t_old) * T
+  end
+  return stored
+end
+
 -- GCRA (virtual scheduling) for one key: gcra(key, acquire, cost, T, tau, now, extra_ttl)
 -- decides, and returns its reply and the write an acquire makes (nil when it writes
 -- nothing), for the caller to apply: gcra.lua at once, request.lua once every limit of
@@ -24,17 +40,9 @@
 -- The reply is {allowed, remaining, retry_after_us, reset_after_us, before, after}:
 -- before/after are the TAT before (re-expressed in T) and after the call (0 = absent),
 -- for undo. The write is {key, value, ttl_ms}.
+
 local function gcra(key, acquire, cost, T, tau, now, extra_ttl)
-  local stored = 0
-  local raw = redis.call('GET', key)
-  if raw then
-    local a, b = string.match(raw, '^(%d+):(%d+)$')
-    stored = tonumber(a)
-    local t_old = tonumber(b)
-    if t_old ~= T and stored > now then
-      stored = now + idiv(stored - now + t_old - 1, t_old) * T
-    end
-  end
+  local stored = gcra_stored(key, T, now)
   local tat = math.max(stored, now)
   local new_tat = tat + cost * T
   local line = now + tau

@@ -1,4 +1,5 @@
--- Gives back what an allowed GCRA acquire took (see gcra.lua for units and limits).
+-- Gives back what an allowed GCRA acquire took (see gcra_fn.lua for units and limits,
+-- prepended with prelude.lua).
 --
 -- KEYS[1]  the key's state "<tat>:<T>" (see gcra.lua)
 -- ARGV[1]  cost taken
@@ -12,17 +13,7 @@
 -- cost is refunded (the TAT moves back by cost * T, never before now).
 local now = now_us(ARGV[5])
 local T = tonumber(ARGV[2])
-local cur = 0
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  local a, b = string.match(raw, '^(%d+):(%d+)$')
-  cur = tonumber(a)
-  local t_old = tonumber(b)
-  if t_old ~= T and cur > now then
-    -- Written under another interval (the limit changed): in this one's units.
-    cur = now + idiv(cur - now + t_old - 1, t_old) * T
-  end
-end
+local cur = gcra_stored(KEYS[1], T, now)
 local next
 if cur == tonumber(ARGV[4]) then
   next = tonumber(ARGV[3])

@@ -178,6 +178,7 @@ pub mod scripts {
     /// GCRA: undo an acquire.
     pub const GCRA_UNDO: &str = concat!(
         include_str!("../lua/prelude.lua"),
+        include_str!("../lua/gcra_fn.lua"),
         include_str!("../lua/gcra_undo.lua")
     );
     /// Sliding window: acquire or peek.

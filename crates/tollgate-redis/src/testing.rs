@@ -89,6 +89,24 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// Starts a server that keeps every write (`--appendonly yes --appendfsync always`)
+    /// when `persistent`, or none ([`start`](Self::start)): for tests of a restart
+    /// with and without the data.
+    pub fn start_persistent(persistent: bool) -> Option<Self> {
+        if persistent {
+            Self::start_with(&[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+        } else {
+            Self::start()
+        }
+    }
+
     /// Starts a server with extra `args` (e.g. `["--appendonly", "yes"]`).
     pub fn start_with(args: &[&str]) -> Option<Self> {
         let binary = server_binary()?;
@@ -181,6 +199,25 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
             .expect("connect to the test redis")
+    }
+
+    /// The sum of `used` over the quota counters under `prefix` (see [`crate::keys`]).
+    pub fn quota_used(&self, prefix: &str) -> u64 {
+        let mut c = self.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*:q:*"))
+            .query(&mut c)
+            .expect("KEYS");
+        keys.iter()
+            .map(|k| {
+                redis::cmd("HGET")
+                    .arg(k)
+                    .arg("used")
+                    .query::<Option<u64>>(&mut c)
+                    .expect("HGET")
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 }
 

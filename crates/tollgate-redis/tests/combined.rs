@@ -172,21 +172,6 @@ thread_local! {
     static SERVER: Option<RedisServer> = RedisServer::start();
 }
 
-fn counter_used(server: &RedisServer) -> u64 {
-    let mut c = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("tg:*:q:*").query(&mut c).unwrap();
-    keys.iter()
-        .map(|k| {
-            redis::cmd("HGET")
-                .arg(k)
-                .arg("used")
-                .query::<Option<u64>>(&mut c)
-                .unwrap()
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 fn get(server: &RedisServer, key: &str) -> Option<String> {
     redis::cmd("GET")
         .arg(key)
@@ -220,14 +205,14 @@ fn one_round_trip_per_decision_and_a_refusal_writes_nothing() {
     let token_key = "tg:{k:per-token:key-ann}:l:per-token:key-ann";
     let before = (get(&server, company_key), get(&server, token_key));
     assert!(before.0.is_some() && before.1.is_some());
-    let used = counter_used(&server);
+    let used = server.quota_used("tg");
     let (d, trips) = round_trips(&i, &r);
     assert_eq!(
         (d.reason, d.decided_by, trips),
         (Reason::Limited, Some(0), 1)
     );
     assert_eq!((get(&server, company_key), get(&server, token_key)), before);
-    assert_eq!(counter_used(&server), used);
+    assert_eq!(server.quota_used("tg"), used);
     assert_eq!(used, 4);
     assert_eq!(i.store.stats().errors, 0);
 }
@@ -258,7 +243,7 @@ fn a_quota_refusal_takes_nothing_from_the_limits() {
     let (d, trips) = round_trips(&i, &request("key-ann", None, now));
     assert_eq!((d.reason, trips), (Reason::QuotaExceeded, 1));
     assert_eq!(get(&server, company_key), before, "nothing taken");
-    assert_eq!(counter_used(&server), 18);
+    assert_eq!(server.quota_used("tg"), 18);
 }
 
 /// Two engines sharing one Redis, two threads each, on one company: whichever of the
@@ -381,7 +366,7 @@ fn redis_down_the_failure_policies_answer_after_one_attempt() {
     assert!(i.engine.decide(&r).allowed());
     assert_eq!(i.quota.unsent(), 0);
     assert_eq!(
-        counter_used(&server),
+        server.quota_used("tg"),
         8,
         "3 + 4 served during the outage + 1"
     );
@@ -412,7 +397,7 @@ fn a_lost_quota_counter_is_reseeded_not_restarted() {
     // The script (nothing written), the three limits, the quota call finding the share
     // missing, the seed, the quota call again.
     assert_eq!(trips, 7);
-    assert_eq!(counter_used(&server), 6);
+    assert_eq!(server.quota_used("tg"), 6);
     assert_eq!(i.quota.reseeded().len(), 1);
     assert_eq!(i.store.stats().errors, 0);
     let (d, trips) = round_trips(&i, &r);

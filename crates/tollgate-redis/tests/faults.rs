@@ -219,21 +219,6 @@ fn quota_engine(
     (e, q)
 }
 
-fn used(server: &RedisServer) -> u64 {
-    let mut c = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("tg:*:q:*").query(&mut c).unwrap();
-    keys.iter()
-        .map(|k| {
-            redis::cmd("HGET")
-                .arg(k)
-                .arg("used")
-                .query::<Option<u64>>(&mut c)
-                .unwrap()
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 fn ledger_total(e: &Engine) -> u64 {
     e.ledger()
         .unwrap()
@@ -249,19 +234,7 @@ fn ledger_total(e: &Engine) -> u64 {
 #[test]
 fn no_quota_count_is_lost_across_a_redis_restart() {
     for persistent in [false, true] {
-        let args: &[&str] = if persistent {
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]
-        } else {
-            &["--save", "", "--appendonly", "no"]
-        };
-        let Some(mut server) = RedisServer::start_with(args) else {
+        let Some(mut server) = RedisServer::start_persistent(persistent) else {
             return;
         };
         let s = store(&server, PROBE_ALWAYS);
@@ -274,7 +247,7 @@ fn no_quota_count_is_lost_across_a_redis_restart() {
             assert_eq!(call(&gw2, "key-bob"), Reason::Allowed);
             served += 2;
         }
-        assert_eq!(used(&server), 10);
+        assert_eq!(server.quota_used("tg"), 10);
         server.kill();
         for _ in 0..7 {
             assert_eq!(call(&gw1, "key-ann"), Reason::Allowed, "decided locally");
@@ -289,7 +262,7 @@ fn no_quota_count_is_lost_across_a_redis_restart() {
         // gw-2 had nothing unsent; its next call re-seeds its share if it was lost.
         assert_eq!(call(&gw2, "key-bob"), Reason::Allowed);
         served += 1;
-        assert_eq!(used(&server), served, "persistent: {persistent}");
+        assert_eq!(server.quota_used("tg"), served, "persistent: {persistent}");
         assert_eq!(ledger_total(&gw1) + ledger_total(&gw2), served);
         let reseeded = q1.reseeded().len() + q2.reseeded().len();
         assert_eq!(

@@ -418,19 +418,7 @@ fn reservations_are_shared_by_the_fleet() {
 #[test]
 fn settlements_during_an_outage_reach_redis_once() {
     for persistent in [true, false] {
-        let args: &[&str] = if persistent {
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]
-        } else {
-            &["--save", "", "--appendonly", "no"]
-        };
-        let Some(mut server) = RedisServer::start_with(args) else {
+        let Some(mut server) = RedisServer::start_persistent(persistent) else {
             return;
         };
         let store = RedisStore::new(RedisConfig::new(server.url()).breaker(
