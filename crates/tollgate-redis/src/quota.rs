@@ -46,11 +46,21 @@
 //! flushed at most every N ms: one Redis call per counter and interval instead of one
 //! per call, at the price that instances do not see each other's last N ms of calls
 //! (the fleet may pass the hard cap by what the instances served in one interval).
+//!
+//! # Local state
+//! The instance keeps a little state per counter it used (the last usage Redis
+//! reported, what waits to be sent). A counter whose period ended before a newer
+//! period's first call is dropped from it once nothing of its waits to be sent (swept
+//! by every [`RedisQuota::flush`], and by a new counter when the map has doubled since
+//! the last sweep), so a long-running instance holds about the counters of the current
+//! periods. A late call into such a period starts afresh:
+//! Redis still decides it; only during an outage it is decided against this instance's
+//! own count instead of the fleet's last reported usage.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -116,6 +126,8 @@ pub struct QuotaStats {
     pub seeds: u64,
     /// Of those, counters found missing that this instance had counted in before.
     pub reseeded: u64,
+    /// Counters (company and period) this instance holds local state for now.
+    pub tracked: u64,
 }
 
 /// The thread [`RedisQuota::spawn_flusher`] started; dropping it stops the thread (after
@@ -184,6 +196,9 @@ struct Settle {
 
 type CounterId = (String, i64);
 
+/// The fewest counters at which a new one sweeps out the ended ones.
+const SWEEP_MIN: usize = 256;
+
 /// One call being decided.
 #[derive(Clone, Copy)]
 struct Call<'a> {
@@ -211,6 +226,9 @@ pub struct RedisQuota {
     instance: String,
     options: QuotaOptions,
     local: Mutex<HashMap<CounterId, Local>>,
+    /// The size of `local` at which a new counter sweeps out the ended ones (read and
+    /// written under `local`'s lock).
+    sweep_at: AtomicUsize,
     /// Calls hold it shared while they count (in Redis and in the ledger); a seed holds
     /// it exclusively, so the share it reads from the ledger is exact.
     seeding: RwLock<()>,
@@ -239,6 +257,7 @@ impl RedisQuota {
             instance: instance.into(),
             options,
             local: Mutex::new(HashMap::new()),
+            sweep_at: AtomicUsize::new(SWEEP_MIN),
             seeding: RwLock::new(()),
             reports: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -258,6 +277,7 @@ impl RedisQuota {
             duplicate_flushes: c.duplicate_flushes.load(Ordering::Relaxed),
             seeds: c.seeds.load(Ordering::Relaxed),
             reseeded: c.reseeded.load(Ordering::Relaxed),
+            tracked: self.lock_local().len() as u64,
         }
     }
 
@@ -277,8 +297,8 @@ impl RedisQuota {
     }
 
     /// Sends every counter's accumulated calls (and reservations settled while Redis was
-    /// unreachable) to Redis. Returns the calls still unsent (0 when everything got
-    /// through).
+    /// unreachable) to Redis, and drops the counters of ended periods that have nothing
+    /// left to send. Returns the calls still unsent (0 when everything got through).
     pub fn flush(&self, ledger: &Ledger) -> u64 {
         let ids: Vec<CounterId> = self
             .local
@@ -291,7 +311,14 @@ impl RedisQuota {
         for id in ids {
             let _ = self.flush_counter(ledger, &id);
         }
-        self.unsent()
+        let mut map = self.lock_local();
+        // Counters of periods that ended before the newest one began, nothing waiting.
+        if let Some(newest) = map.keys().map(|id| id.1).max() {
+            map.retain(|_, l| l.waiting() || l.period_end > newest);
+            self.sweep_at
+                .store((map.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
+        }
+        map.values().map(Local::unsent).sum()
     }
 
     /// Starts a thread that calls [`flush`](Self::flush) every `every` (for batching,
@@ -327,6 +354,15 @@ impl RedisQuota {
 
     fn with_local<R>(&self, id: &CounterId, t: &QuotaTarget, f: impl FnOnce(&mut Local) -> R) -> R {
         let mut map = self.lock_local();
+        if let Some(l) = map.get_mut(id) {
+            return f(l);
+        }
+        if map.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            // Counters of periods that ended before this one began, with nothing waiting.
+            map.retain(|_, l| l.waiting() || l.period_end > t.period_start);
+            self.sweep_at
+                .store((map.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
+        }
         let l = map.entry(id.clone()).or_insert_with(|| Local {
             label: t.period.clone(),
             period_end: t.period_end,

@@ -508,3 +508,61 @@ fn the_settle_script_applies_each_settlement_once() {
         .unwrap();
     assert_eq!(run(5, 1, None)[0], -2);
 }
+
+/// Unix nanoseconds of call `m` of a call a month: 31 days apart from 2027-01-15, so
+/// each falls in a later month than the one before.
+fn month_call(m: u64) -> u64 {
+    const START: u64 = 1_800_000_000; // 2027-01-15
+    (START + m * 31 * 86_400) * 1_000_000_000
+}
+
+#[test]
+fn counters_of_ended_periods_are_dropped_once_nothing_waits() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let decide = |i: &Instance, m: u64| {
+        let d = i
+            .engine
+            .decide(&Request::new().token(KEY_A).at(month_call(m)));
+        assert_eq!(d.reason, Reason::Allowed, "month {m}");
+    };
+    // A call a month for 600 months: without sweeping, 600 counters would stay.
+    let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
+    for m in 0..600 {
+        decide(&gw1, m);
+    }
+    let tracked = gw1.quota.stats().tracked;
+    assert!((1..=256).contains(&tracked), "{tracked} counters held");
+    assert_eq!(server.quota_used("tg"), 600);
+
+    // Batched calls wait to be sent: their counters stay until the flush sends them.
+    let options = QuotaOptions {
+        batch: Some(Duration::from_secs(3600)),
+        ..QuotaOptions::default()
+    };
+    let gw2 = instance(&store, "gw-2", options, None);
+    for m in 0..300 {
+        decide(&gw2, m);
+    }
+    assert_eq!(gw2.quota.stats().tracked, 300);
+    assert_eq!(gw2.quota.unsent(), 300);
+    assert_eq!(gw2.quota.flush(ledger(&gw2)), 0);
+    assert_eq!(
+        server.quota_used("tg"),
+        900,
+        "every batched call reached Redis"
+    );
+    // Sent, the flush dropped all but the newest period's.
+    assert_eq!(gw2.quota.stats().tracked, 1);
+    // A late call into a dropped period (the quota store asked directly: the engine's
+    // in-memory limit would refuse a time 50 years back) is still counted on its
+    // counter in Redis, with the fleet's usage.
+    let late = tollgate::QuotaStore::record(&*gw1.quota, ledger(&gw1), KEY_A, 1, month_call(0));
+    let late = late.unwrap();
+    // Month 0's counter held a call of each instance.
+    assert_eq!((late.outcome, late.used), (Outcome::Within, 3));
+    assert_eq!(gw1.quota.flush(ledger(&gw1)), 0);
+    assert_eq!(server.quota_used("tg"), 901);
+}
