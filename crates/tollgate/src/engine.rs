@@ -34,7 +34,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -633,6 +633,9 @@ struct Compiled {
     limits: Vec<CompiledLimit>,
     revocation: Option<CompiledRevocation>,
     quota: Option<CompiledQuota>,
+    /// Whether a limit is on a backend other than `"memory"` (only then can a combined
+    /// backend answer, and a decision wait on a remote store).
+    remote_limits: bool,
 }
 
 /// Wall-clock Unix nanoseconds that never go backwards: the Unix time at start plus a
@@ -738,8 +741,6 @@ pub struct Engine {
     metrics: EngineMetrics,
     /// Serializes reloads.
     reload: std::sync::Mutex<()>,
-    /// Whether a decision may wait on a remote store (see [`Engine::decides_remotely`]).
-    remote: AtomicBool,
     generation: AtomicU64,
 }
 
@@ -817,8 +818,8 @@ impl EngineBuilder {
                 limits: Vec::new(),
                 revocation: None,
                 quota: None,
+                remote_limits: false,
             }),
-            remote: AtomicBool::new(false),
             clock,
             hasher: KeyHasher::new(),
             combined: self
@@ -974,7 +975,8 @@ impl Engine {
     /// tell: a registered backend may be in memory too). Async callers run such
     /// decisions where blocking is allowed (tollgate-async does).
     pub fn decides_remotely(&self) -> bool {
-        self.remote.load(Ordering::Relaxed)
+        let c = self.compiled.load();
+        c.remote_limits || (c.quota.is_some() && self.quota_store.is_some())
     }
 
     /// The policy in force.
@@ -1176,16 +1178,15 @@ impl Engine {
             (None, _) => None,
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let remote = limits.iter().any(|l| l.spec.backend != "memory")
-            || (quota.is_some() && self.quota_store.is_some());
+        let remote_limits = limits.iter().any(|l| l.spec.backend != "memory");
         self.compiled.store(Arc::new(Compiled {
             generation,
             policy,
             limits,
             revocation,
             quota,
+            remote_limits,
         }));
-        self.remote.store(remote, Ordering::Relaxed);
         Ok(report)
     }
 
@@ -1305,7 +1306,7 @@ impl Engine {
         let mut shadow_denied = false;
         // A combined backend's answers stand in for the first limits' acquires (and
         // the quota call's); the rest are asked one by one.
-        let (mut pre_limits, mut pre_quota) = if self.combined.is_empty() {
+        let (mut pre_limits, mut pre_quota) = if self.combined.is_empty() || !c.remote_limits {
             (None, None)
         } else {
             match self.combined_decision(&c, req, class, now) {
