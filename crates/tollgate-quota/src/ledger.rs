@@ -506,6 +506,28 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The reservation of `cost` that `decision` made: a refused one holds nothing.
+    fn of(
+        user: Arc<UserEntry>,
+        company_period: usize,
+        user_period: usize,
+        cost: u64,
+        decision: QuotaDecision,
+    ) -> Self {
+        let held = if decision.outcome == Outcome::Refused {
+            0
+        } else {
+            cost
+        };
+        Reservation {
+            user,
+            company_period,
+            user_period,
+            cost: held,
+            decision,
+        }
+    }
+
     /// What the reservation holds (0 when it was refused).
     pub fn held(&self) -> u64 {
         self.cost
@@ -933,17 +955,7 @@ impl Ledger {
         shared: SharedCharge,
     ) -> Result<Reservation, QuotaError> {
         self.charge_shared(key, cost, now, shared, |decision, user, ci, ui| {
-            Reservation {
-                user,
-                company_period: ci,
-                user_period: ui,
-                cost: if decision.outcome == Outcome::Refused {
-                    0
-                } else {
-                    cost
-                },
-                decision,
-            }
+            Reservation::of(user, ci, ui, cost, decision)
         })
     }
 
@@ -1066,17 +1078,13 @@ impl Ledger {
         let keys = self.keys.pin();
         let user = self.resolve(&keys, key)?;
         self.charge(user, cost, now, |decision, company_period, user_period| {
-            Reservation {
-                user: Arc::clone(user),
+            Reservation::of(
+                Arc::clone(user),
                 company_period,
                 user_period,
-                cost: if decision.outcome == Outcome::Refused {
-                    0
-                } else {
-                    cost
-                },
+                cost,
                 decision,
-            }
+            )
         })
     }
 
