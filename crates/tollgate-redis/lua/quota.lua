@@ -12,16 +12,4 @@
 -- (nothing counted), -1 the counter is missing, -2 it exists without this instance's
 -- share (it was rebuilt after a loss by another instance). On -1/-2 the caller seeds
 -- its share (quota_seed) and calls again. All values stay far below 2^53.
-local inst = 'i:' .. ARGV[1]
-local missing = missing_share(KEYS[1], inst)
-if missing then
-  return missing
-end
-local cost = tonumber(ARGV[2])
-local cap = tonumber(ARGV[3])
-local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
-if cap >= 0 and used + cost > cap then
-  return {0, used}
-end
-redis.call('HINCRBY', KEYS[1], inst, cost)
-return {1, redis.call('HINCRBY', KEYS[1], 'used', cost)}
+return check_and_add(KEYS[1], 'i:' .. ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))

@@ -48,21 +48,11 @@ end
 local q = KEYS[n + 1]
 if q then
   local b = 3 + n * 5
-  local inst = 'i:' .. ARGV[b + 1]
-  local missing = missing_share(q, inst)
-  if missing then
-    out[1][3], out[1][4] = missing[1], missing[2]
+  local r = check_and_add(q, 'i:' .. ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]))
+  out[1][3], out[1][4] = r[1], r[2]
+  if r[1] ~= 1 then
     return out
   end
-  local cost = tonumber(ARGV[b + 2])
-  local cap = tonumber(ARGV[b + 3])
-  local used = tonumber(redis.call('HGET', q, 'used') or '0')
-  if cap >= 0 and used + cost > cap then
-    out[1][3], out[1][4] = 0, used
-    return out
-  end
-  redis.call('HINCRBY', q, inst, cost)
-  out[1][3], out[1][4] = 1, redis.call('HINCRBY', q, 'used', cost)
 end
 for _, w in ipairs(writes) do
   redis.call('SET', w[1], w[2], 'PX', w[3])

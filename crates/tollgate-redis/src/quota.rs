@@ -171,6 +171,22 @@ struct Local {
 }
 
 impl Local {
+    /// A counter this instance has not used yet: the period `label` ending at
+    /// `period_end`, whose usage was last known as `last_shared`.
+    fn new(label: String, period_end: i64, last_shared: u64) -> Self {
+        Local {
+            label,
+            period_end,
+            seen: false,
+            last_shared,
+            pending: 0,
+            inflight: None,
+            last_flush: Instant::now(),
+            settles: Vec::new(),
+            settle_delta: 0,
+        }
+    }
+
     fn unsent(&self) -> u64 {
         self.pending + self.inflight.map_or(0, |(_, n)| n)
     }
@@ -312,11 +328,9 @@ impl RedisQuota {
             let _ = self.flush_counter(ledger, &id);
         }
         let mut map = self.lock_local();
-        // Counters of periods that ended before the newest one began, nothing waiting.
+        // Counters of periods that ended before the newest one began.
         if let Some(newest) = map.keys().map(|id| id.1).max() {
-            map.retain(|_, l| l.waiting() || l.period_end > newest);
-            self.sweep_at
-                .store((map.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
+            self.sweep(&mut map, newest);
         }
         map.values().map(Local::unsent).sum()
     }
@@ -352,29 +366,40 @@ impl RedisQuota {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on counter `id`'s local state, made from the ledger's target `t` if this
+    /// instance has none.
     fn with_local<R>(&self, id: &CounterId, t: &QuotaTarget, f: impl FnOnce(&mut Local) -> R) -> R {
+        self.with_entry(
+            id,
+            || Local::new(t.period.clone(), t.period_end, t.local_used),
+            f,
+        )
+    }
+
+    /// Runs `f` on counter `id`'s local state, made by `make` if this instance has none
+    /// (a new counter first sweeps out the ended ones once the map has doubled).
+    fn with_entry<R>(
+        &self,
+        id: &CounterId,
+        make: impl FnOnce() -> Local,
+        f: impl FnOnce(&mut Local) -> R,
+    ) -> R {
         let mut map = self.lock_local();
         if let Some(l) = map.get_mut(id) {
             return f(l);
         }
         if map.len() >= self.sweep_at.load(Ordering::Relaxed) {
-            // Counters of periods that ended before this one began, with nothing waiting.
-            map.retain(|_, l| l.waiting() || l.period_end > t.period_start);
-            self.sweep_at
-                .store((map.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
+            self.sweep(&mut map, id.1);
         }
-        let l = map.entry(id.clone()).or_insert_with(|| Local {
-            label: t.period.clone(),
-            period_end: t.period_end,
-            seen: false,
-            last_shared: t.local_used,
-            pending: 0,
-            inflight: None,
-            last_flush: Instant::now(),
-            settles: Vec::new(),
-            settle_delta: 0,
-        });
-        f(l)
+        f(map.entry(id.clone()).or_insert_with(make))
+    }
+
+    /// Drops the counters of periods that ended by `start` (Unix seconds) with nothing
+    /// waiting to be sent; the next sweep comes when the map has doubled.
+    fn sweep(&self, map: &mut HashMap<CounterId, Local>, start: i64) {
+        map.retain(|_, l| l.waiting() || l.period_end > start);
+        self.sweep_at
+            .store((map.len() * 2).max(SWEEP_MIN), Ordering::Relaxed);
     }
 
     /// Seeds this instance's share of counter `id` from `ledger`.
@@ -798,21 +823,7 @@ impl RedisQuota {
     ) -> CommitOutcome {
         let (start, end, label) = r.period();
         let id: CounterId = (r.company().to_owned(), start);
-        let waiting = {
-            let mut map = self.lock_local();
-            let l = map.entry(id.clone()).or_insert_with(|| Local {
-                label,
-                period_end: end,
-                seen: false,
-                last_shared: 0,
-                pending: 0,
-                inflight: None,
-                last_flush: Instant::now(),
-                settles: Vec::new(),
-                settle_delta: 0,
-            });
-            l.waiting()
-        };
+        let waiting = self.with_entry(&id, || Local::new(label, end, 0), |l| l.waiting());
         let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
         let mut s = Settle {
             id: self.nonce.rotate_left(29) ^ seq,
