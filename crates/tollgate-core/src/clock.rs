@@ -10,9 +10,10 @@
 //! | [`MonotonicClock`] (the [`DefaultClock`]) | invariant TSC via `quanta`, else the OS monotonic clock | ~10 ns | production |
 //! | [`StdClock`] | `std::time::Instant` | ~25 ns | comparison, platforms quanta mistrusts |
 //! | [`ManualClock`] | a shared `AtomicU64` you move | ~1 ns | tests, replays, benches |
+//! | [`UnixClock`] | the Unix time at creation plus [`MonotonicClock`]'s elapsed time | ~10 ns | the engine (calendar quotas need wall-clock time) |
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -173,6 +174,46 @@ impl Clock for ManualClock {
     }
 }
 
+/// Wall-clock Unix nanoseconds that never go backwards: the Unix time when the clock was
+/// created plus a [`MonotonicClock`]'s elapsed time since. A step of the system clock
+/// after creation is not followed (an NTP correction cannot move decisions backwards);
+/// drift against the system clock is the TSC's, typically well under a second a day.
+#[derive(Clone, Debug)]
+pub struct UnixClock {
+    base_unix: u64,
+    base_mono: u64,
+    mono: MonotonicClock,
+}
+
+impl Default for UnixClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UnixClock {
+    /// A clock reading the system's Unix time now (0 if the system clock is before 1970).
+    pub fn new() -> Self {
+        let mono = MonotonicClock::new();
+        let base_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, duration_to_nanos);
+        UnixClock {
+            base_unix,
+            base_mono: mono.now(),
+            mono,
+        }
+    }
+}
+
+impl Clock for UnixClock {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.base_unix
+            .saturating_add(self.mono.now().saturating_sub(self.base_mono))
+    }
+}
+
 /// A `Duration` as `u64` nanoseconds, saturating at `u64::MAX` (about 584 years).
 #[inline]
 pub fn duration_to_nanos(d: Duration) -> u64 {
@@ -204,8 +245,20 @@ mod tests {
     }
 
     #[test]
+    fn unix_clock_reads_unix_time() {
+        let c = UnixClock::new();
+        let sys = duration_to_nanos(SystemTime::now().duration_since(UNIX_EPOCH).unwrap());
+        let diff = c.now().abs_diff(sys);
+        assert!(diff < 1_000_000_000, "{} ns from the system clock", diff);
+    }
+
+    #[test]
     fn clocks_move_forward() {
-        for clock in [&MonotonicClock::new() as &dyn Clock, &StdClock::new()] {
+        for clock in [
+            &MonotonicClock::new() as &dyn Clock,
+            &StdClock::new(),
+            &UnixClock::new(),
+        ] {
             let a = clock.now();
             std::thread::sleep(Duration::from_millis(2));
             let b = clock.now();

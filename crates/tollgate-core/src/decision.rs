@@ -70,6 +70,20 @@ pub struct InsufficientCapacity {
     pub capacity: u64,
 }
 
+impl InsufficientCapacity {
+    /// The one cost check every limit applies (core limiters, the engine's backends,
+    /// remote stores): `Ok` if a request of `cost` can ever pass a limit of `capacity`,
+    /// the error otherwise. A cost of 0 (a probe) always passes.
+    #[inline]
+    pub fn check(cost: u64, capacity: u64) -> Result<(), InsufficientCapacity> {
+        if cost > capacity {
+            Err(InsufficientCapacity { cost, capacity })
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl fmt::Display for InsufficientCapacity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -12,7 +12,10 @@
 //! * [`KeyedRateLimiter`] / [`KeyedStore`] — one limit per key; no lock on the path that
 //!   finds an existing key; bounded memory (about 20 bytes per key); eviction that never
 //!   changes a decision.
-//! * [`Clock`] — [`MonotonicClock`] (TSC, ~10 ns), [`StdClock`], [`ManualClock`].
+//! * [`Clock`] — [`MonotonicClock`] (TSC, ~10 ns), [`StdClock`], [`ManualClock`],
+//!   [`UnixClock`] (wall-clock nanoseconds that never go backwards).
+//! * [`Fingerprinter`] — 128-bit key fingerprints under random seeds, the one way keys
+//!   become table entries in the engine and the quota ledger.
 //!
 //! **Time is a parameter.** Every decision has an `_at` form taking `now` in `u64`
 //! nanoseconds on the limiter's clock, so a caller that already holds a timestamp pays no
@@ -48,6 +51,7 @@ mod algorithm;
 mod atomic128;
 pub mod clock;
 mod decision;
+pub mod fingerprint;
 mod gcra;
 #[allow(unsafe_code)]
 mod hugepage;
@@ -60,8 +64,10 @@ pub mod window;
 
 pub use algorithm::{Algorithm, FRESH};
 #[doc(inline)]
-pub use clock::{Clock, DefaultClock, ManualClock, MonotonicClock, StdClock};
+pub use clock::{Clock, DefaultClock, ManualClock, MonotonicClock, StdClock, UnixClock};
 pub use decision::{Decision, InsufficientCapacity, KeyedError, StoreFull};
+#[doc(inline)]
+pub use fingerprint::{FingerprintBuildHasher, Fingerprinter};
 pub use gcra::Gcra;
 pub use keyed::{KeyedGcraLimiter, KeyedRateLimiter, KeyedSlidingWindowLimiter};
 pub use limiter::{GcraLimiter, RateLimiter, SlidingWindowLimiter};

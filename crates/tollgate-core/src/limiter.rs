@@ -79,14 +79,7 @@ pub(crate) fn refund<A: Algorithm>(atom: &AtomicU64, alg: &A, now: u64, cost: u6
 
 #[inline]
 pub(crate) fn check_cost<A: Algorithm>(alg: &A, cost: u64) -> Result<(), InsufficientCapacity> {
-    if cost > alg.capacity() {
-        Err(InsufficientCapacity {
-            cost,
-            capacity: alg.capacity(),
-        })
-    } else {
-        Ok(())
-    }
+    InsufficientCapacity::check(cost, alg.capacity())
 }
 
 impl<A: Algorithm> RateLimiter<A, DefaultClock> {

@@ -38,13 +38,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use serde::Serialize;
+use tollgate_core::{FingerprintBuildHasher, Fingerprinter};
 
 use crate::counter::{Charge, Counter, Crossing};
 use crate::journal::{Entry, Journal, JournalError, NoticeKind, Snapshot, Ticket};
@@ -402,54 +402,12 @@ struct Directory {
 }
 
 /// API key fingerprint -> its user: read lock-free on every call.
-type KeyMap = papaya::HashMap<u128, Arc<UserEntry>, BuildHasherDefault<FingerprintHasher>>;
+type KeyMap = papaya::HashMap<u128, Arc<UserEntry>, FingerprintBuildHasher>;
 
-/// API keys are not kept: the ledger keeps a 128-bit fingerprint of each, two `ahash`
-/// hashes under random per-ledger seeds. Two keys share a fingerprint with probability
-/// 2^-128 per pair; a secret that is never stored cannot leak from memory dumps or debug
-/// output either. Comparing fingerprints also spares the hot path a string comparison.
-#[derive(Debug)]
-struct KeyFingerprints {
-    high: ahash::RandomState,
-    low: ahash::RandomState,
-}
-
-impl KeyFingerprints {
-    fn new() -> Self {
-        KeyFingerprints {
-            high: ahash::RandomState::new(),
-            low: ahash::RandomState::new(),
-        }
-    }
-
-    #[inline]
-    fn of(&self, key: &str) -> u128 {
-        u128::from(self.high.hash_one(key)) << 64 | u128::from(self.low.hash_one(key))
-    }
-}
-
-/// Hashes a fingerprint for the key map: its bits are already uniformly random.
-#[derive(Default)]
-struct FingerprintHasher(u64);
-
-impl std::hash::Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only fingerprints are hashed (`write_u128`); fold anything else in anyway.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
-        }
-    }
-
-    fn write_u128(&mut self, fp: u128) {
-        self.0 ^= fp as u64 ^ (fp >> 64) as u64;
-    }
-}
+// API keys are not kept: the ledger keeps a 128-bit fingerprint of each (tollgate-core's
+// `Fingerprinter`, random per-ledger seeds). Two keys share a fingerprint with probability
+// 2^-128 per pair; a secret that is never stored cannot leak from memory dumps or debug
+// output either. Comparing fingerprints also spares the hot path a string comparison.
 
 /// Where a call would be charged, for a quota decided by a counter shared with other
 /// ledgers (a fleet of instances counting on Redis): see [`Ledger::target`] and
@@ -560,7 +518,7 @@ pub enum CommitOutcome {
 pub struct Ledger {
     config: QuotaConfig,
     keys: KeyMap,
-    fingerprints: KeyFingerprints,
+    fingerprints: Fingerprinter,
     /// Shared with the journal's collector.
     directory: Arc<Mutex<Directory>>,
     events: Mutex<Vec<QuotaEvent>>,
@@ -630,8 +588,8 @@ impl Ledger {
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
             config,
-            keys: KeyMap::with_hasher(BuildHasherDefault::default()),
-            fingerprints: KeyFingerprints::new(),
+            keys: KeyMap::with_hasher(FingerprintBuildHasher),
+            fingerprints: Fingerprinter::new(),
             directory: Arc::new(Mutex::new(Directory::default())),
             events: Mutex::new(Vec::new()),
             journal: None,
@@ -831,7 +789,7 @@ impl Ledger {
             '_,
             u128,
             Arc<UserEntry>,
-            BuildHasherDefault<FingerprintHasher>,
+            FingerprintBuildHasher,
             impl papaya::Guard,
         >,
         key: &str,

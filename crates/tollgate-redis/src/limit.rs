@@ -337,14 +337,7 @@ impl RedisBackend {
     }
 
     fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
-        let capacity = self.params.capacity();
-        if cost > capacity {
-            return Err(BackendError::CannotPass(InsufficientCapacity {
-                cost,
-                capacity,
-            }));
-        }
-        Ok(())
+        InsufficientCapacity::check(cost, self.params.capacity()).map_err(BackendError::CannotPass)
     }
 
     /// The script call deciding `key`: `op` is "a" (acquire) or "p" (peek).

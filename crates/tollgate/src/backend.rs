@@ -21,7 +21,7 @@ use tollgate_core::{
 use crate::policy::AlgorithmKind;
 
 /// A limit key: the 128-bit hash of the values of the attributes the limit keys on,
-/// under per-engine random seeds (see [`KeyHasher`](crate::engine::KeyHasher)), plus the
+/// under per-engine random seeds (see [`Fingerprinter`](tollgate_core::Fingerprinter)), plus the
 /// values themselves for backends that need them (a remote store builds its own key).
 #[derive(Clone, Copy, Debug)]
 pub struct LimitKey<'a> {
@@ -272,14 +272,7 @@ impl MemoryBackend {
     }
 
     fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
-        let capacity = self.alg.capacity();
-        if cost > capacity {
-            return Err(BackendError::CannotPass(InsufficientCapacity {
-                cost,
-                capacity,
-            }));
-        }
-        Ok(())
+        InsufficientCapacity::check(cost, self.alg.capacity()).map_err(BackendError::CannotPass)
     }
 }
 

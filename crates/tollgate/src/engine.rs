@@ -36,11 +36,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tollgate_core::{Clock, Decision, MonotonicClock, Rate};
+use tollgate_core::{Clock, Decision, Fingerprinter, Rate, UnixClock};
 use tollgate_quota::journal::{Durability, Journal, JournalError};
 use tollgate_quota::{
     CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent, Reservation,
@@ -525,29 +525,6 @@ pub struct ReloadReport {
     pub notes: Vec<String>,
 }
 
-/// The 128-bit key hash: two `ahash` hashes under per-engine random seeds.
-#[derive(Clone, Debug)]
-pub struct KeyHasher {
-    a: ahash::RandomState,
-    b: ahash::RandomState,
-}
-
-impl KeyHasher {
-    fn new() -> Self {
-        KeyHasher {
-            a: ahash::RandomState::new(),
-            b: ahash::RandomState::new(),
-        }
-    }
-
-    /// The hash of a sequence of attribute values (length-delimited, so `["ab", "c"]`
-    /// and `["a", "bc"]` differ).
-    #[inline]
-    pub fn hash(&self, parts: &[&str]) -> u128 {
-        u128::from(self.a.hash_one(parts)) << 64 | u128::from(self.b.hash_one(parts))
-    }
-}
-
 /// The state behind a limit or an override.
 #[derive(Clone, Debug)]
 enum Backend {
@@ -638,35 +615,6 @@ struct Compiled {
     remote_limits: bool,
 }
 
-/// Wall-clock Unix nanoseconds that never go backwards: the Unix time at start plus a
-/// monotonic clock's elapsed time.
-#[derive(Debug)]
-struct UnixClock {
-    base_unix: u64,
-    base_mono: u64,
-    mono: MonotonicClock,
-}
-
-impl UnixClock {
-    fn new() -> Self {
-        let mono = MonotonicClock::new();
-        let base_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        UnixClock {
-            base_unix,
-            base_mono: mono.now(),
-            mono,
-        }
-    }
-
-    #[inline]
-    fn now(&self) -> u64 {
-        self.base_unix
-            .saturating_add(self.mono.now().saturating_sub(self.base_mono))
-    }
-}
-
 /// Up to this many limits' undo records live on the stack during a decision.
 const INLINE_TAKEN: usize = 8;
 
@@ -724,7 +672,7 @@ impl TakenList {
 pub struct Engine {
     compiled: ArcSwap<Compiled>,
     clock: UnixClock,
-    hasher: KeyHasher,
+    hasher: Fingerprinter,
     factories: Vec<(String, Arc<dyn BackendFactory>)>,
     /// The factories' combined backends, asked in turn before the limits one by one.
     combined: Vec<Arc<dyn CombinedBackend>>,
@@ -821,7 +769,7 @@ impl EngineBuilder {
                 remote_limits: false,
             }),
             clock,
-            hasher: KeyHasher::new(),
+            hasher: Fingerprinter::new(),
             combined: self
                 .factories
                 .iter()
@@ -1233,7 +1181,7 @@ impl Engine {
             let mut buf = [""; MAX_KEY_ATTRS];
             let (parts, over) = l.key_parts(req, &mut buf);
             let key = LimitKey {
-                hash: self.hasher.hash(parts),
+                hash: self.hasher.of_parts(parts),
                 parts,
             };
             if l.backend_for(over).get().hold_until(&key, until, now) {
@@ -1266,7 +1214,7 @@ impl Engine {
                 LimitCall {
                     backend: l.backend_for(over).get(),
                     key: LimitKey {
-                        hash: self.hasher.hash(parts),
+                        hash: self.hasher.of_parts(parts),
                         parts,
                     },
                     cost: req.cost.unwrap_or_else(|| l.spec.cost_of(class)),
@@ -1294,7 +1242,7 @@ impl Engine {
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             if let Some(v) = req.get(&rev.attr).filter(|v| self.maybe_revoked(v)) {
-                if self.revoked.pin().contains_key(&self.hasher.hash(&[v])) {
+                if self.revoked.pin().contains_key(&self.hasher.of_parts(&[v])) {
                     self.metrics.revoked.add(1);
                     return EngineDecision::refused(Reason::Revoked, c.generation);
                 }
@@ -1323,7 +1271,7 @@ impl Engine {
             let (parts, over) = l.key_parts(req, &mut buf);
             let backend = l.backend_for(over);
             let key = LimitKey {
-                hash: self.hasher.hash(parts),
+                hash: self.hasher.of_parts(parts),
                 parts,
             };
             let result = match pre_limits.as_mut().and_then(Iterator::next) {
@@ -1492,7 +1440,7 @@ impl Engine {
             let (parts, over) = l.key_parts(req, &mut buf);
             let backend = l.backend_for(over);
             let key = LimitKey {
-                hash: self.hasher.hash(parts),
+                hash: self.hasher.of_parts(parts),
                 parts,
             };
             out.push((l.spec.name.clone(), backend.get().peek(&key, cost, now)));
@@ -1508,7 +1456,7 @@ impl Engine {
             let mut buf = [""; MAX_KEY_ATTRS];
             let (parts, _) = l.key_parts(req, &mut buf);
             let key = LimitKey {
-                hash: self.hasher.hash(parts),
+                hash: self.hasher.of_parts(parts),
                 parts,
             };
             let over = t.over.checked_sub(1).map(|o| o as usize);
@@ -1528,7 +1476,7 @@ impl Engine {
         };
         let parts = [v];
         let key = LimitKey {
-            hash: self.hasher.hash(&parts),
+            hash: self.hasher.of_parts(&parts),
             parts: &parts,
         };
         // With a budget of `denials - 1` free denials per window, the limiter refuses
@@ -1545,7 +1493,7 @@ impl Engine {
         let fresh = self
             .revoked
             .pin()
-            .try_insert(self.hasher.hash(&[value]), KeyRef::of(value))
+            .try_insert(self.hasher.of_parts(&[value]), KeyRef::of(value))
             .is_ok();
         if fresh {
             let bit = quick_bit(value);
@@ -1589,7 +1537,7 @@ impl Engine {
 
     /// Restores a revoked value and forgets its denials. Returns whether it was revoked.
     pub fn restore(&self, value: &str) -> bool {
-        let hash = self.hasher.hash(&[value]);
+        let hash = self.hasher.of_parts(&[value]);
         let was = self.revoked.pin().remove(&hash).is_some();
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
@@ -1610,7 +1558,9 @@ impl Engine {
 
     /// Whether `value` is revoked.
     pub fn is_revoked(&self, value: &str) -> bool {
-        self.revoked.pin().contains_key(&self.hasher.hash(&[value]))
+        self.revoked
+            .pin()
+            .contains_key(&self.hasher.of_parts(&[value]))
     }
 
     /// The revoked values, redacted.
