@@ -19,6 +19,7 @@ use tollgate_core::{
 };
 
 use crate::policy::AlgorithmKind;
+pub use crate::policy::FailurePolicy;
 
 /// A limit key: the 128-bit hash of the values of the attributes the limit keys on,
 /// under per-engine random seeds (see [`Fingerprinter`](tollgate_core::Fingerprinter)), plus the
@@ -105,6 +106,22 @@ pub trait LimitBackend: Send + Sync + fmt::Debug {
     fn hold_until(&self, key: &LimitKey<'_>, until: u64, now: u64) -> bool {
         let _ = (key, until, now);
         false
+    }
+
+    /// What the engine answers for this limit when this backend returns
+    /// [`BackendError::Unavailable`]. The engine applies it, never the backend: a backend
+    /// only reports that it could not decide. The default is [`FailurePolicy::Closed`]
+    /// (refuse as unavailable); a factory honours the limit's `on_failure` setting
+    /// ([`LimitSpec::on_failure`](crate::policy::LimitSpec::on_failure)) when it builds
+    /// the backend.
+    fn failure_policy(&self) -> FailurePolicy {
+        FailurePolicy::Closed
+    }
+
+    /// Keys the engine's fallback limiter holds for this limit under
+    /// [`FailurePolicy::Fallback`] (default 65,536).
+    fn fallback_capacity(&self) -> usize {
+        65_536
     }
 
     /// The backend as [`Any`](std::any::Any), for a

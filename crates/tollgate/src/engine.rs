@@ -40,18 +40,21 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tollgate_core::{Clock, Decision, Fingerprinter, Rate, UnixClock};
+use tollgate_core::{Algorithm, Clock, Decision, Fingerprinter, Rate, UnixClock};
 use tollgate_quota::journal::{Durability, Journal, JournalError};
 use tollgate_quota::{
     CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent, Reservation,
 };
 
-use crate::backend::{BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
+use crate::backend::{AnyAlgorithm, BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use crate::metrics::{EngineMetrics, LimitCounts, LimitMetrics, MetricsSnapshot};
 use crate::policy::{
-    AlgorithmKind, Attr, DurabilitySpec, LimitSpec, Policy, PolicyError, PolicyWarning, QuotaSpec,
-    UnknownKey,
+    AlgorithmKind, Attr, DurabilitySpec, FailurePolicy, LimitSpec, Policy, PolicyError,
+    PolicyWarning, QuotaSpec, UnknownKey,
 };
+
+/// `retry_after` of a refusal that waiting cannot lift.
+const NEVER: u64 = u64::MAX;
 
 /// Most attributes a limit keys on.
 pub const MAX_KEY_ATTRS: usize = 8;
@@ -230,12 +233,16 @@ pub struct EngineDecision {
     /// Cost units the deciding limit still admits.
     pub remaining: u64,
     /// How long to wait before retrying, in nanoseconds; zero when allowed; `u64::MAX`
-    /// when waiting does not help (revoked, unknown key, cannot pass).
+    /// when waiting does not help (revoked, unknown key, cannot pass). Rust callers ask
+    /// [`EngineDecision::wait`] instead of testing the value.
     pub retry_after: u64,
     /// When the deciding limit is back to full capacity, in nanoseconds.
     pub reset_after: u64,
     /// Whether a shadow limit would have denied this request.
     pub shadow_denied: bool,
+    /// Whether a limit's backend could not decide and the limit's [`FailurePolicy`]
+    /// answered for it (a fallback limiter, open or closed).
+    pub degraded: bool,
     /// The quota's view, when the quota took part.
     pub quota: Option<QuotaStatus>,
     /// The policy generation that decided (incremented by every reload).
@@ -248,11 +255,22 @@ impl EngineDecision {
         self.reason == Reason::Allowed
     }
 
+    /// How long to wait before the same request can be admitted (absent other
+    /// traffic): `None` when it is allowed, or when waiting cannot help (revoked,
+    /// unknown key, a cost that can never pass, a backend that cannot decide).
+    pub fn wait(&self) -> Option<Duration> {
+        if self.allowed() || self.retry_after == NEVER {
+            None
+        } else {
+            Some(Duration::from_nanos(self.retry_after))
+        }
+    }
+
     /// `retry_after` in whole seconds, rounded up (`None` when waiting does not help or
     /// the request was allowed).
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.retry_after {
-            0 | u64::MAX => None,
+            0 | NEVER => None,
             ns => Some(ns.div_ceil(1_000_000_000)),
         }
     }
@@ -263,9 +281,10 @@ impl EngineDecision {
             decided_by: None,
             limit: 0,
             remaining: 0,
-            retry_after: u64::MAX,
+            retry_after: NEVER,
             reset_after: 0,
             shadow_denied: false,
+            degraded: false,
             quota: None,
             generation,
         }
@@ -529,7 +548,36 @@ pub struct ReloadReport {
 #[derive(Clone, Debug)]
 enum Backend {
     Memory(Arc<MemoryBackend>),
-    Custom(Arc<dyn LimitBackend>),
+    Custom(Arc<dyn LimitBackend>, Failure),
+}
+
+/// How the engine answers for a custom backend that cannot decide: the compiled form of
+/// its [`FailurePolicy`].
+#[derive(Clone, Debug)]
+enum Failure {
+    /// The engine's own in-memory limiter for the limit decides.
+    Fallback(Arc<MemoryBackend>),
+    /// Allowed, nothing counted; the limit's capacity for the decision's numbers.
+    Open { capacity: u64 },
+    /// Refused as unavailable.
+    Closed,
+}
+
+impl Failure {
+    fn of(backend: &dyn LimitBackend, spec: &LimitSpec, rate: Rate) -> Result<Self, String> {
+        Ok(match backend.failure_policy() {
+            FailurePolicy::Fallback => Failure::Fallback(Arc::new(
+                MemoryBackend::new(spec.algorithm, rate, backend.fallback_capacity())
+                    .map_err(|e| e.to_string())?,
+            )),
+            FailurePolicy::Open => Failure::Open {
+                capacity: AnyAlgorithm::new(spec.algorithm, rate)
+                    .map_err(|e| e.to_string())?
+                    .capacity(),
+            },
+            FailurePolicy::Closed => Failure::Closed,
+        })
+    }
 }
 
 impl Backend {
@@ -537,7 +585,44 @@ impl Backend {
     fn get(&self) -> &dyn LimitBackend {
         match self {
             Backend::Memory(m) => &**m,
-            Backend::Custom(c) => &**c,
+            Backend::Custom(c, _) => &**c,
+        }
+    }
+
+    /// The failure policy's answer for a backend that returned `Unavailable`: `None`
+    /// when the policy is to refuse (the error stands). `take`: acquire (else peek).
+    #[cold]
+    fn on_unavailable(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+        take: bool,
+    ) -> Option<Result<(Decision, Option<Undo>), BackendError>> {
+        match self {
+            Backend::Memory(_) | Backend::Custom(_, Failure::Closed) => None,
+            Backend::Custom(_, Failure::Open { capacity }) => Some(Ok((
+                Decision {
+                    limit: *capacity,
+                    remaining: capacity.saturating_sub(cost),
+                    retry_after: 0,
+                    reset_after: 0,
+                },
+                None,
+            ))),
+            Backend::Custom(_, Failure::Fallback(local)) => Some(if take {
+                local.acquire(key, cost, now)
+            } else {
+                local.peek(key, cost, now).map(|d| (d, None))
+            }),
+        }
+    }
+
+    /// Where an undo taken by the failure policy goes back to.
+    fn fallback(&self) -> Option<&MemoryBackend> {
+        match self {
+            Backend::Custom(_, Failure::Fallback(local)) => Some(local),
+            _ => None,
         }
     }
 }
@@ -623,12 +708,15 @@ struct Taken {
     limit: u32,
     /// The override's index + 1 (0: the limit's own rate).
     over: u32,
+    /// Taken by the failure policy's fallback limiter, not the backend.
+    fallback: bool,
     undo: Undo,
 }
 
 const NO_TAKEN: Taken = Taken {
     limit: 0,
     over: 0,
+    fallback: false,
     undo: Undo {
         cost: 0,
         before: 0,
@@ -974,7 +1062,8 @@ impl Engine {
                 ))
             })?;
         let b = factory.1.build(spec, rate).map_err(err)?;
-        Ok((Backend::Custom(b), false))
+        let failure = Failure::of(&*b, spec, rate).map_err(err)?;
+        Ok((Backend::Custom(b, failure), false))
     }
 
     /// Replaces the policy without a restart. See the [module docs](self) for what
@@ -1252,6 +1341,7 @@ impl Engine {
         let mut taken = TakenList::new();
         let mut best: Option<(usize, Decision)> = None;
         let mut shadow_denied = false;
+        let mut degraded = false;
         // A combined backend's answers stand in for the first limits' acquires (and
         // the quota call's); the rest are asked one by one.
         let (mut pre_limits, mut pre_quota) = if self.combined.is_empty() || !c.remote_limits {
@@ -1274,16 +1364,26 @@ impl Engine {
                 hash: self.hasher.of_parts(parts),
                 parts,
             };
-            let result = match pre_limits.as_mut().and_then(Iterator::next) {
+            let mut result = match pre_limits.as_mut().and_then(Iterator::next) {
                 Some(r) => r,
                 None => backend.get().acquire(&key, cost, now),
             };
+            let mut fallback = false;
+            if let Err(BackendError::Unavailable(_)) = result {
+                if let Some(r) = backend.on_unavailable(&key, cost, now, true) {
+                    l.metrics.failure_policy.add(1);
+                    degraded = true;
+                    fallback = backend.fallback().is_some();
+                    result = r;
+                }
+            }
             match result {
                 Ok((d, undo)) => {
                     if let Some(undo) = undo {
                         taken.push(Taken {
                             limit: i as u32,
                             over: over.map_or(0, |o| o as u32 + 1),
+                            fallback,
                             undo,
                         });
                     }
@@ -1309,6 +1409,7 @@ impl Engine {
                             retry_after: d.retry_after,
                             reset_after: d.reset_after,
                             shadow_denied,
+                            degraded,
                             quota: None,
                             generation: c.generation,
                         };
@@ -1330,6 +1431,7 @@ impl Engine {
                     let mut d = EngineDecision::refused(reason, c.generation);
                     d.decided_by = Some(i);
                     d.shadow_denied = shadow_denied;
+                    d.degraded = degraded;
                     return d;
                 }
             }
@@ -1370,6 +1472,7 @@ impl Engine {
                         out.reset_after = wait;
                         out.quota = Some(status);
                         out.shadow_denied = shadow_denied;
+                        out.degraded = degraded;
                         return out;
                     }
                     quota = Some(status);
@@ -1393,6 +1496,7 @@ impl Engine {
                     };
                     let mut out = EngineDecision::refused(reason, c.generation);
                     out.shadow_denied = shadow_denied;
+                    out.degraded = degraded;
                     return out;
                 }
             }
@@ -1422,6 +1526,7 @@ impl Engine {
             retry_after: 0,
             reset_after: d.reset_after,
             shadow_denied,
+            degraded,
             quota,
             generation: c.generation,
         }
@@ -1443,7 +1548,13 @@ impl Engine {
                 hash: self.hasher.of_parts(parts),
                 parts,
             };
-            out.push((l.spec.name.clone(), backend.get().peek(&key, cost, now)));
+            let mut d = backend.get().peek(&key, cost, now);
+            if let Err(BackendError::Unavailable(_)) = d {
+                if let Some(r) = backend.on_unavailable(&key, cost, now, false) {
+                    d = r.map(|(d, _)| d);
+                }
+            }
+            out.push((l.spec.name.clone(), d));
         }
         out
     }
@@ -1460,7 +1571,11 @@ impl Engine {
                 parts,
             };
             let over = t.over.checked_sub(1).map(|o| o as usize);
-            l.backend_for(over).get().undo(&key, t.undo, now);
+            let backend = l.backend_for(over);
+            match backend.fallback().filter(|_| t.fallback) {
+                Some(local) => local.undo(&key, t.undo, now),
+                None => backend.get().undo(&key, t.undo, now),
+            }
         }
     }
 
@@ -1604,6 +1719,7 @@ impl Engine {
                 shadow_denied: l.metrics.shadow_denied.get(),
                 errors: l.metrics.errors.get(),
                 revoked: l.metrics.revoked.get(),
+                failure_policy: l.metrics.failure_policy.get(),
             })
             .collect();
         self.metrics.snapshot(limits)

@@ -57,6 +57,8 @@ pub struct LimitMetrics {
     pub errors: StripedCounter,
     /// Revocations this limit's denials triggered.
     pub revoked: StripedCounter,
+    /// Decisions the limit's failure policy made because its backend could not decide.
+    pub failure_policy: StripedCounter,
 }
 
 /// A snapshot of one limit's counters.
@@ -76,6 +78,9 @@ pub struct LimitCounts {
     pub errors: u64,
     /// See [`LimitMetrics::revoked`].
     pub revoked: u64,
+    /// Decisions the limit's failure policy made because its backend could not decide
+    /// (a fallback limiter's, or open: see [`FailurePolicy`](crate::policy::FailurePolicy)).
+    pub failure_policy: u64,
 }
 
 /// Engine-wide counters.
@@ -168,6 +173,7 @@ impl MetricsSnapshot {
                 ("shadow_denied", l.shadow_denied),
                 ("error", l.errors),
                 ("revoked", l.revoked),
+                ("failure_policy", l.failure_policy),
             ] {
                 let _ = writeln!(
                     out,
@@ -234,6 +240,7 @@ mod tests {
             shadow_denied: 0,
             errors: 0,
             revoked: 0,
+            failure_policy: 0,
         }]);
         let text = snap.to_prometheus();
         assert!(text.contains(

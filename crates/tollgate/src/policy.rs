@@ -22,6 +22,8 @@
 //! rate = "1000/min"
 //! algorithm = "sliding_window"
 //! shadow = true                   # decided and reported, not enforced
+//! # on_failure = "fallback"       # a remote backend that cannot decide: "fallback"
+//!                                 # (an in-memory limiter), "open" or "closed"
 //!
 //! [[limit.override]]              # support staff raised one customer's limit
 //! match = { company = "acme" }
@@ -154,6 +156,26 @@ pub enum AlgorithmKind {
     Gcra,
     /// Sliding-window counter: a fixed quota per window, weighted with the previous one.
     SlidingWindow,
+}
+
+/// What the engine answers for a limit whose backend cannot decide (a remote store that
+/// is unreachable, timed out or behind an open circuit breaker). The engine applies it
+/// (adapters only report [`BackendError::Unavailable`](crate::backend::BackendError)),
+/// counts it in the limit's metrics and marks the decision
+/// [`degraded`](crate::EngineDecision::degraded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// An in-memory limiter the engine keeps for the limit decides (the default). Each
+    /// instance then enforces the whole limit on its own, so a fleet of `n` admits up to
+    /// `n` times the limit while the store is down; the fallback's state is not carried
+    /// back to the store.
+    #[default]
+    Fallback,
+    /// Allow every request (nothing is counted).
+    Open,
+    /// Refuse every request as unavailable.
+    Closed,
 }
 
 /// Methods and the classes they belong to.
@@ -326,6 +348,11 @@ pub struct LimitSpec {
     pub capacity: usize,
     /// Where the state lives: `"memory"` (the default) or a backend the host registered.
     pub backend: String,
+    /// What the engine answers when the backend cannot decide (`on_failure`; `None`:
+    /// the backend's own default, see
+    /// [`LimitBackend::failure_policy`](crate::backend::LimitBackend::failure_policy)).
+    /// Irrelevant for `"memory"`, which always decides.
+    pub on_failure: Option<FailurePolicy>,
     /// Per-key overrides.
     pub overrides: Vec<OverrideSpec>,
 }
@@ -343,6 +370,7 @@ impl LimitSpec {
             shadow: false,
             capacity: DEFAULT_CAPACITY,
             backend: "memory".to_owned(),
+            on_failure: None,
             overrides: Vec::new(),
         }
     }
@@ -613,6 +641,8 @@ struct RawLimit {
     capacity: Option<usize>,
     #[serde(default)]
     backend: Option<String>,
+    #[serde(default)]
+    on_failure: Option<FailurePolicy>,
     #[serde(default, rename = "override")]
     overrides: Vec<OverrideSpec>,
 }
@@ -779,6 +809,7 @@ impl Policy {
                     shadow: l.shadow,
                     capacity: l.capacity.unwrap_or(DEFAULT_CAPACITY),
                     backend: l.backend.unwrap_or_else(|| "memory".to_owned()),
+                    on_failure: l.on_failure,
                     overrides: l.overrides,
                 },
             ));
