@@ -45,6 +45,6 @@ pub use engine::{
     EngineError, Event, LimitCall, QuotaCall, QuotaSettler, QuotaStatus, QuotaStore,
     RateLimitHeaders, Reason, ReloadReport, Request,
 };
-pub use policy::{FailurePolicy, Policy, PolicyError, PolicyWarning};
+pub use policy::{FailurePolicy, Field, Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;
 pub use tollgate_quota as quota;

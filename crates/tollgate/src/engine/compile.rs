@@ -1,0 +1,299 @@
+//! A policy compiled for deciding: each limit's key, state (backend) and failure policy, overrides, revocation and quota.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_core::{Algorithm, Decision, Fingerprinter, Rate};
+use tollgate_quota::journal::{Durability, Journal};
+use tollgate_quota::{Ledger, QuotaConfig, QuotaError};
+
+use super::error::EngineError;
+use super::extend::BackendFactory;
+use super::request::Request;
+use crate::backend::{AnyAlgorithm, BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
+use crate::metrics::LimitMetrics;
+use crate::policy::{
+    AlgorithmKind, Attr, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec, UnknownKey,
+    MAX_KEY_ATTRS,
+};
+
+/// The state behind a limit or an override.
+#[derive(Clone, Debug)]
+pub(super) enum Backend {
+    Memory(Arc<MemoryBackend>),
+    Custom(Arc<dyn LimitBackend>, Failure),
+}
+
+/// How the engine answers for a custom backend that cannot decide: the compiled form of
+/// its [`FailurePolicy`].
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    /// The engine's own in-memory limiter for the limit decides.
+    Fallback(Arc<MemoryBackend>),
+    /// Allowed, nothing counted; the limit's capacity for the decision's numbers.
+    Open { capacity: u64 },
+    /// Refused as unavailable.
+    Closed,
+}
+
+impl Failure {
+    pub(super) fn of(
+        backend: &dyn LimitBackend,
+        spec: &LimitSpec,
+        rate: Rate,
+    ) -> Result<Self, String> {
+        Ok(match backend.failure_policy() {
+            FailurePolicy::Fallback => Failure::Fallback(Arc::new(
+                MemoryBackend::new(spec.algorithm, rate, backend.fallback_capacity())
+                    .map_err(|e| e.to_string())?,
+            )),
+            FailurePolicy::Open => Failure::Open {
+                capacity: AnyAlgorithm::new(spec.algorithm, rate)
+                    .map_err(|e| e.to_string())?
+                    .capacity(),
+            },
+            FailurePolicy::Closed => Failure::Closed,
+        })
+    }
+}
+
+impl Backend {
+    #[inline]
+    pub(super) fn get(&self) -> &dyn LimitBackend {
+        match self {
+            Backend::Memory(m) => &**m,
+            Backend::Custom(c, _) => &**c,
+        }
+    }
+
+    /// The failure policy's answer for a backend that returned `Unavailable`: `None`
+    /// when the policy is to refuse (the error stands). `take`: acquire (else peek).
+    #[cold]
+    pub(super) fn on_unavailable(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+        take: bool,
+    ) -> Option<Result<(Decision, Option<Undo>), BackendError>> {
+        match self {
+            Backend::Memory(_) | Backend::Custom(_, Failure::Closed) => None,
+            Backend::Custom(_, Failure::Open { capacity }) => Some(Ok((
+                Decision {
+                    limit: *capacity,
+                    remaining: capacity.saturating_sub(cost),
+                    retry_after: 0,
+                    reset_after: 0,
+                },
+                None,
+            ))),
+            Backend::Custom(_, Failure::Fallback(local)) => Some(if take {
+                local.acquire(key, cost, now)
+            } else {
+                local.peek(key, cost, now).map(|d| (d, None))
+            }),
+        }
+    }
+
+    /// Where an undo taken by the failure policy goes back to.
+    pub(super) fn fallback(&self) -> Option<&MemoryBackend> {
+        match self {
+            Backend::Custom(_, Failure::Fallback(local)) => Some(local),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct CompiledOverride {
+    /// (position in the limit's key, value).
+    pub(super) matches: Vec<(usize, String)>,
+    pub(super) rate: Rate,
+    pub(super) backend: Backend,
+}
+
+#[derive(Debug)]
+pub(super) struct CompiledLimit {
+    pub(super) spec: LimitSpec,
+    pub(super) backend: Backend,
+    pub(super) overrides: Vec<CompiledOverride>,
+    pub(super) metrics: Arc<LimitMetrics>,
+    /// `RateLimit-Policy` item for the limit's own rate.
+    pub(super) policy_item: String,
+}
+
+impl CompiledLimit {
+    /// The request's values of the limit's key attributes (absent ones empty), written
+    /// into `buf`, and the override they match, if any.
+    #[inline]
+    fn key_parts<'b, 'r>(
+        &self,
+        req: &Request<'r>,
+        buf: &'b mut [&'r str; MAX_KEY_ATTRS],
+    ) -> (&'b [&'r str], Option<usize>) {
+        let n = self.spec.key.len().min(MAX_KEY_ATTRS);
+        for (slot, attr) in buf.iter_mut().zip(&self.spec.key) {
+            *slot = req.get(attr).unwrap_or("");
+        }
+        let parts = &buf[..n];
+        let over = self
+            .overrides
+            .iter()
+            .position(|o| o.matches.iter().all(|(pos, v)| parts[*pos] == v));
+        (parts, over)
+    }
+
+    /// The request's key for this limit (its values hashed by `hasher`, held in `buf`)
+    /// and the override it matches, if any: the one way every path (decide, combined,
+    /// peek, hold, undo) builds a limit key.
+    #[inline]
+    pub(super) fn key<'b, 'r: 'b>(
+        &self,
+        req: &Request<'r>,
+        hasher: &Fingerprinter,
+        buf: &'b mut [&'r str; MAX_KEY_ATTRS],
+    ) -> (LimitKey<'b>, Option<usize>) {
+        let (parts, over) = self.key_parts(req, buf);
+        (
+            LimitKey {
+                hash: hasher.of_parts(parts),
+                parts,
+            },
+            over,
+        )
+    }
+
+    #[inline]
+    pub(super) fn backend_for(&self, over: Option<usize>) -> &Backend {
+        over.map_or(&self.backend, |o| &self.overrides[o].backend)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct CompiledRevocation {
+    pub(super) attr: Attr,
+    pub(super) denials: u32,
+    pub(super) window: Duration,
+    pub(super) offenders: MemoryBackend,
+}
+
+#[derive(Debug)]
+pub(super) struct CompiledQuota {
+    pub(super) attr: Attr,
+    pub(super) cost: u64,
+    pub(super) unknown_key: UnknownKey,
+    pub(super) spec: QuotaSpec,
+}
+
+#[derive(Debug)]
+pub(super) struct Compiled {
+    pub(super) generation: u64,
+    pub(super) policy: Policy,
+    pub(super) limits: Vec<CompiledLimit>,
+    pub(super) revocation: Option<CompiledRevocation>,
+    pub(super) quota: Option<CompiledQuota>,
+    /// Whether a limit is on a backend other than `"memory"` (only then can a combined
+    /// backend answer, and a decision wait on a remote store).
+    pub(super) remote_limits: bool,
+}
+
+pub(super) fn open_ledger(q: &QuotaSpec) -> Result<Ledger, EngineError> {
+    let config = QuotaConfig {
+        plans: q.plans.clone(),
+        period: q.period.clone(),
+        warning_percent: q.warning_percent,
+        hard_cap_percent: q.hard_cap_percent,
+    };
+    Ok(match &q.journal {
+        None => Ledger::new(config),
+        Some(path) => {
+            let durability = match q.durability {
+                DurabilitySpec::BoundedLoss => Durability::default(),
+                DurabilitySpec::Strict => Durability::Strict,
+            };
+            let (journal, snapshot) =
+                Journal::open(path, durability).map_err(EngineError::Journal)?;
+            Ledger::with_journal(config, journal, snapshot)
+        }
+    })
+}
+
+/// The `RateLimit-Policy` item of a limit at `rate`: quota `q` = capacity, window `w` =
+/// seconds to refill it (at least 1).
+pub(super) fn policy_item(name: &str, kind: AlgorithmKind, rate: Rate) -> String {
+    let (q, w_ns) = match kind {
+        AlgorithmKind::Gcra => (
+            rate.burst(),
+            u128::from(rate.burst()) * u128::from(rate.emission_interval_nanos()),
+        ),
+        AlgorithmKind::SlidingWindow => (rate.count(), u128::from(rate.period_nanos())),
+    };
+    let w = u64::try_from(w_ns.div_ceil(1_000_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1);
+    format!("\"{name}\";q={q};w={w}")
+}
+
+/// The state behind limit `spec` at `rate` (the limit's own or an override's), and
+/// whether it carried `previous`'s state over.
+pub(super) fn build_backend(
+    factories: &[(String, Arc<dyn BackendFactory>)],
+    spec: &LimitSpec,
+    rate: Rate,
+    previous: Option<&Backend>,
+    now: u64,
+) -> Result<(Backend, bool), EngineError> {
+    let err = |message: String| EngineError::Limit {
+        limit: spec.name.clone(),
+        message,
+    };
+    if spec.backend == "memory" {
+        if let Some(Backend::Memory(old)) = previous {
+            if let Some(carried) = old.carry_over(spec.algorithm, rate, now) {
+                return Ok((Backend::Memory(Arc::new(carried)), true));
+            }
+        }
+        let m = MemoryBackend::new(spec.algorithm, rate, spec.capacity)
+            .map_err(|e| err(e.to_string()))?;
+        return Ok((Backend::Memory(Arc::new(m)), false));
+    }
+    let factory = factories
+        .iter()
+        .find(|(n, _)| *n == spec.backend)
+        .ok_or_else(|| {
+            err(format!(
+                "no backend named {:?} is registered (built in: \"memory\")",
+                spec.backend
+            ))
+        })?;
+    let b = factory.1.build(spec, rate).map_err(err)?;
+    let failure = Failure::of(&*b, spec, rate).map_err(err)?;
+    Ok((Backend::Custom(b, failure), false))
+}
+pub(super) fn register_companies(
+    ledger: &Ledger,
+    q: &QuotaSpec,
+    now: u64,
+) -> Result<(), EngineError> {
+    let now = i128::from(now);
+    for c in &q.companies {
+        ledger
+            .upsert_company(c.company(), c.time_zone.as_deref(), now)
+            .map_err(EngineError::Quota)?;
+        for u in &c.users {
+            ledger
+                .add_user(&u.id, &c.id, now)
+                .map_err(EngineError::Quota)?;
+            ledger
+                .set_user_disabled(&u.id, u.disabled)
+                .map_err(EngineError::Quota)?;
+            for k in &u.keys {
+                match ledger.add_key(k, &u.id) {
+                    Ok(()) | Err(QuotaError::DuplicateKey(_)) => {}
+                    Err(e) => return Err(EngineError::Quota(e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}

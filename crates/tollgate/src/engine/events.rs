@@ -1,0 +1,26 @@
+//! What the engine tells its host to act on: quota notices, revocations, restorations.
+
+use tollgate_quota::{KeyRef, QuotaEvent};
+
+/// Something the host should act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A quota notice (early warning or overage) to turn into an email.
+    Quota(QuotaEvent),
+    /// A token was revoked for repeated denials (or by [`Engine::revoke`]).
+    Revoked {
+        /// The revoked attribute's name (e.g. `token`).
+        attribute: String,
+        /// The value, redacted.
+        key: KeyRef,
+        /// Whether it was revoked automatically (repeated denials) or by a call.
+        automatic: bool,
+    },
+    /// A revoked value was restored.
+    Restored {
+        /// The attribute's name.
+        attribute: String,
+        /// The value, redacted.
+        key: KeyRef,
+    },
+}

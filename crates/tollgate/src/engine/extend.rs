@@ -1,0 +1,136 @@
+//! The engine's extension points: quota stores, backend factories and combined backends, and the calls the engine hands them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tollgate_core::{Decision, Rate};
+use tollgate_quota::{CommitOutcome, Ledger, QuotaError, Reservation};
+
+use crate::backend::{BackendError, LimitBackend, LimitKey, Undo};
+use crate::policy::LimitSpec;
+
+/// Decides the policy's quota instead of the engine's own [`Ledger`]: a store shared by
+/// several engines (a fleet of gateways counting one company's calls on Redis) registers
+/// itself with [`EngineBuilder::quota_store`]. It is handed the engine's ledger, which
+/// still resolves keys to users and companies, holds the plans and raises the notices
+/// (see [`Ledger::target`] and [`Ledger::record_shared`]).
+pub trait QuotaStore: Send + Sync + fmt::Debug {
+    /// Records a call of `cost` by the holder of `key` at `now` (Unix nanoseconds) and
+    /// decides it, like [`Ledger::record`]. A store that cannot decide returns
+    /// [`QuotaError::Unavailable`] (the engine refuses the request as unavailable).
+    fn record(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<tollgate_quota::QuotaDecision, QuotaError>;
+
+    /// Reserves `cost` for a call whose final cost is known only afterwards, like
+    /// [`Ledger::reserve`] (the default), which it counts at once in the store.
+    fn reserve(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+    ) -> Result<Reservation, QuotaError> {
+        ledger.reserve(key, cost, i128::from(now))
+    }
+
+    /// Settles a reservation at its final cost, once per idempotency key and period, like
+    /// [`Ledger::commit`] (the default).
+    fn commit(
+        &self,
+        ledger: &Ledger,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+    ) -> CommitOutcome {
+        ledger.commit(r, final_cost, idempotency_key)
+    }
+
+    /// Releases a reservation, like [`Ledger::refund`] (the default).
+    fn refund(&self, ledger: &Ledger, r: Reservation) {
+        ledger.refund(r)
+    }
+
+    /// The store as [`Any`](std::any::Any), for a [`CombinedBackend`] that recognizes
+    /// its own stores. The default is `None`.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+}
+
+/// Builds the state behind a limit whose `backend` is not `"memory"`.
+pub trait BackendFactory: Send + Sync {
+    /// The backend for `limit` at `rate` (the limit's own rate or an override's).
+    fn build(&self, limit: &LimitSpec, rate: Rate) -> Result<Arc<dyn LimitBackend>, String>;
+
+    /// A backend that decides several of a request's limits (and its quota call) in one
+    /// step, asked before the limits one by one (see [`CombinedBackend`]). The engine
+    /// asks once, when it is built. The default is `None`.
+    fn combined(&self) -> Option<Arc<dyn CombinedBackend>> {
+        None
+    }
+}
+
+/// One limit of a request, as the engine hands it to a [`CombinedBackend`]: what it
+/// would pass to the limit's [`LimitBackend::acquire`].
+#[derive(Clone, Copy, Debug)]
+pub struct LimitCall<'a> {
+    /// The limit's backend (a combined backend recognizes its own with
+    /// [`LimitBackend::as_any`]).
+    pub backend: &'a dyn LimitBackend,
+    /// The request's key for the limit.
+    pub key: LimitKey<'a>,
+    /// The cost.
+    pub cost: u64,
+    /// Whether the limit is a shadow limit (its denial does not refuse the request).
+    pub shadow: bool,
+}
+
+/// A request's quota call, as the engine hands it to a [`CombinedBackend`]: what it
+/// would pass to [`QuotaStore::record`].
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaCall<'a> {
+    /// The engine's quota store.
+    pub store: &'a dyn QuotaStore,
+    /// The engine's ledger.
+    pub ledger: &'a Ledger,
+    /// The quota key's value.
+    pub key: &'a str,
+    /// The cost.
+    pub cost: u64,
+}
+
+/// What a [`CombinedBackend`] decided.
+#[derive(Debug, Default)]
+pub struct CombinedDecision {
+    /// The answers for the first `limits.len()` limits, in order, as their backends'
+    /// `acquire` would have given them one after the other; the engine asks the rest one
+    /// by one. An allowed answer with an [`Undo`] is given back through its backend if
+    /// the request is refused later.
+    pub limits: Vec<Result<(Decision, Option<Undo>), BackendError>>,
+    /// The quota's answer, as [`QuotaStore::record`] would give it; `None` leaves the
+    /// quota to the engine. Only with an answer for every limit, all of them allowed or
+    /// shadow limits.
+    pub quota: Option<Result<tollgate_quota::QuotaDecision, QuotaError>>,
+}
+
+/// Decides a request's limits, and possibly its quota call, in one step: a remote store
+/// answers them in one round trip, atomically, instead of one round trip per limit
+/// (tollgate-redis). Registered through [`BackendFactory::combined`].
+pub trait CombinedBackend: Send + Sync + fmt::Debug {
+    /// Decides `limits` (those of the request that apply, in the policy's order) and,
+    /// when given, the quota call, all or nothing: nothing is taken unless every
+    /// enforced limit allows the request and the quota counts it. `None` when it
+    /// cannot (a limit on another backend, keys in different cluster slots, a state it
+    /// must repair first): the engine then decides limit by limit.
+    fn decide(
+        &self,
+        limits: &[LimitCall<'_>],
+        quota: Option<&QuotaCall<'_>>,
+        now: u64,
+    ) -> Option<CombinedDecision>;
+}

@@ -1,0 +1,199 @@
+//! The engine value: what it holds, how it is built, and its read-only accessors.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
+use tollgate_core::{Clock, Fingerprinter, UnixClock};
+use tollgate_quota::{KeyRef, Ledger};
+
+use super::compile::{open_ledger, Compiled};
+use super::error::EngineError;
+use super::events::Event;
+use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
+use crate::metrics::EngineMetrics;
+use crate::policy::{Policy, PolicyWarning};
+
+/// The engine. `Send + Sync`: share it behind an `Arc` across all threads.
+pub struct Engine {
+    pub(super) compiled: ArcSwap<Compiled>,
+    pub(super) clock: UnixClock,
+    pub(super) hasher: Fingerprinter,
+    pub(super) factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    /// The factories' combined backends, asked in turn before the limits one by one.
+    pub(super) combined: Vec<Arc<dyn CombinedBackend>>,
+    pub(super) ledger: Option<Arc<Ledger>>,
+    /// Decides the quota instead of `ledger.record` when set.
+    pub(super) quota_store: Option<Arc<dyn QuotaStore>>,
+    pub(super) revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
+    /// A 1,024-bit filter over the revoked values (see [`quick_bit`]): a decision whose
+    /// value's bit is clear skips the lookup. Bits are set by revocations and never
+    /// cleared (a restored value's bit only costs later lookups).
+    pub(super) revoked_filter: [AtomicU64; 16],
+    pub(super) events_tx: Sender<Event>,
+    pub(super) events_rx: Receiver<Event>,
+    pub(super) metrics: EngineMetrics,
+    /// Serializes reloads.
+    pub(super) reload: std::sync::Mutex<()>,
+    pub(super) generation: AtomicU64,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.compiled.load();
+        f.debug_struct("Engine")
+            .field("generation", &c.generation)
+            .field(
+                "limits",
+                &c.limits.iter().map(|l| &l.spec.name).collect::<Vec<_>>(),
+            )
+            .field("quota", &self.ledger.is_some())
+            .field("revoked", &self.revoked.len())
+            .finish()
+    }
+}
+
+/// Builds an [`Engine`]: the policy, extra backends, the event channel's size.
+pub struct EngineBuilder {
+    pub(super) policy: Policy,
+    pub(super) factories: Vec<(String, Arc<dyn BackendFactory>)>,
+    pub(super) quota_store: Option<Arc<dyn QuotaStore>>,
+    pub(super) event_capacity: usize,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("limits", &self.policy.limits.len())
+            .field(
+                "backends",
+                &self.factories.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("quota_store", &self.quota_store)
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+impl EngineBuilder {
+    /// Registers the backend that limits with `backend = name` use.
+    pub fn backend(mut self, name: impl Into<String>, factory: Arc<dyn BackendFactory>) -> Self {
+        self.factories.push((name.into(), factory));
+        self
+    }
+
+    /// Decides the policy's quota with `store` instead of the engine's own ledger (see
+    /// [`QuotaStore`]). Without a `[quota]` section in the policy it is never asked.
+    pub fn quota_store(mut self, store: Arc<dyn QuotaStore>) -> Self {
+        self.quota_store = Some(store);
+        self
+    }
+
+    /// How many undrained events the channel holds before dropping (default 4096).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Builds the engine: validates the policy, creates each limit's state, opens the
+    /// quota journal and registers the policy's companies.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        self.policy.validate()?;
+        let (events_tx, events_rx) = crossbeam_channel::bounded(self.event_capacity);
+        let clock = UnixClock::new();
+        let ledger = match &self.policy.quota {
+            None => None,
+            Some(q) => Some(Arc::new(open_ledger(q)?)),
+        };
+        let engine = Engine {
+            compiled: ArcSwap::from_pointee(Compiled {
+                generation: 0,
+                policy: Policy::default(),
+                limits: Vec::new(),
+                revocation: None,
+                quota: None,
+                remote_limits: false,
+            }),
+            clock,
+            hasher: Fingerprinter::new(),
+            combined: self
+                .factories
+                .iter()
+                .filter_map(|(_, f)| f.combined())
+                .collect(),
+            factories: self.factories,
+            ledger,
+            quota_store: self.quota_store,
+            revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
+            revoked_filter: Default::default(),
+            events_tx,
+            events_rx,
+            metrics: EngineMetrics::default(),
+            reload: std::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        };
+        engine.reload_valid(self.policy)?;
+        Ok(engine)
+    }
+}
+
+impl Engine {
+    /// An engine for `policy` with the in-memory backend only.
+    pub fn new(policy: Policy) -> Result<Engine, EngineError> {
+        Engine::builder(policy).build()
+    }
+
+    /// A builder for `policy`.
+    pub fn builder(policy: Policy) -> EngineBuilder {
+        EngineBuilder {
+            policy,
+            factories: Vec::new(),
+            quota_store: None,
+            event_capacity: 4096,
+        }
+    }
+
+    /// An engine for the policy file at `path`, and the deprecated fields it read.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<(Engine, Vec<PolicyWarning>), EngineError> {
+        let (policy, warnings) = Policy::from_file(path)?;
+        Ok((Engine::new(policy)?, warnings))
+    }
+
+    /// The engine's clock: Unix nanoseconds, never going backwards.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The quota's ledger, if the policy has a quota (reports, reservations, runtime
+    /// changes to companies, users and keys).
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.ledger.as_ref()
+    }
+
+    /// Whether a decision may wait on a store outside the process: a limit on a backend
+    /// other than `"memory"`, or the quota on a [`QuotaStore`] (as far as the engine can
+    /// tell: a registered backend may be in memory too). Async callers run such
+    /// decisions where blocking is allowed (tollgate-async does).
+    pub fn decides_remotely(&self) -> bool {
+        let c = self.compiled.load();
+        c.remote_limits || (c.quota.is_some() && self.quota_store.is_some())
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.compiled.load().policy.clone()
+    }
+
+    /// The names of the limits in force, in policy order.
+    pub fn limit_names(&self) -> Vec<String> {
+        self.compiled
+            .load()
+            .limits
+            .iter()
+            .map(|l| l.spec.name.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,398 @@
+//! Reading a policy file: the raw TOML form with spans, deprecations, and validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::attr::Attr;
+use super::error::{line_col, PolicyError, PolicyWarning, ValidationError};
+use super::spec::*;
+use serde::Deserialize;
+use tollgate_core::Rate;
+use tollgate_quota::period::PeriodSpec;
+use tollgate_quota::Plans;
+
+// ---- the raw (file) form --------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    version: Option<toml::Spanned<u32>>,
+    #[serde(default)]
+    classes: Option<Classes>,
+    #[serde(default)]
+    limit: Vec<RawLimit>,
+    #[serde(default)]
+    revocation: Option<RevocationSpec>,
+    #[serde(default)]
+    quota: Option<RawQuota>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimit {
+    name: toml::Spanned<String>,
+    #[serde(default)]
+    key: Option<Vec<Attr>>,
+    #[serde(default)]
+    rate: Option<Rate>,
+    /// Deprecated since version 1: `per_second = N` is `rate = "N/s"`.
+    #[serde(default)]
+    per_second: Option<toml::Spanned<u64>>,
+    #[serde(default)]
+    algorithm: AlgorithmKind,
+    #[serde(default)]
+    cost: BTreeMap<String, u64>,
+    #[serde(default)]
+    classes: Option<BTreeSet<String>>,
+    #[serde(default)]
+    shadow: bool,
+    #[serde(default)]
+    capacity: Option<usize>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    on_failure: Option<FailurePolicy>,
+    #[serde(default, rename = "override")]
+    overrides: Vec<OverrideSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuota {
+    #[serde(default = "token")]
+    key: Attr,
+    #[serde(default = "one")]
+    cost: u64,
+    #[serde(default = "warning_default")]
+    warning_percent: Option<u32>,
+    #[serde(default = "hard_cap_default")]
+    hard_cap_percent: Option<u32>,
+    #[serde(default)]
+    period: Option<PeriodSpec>,
+    #[serde(default)]
+    plans: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    companies: Vec<CompanySpec>,
+    #[serde(default)]
+    journal: Option<PathBuf>,
+    #[serde(default)]
+    durability: DurabilitySpec,
+    #[serde(default)]
+    unknown_key: UnknownKey,
+}
+
+pub(super) fn one() -> u64 {
+    1
+}
+
+pub(super) fn warning_default() -> Option<u32> {
+    Some(80)
+}
+
+pub(super) fn hard_cap_default() -> Option<u32> {
+    Some(150)
+}
+
+impl Policy {
+    /// Reads the policy file at `path`; errors name the file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<(Policy, Vec<PolicyWarning>), PolicyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: Some(path.to_owned()),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read the policy: {e}"),
+        })?;
+        Policy::from_toml(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses a policy from TOML text. Returns the policy and the deprecated fields it
+    /// read.
+    pub fn from_toml(text: &str) -> Result<(Policy, Vec<PolicyWarning>), PolicyError> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = match inner.span() {
+                Some(span) => {
+                    let (l, c) = line_col(text, span.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            let message = match inner.message().trim() {
+                // Some syntax errors come without a message (e.g. a NUL byte).
+                "" => "not valid TOML here (a control character, or a broken line)".to_owned(),
+                m => m.to_owned(),
+            };
+            PolicyError {
+                file: None,
+                line,
+                column,
+                field: if field == "." { String::new() } else { field },
+                message,
+            }
+        })?;
+        let at = |span: Range<usize>, field: String, message: String| {
+            let (line, column) = line_col(text, span.start);
+            PolicyError {
+                file: None,
+                line: Some(line),
+                column: Some(column),
+                field,
+                message,
+            }
+        };
+        let Some(version) = raw.version else {
+            return Err(PolicyError {
+                file: None,
+                line: Some(1),
+                column: Some(1),
+                field: "version".into(),
+                message: format!(
+                    "missing: the policy must say which format it is written in \
+                     (`version = {POLICY_VERSION}`)"
+                ),
+            });
+        };
+        if *version.get_ref() != POLICY_VERSION {
+            return Err(at(
+                version.span(),
+                "version".into(),
+                format!(
+                    "version {} is not supported; this build reads version {POLICY_VERSION}",
+                    version.get_ref()
+                ),
+            ));
+        }
+        let mut warnings = Vec::new();
+        let mut limits = Vec::new();
+        for (i, l) in raw.limit.into_iter().enumerate() {
+            let field = |f: &str| format!("limit[{i}].{f}");
+            let name_span = l.name.span();
+            let rate = match (l.rate, l.per_second) {
+                (Some(rate), None) => rate,
+                (None, Some(ps)) => {
+                    let (line, column) = line_col(text, ps.span().start);
+                    warnings.push(PolicyWarning {
+                        line,
+                        column,
+                        field: field("per_second"),
+                        message: format!(
+                            "write `rate = \"{}/s\"`; `per_second` will be removed in version 2",
+                            ps.get_ref()
+                        ),
+                    });
+                    Rate::per_second(*ps.get_ref())
+                        .map_err(|e| at(ps.span(), field("per_second"), e.to_string()))?
+                }
+                (Some(_), Some(ps)) => {
+                    return Err(at(
+                        ps.span(),
+                        field("per_second"),
+                        "set `rate` or the deprecated `per_second`, not both".into(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(at(
+                        name_span,
+                        field("rate"),
+                        "missing: every limit needs a rate, e.g. rate = \"100/s\"".into(),
+                    ))
+                }
+            };
+            let name = l.name.into_inner();
+            limits.push((
+                name_span,
+                LimitSpec {
+                    name,
+                    key: l.key.unwrap_or_else(|| vec![Attr::Token, Attr::Tenant]),
+                    rate,
+                    algorithm: l.algorithm,
+                    cost: l.cost,
+                    classes: l.classes,
+                    shadow: l.shadow,
+                    capacity: l.capacity.unwrap_or(DEFAULT_CAPACITY),
+                    backend: l.backend.unwrap_or_else(|| "memory".to_owned()),
+                    on_failure: l.on_failure,
+                    overrides: l.overrides,
+                },
+            ));
+        }
+        let quota = match raw.quota {
+            None => None,
+            Some(q) => {
+                let plans = match q.plans {
+                    None => Plans::standard(),
+                    Some(list) => {
+                        let mut table = toml::Table::new();
+                        table.insert("plans".into(), toml::Value::Array(list));
+                        Plans::deserialize(toml::Value::Table(table)).map_err(|e| PolicyError {
+                            file: None,
+                            line: None,
+                            column: None,
+                            field: "quota.plans".into(),
+                            message: e.message().trim().to_owned(),
+                        })?
+                    }
+                };
+                Some(QuotaSpec {
+                    key: q.key,
+                    cost: q.cost,
+                    warning_percent: q.warning_percent,
+                    hard_cap_percent: q.hard_cap_percent,
+                    period: q.period.unwrap_or_else(PeriodSpec::monthly_utc),
+                    plans,
+                    companies: q.companies,
+                    journal: q.journal,
+                    durability: q.durability,
+                    unknown_key: q.unknown_key,
+                })
+            }
+        };
+        let policy = Policy {
+            version: *version.get_ref(),
+            classes: raw.classes.unwrap_or_default(),
+            limits: limits.iter().map(|(_, l)| l.clone()).collect(),
+            revocation: raw.revocation,
+            quota,
+        };
+        if let Err(e) = policy.validate() {
+            // Point at the limit the problem is in, when it is in one.
+            let span = e
+                .limit
+                .and_then(|i| limits.get(i))
+                .map_or(0..0, |(span, _)| span.clone());
+            let mut err = at(span, e.field, e.message);
+            if e.limit.is_none() {
+                err.line = None;
+                err.column = None;
+            }
+            return Err(err);
+        }
+        Ok((policy, warnings))
+    }
+
+    /// Checks what the file format cannot: unique limit names, known classes, override
+    /// attributes among the limit's key, algorithm constraints, the quota's companies.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let classes = self.classes.names();
+        let mut names = BTreeSet::new();
+        for (i, l) in self.limits.iter().enumerate() {
+            let err = |field: &str, message: String| ValidationError {
+                limit: Some(i),
+                field: format!("limit[{i}].{field}"),
+                message,
+            };
+            if l.name.is_empty()
+                || l.name.contains(['"', '\\'])
+                || l.name.chars().any(char::is_control)
+            {
+                return Err(err(
+                    "name",
+                    format!("{:?}: a limit name is non-empty, without quotes, backslashes or control characters", l.name),
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(err("name", format!("two limits are named {:?}", l.name)));
+            }
+            if l.key.is_empty() || l.key.len() > MAX_KEY_ATTRS {
+                return Err(err(
+                    "key",
+                    format!("a limit keys on 1 to {} attributes", MAX_KEY_ATTRS),
+                ));
+            }
+            for class in l.cost.keys().chain(l.classes.iter().flatten()) {
+                if !classes.contains(class.as_str()) {
+                    return Err(err(
+                        "cost",
+                        format!(
+                            "unknown class {class:?} (classes: {})",
+                            classes.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if l.capacity == 0 {
+                return Err(err("capacity", "must hold at least one key".into()));
+            }
+            for (j, o) in l.overrides.iter().enumerate() {
+                if o.matches.is_empty() {
+                    return Err(err(
+                        &format!("override[{j}].match"),
+                        "an override must match at least one attribute".into(),
+                    ));
+                }
+                for attr in o.matches.keys() {
+                    if !l.key.contains(&Attr::named(attr)) {
+                        return Err(err(
+                            &format!("override[{j}].match.{attr}"),
+                            format!(
+                                "the limit keys on [{}], so an override can only match those",
+                                l.key.iter().map(Attr::name).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if l.algorithm == AlgorithmKind::SlidingWindow {
+                for rate in std::iter::once(&l.rate).chain(l.overrides.iter().map(|o| &o.rate)) {
+                    if let Err(e) = tollgate_core::SlidingWindow::new(*rate) {
+                        return Err(err("rate", e.to_string()));
+                    }
+                }
+            }
+        }
+        if let Some(r) = &self.revocation {
+            if r.denials == 0 {
+                return Err(ValidationError {
+                    limit: None,
+                    field: "revocation.denials".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(q) = &self.quota {
+            let mut keys = BTreeSet::new();
+            for (i, c) in q.companies.iter().enumerate() {
+                let field = |f: &str| format!("quota.companies[{i}].{f}");
+                q.plans
+                    .validate_company(&c.company())
+                    .map_err(|e| ValidationError {
+                        limit: None,
+                        field: field("subscriptions"),
+                        message: e.to_string(),
+                    })?;
+                if let Some(tz) = &c.time_zone {
+                    PeriodSpec::new(q.period.kind(), tz, q.period.anchor_day()).map_err(|e| {
+                        ValidationError {
+                            limit: None,
+                            field: field("time_zone"),
+                            message: e.to_string(),
+                        }
+                    })?;
+                }
+                for u in &c.users {
+                    for k in &u.keys {
+                        if !keys.insert(k.as_str()) {
+                            return Err(ValidationError {
+                                limit: None,
+                                field: field("users"),
+                                message: format!(
+                                    "API key {} is listed twice",
+                                    tollgate_quota::KeyRef::of(k)
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! The policy's parts as the engine reads them: limits, overrides, classes, revocation, the quota, and the policy itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::attr::Attr;
+use serde::{Deserialize, Deserializer};
+use tollgate_core::Rate;
+use tollgate_quota::period::PeriodSpec;
+use tollgate_quota::{Company, Plans};
+
+/// The policy format version this build reads.
+pub const POLICY_VERSION: u32 = 1;
+
+/// Most attributes a limit keys on.
+pub const MAX_KEY_ATTRS: usize = 8;
+
+/// Which algorithm a limit uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmKind {
+    /// GCRA: smooth, one word per key, exact `retry_after` (the default).
+    #[default]
+    Gcra,
+    /// Sliding-window counter: a fixed quota per window, weighted with the previous one.
+    SlidingWindow,
+}
+
+/// What the engine answers for a limit whose backend cannot decide (a remote store that
+/// is unreachable, timed out or behind an open circuit breaker). The engine applies it
+/// (adapters only report [`BackendError::Unavailable`](crate::backend::BackendError)),
+/// counts it in the limit's metrics and marks the decision
+/// [`degraded`](crate::EngineDecision::degraded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// An in-memory limiter the engine keeps for the limit decides (the default). Each
+    /// instance then enforces the whole limit on its own, so a fleet of `n` admits up to
+    /// `n` times the limit while the store is down; the fallback's state is not carried
+    /// back to the store.
+    #[default]
+    Fallback,
+    /// Allow every request (nothing is counted).
+    Open,
+    /// Refuse every request as unavailable.
+    Closed,
+}
+
+/// Methods and the classes they belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classes {
+    /// Upper-case method -> class.
+    methods: BTreeMap<String, String>,
+    /// The class of methods not listed.
+    default: String,
+}
+
+impl Default for Classes {
+    fn default() -> Self {
+        let mut methods = BTreeMap::new();
+        for m in ["GET", "HEAD", "OPTIONS"] {
+            methods.insert(m.to_owned(), "read".to_owned());
+        }
+        Classes {
+            methods,
+            default: "write".to_owned(),
+        }
+    }
+}
+
+impl Classes {
+    /// The class of `method` (case-insensitive).
+    pub fn class_of(&self, method: &str) -> &str {
+        // A handful of methods: a scan without allocating beats an upper-cased lookup.
+        self.methods
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))
+            .map_or(&self.default, |(_, c)| c)
+    }
+
+    /// Every class name, sorted.
+    pub fn names(&self) -> BTreeSet<&str> {
+        let mut all: BTreeSet<&str> = self.methods.values().map(String::as_str).collect();
+        all.insert(&self.default);
+        all
+    }
+
+    /// The class of methods not listed.
+    pub fn default_class(&self) -> &str {
+        &self.default
+    }
+}
+
+impl<'de> Deserialize<'de> for Classes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Entry {
+            Methods(Vec<String>),
+            Default(String),
+        }
+        let raw = BTreeMap::<String, Entry>::deserialize(d)?;
+        let mut methods = BTreeMap::new();
+        let mut default = None;
+        for (class, entry) in raw {
+            match (class.as_str(), entry) {
+                ("default", Entry::Default(c)) => default = Some(c),
+                ("default", Entry::Methods(_)) => {
+                    return Err(serde::de::Error::custom(
+                        "`default` names the class of unlisted methods, e.g. default = \"write\"",
+                    ))
+                }
+                (_, Entry::Default(_)) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "class {class:?} must list its methods, e.g. {class} = [\"GET\"]"
+                    )))
+                }
+                (_, Entry::Methods(list)) => {
+                    for m in list {
+                        let m = m.to_ascii_uppercase();
+                        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+                        {
+                            return Err(serde::de::Error::custom(format!(
+                                "{m:?} is not an HTTP method"
+                            )));
+                        }
+                        if let Some(other) = methods.insert(m.clone(), class.clone()) {
+                            return Err(serde::de::Error::custom(format!(
+                                "method {m} is in two classes: {other} and {class}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Classes {
+            methods,
+            default: default.unwrap_or_else(|| "write".to_owned()),
+        })
+    }
+}
+
+/// A duration written as `"500ms"`, `"10s"`, `"10m"`, `"1h"` or `"1d"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (n, unit) = s.split_at(digits);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration (e.g. \"10m\")"))?;
+        let unit_ms: u64 = match unit.trim() {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            "d" | "day" => 86_400_000,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in {s:?} (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        let ms = n
+            .checked_mul(unit_ms)
+            .ok_or_else(|| format!("{s:?} is too long"))?;
+        if ms == 0 {
+            return Err(format!("{s:?}: a duration must be positive"));
+        }
+        Ok(HumanDuration(Duration::from_millis(ms)))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A per-key override: requests whose attributes equal all of `matches` get `rate`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideSpec {
+    /// Attribute name -> value; every one must match.
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    /// The rate for matching requests.
+    pub rate: Rate,
+}
+
+/// One limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// A unique name; it also names the limit in headers and metrics.
+    pub name: String,
+    /// The attributes the limit keys on (default: token and tenant).
+    pub key: Vec<Attr>,
+    /// The rate (count per period, burst).
+    pub rate: Rate,
+    /// The algorithm.
+    pub algorithm: AlgorithmKind,
+    /// Cost per class (a class not listed costs 1).
+    pub cost: BTreeMap<String, u64>,
+    /// The classes this limit applies to (`None`: all).
+    pub classes: Option<BTreeSet<String>>,
+    /// Decided and reported but not enforced.
+    pub shadow: bool,
+    /// Keys the in-memory state holds (least recently idle keys are reused first).
+    pub capacity: usize,
+    /// Where the state lives: `"memory"` (the default) or a backend the host registered.
+    pub backend: String,
+    /// What the engine answers when the backend cannot decide (`on_failure`; `None`:
+    /// the backend's own default, see
+    /// [`LimitBackend::failure_policy`](crate::backend::LimitBackend::failure_policy)).
+    /// Irrelevant for `"memory"`, which always decides.
+    pub on_failure: Option<FailurePolicy>,
+    /// Per-key overrides.
+    pub overrides: Vec<OverrideSpec>,
+}
+
+impl LimitSpec {
+    /// A limit named `name` at `rate`, with every other field at its default.
+    pub fn new(name: impl Into<String>, rate: Rate) -> Self {
+        LimitSpec {
+            name: name.into(),
+            key: vec![Attr::Token, Attr::Tenant],
+            rate,
+            algorithm: AlgorithmKind::Gcra,
+            cost: BTreeMap::new(),
+            classes: None,
+            shadow: false,
+            capacity: DEFAULT_CAPACITY,
+            backend: "memory".to_owned(),
+            on_failure: None,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// The cost of a request of `class` under this limit.
+    pub fn cost_of(&self, class: &str) -> u64 {
+        self.cost.get(class).copied().unwrap_or(1)
+    }
+
+    /// Whether the limit applies to requests of `class`.
+    pub fn applies_to(&self, class: &str) -> bool {
+        self.classes.as_ref().map_or(true, |c| c.contains(class))
+    }
+}
+
+/// Keys a limit's in-memory state holds by default.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Repeat offenders: `denials` denials of one `key` within `window` revoke it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSpec {
+    /// The attribute that is revoked (default: token).
+    #[serde(default = "token")]
+    pub key: Attr,
+    /// Denials that revoke.
+    pub denials: u32,
+    /// Within this window.
+    pub window: HumanDuration,
+}
+
+pub(super) fn token() -> Attr {
+    Attr::Token
+}
+
+/// A user of a company in the policy's quota section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// The user's id.
+    pub id: String,
+    /// The user's API keys.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Whether the user is disabled.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// A company registered with the quota when the engine starts.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanySpec {
+    /// The company's id.
+    pub id: String,
+    /// Machines configured.
+    #[serde(default)]
+    pub machines: u64,
+    /// Apps configured.
+    #[serde(default)]
+    pub apps: u64,
+    /// Non-default plans subscribed to.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// A limit set by support staff.
+    #[serde(default)]
+    pub limit_override: Option<u64>,
+    /// The IANA time zone whose months count (default: the quota's).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Its users.
+    #[serde(default)]
+    pub users: Vec<UserSpec>,
+}
+
+impl CompanySpec {
+    /// The quota's view of the company.
+    pub fn company(&self) -> Company {
+        Company {
+            id: self.id.clone(),
+            machines: self.machines,
+            apps: self.apps,
+            subscriptions: self.subscriptions.clone(),
+            limit_override: self.limit_override,
+        }
+    }
+}
+
+/// How a journaled quota trades durability for speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilitySpec {
+    /// At most 100 ms of counts lost on a crash (the default).
+    #[default]
+    BoundedLoss,
+    /// Group commit; callers may wait for durability.
+    Strict,
+}
+
+/// What the quota does with a key it does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownKey {
+    /// Refuse the request (reason `unknown_key`; the default).
+    #[default]
+    Refuse,
+    /// Serve it without counting it.
+    Allow,
+}
+
+/// The monthly quota section.
+#[derive(Clone, Debug)]
+pub struct QuotaSpec {
+    /// The attribute carrying the API key the ledger knows.
+    pub key: Attr,
+    /// Calls one request counts for.
+    pub cost: u64,
+    /// Early warning at this percentage of the limit.
+    pub warning_percent: Option<u32>,
+    /// Service stops above this percentage.
+    pub hard_cap_percent: Option<u32>,
+    /// The period (calendar month in UTC by default).
+    pub period: PeriodSpec,
+    /// The plans.
+    pub plans: Plans,
+    /// Companies, users and keys registered at start-up.
+    pub companies: Vec<CompanySpec>,
+    /// The SQLite journal, if the quota is durable.
+    pub journal: Option<PathBuf>,
+    /// The journal's durability.
+    pub durability: DurabilitySpec,
+    /// What to do with unknown keys.
+    pub unknown_key: UnknownKey,
+}
+
+/// A whole policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The format version.
+    pub version: u32,
+    /// Method classes.
+    pub classes: Classes,
+    /// The limits, decided together in this order.
+    pub limits: Vec<LimitSpec>,
+    /// Revocation of repeat offenders, if enabled.
+    pub revocation: Option<RevocationSpec>,
+    /// The monthly quota, if enabled.
+    pub quota: Option<QuotaSpec>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            version: POLICY_VERSION,
+            classes: Classes::default(),
+            limits: Vec::new(),
+            revocation: None,
+            quota: None,
+        }
+    }
+}
