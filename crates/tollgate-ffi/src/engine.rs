@@ -304,6 +304,7 @@ fn decision_from_c(d: &tollgate_decision) -> Result<EngineDecision, Fail> {
         retry_after: ns(d.retry_after_ms),
         reset_after: ns(d.reset_after_ms),
         shadow_denied: d.shadow_denied,
+        degraded: false,
         quota: outcome.map(|outcome| QuotaStatus {
             outcome,
             used: d.quota.used,

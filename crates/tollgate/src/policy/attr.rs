@@ -163,6 +163,24 @@ impl Attr {
     }
 }
 
+impl fmt::Display for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Attr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name.is_empty() {
+            return Err(serde::de::Error::custom(
+                "an attribute name cannot be empty",
+            ));
+        }
+        Ok(Attr::named(&name))
+    }
+}
+
 #[cfg(test)]
 mod field_tests {
     use super::*;
@@ -186,23 +204,5 @@ mod field_tests {
         }
         assert_eq!(Attr::named("plan"), Attr::Other("plan".into()));
         assert_eq!(Attr::named("plan").name(), "plan");
-    }
-}
-
-impl fmt::Display for Attr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Attr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        if name.is_empty() {
-            return Err(serde::de::Error::custom(
-                "an attribute name cannot be empty",
-            ));
-        }
-        Ok(Attr::named(&name))
     }
 }
