@@ -1,5 +1,6 @@
 //! Waiting for a limiter of tollgate-core: [`UntilReady`] (one limit) and
-//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`].
+//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`]; the crate's one
+//! waiting loop, which [`Gate`](crate::Gate) uses too.
 //!
 //! # How it waits
 //! One decision; if it denies, one `tokio::time::sleep` of exactly the decision's

@@ -109,6 +109,7 @@ impl<S: Clone, X> Clone for PaceService<S, X> {
 
 /// The error of [`PaceService`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PaceError<E> {
     /// The local engine refused the call, and waiting does not help.
     Refused(Refused),
