@@ -88,15 +88,16 @@
 
 pub mod client;
 mod clock;
+mod extract;
 mod gate;
+mod headers;
 pub mod server;
 pub mod wait;
 
 pub use client::{provider_wait, HostExtractor, PaceError, PaceLayer, PaceService};
 pub use clock::TokioClock;
+pub use extract::{Attributes, Extractor, HeaderExtractor};
 pub use gate::{Gate, Refused};
-pub use server::{
-    Attributes, Extractor, HeaderExtractor, RateLimitLayer, RateLimitService, RATELIMIT,
-    RATELIMIT_POLICY,
-};
+pub use headers::{RATELIMIT, RATELIMIT_POLICY};
+pub use server::{RateLimitLayer, RateLimitService};
 pub use wait::{Jitter, KeyedUntilReady, UntilReady};

@@ -1,5 +1,6 @@
 //! Waiting for a limiter of tollgate-core: [`UntilReady`] (one limit) and
-//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`].
+//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`]; the crate's one
+//! waiting loop, which [`Gate`](crate::Gate) uses too.
 //!
 //! # How it waits
 //! One decision; if it denies, one `tokio::time::sleep` of exactly the decision's
@@ -89,6 +90,41 @@ impl Jitter {
     }
 }
 
+/// What one decision of a waiter says: done, or try again after a wait.
+pub(crate) enum Attempt<T> {
+    /// Allowed: the waiter returns this.
+    Ready(T),
+    /// Denied: decide again after this many nanoseconds (plus the jitter).
+    RetryAfter(u64),
+}
+
+impl Attempt<Decision> {
+    /// A core limiter's decision: ready when it allows, else its `retry_after`.
+    fn of(d: Decision) -> Self {
+        if d.allowed() {
+            Attempt::Ready(d)
+        } else {
+            Attempt::RetryAfter(d.retry_after)
+        }
+    }
+}
+
+/// The one waiting loop of the crate: one decision (`attempt`); if it denies, one
+/// `tokio::time::sleep` of exactly its wait plus `jitter`; then one decision again.
+/// An error of `attempt` ends the wait at once. Only the returning poll has decided
+/// `Ready`, so a future dropped earlier took nothing.
+pub(crate) async fn retry<T, E>(
+    jitter: Jitter,
+    mut attempt: impl FnMut() -> Result<Attempt<T>, E>,
+) -> Result<T, E> {
+    loop {
+        match attempt()? {
+            Attempt::Ready(t) => return Ok(t),
+            Attempt::RetryAfter(ns) => tokio::time::sleep(jitter.wait(ns)).await,
+        }
+    }
+}
+
 /// Waiting for a single [`RateLimiter`] (`GcraLimiter`, `SlidingWindowLimiter`). See
 /// the [module docs](self).
 ///
@@ -132,13 +168,7 @@ impl<A: Algorithm, C: Clock> UntilReady for RateLimiter<A, C> {
         cost: u64,
         jitter: Jitter,
     ) -> Result<Decision, InsufficientCapacity> {
-        loop {
-            let d = self.check_n(cost)?;
-            if d.allowed() {
-                return Ok(d);
-            }
-            tokio::time::sleep(jitter.wait(d.retry_after)).await;
-        }
+        retry(jitter, || Ok(Attempt::of(self.check_n(cost)?))).await
     }
 }
 
@@ -194,13 +224,7 @@ where
         cost: u64,
         jitter: Jitter,
     ) -> Result<Decision, KeyedError> {
-        loop {
-            let d = self.check_n(key, cost)?;
-            if d.allowed() {
-                return Ok(d);
-            }
-            tokio::time::sleep(jitter.wait(d.retry_after)).await;
-        }
+        retry(jitter, || Ok(Attempt::of(self.check_n(key, cost)?))).await
     }
 }
 
