@@ -164,7 +164,9 @@ impl Gate {
             let d = self.blocking(|| decide(self.now()));
             let wait = match d.reason {
                 Reason::Allowed => return Ok(Attempt::Ready(d)),
-                Reason::Limited => waiting_helps(&d),
+                // The engine says whether waiting helps; the gate waits only for
+                // limits (a quota refusal lasts until the period ends: an error).
+                Reason::Limited => d.wait().map(tollgate::core::clock::duration_to_nanos),
                 _ => None,
             };
             wait.map(Attempt::RetryAfter).ok_or(Refused(d))
@@ -177,11 +179,4 @@ impl Gate {
     pub fn hold(&self, req: &Request<'_>, until: u64) -> usize {
         self.blocking(|| self.engine.hold(&req.at(self.now()), until))
     }
-}
-
-/// How long to wait (nanoseconds) before a limited decision `d` may pass: `None` when
-/// waiting cannot help (the engine's `retry_after` sentinel `u64::MAX`).
-// TODO(lead): replace by the engine's method
-fn waiting_helps(d: &EngineDecision) -> Option<u64> {
-    (d.retry_after != u64::MAX).then_some(d.retry_after)
 }

@@ -282,7 +282,7 @@ pub(super) fn register_companies(
             .map_err(EngineError::Quota)?;
         for u in &c.users {
             ledger
-                .add_user(&u.id, &c.id, now)
+                .add_user(&u.id, &c.company.id, now)
                 .map_err(EngineError::Quota)?;
             ledger
                 .set_user_disabled(&u.id, u.disabled)

@@ -289,42 +289,59 @@ pub struct UserSpec {
     pub disabled: bool,
 }
 
-/// A company registered with the quota when the engine starts.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A company registered with the quota when the engine starts: the quota's
+/// [`Company`] (its id, units, subscriptions and override: the quota crate's one
+/// definition of them), plus what the policy file adds, its time zone and its users.
+///
+/// In the file the company's fields and these stand side by side in one table
+/// (`[[quota.companies]] id = "acme", machines = 5, users = [...]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompanySpec {
-    /// The company's id.
-    pub id: String,
-    /// Machines configured.
-    #[serde(default)]
-    pub machines: u64,
-    /// Apps configured.
-    #[serde(default)]
-    pub apps: u64,
-    /// Non-default plans subscribed to.
-    #[serde(default)]
-    pub subscriptions: Vec<String>,
-    /// A limit set by support staff.
-    #[serde(default)]
-    pub limit_override: Option<u64>,
+    /// The company, as the quota counts it.
+    pub company: Company,
     /// The IANA time zone whose months count (default: the quota's).
-    #[serde(default)]
     pub time_zone: Option<String>,
     /// Its users.
-    #[serde(default)]
     pub users: Vec<UserSpec>,
 }
 
 impl CompanySpec {
     /// The quota's view of the company.
     pub fn company(&self) -> Company {
-        Company {
-            id: self.id.clone(),
-            machines: self.machines,
-            apps: self.apps,
-            subscriptions: self.subscriptions.clone(),
-            limit_override: self.limit_override,
-        }
+        self.company.clone()
+    }
+}
+
+impl<'de> Deserialize<'de> for CompanySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // The policy's own keys are taken out; the rest is the quota's `Company`, read by
+        // its own definition (which refuses unknown fields).
+        let mut table = toml::Table::deserialize(d)?;
+        let time_zone = table
+            .remove("time_zone")
+            .map(String::deserialize)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("time_zone: {}", e.message())))?;
+        let users = table
+            .remove("users")
+            .map(Vec::<UserSpec>::deserialize)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("users: {}", e.message())))?
+            .unwrap_or_default();
+        let company = Company::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let m = e.message().trim();
+            if m.starts_with("unknown field") {
+                D::Error::custom(format!("{m}, `time_zone`, `users`"))
+            } else {
+                D::Error::custom(m)
+            }
+        })?;
+        Ok(CompanySpec {
+            company,
+            time_zone,
+            users,
+        })
     }
 }
 

@@ -201,3 +201,22 @@ fn durations() {
     assert!(d("99999999999999999999d").is_err());
     assert!(d("1000000000000000000d").is_err(), "overflow");
 }
+
+/// A company's fields are the quota's `Company` plus the policy's time zone and users;
+/// an unknown field is refused with its name and the company's line.
+#[test]
+fn company_spec_is_the_quota_company_plus_time_zone_and_users() {
+    let base = "version = 1\n[[limit]]\nname = \"a\"\nrate = \"5/s\"\n[quota]\n\
+                [[quota.companies]]\nid = \"acme\"\nmachines = 2\ntime_zone = \"Europe/Berlin\"\n\
+                users = [{ id = \"ann\", keys = [\"k\"] }]\n";
+    let (p, _) = Policy::from_toml(base).unwrap();
+    let c = &p.quota.unwrap().companies[0];
+    assert_eq!(c.company.id, "acme");
+    assert_eq!(c.company.machines, 2);
+    assert_eq!(c.time_zone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(c.users[0].id, "ann");
+    let e = Policy::from_toml(&format!("{base}machnes = 5\n")).unwrap_err();
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("unknown field `machnes`"), "{e}");
+    assert!(e.message.contains("`time_zone`, `users`"), "{e}");
+}
