@@ -26,7 +26,7 @@
 //!
 //! # Durability
 //! [`Ledger::new`] keeps everything in memory. [`Ledger::with_journal`] journals to a
-//! [`Journal`] (SQLite; bounded-loss or strict) and restores what a previous run
+//! [`Journal`](crate::journal::Journal) (SQLite; bounded-loss or strict) and restores what a previous run
 //! journaled when companies and users are registered again. The hot path does not touch
 //! the journal: its writer thread collects, once per batch, the change of every user's
 //! counters since the previous batch. A commit's idempotency key and its settled usage land

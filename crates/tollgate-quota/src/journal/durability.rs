@@ -14,7 +14,7 @@ pub enum Durability {
         max_delay: Duration,
     },
     /// Group commit with `synchronous=FULL`: commit as soon as there are entries;
-    /// [`Journal::wait`] returns once the entry is on disk.
+    /// [`Journal::wait`](super::Journal::wait) returns once the entry is on disk.
     Strict,
 }
 

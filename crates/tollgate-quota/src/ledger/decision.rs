@@ -37,7 +37,7 @@ pub enum QuotaEvent {
     },
 }
 
-/// What [`Ledger::record`] answers.
+/// What [`Ledger::record`](super::Ledger::record) answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct QuotaDecision {
     /// The verdict.
@@ -66,8 +66,8 @@ pub enum Outcome {
 }
 
 /// Where a call would be charged, for a quota decided by a counter shared with other
-/// ledgers (a fleet of instances counting on Redis): see [`Ledger::target`] and
-/// [`Ledger::record_shared`].
+/// ledgers (a fleet of instances counting on Redis): see [`Ledger::target`](super::Ledger::target) and
+/// [`Ledger::record_shared`](super::Ledger::record_shared).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaTarget {
     /// The company charged.
