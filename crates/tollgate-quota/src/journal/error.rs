@@ -92,7 +92,10 @@ impl std::error::Error for JournalError {
     }
 }
 
-pub(super) fn sql_err(path: &Path, context: &'static str) -> impl FnOnce(rusqlite::Error) -> JournalError {
+pub(super) fn sql_err(
+    path: &Path,
+    context: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> JournalError {
     let path = path.to_owned();
     move |source| JournalError::Sqlite {
         path,
@@ -107,4 +110,3 @@ pub(super) fn refuse(path: &Path, reason: impl Into<String>) -> JournalError {
         reason: reason.into(),
     }
 }
-

@@ -235,4 +235,3 @@ impl Drop for Journal {
         let _ = self.shutdown();
     }
 }
-

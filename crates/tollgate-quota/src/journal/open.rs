@@ -179,7 +179,6 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-
 /// Opens the journal file at `path` for writing (after checking an existing one, see
 /// [`check_existing`]): WAL mode, `PRAGMA synchronous` as `durability` asks, the schema
 /// created if needed; returns the connection and a snapshot of what is committed.

@@ -242,11 +242,9 @@ fn wait_guarantees_visibility() {
                         let key = format!("t{t}-{i}");
                         let ticket = j.append(commit("acme", &key));
                         j.wait(ticket).unwrap();
-                        let conn = Connection::open_with_flags(
-                            j.path(),
-                            OpenFlags::SQLITE_OPEN_READ_ONLY,
-                        )
-                        .unwrap();
+                        let conn =
+                            Connection::open_with_flags(j.path(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+                                .unwrap();
                         let n: i64 = conn
                             .query_row(
                                 "SELECT count(*) FROM commits WHERE idempotency_key = ?1",

@@ -60,7 +60,7 @@ impl fmt::Debug for State {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
-    /// `State::open`, readable without the lock (see [`Journal::ticket`]).
+    /// `State::open`, readable without the lock (see [`Journal::ticket`](super::Journal::ticket)).
     pub(super) open: AtomicU64,
     /// Wakes the writer.
     pub(super) work: Condvar,
@@ -110,7 +110,12 @@ impl Drop for WriterGuard<'_> {
     }
 }
 
-pub(super) fn writer_main(mut conn: Connection, path: &Path, durability: Durability, shared: &Shared) {
+pub(super) fn writer_main(
+    mut conn: Connection,
+    path: &Path,
+    durability: Durability,
+    shared: &Shared,
+) {
     let _guard = WriterGuard(shared);
     loop {
         let (batch, number, last) = take_batch(shared, durability);
@@ -185,4 +190,3 @@ fn take_batch(shared: &Shared, durability: Durability) -> (Vec<Entry>, u64, bool
     st.last_batch = Instant::now();
     (batch, number, st.shutdown)
 }
-

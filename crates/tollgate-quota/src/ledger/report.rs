@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::state::Ledger;
+use super::usage::Usage;
 
 /// Usage of one company or user in one period, for reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -43,14 +44,7 @@ impl Ledger {
         let mut rows: Vec<UsageRow> = d
             .companies
             .values()
-            .flat_map(|c| {
-                c.usage.periods().into_iter().map(|p| UsageRow {
-                    company: c.id.clone(),
-                    user: None,
-                    period: p.period.label(),
-                    used: p.counter.used(),
-                })
-            })
+            .flat_map(|c| period_rows(&c.usage, &c.id, None))
             .collect();
         rows.sort_by(|a, b| (&a.company, &a.period).cmp(&(&b.company, &b.period)));
         rows
@@ -62,14 +56,7 @@ impl Ledger {
         let mut rows: Vec<UsageRow> = d
             .users
             .values()
-            .flat_map(|u| {
-                u.usage.periods().into_iter().map(|p| UsageRow {
-                    company: u.company.id.clone(),
-                    user: Some(u.id.clone()),
-                    period: p.period.label(),
-                    used: p.counter.used(),
-                })
-            })
+            .flat_map(|u| period_rows(&u.usage, &u.company.id, Some(&u.id)))
             .collect();
         rows.sort_by(|a, b| {
             (&a.company, &a.user, &a.period).cmp(&(&b.company, &b.user, &b.period))
@@ -116,6 +103,20 @@ impl Ledger {
         }
         out
     }
+}
+
+/// One row per period of `usage`, the counters of `company` (or of its `user`).
+fn period_rows<'a>(
+    usage: &'a Usage,
+    company: &'a str,
+    user: Option<&'a str>,
+) -> impl Iterator<Item = UsageRow> + 'a {
+    usage.periods().into_iter().map(move |p| UsageRow {
+        company: company.to_owned(),
+        user: user.map(str::to_owned),
+        period: p.period.label(),
+        used: p.counter.used(),
+    })
 }
 
 /// A CSV field, quoted when it contains a comma, quote or line break (RFC 4180).

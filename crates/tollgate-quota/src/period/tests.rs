@@ -559,10 +559,9 @@ fn from_toml(s: &str) -> Result<PeriodSpec, String> {
 
 #[test]
 fn serde_toml() {
-    let s = from_toml(
-        r#"period = { kind = "month", time_zone = "Europe/Berlin", anchor_day = 15 }"#,
-    )
-    .unwrap();
+    let s =
+        from_toml(r#"period = { kind = "month", time_zone = "Europe/Berlin", anchor_day = 15 }"#)
+            .unwrap();
     assert_eq!(
         s,
         PeriodSpec::new(PeriodKind::Month, "Europe/Berlin", Some(15)).unwrap()
@@ -599,10 +598,9 @@ fn serde_toml() {
 
 #[test]
 fn serde_json() {
-    let s: PeriodSpec = serde_json::from_str(
-        r#"{"kind": "month", "time_zone": "Asia/Tokyo", "anchor_day": 31}"#,
-    )
-    .unwrap();
+    let s: PeriodSpec =
+        serde_json::from_str(r#"{"kind": "month", "time_zone": "Asia/Tokyo", "anchor_day": 31}"#)
+            .unwrap();
     assert_eq!(s.time_zone_name(), "Asia/Tokyo");
     assert_eq!(s.anchor_day(), Some(31));
     let json = serde_json::to_string(&s).unwrap();
