@@ -3,8 +3,9 @@
 //! The ledger keeps one [`Counter`] per company and period (and one per user and
 //! period). Everything that must hold under concurrency lives here, small enough for loom
 //! to check every interleaving (`src/loom_tests.rs`):
-//! * [`Counter::charge`] adds a cost unless that would pass the hard cap, in one
-//!   compare-exchange loop, so the cap is never exceeded and a refused call counts nothing;
+//! * [`Counter::charge`] adds a cost unless that would pass the hard cap ([`admit`], the
+//!   rule shared counters are decided by too), in one compare-exchange loop, so the cap
+//!   is never exceeded and a refused call counts nothing;
 //! * [`Counter::crossing`] tells which notice, if any, a charge raises; a flag bit taken
 //!   with `fetch_or` makes each notice exactly once per counter, whatever the number of
 //!   threads and even if the limit changes during the period.
@@ -23,21 +24,44 @@ pub(crate) enum Crossing {
     Overage,
 }
 
-/// The result of a charge.
+/// What a counter decided for one call: counted, or refused because counting it would
+/// pass the hard cap. The ledger's own counters and a counter shared with other ledgers
+/// (see [`Ledger::record_shared`](crate::Ledger::record_shared)) answer the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Charge {
-    /// Counted: usage went from `prev` to `used`.
+pub enum SharedCharge {
+    /// The call was counted: the shared usage went from `prev` to `used`.
     Counted {
-        /// Usage before.
+        /// Shared usage before the call.
         prev: u64,
-        /// Usage after.
+        /// Shared usage after the call.
         used: u64,
     },
-    /// Refused: counting it would pass the hard cap. Usage stays `used`.
+    /// The call was refused (over the hard cap) and counted nothing.
     Refused {
-        /// Usage, unchanged.
+        /// Shared usage.
         used: u64,
     },
+}
+
+/// The result of a charge on this ledger's own counter (the same type: a shared counter
+/// decides as a local one does).
+pub(crate) type Charge = SharedCharge;
+
+/// The admission rule, the one place the hard cap is applied: a counter at `used`
+/// counts a call of `cost` (to `used + cost`, saturating) unless that would exceed `cap`.
+/// [`Counter::charge`] applies it in its compare-exchange loop, and
+/// [`QuotaTarget::admit`](crate::QuotaTarget::admit) to a shared counter's usage.
+#[inline]
+pub(crate) fn admit(used: u64, cost: u64, cap: Option<u64>) -> Charge {
+    let next = used.saturating_add(cost);
+    if cap.is_some_and(|cap| next > cap) {
+        Charge::Refused { used }
+    } else {
+        Charge::Counted {
+            prev: used,
+            used: next,
+        }
+    }
 }
 
 /// Usage and notice flags of one period.
@@ -73,15 +97,15 @@ impl Counter {
     pub(crate) fn charge(&self, cost: u64, cap: Option<u64>) -> Charge {
         let mut prev = self.used.load(Ordering::Relaxed);
         loop {
-            let next = prev.saturating_add(cost);
-            if cap.is_some_and(|cap| next > cap) {
-                return Charge::Refused { used: prev };
-            }
+            let charge = admit(prev, cost, cap);
+            let Charge::Counted { used: next, .. } = charge else {
+                return charge;
+            };
             match self
                 .used
                 .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Charge::Counted { prev, used: next },
+                Ok(_) => return charge,
                 Err(actual) => prev = actual,
             }
         }

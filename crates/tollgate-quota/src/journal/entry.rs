@@ -1,0 +1,139 @@
+//! What the journal writes and reads back: the [`Entry`] appended for each change, the
+//! rows of its tables, and the [`Snapshot`] of everything committed.
+
+use std::fmt;
+
+/// The kind of a notice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NoticeKind {
+    /// The early warning.
+    Warning,
+    /// Usage went over the limit.
+    Overage,
+}
+
+impl NoticeKind {
+    /// The name stored in the `kind` column: `"warning"` or `"overage"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Warning => "warning",
+            NoticeKind::Overage => "overage",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "warning" => Some(NoticeKind::Warning),
+            "overage" => Some(NoticeKind::Overage),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NoticeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change to journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Calls counted (or refunded, if negative) in a period. Adds `calls` to the company
+    /// total row and, if `user` is given, to that user's row, in the same transaction.
+    Usage {
+        /// The company.
+        company: String,
+        /// The user, if the calls are attributed to one.
+        user: Option<String>,
+        /// Start of the period, unix seconds.
+        period_start: i64,
+        /// The period's label, e.g. "2026-11".
+        period: String,
+        /// The delta; negative for refunds.
+        calls: i64,
+    },
+    /// A notice was raised. Journaling the same company, period and kind again is a no-op.
+    Notice {
+        /// The company.
+        company: String,
+        /// The period's label.
+        period: String,
+        /// Which notice.
+        kind: NoticeKind,
+        /// When it was raised, unix seconds.
+        raised_at: i64,
+    },
+    /// A reservation was committed under an idempotency key. Journaling the same key again
+    /// is a no-op.
+    Commit {
+        /// The company.
+        company: String,
+        /// Start of the period, unix seconds.
+        period_start: i64,
+        /// The idempotency key.
+        idempotency_key: String,
+    },
+}
+
+/// A row of the `usage` table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UsageRecord {
+    /// The company.
+    pub company: String,
+    /// The user, or `None` for the company total row.
+    pub user: Option<String>,
+    /// Start of the period, unix seconds.
+    pub period_start: i64,
+    /// The period's label.
+    pub period: String,
+    /// Calls in the period.
+    pub calls: i64,
+}
+
+/// A row of the `notices` table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NoticeRecord {
+    /// The company.
+    pub company: String,
+    /// The period's label.
+    pub period: String,
+    /// Which notice.
+    pub kind: NoticeKind,
+    /// When it was raised, unix seconds.
+    pub raised_at: i64,
+}
+
+/// A row of the `commits` table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommitRecord {
+    /// The company.
+    pub company: String,
+    /// Start of the period, unix seconds.
+    pub period_start: i64,
+    /// The idempotency key.
+    pub idempotency_key: String,
+}
+
+/// Everything committed in the journal when it was opened, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// All usage rows (company totals have `user: None`).
+    pub usage: Vec<UsageRecord>,
+    /// All notices raised.
+    pub notices: Vec<NoticeRecord>,
+    /// All committed idempotency keys.
+    pub commits: Vec<CommitRecord>,
+}
+
+impl Snapshot {
+    /// The company total for `company` in the period starting at `period_start` (0 if
+    /// absent).
+    pub fn company_total(&self, company: &str, period_start: i64) -> i64 {
+        self.usage
+            .iter()
+            .filter(|r| r.company == company && r.user.is_none() && r.period_start == period_start)
+            .map(|r| r.calls)
+            .sum()
+    }
+}

@@ -1,0 +1,237 @@
+//! The [`Journal`] handle: opening, appending, tickets, waiting for durability, reports
+//! and closing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::durability::Durability;
+use super::entry::{Entry, Snapshot, UsageRecord};
+use super::error::{sql_err, JournalError};
+use super::open::connect;
+use super::schema::read_usage;
+use super::writer::{writer_main, Collector, Shared};
+
+/// Names the batch an entry (or a collected change) belongs to, for [`Journal::wait`].
+/// Tickets are ordered: waiting for one also covers every batch before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(u64);
+
+/// The usage journal: one SQLite file and its background writer thread.
+///
+/// `Journal` is `Send + Sync`: share it behind an `Arc`. Dropping it commits what is
+/// pending (best effort) and stops the writer; [`Journal::close`] does the same and
+/// reports errors.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating it if absent, and returns it with a snapshot
+    /// of its contents. An existing file that is not a tollgate journal, or is corrupted,
+    /// is refused and left untouched.
+    pub fn open(
+        path: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<(Journal, Snapshot), JournalError> {
+        let path = path.as_ref().to_owned();
+        let (conn, snapshot) = connect(&path, durability)?;
+        let shared = Arc::new(Shared::new());
+        let writer = {
+            let shared = Arc::clone(&shared);
+            let writer_path = path.clone();
+            std::thread::Builder::new()
+                .name("tollgate-journal".into())
+                .spawn(move || writer_main(conn, &writer_path, durability, &shared))
+                .map_err(|source| JournalError::Io {
+                    path: path.clone(),
+                    context: "cannot start the writer thread",
+                    source,
+                })?
+        };
+        Ok((
+            Journal {
+                path,
+                shared,
+                writer: Some(writer),
+            },
+            snapshot,
+        ))
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands `entry` to the writer without waiting for I/O. A [`Entry::Notice`] makes the
+    /// writer commit at once.
+    pub fn append(&self, entry: Entry) -> Ticket {
+        self.append_all(std::iter::once(entry))
+    }
+
+    /// Hands several entries to the writer; they are committed in the same transaction.
+    /// The ticket covers all of them.
+    pub fn append_all(&self, entries: impl IntoIterator<Item = Entry>) -> Ticket {
+        self.append_with(entries, || ()).0
+    }
+
+    /// Appends `entries` and runs `f` under the journal's lock, so that the entries and
+    /// whatever `f` changes in collected state land in the same batch.
+    pub(crate) fn append_with<R>(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        f: impl FnOnce() -> R,
+    ) -> (Ticket, R) {
+        let mut st = self.shared.lock();
+        // Once the writer failed, nothing more is journaled: hand out tickets (their
+        // waits report the failure) but do not hold on to the entries.
+        let keep = st.failed.is_none() && !st.writer_gone;
+        let mut urgent = false;
+        for entry in entries {
+            urgent |= matches!(entry, Entry::Notice { .. });
+            if keep {
+                st.pending.push(entry);
+            }
+        }
+        if st.oldest.is_none() && !st.pending.is_empty() {
+            st.oldest = Some(Instant::now());
+        }
+        let r = f();
+        let ticket = Ticket(st.open);
+        if urgent {
+            st.urgent = st.open;
+        }
+        drop(st);
+        self.shared.work.notify_one();
+        (ticket, r)
+    }
+
+    /// Installs the collector that adds the owner's changes to every batch.
+    pub(crate) fn set_collector(&self, collector: Collector) {
+        self.shared.lock().collector = Some(collector);
+    }
+
+    /// A ticket covering everything the calling thread did before: entries it appended
+    /// and changes to state a collector journals (the ledger's counters). Takes no lock.
+    pub fn ticket(&self) -> Ticket {
+        // Pairs with the fence in `take_batch`: either the writer bumped `open` before
+        // this fence (then this load sees the bump, and the ticket names a later batch),
+        // or the writer's collection runs after this fence and sees every change this
+        // thread made before it, in batch `open`.
+        fence(Ordering::SeqCst);
+        Ticket(self.shared.open.load(Ordering::Relaxed))
+    }
+
+    /// Appends `entry` and waits until it is committed: use it for notices, and raise the
+    /// notice only after this returns `Ok`.
+    pub fn append_durable(&self, entry: Entry) -> Result<(), JournalError> {
+        let t = self.append(entry);
+        self.wait(t)
+    }
+
+    /// Blocks until the batch holding `ticket` (and every batch before it) has committed,
+    /// asking the writer to commit at once. In [`Durability::Strict`] mode the entries are
+    /// then on disk; in bounded-loss mode they survive a killed process.
+    pub fn wait(&self, ticket: Ticket) -> Result<(), JournalError> {
+        let mut st = self.shared.lock();
+        // A ticket this journal never issued (from another journal) waits for the open
+        // batch instead of forever.
+        let ticket = Ticket(ticket.0.min(st.open));
+        if st.committed >= ticket.0 {
+            return Ok(());
+        }
+        if st.urgent < ticket.0 {
+            st.urgent = ticket.0;
+            self.shared.work.notify_one();
+        }
+        loop {
+            if st.committed >= ticket.0 {
+                return Ok(());
+            }
+            if let Some(reason) = &st.failed {
+                return Err(JournalError::WriterFailed {
+                    path: self.path.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            if st.writer_gone {
+                return Err(JournalError::Closed {
+                    path: self.path.clone(),
+                });
+            }
+            st = self
+                .shared
+                .done
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Commits everything appended (and collected) so far and waits for it.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        let open = Ticket(self.shared.lock().open);
+        self.wait(open)?;
+        // Report a failure even if nothing was pending.
+        match &self.shared.lock().failed {
+            Some(reason) => Err(JournalError::WriterFailed {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The `usage` table as committed now, read over a separate read-only connection.
+    pub fn usage_report(&self) -> Result<Vec<UsageRecord>, JournalError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(&self.path, "cannot open for reading"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        read_usage(&self.path, &conn)
+    }
+
+    /// Commits what is pending, stops the writer and closes the file.
+    pub fn close(mut self) -> Result<(), JournalError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), JournalError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        self.shared.lock().shutdown = true;
+        self.shared.work.notify_one();
+        let joined = writer.join();
+        let st = self.shared.lock();
+        if let Some(reason) = &st.failed {
+            return Err(JournalError::WriterFailed {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if joined.is_err() || st.committed + 1 < st.open {
+            return Err(JournalError::WriterFailed {
+                path: self.path.clone(),
+                reason: "the writer thread stopped before committing everything".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

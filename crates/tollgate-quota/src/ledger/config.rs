@@ -1,0 +1,116 @@
+//! The ledger's configuration, and the thresholds it gives one company's period: the
+//! early warning, the limit and the hard cap, and the rules that apply them to a charge.
+
+use crate::counter::{Counter, Crossing};
+use crate::period::PeriodSpec;
+use crate::plan::Plans;
+
+use super::decision::Outcome;
+
+/// How the ledger treats usage: plans, periods, thresholds.
+#[derive(Clone, Debug)]
+pub struct QuotaConfig {
+    /// The plans companies get their limits from.
+    pub plans: Plans,
+    /// How time is cut into periods (calendar month in UTC by default); a company may
+    /// override the time zone.
+    pub period: PeriodSpec,
+    /// Early warning at this percentage of the limit (e.g. 80), once per period.
+    pub warning_percent: Option<u32>,
+    /// Service stops above this percentage of the limit (e.g. 150): "excessive overuse".
+    /// `None`: never refuse, only notify.
+    pub hard_cap_percent: Option<u32>,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            plans: Plans::standard(),
+            period: PeriodSpec::monthly_utc(),
+            warning_percent: Some(80),
+            hard_cap_percent: Some(150),
+        }
+    }
+}
+
+impl QuotaConfig {
+    /// The thresholds of a period whose limit is `limit`.
+    #[inline]
+    pub(crate) fn thresholds(&self, limit: u64) -> Thresholds {
+        Thresholds {
+            limit,
+            warning_percent: self.warning_percent,
+            hard_cap_percent: self.hard_cap_percent,
+        }
+    }
+}
+
+/// The thresholds of one company's period: its limit, and the configured percentages of
+/// it for the early warning and the hard cap (computed only when asked, off the hot
+/// path's common case).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Thresholds {
+    /// The company's limit for the period.
+    pub(crate) limit: u64,
+    warning_percent: Option<u32>,
+    hard_cap_percent: Option<u32>,
+}
+
+impl Thresholds {
+    /// Usage above which calls are refused (`None`: never refused).
+    #[inline]
+    pub(crate) fn hard_cap(&self) -> Option<u64> {
+        self.hard_cap_percent.map(|p| percent_of(self.limit, p))
+    }
+
+    /// Usage at which the early warning is raised, if configured.
+    #[inline]
+    pub(crate) fn warning(&self) -> Option<u64> {
+        self.warning_percent.map(|w| percent_of(self.limit, w))
+    }
+
+    /// The verdict on a counted call that took usage to `used`.
+    #[inline]
+    pub(crate) fn outcome(&self, used: u64) -> Outcome {
+        if used > self.limit {
+            Outcome::OverLimit
+        } else {
+            Outcome::Within
+        }
+    }
+
+    /// The notice a counted call that took usage from `prev` to `used` raises, taking
+    /// the flag of `counter` (the company's counter for the period, whose flags make each
+    /// notice once): see [`Counter::crossing`].
+    ///
+    /// With `shared`, `prev` and `used` are a shared counter's, and only the call that
+    /// took the *shared* count across a threshold notifies: the other ledgers sharing
+    /// the counter see it already crossed.
+    #[inline]
+    pub(crate) fn crossing(
+        &self,
+        counter: &Counter,
+        prev: u64,
+        used: u64,
+        shared: bool,
+    ) -> Option<Crossing> {
+        let warning = self.warning();
+        if shared {
+            let crossed = (prev <= self.limit && used > self.limit)
+                || warning.is_some_and(|w| prev < w && used >= w);
+            if !crossed {
+                return None;
+            }
+        }
+        counter.crossing(prev, used, self.limit, warning)
+    }
+}
+
+#[inline]
+fn percent_of(limit: u64, percent: u32) -> u64 {
+    // The u64 form divides by a constant (a multiplication); u128 only when it overflows.
+    match limit.checked_mul(u64::from(percent)) {
+        Some(x) => x / 100,
+        None => u64::try_from(u128::from(limit) * u128::from(percent) / 100).unwrap_or(u64::MAX),
+    }
+}

@@ -1,0 +1,129 @@
+//! Reports: usage per company or user and period, period-end statements, and CSV (the
+//! rows serialize to JSON with serde).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::state::Ledger;
+use super::usage::Usage;
+
+/// Usage of one company or user in one period, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// The company.
+    pub company: String,
+    /// The user, for per-user rows.
+    pub user: Option<String>,
+    /// The period's label.
+    pub period: String,
+    /// Calls counted.
+    pub used: u64,
+}
+
+/// A company's statement for one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// The company.
+    pub company: String,
+    /// The period's label.
+    pub period: String,
+    /// Calls counted.
+    pub used: u64,
+    /// The limit (as configured now).
+    pub limit: u64,
+    /// Calls above the limit.
+    pub overage: u64,
+}
+
+impl Ledger {
+    /// Usage per company and period, sorted by company then period.
+    pub fn company_usage(&self) -> Vec<UsageRow> {
+        let d = self.directory();
+        let mut rows: Vec<UsageRow> = d
+            .companies
+            .values()
+            .flat_map(|c| period_rows(&c.usage, &c.id, None))
+            .collect();
+        rows.sort_by(|a, b| (&a.company, &a.period).cmp(&(&b.company, &b.period)));
+        rows
+    }
+
+    /// Usage per user and period, sorted by company, user, period.
+    pub fn user_usage(&self) -> Vec<UsageRow> {
+        let d = self.directory();
+        let mut rows: Vec<UsageRow> = d
+            .users
+            .values()
+            .flat_map(|u| period_rows(&u.usage, &u.company.id, Some(&u.id)))
+            .collect();
+        rows.sort_by(|a, b| {
+            (&a.company, &a.user, &a.period).cmp(&(&b.company, &b.user, &b.period))
+        });
+        rows
+    }
+
+    /// Period-end statements: per company and period, usage, the current limit and the
+    /// overage.
+    pub fn statements(&self) -> Vec<Statement> {
+        let limits: BTreeMap<String, u64> = self
+            .directory()
+            .companies
+            .values()
+            .map(|c| (c.id.clone(), c.limit.load(Ordering::Relaxed)))
+            .collect();
+        self.company_usage()
+            .into_iter()
+            .map(|row| {
+                let limit = limits.get(&row.company).copied().unwrap_or(0);
+                Statement {
+                    overage: row.used.saturating_sub(limit),
+                    company: row.company,
+                    period: row.period,
+                    used: row.used,
+                    limit,
+                }
+            })
+            .collect()
+    }
+
+    /// Usage rows as CSV: `company,user,period,used` with a header line.
+    pub fn usage_csv(rows: &[UsageRow]) -> String {
+        let mut out = String::from("company,user,period,used\n");
+        for r in rows {
+            out.push_str(&csv_field(&r.company));
+            out.push(',');
+            out.push_str(&csv_field(r.user.as_deref().unwrap_or("")));
+            out.push(',');
+            out.push_str(&csv_field(&r.period));
+            out.push(',');
+            out.push_str(&r.used.to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// One row per period of `usage`, the counters of `company` (or of its `user`).
+fn period_rows<'a>(
+    usage: &'a Usage,
+    company: &'a str,
+    user: Option<&'a str>,
+) -> impl Iterator<Item = UsageRow> + 'a {
+    usage.periods().into_iter().map(move |p| UsageRow {
+        company: company.to_owned(),
+        user: user.map(str::to_owned),
+        period: p.period.label(),
+        used: p.counter.used(),
+    })
+}
+
+/// A CSV field, quoted when it contains a comma, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}

@@ -1,0 +1,133 @@
+//! The [`Ledger`] itself: what it holds, its constructors, its journal, and the key
+//! lookup every call starts with.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tollgate_core::{FingerprintBuildHasher, Fingerprinter};
+
+use crate::journal::{Journal, JournalError, Snapshot, Ticket};
+
+use super::collect::collect_usage;
+use super::config::QuotaConfig;
+use super::decision::QuotaEvent;
+use super::directory::{Directory, KeyMap, UserEntry};
+use super::error::{KeyRef, QuotaError};
+
+/// The in-memory usage ledger. See the [module docs](super).
+pub struct Ledger {
+    pub(super) config: QuotaConfig,
+    pub(super) keys: KeyMap,
+    pub(super) fingerprints: Fingerprinter,
+    /// Shared with the journal's collector.
+    pub(super) directory: Arc<Mutex<Directory>>,
+    pub(super) events: Mutex<Vec<QuotaEvent>>,
+    /// Where every change is journaled, if durable.
+    pub(super) journal: Option<Journal>,
+    /// Journaled state not yet claimed by a registered company or user.
+    pub(super) restored: Mutex<Snapshot>,
+    /// Notices that could not be journaled, so were not raised (at most once).
+    pub(super) journal_errors: AtomicU64,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.directory();
+        f.debug_struct("Ledger")
+            .field("companies", &d.companies.len())
+            .field("users", &d.users.len())
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(config: QuotaConfig) -> Self {
+        Ledger {
+            config,
+            keys: KeyMap::with_hasher(FingerprintBuildHasher),
+            fingerprints: Fingerprinter::new(),
+            directory: Arc::new(Mutex::new(Directory::default())),
+            events: Mutex::new(Vec::new()),
+            journal: None,
+            restored: Mutex::new(Snapshot::default()),
+            journal_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// A ledger whose every change is written to `journal`, restoring the usage, notices
+    /// and committed idempotency keys in `snapshot` (what [`Journal::open`] returned).
+    /// Restored usage is attached to a company or user when it is registered
+    /// ([`Ledger::upsert_company`], [`Ledger::add_user`]), so a restart re-registers them
+    /// and carries on counting. A notice is raised only once its journal entry is durable,
+    /// so it is raised at most once across restarts.
+    pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
+        let mut l = Ledger::new(config);
+        let directory = Arc::clone(&l.directory);
+        journal.set_collector(Box::new(move |batch| {
+            collect_usage(&directory.lock().unwrap_or_else(|p| p.into_inner()), batch);
+        }));
+        l.journal = Some(journal);
+        l.restored = Mutex::new(snapshot);
+        l
+    }
+
+    /// The journal, if this ledger is durable (to `wait` on, `flush` or report from).
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// A ticket covering every call the calling thread recorded, reserved, committed or
+    /// refunded so far; `None` without a journal. Lock-free: strict callers take one
+    /// after `record` and wait on it ([`Journal::wait`]) before answering, or call
+    /// [`Ledger::sync`].
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.journal.as_ref().map(Journal::ticket)
+    }
+
+    /// Waits until every call the calling thread recorded (reserved, committed,
+    /// refunded) so far is committed to the journal: on disk in
+    /// [`Durability::Strict`](crate::journal::Durability::Strict) mode. Concurrent
+    /// callers share one transaction (group commit). Without a journal, returns at once.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        match &self.journal {
+            Some(j) => j.wait(j.ticket()),
+            None => Ok(()),
+        }
+    }
+
+    /// Notices that were not raised because their journal entry failed.
+    pub fn journal_errors(&self) -> u64 {
+        self.journal_errors.load(Ordering::Relaxed)
+    }
+
+    /// The directory, locked (a poisoned lock is taken over).
+    pub(super) fn directory(&self) -> MutexGuard<'_, Directory> {
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user holding `key`, if the key is known and the user enabled.
+    pub(super) fn resolve<'g>(
+        &self,
+        keys: &'g papaya::HashMapRef<
+            '_,
+            u128,
+            Arc<UserEntry>,
+            FingerprintBuildHasher,
+            impl papaya::Guard,
+        >,
+        key: &str,
+    ) -> Result<&'g Arc<UserEntry>, QuotaError> {
+        let user = keys
+            .get(&self.fingerprints.of(key))
+            .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
+        if user.disabled.load(Ordering::Relaxed) {
+            return Err(QuotaError::DisabledUser {
+                user: user.id.clone(),
+            });
+        }
+        Ok(user)
+    }
+}

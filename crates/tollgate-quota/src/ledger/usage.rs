@@ -1,0 +1,169 @@
+//! Usage counters of one company or user, per period: the periods counted so far, the
+//! current one found by index on the hot path, rollover, and restoring them from the
+//! journal.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+
+use crate::counter::Counter;
+use crate::journal::NoticeKind;
+use crate::period::{Period, PeriodError, PeriodSpec};
+
+/// Journaled usage of one company or user: `(period_start, used)` pairs.
+pub(super) type RestoredRows = Vec<(i64, u64)>;
+
+/// Journaled notices of one company: `(period label, kind)`.
+pub(super) type RaisedNotices = HashSet<(String, NoticeKind)>;
+
+/// One period's counter.
+#[derive(Debug)]
+pub(super) struct PeriodUsage {
+    pub(super) period: Period,
+    /// The period's bounds in Unix nanoseconds, `[start, end)`, for the hot path.
+    start_ns: i128,
+    end_ns: i128,
+    pub(super) counter: Counter,
+    /// The usage the journal has been handed so far (only the journal's writer thread
+    /// changes it, under the journal's lock).
+    pub(super) journaled: AtomicU64,
+}
+
+impl PeriodUsage {
+    fn new(period: Period) -> Self {
+        PeriodUsage::restored(period, Counter::new(), 0)
+    }
+
+    fn restored(period: Period, counter: Counter, journaled: u64) -> Self {
+        PeriodUsage {
+            start_ns: period.start().as_nanosecond(),
+            end_ns: period.end().as_nanosecond(),
+            period,
+            counter,
+            journaled: AtomicU64::new(journaled),
+        }
+    }
+
+    fn contains(&self, now: i128) -> bool {
+        self.start_ns <= now && now < self.end_ns
+    }
+}
+
+/// Counters of one company or user: every period counted so far. Periods are never
+/// removed (they stay for reports), so the hot path reads the current one by index,
+/// without reference counting.
+#[derive(Debug)]
+pub(super) struct Usage {
+    /// Every period counted, in the order they were created.
+    pub(super) periods: boxcar::Vec<PeriodUsage>,
+    /// Index in `periods` of the current (latest) period.
+    current: AtomicUsize,
+    /// Serializes the creation of periods.
+    roll: Mutex<()>,
+}
+
+impl Usage {
+    pub(super) fn new(period: Period) -> Self {
+        let periods = boxcar::Vec::new();
+        let current = periods.push(PeriodUsage::new(period));
+        Usage {
+            periods,
+            current: AtomicUsize::new(current),
+            roll: Mutex::new(()),
+        }
+    }
+
+    pub(super) fn period(&self, index: usize) -> &PeriodUsage {
+        // Indices come from `push`: the entry exists.
+        &self.periods[index]
+    }
+
+    /// The counter of the period `now` (Unix nanoseconds) falls in and its index,
+    /// rolling over (or finding an old one) if needed; `spec` is asked only then.
+    #[inline]
+    pub(super) fn counter_at(
+        &self,
+        spec: impl FnOnce() -> PeriodSpec,
+        now: i128,
+    ) -> Result<(usize, &PeriodUsage), PeriodError> {
+        let i = self.current.load(Ordering::Acquire);
+        let cur = self.period(i);
+        if cur.contains(now) {
+            return Ok((i, cur));
+        }
+        self.counter_at_slow(spec(), now)
+    }
+
+    #[cold]
+    fn counter_at_slow(
+        &self,
+        spec: PeriodSpec,
+        now: i128,
+    ) -> Result<(usize, &PeriodUsage), PeriodError> {
+        let t = timestamp_of(now)?;
+        let _roll = self.roll.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((i, u)) = self.periods.iter().find(|(_, u)| u.contains(now)) {
+            // The current period (another thread rolled over first), or a finished one
+            // (a late or replayed call counts there).
+            return Ok((i, u));
+        }
+        let period = spec.try_period_at(t)?;
+        let cur = self.period(self.current.load(Ordering::Acquire));
+        let later = period.start() >= cur.period.end();
+        let i = self.periods.push(PeriodUsage::new(period));
+        if later {
+            self.current.store(i, Ordering::Release);
+        }
+        Ok((i, self.period(i)))
+    }
+
+    /// Usage restored from journaled rows (`(period_start, used)`), current at `t`.
+    pub(super) fn restore(
+        spec: &PeriodSpec,
+        t: Timestamp,
+        rows: &[(i64, u64)],
+        notices: &RaisedNotices,
+    ) -> Result<Self, PeriodError> {
+        let current_period = spec.try_period_at(t)?;
+        let periods = boxcar::Vec::new();
+        let mut current = None;
+        for &(start, used) in rows {
+            let at =
+                Timestamp::from_second(start).map_err(|_| PeriodError::TimestampOutOfRange {
+                    unix_nanos: i128::from(start) * 1_000_000_000,
+                })?;
+            let period = spec.try_period_at(at)?;
+            let label = period.label();
+            let counter = Counter::restored(
+                used,
+                notices.contains(&(label.clone(), NoticeKind::Warning)),
+                notices.contains(&(label, NoticeKind::Overage)),
+            );
+            let i = periods.push(PeriodUsage::restored(period, counter, used));
+            if period == current_period {
+                current = Some(i);
+            }
+        }
+        let current = current.unwrap_or_else(|| periods.push(PeriodUsage::new(current_period)));
+        Ok(Usage {
+            periods,
+            current: AtomicUsize::new(current),
+            roll: Mutex::new(()),
+        })
+    }
+
+    /// Every period, oldest first.
+    pub(super) fn periods(&self) -> Vec<&PeriodUsage> {
+        let mut all: Vec<_> = self.periods.iter().map(|(_, u)| u).collect();
+        all.sort_by_key(|u| u.period.start());
+        all
+    }
+}
+
+/// The instant `nanos` (Unix nanoseconds), or the error for one out of range.
+pub(super) fn timestamp_of(nanos: i128) -> Result<Timestamp, PeriodError> {
+    Timestamp::from_nanosecond(nanos)
+        .map_err(|_| PeriodError::TimestampOutOfRange { unix_nanos: nanos })
+}
