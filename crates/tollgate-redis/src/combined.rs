@@ -35,8 +35,8 @@ use std::time::Instant;
 use tollgate::engine::{CombinedBackend, CombinedDecision, LimitCall, QuotaCall};
 
 use crate::keys;
-use crate::limit::RedisBackend;
-use crate::quota::RedisQuota;
+use crate::limit::backend::RedisBackend;
+use crate::quota::redis_quota::RedisQuota;
 use crate::script::calls::{self, RequestLimit};
 use crate::script::reply::{CountReply, ReplyError, RequestReply};
 use crate::store::RedisStore;
@@ -201,19 +201,30 @@ mod tests {
     use tollgate::backend::{LimitKey, MemoryBackend};
     use tollgate::policy::AlgorithmKind;
 
+    fn memory() -> MemoryBackend {
+        MemoryBackend::new(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 64).unwrap()
+    }
+
+    /// Limits of cost 1 on `m`, shadow where `shadow` says so.
+    fn calls<'a>(m: &'a MemoryBackend, shadow: &[bool]) -> Vec<LimitCall<'a>> {
+        shadow
+            .iter()
+            .map(|&shadow| LimitCall {
+                backend: m,
+                key: LimitKey {
+                    hash: 0,
+                    parts: &[],
+                },
+                cost: 1,
+                shadow,
+            })
+            .collect()
+    }
+
     #[test]
     fn the_engine_stops_at_the_first_enforced_denial() {
-        let m = MemoryBackend::new(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 64).unwrap();
-        let call = |shadow| LimitCall {
-            backend: &m,
-            key: LimitKey {
-                hash: 0,
-                parts: &[],
-            },
-            cost: 1,
-            shadow,
-        };
-        let limits = [call(false), call(true), call(false)];
+        let m = memory();
+        let limits = calls(&m, &[false, true, false]);
         assert_eq!(answers_used(&limits, [true, true, true]), 3);
         assert_eq!(answers_used(&limits, [false, true, true]), 1);
         // A shadow limit's denial does not stop it.
@@ -226,17 +237,8 @@ mod tests {
 
     #[test]
     fn a_reply_that_does_not_stop_where_the_engine_would_is_malformed() {
-        let m = MemoryBackend::new(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 64).unwrap();
-        let call = |shadow| LimitCall {
-            backend: &m,
-            key: LimitKey {
-                hash: 0,
-                parts: &[],
-            },
-            cost: 1,
-            shadow,
-        };
-        let limits = [call(false), call(false)];
+        let m = memory();
+        let limits = calls(&m, &[false, false]);
         let allowed = vec![1, 0, 0, 0, 0, 1];
         let denied = vec![0, 0, 9, 0, 0, 0];
         let windows = [false, false];

@@ -40,7 +40,7 @@
 //! `options` ([`LimitOptions`]), `stats` ([`LimitStats`]), `factory`
 //! ([`RedisFactory`]), `backend` ([`RedisBackend`]), `cache` (the over-limit cache).
 
-mod backend;
+pub(crate) mod backend;
 mod cache;
 mod factory;
 mod options;

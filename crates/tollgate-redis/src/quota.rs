@@ -67,7 +67,7 @@
 mod flush;
 mod local;
 mod prepared;
-mod redis_quota;
+pub(crate) mod redis_quota;
 mod seed;
 mod settle;
 mod types;

@@ -5,5 +5,3 @@ pub(crate) mod calls;
 pub(crate) mod params;
 pub(crate) mod reply;
 pub mod source;
-
-pub(crate) use params::Params;

@@ -287,12 +287,7 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let permit = self.breaker.permit();
-        if permit == Permit::Refuse {
-            self.short_circuited.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::CircuitOpen);
-        }
-        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit()?;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let result = match pooled {
             Some(c) => Ok(c),
@@ -316,11 +311,28 @@ impl RedisStore {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     self.drop_idle();
                 }
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure(permit);
-                Err(StoreError::Redis(e))
+                Err(self.failed(permit, e))
             }
         }
+    }
+
+    /// What the breaker permits a call (counted: a call to the network, or one kept off
+    /// it).
+    fn permit(&self) -> Result<Permit, StoreError> {
+        let permit = self.breaker.permit();
+        if permit == Permit::Refuse {
+            self.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::CircuitOpen);
+        }
+        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// Counts a call under `permit` that failed with `e`, and tells the breaker.
+    fn failed(&self, permit: Permit, e: redis::RedisError) -> StoreError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.breaker.failure(permit);
+        StoreError::Redis(e)
     }
 
     #[cfg(feature = "tokio")]
@@ -347,12 +359,7 @@ impl RedisStore {
         &self,
         inv: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let permit = self.breaker.permit();
-        if permit == Permit::Refuse {
-            self.short_circuited.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::CircuitOpen);
-        }
-        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit()?;
         let cached = || {
             self.async_conn
                 .lock()
@@ -383,10 +390,8 @@ impl RedisStore {
                 Ok(v)
             }
             Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure(permit);
                 *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Err(StoreError::Redis(e))
+                Err(self.failed(permit, e))
             }
         }
     }

@@ -17,8 +17,8 @@ use super::options::LimitOptions;
 use super::stats::Counters;
 use crate::keys;
 use crate::script::calls::{self, Op};
+use crate::script::params::Params;
 use crate::script::reply::{RateReply, ReplyError};
-use crate::script::Params;
 use crate::store::{RedisStore, StoreError};
 
 /// One limit's state on Redis. See the [module docs](crate::limit).

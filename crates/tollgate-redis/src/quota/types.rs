@@ -7,7 +7,7 @@ use std::time::Duration;
 use tollgate::policy::FailurePolicy;
 use tollgate::quota::QuotaTarget;
 
-/// Options of a [`RedisQuota`].
+/// Options of a [`RedisQuota`](crate::RedisQuota).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaOptions {
     /// What to do when Redis cannot decide (default: decide locally and accumulate).

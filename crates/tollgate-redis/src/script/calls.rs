@@ -1,7 +1,7 @@
 //! The scripts' calls: each script's arguments, in the order its header documents, built
 //! in one place (the blocking and async paths, and the combined request, share them).
 
-use redis::ScriptInvocation;
+use redis::{Script, ScriptInvocation, ToRedisArgs};
 use tollgate::backend::Undo;
 
 use super::params::Params;
@@ -96,6 +96,19 @@ pub(crate) fn cap_arg(hard_cap: Option<u64>) -> i64 {
     hard_cap.map_or(-1, |c| i64::try_from(c).unwrap_or(i64::MAX))
 }
 
+/// A quota script's call on the counter `key` for `instance` (its first argument), then
+/// `args`.
+fn on_counter<'a>(
+    script: &'a Script,
+    key: &str,
+    instance: &str,
+    args: impl ToRedisArgs,
+) -> ScriptInvocation<'a> {
+    let mut inv = script.key(key);
+    inv.arg(instance).arg(args);
+    inv
+}
+
 /// `quota.lua`: check and add a call of `cost` by `instance` to the counter `key`.
 pub(crate) fn quota_count<'a>(
     s: &'a Scripts,
@@ -104,9 +117,7 @@ pub(crate) fn quota_count<'a>(
     cost: u64,
     cap: i64,
 ) -> ScriptInvocation<'a> {
-    let mut inv = s.quota.key(key);
-    inv.arg(instance).arg(cost).arg(cap);
-    inv
+    on_counter(&s.quota, key, instance, (cost, cap))
 }
 
 /// `quota_seed.lua`: seed `instance`'s `share` of the counter `key`, expiring at
@@ -118,9 +129,7 @@ pub(crate) fn quota_seed<'a>(
     share: u64,
     expire_at: i64,
 ) -> ScriptInvocation<'a> {
-    let mut inv = s.quota_seed.key(key);
-    inv.arg(instance).arg(share).arg(expire_at);
-    inv
+    on_counter(&s.quota_seed, key, instance, (share, expire_at))
 }
 
 /// `quota_flush.lua`: add batch `batch` of `calls` by `instance` to the counter `key`.
@@ -131,9 +140,7 @@ pub(crate) fn quota_flush<'a>(
     batch: u64,
     calls: u64,
 ) -> ScriptInvocation<'a> {
-    let mut inv = s.quota_flush.key(key);
-    inv.arg(instance).arg(batch).arg(calls);
-    inv
+    on_counter(&s.quota_flush, key, instance, (batch, calls))
 }
 
 /// `quota_settle.lua`: settlement `id` of a reservation that held `held`; `commit` is
@@ -146,8 +153,7 @@ pub(crate) fn quota_settle<'a>(
     held: u64,
     commit: Option<(u64, &str)>,
 ) -> ScriptInvocation<'a> {
-    let mut inv = s.quota_settle.key(key);
-    inv.arg(instance).arg(id).arg(held);
+    let mut inv = on_counter(&s.quota_settle, key, instance, (id, held));
     match commit {
         Some((final_cost, k)) => inv.arg(final_cost.min(i64::MAX as u64)).arg(k),
         None => inv.arg("").arg(""),
