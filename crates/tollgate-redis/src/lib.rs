@@ -47,7 +47,7 @@
 //!   backend answers [`BackendError::Unavailable`] and the **engine** applies the limit's
 //!   [`FailurePolicy`] (its own in-memory fallback limiter, open or closed): the policy
 //!   file's `on_failure`, else [`LimitOptions::failure`]. Direct [`RedisBackend`] calls
-//!   (`acquire`, `peek`, [`RedisBackend::acquire_async`]...) answer `Unavailable`: no
+//!   (`acquire`, `peek`, `RedisBackend::acquire_async` (feature `tokio`)...) answer `Unavailable`: no
 //!   backend decides for Redis. Tight connect and response timeouts, and a circuit
 //!   breaker ([`breaker`]), keep an outage from adding a timeout to every request;
 //!   quota calls accumulate locally and are flushed, idempotently, when Redis returns

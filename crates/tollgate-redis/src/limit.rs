@@ -28,7 +28,7 @@
 //!
 //! # When Redis is slow or down
 //! A backend call (`acquire`, `peek`, and the async forms such as
-//! [`RedisBackend::acquire_async`]) that Redis cannot answer (an error, a timeout, the
+//! `RedisBackend::acquire_async` (feature `tokio`)) that Redis cannot answer (an error, a timeout, the
 //! open circuit breaker) returns [`BackendError::Unavailable`](tollgate::backend::BackendError::Unavailable): the backend does not
 //! decide for Redis. The engine applies the limit's [`FailurePolicy`] (its own fallback
 //! limiter, open or closed), which the backend tells it through
