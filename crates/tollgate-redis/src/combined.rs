@@ -20,10 +20,14 @@
 //! * the script finds this instance's share of the quota counter missing: nothing was
 //!   written, and the quota store re-seeds it on the limit-by-limit path.
 //!
-//! When Redis fails or the breaker is open, each limit's [`FailurePolicy`] and the
-//! quota's answer at once, as they would one by one, without a second attempt.
+//! When Redis fails or the breaker is open, every limit's answer is
+//! [`BackendError::Unavailable`]: the engine applies each limit's [`FailurePolicy`] in
+//! order (it does not ask a limit again that has an answer), and if every enforced limit
+//! allowed, its quota call is answered by the quota's failure policy at once, without a
+//! second attempt (see `quota/prepared.rs`).
 //!
 //! [`FailurePolicy`]: crate::FailurePolicy
+//! [`BackendError::Unavailable`]: tollgate::backend::BackendError::Unavailable
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,14 +35,47 @@ use std::time::Instant;
 use tollgate::engine::{CombinedBackend, CombinedDecision, LimitCall, QuotaCall};
 
 use crate::keys;
-use crate::limit::{Params, RedisBackend};
-use crate::quota::RedisQuota;
+use crate::limit::backend::RedisBackend;
+use crate::quota::redis_quota::RedisQuota;
+use crate::script::calls::{self, RequestLimit};
+use crate::script::reply::{CountReply, ReplyError, RequestReply};
 use crate::store::RedisStore;
 
 /// The combined backend of one [`RedisStore`]. See the [module docs](self).
 #[derive(Debug)]
 pub struct RedisCombined {
     store: Arc<RedisStore>,
+}
+
+/// How many of `limits`' answers the engine uses, given whether each allowed, in order:
+/// up to and including the first enforced (non-shadow) limit that denies, where the
+/// engine stops (and the request script too); all of them if none does.
+fn answers_used(limits: &[LimitCall<'_>], allowed: impl IntoIterator<Item = bool>) -> usize {
+    limits
+        .iter()
+        .zip(allowed)
+        .position(|(c, allowed)| !c.shadow && !allowed)
+        .map_or(limits.len(), |i| i + 1)
+}
+
+/// Parses the request script's reply, which must stop where the engine would.
+fn parse(
+    r: &[Vec<i64>],
+    limits: &[LimitCall<'_>],
+    windows: &[bool],
+) -> Result<RequestReply, ReplyError> {
+    let reply = RequestReply::parse(r, windows)?;
+    let used = answers_used(limits, reply.limits.iter().map(|l| l.allowed));
+    if reply.limits.len() != used {
+        return Err(ReplyError::new(
+            "request.lua",
+            format!(
+                "{} limits decided where the engine stops after {used}",
+                reply.limits.len()
+            ),
+        ));
+    }
+    Ok(reply)
 }
 
 impl RedisCombined {
@@ -63,6 +100,8 @@ impl CombinedBackend for RedisCombined {
         quota: Option<&QuotaCall<'_>>,
         now: u64,
     ) -> Option<CombinedDecision> {
+        // A new request: what a failed attempt of an earlier one left is stale.
+        RedisQuota::forget_failed();
         let backends = limits
             .iter()
             .map(|c| {
@@ -95,72 +134,129 @@ impl CombinedBackend for RedisCombined {
             }
         }
 
-        let (now_arg, extra_ttl) = self.store.clock_args(now);
-        let mut inv = self.store.scripts.request.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
-        }
-        inv.arg(&now_arg).arg(extra_ttl).arg(limits.len());
-        for (b, c) in backends.iter().zip(limits) {
-            let enforced = if c.shadow { "0" } else { "1" };
-            match b.params {
-                Params::Gcra { t_us, tau_us, .. } => {
-                    inv.arg("g").arg(enforced).arg(c.cost).arg(t_us).arg(tau_us)
-                }
-                Params::Window { w_us, limit } => {
-                    inv.arg("w").arg(enforced).arg(c.cost).arg(w_us).arg(limit)
-                }
-            };
-        }
-        if let Some((q, rq, p)) = &quota {
-            inv.arg(rq.instance()).arg(q.cost).arg(p.cap);
-        }
+        let sent_limits: Vec<RequestLimit> = backends
+            .iter()
+            .zip(limits)
+            .map(|(b, c)| RequestLimit {
+                params: b.params,
+                shadow: c.shadow,
+                cost: c.cost,
+            })
+            .collect();
+        let windows: Vec<bool> = backends.iter().map(|b| b.is_window()).collect();
+        let inv = calls::request(
+            &self.store.scripts,
+            &keys,
+            &self.store.clock_args(now),
+            &sent_limits,
+            quota.as_ref().map(|(q, rq, p)| rq.request_args(p, q.cost)),
+        );
 
         // A seed must not read the ledger between Redis counting the call and the
         // ledger recording it (see quota.rs).
         let counting = quota.as_ref().map(|(_, rq, _)| rq.counting());
         let sent = Instant::now();
-        let reply = match self.store.invoke::<Vec<Vec<i64>>>(&inv) {
+        let reply = self
+            .store
+            .call(&inv, |r: &Vec<Vec<i64>>| parse(r, limits, &windows));
+        let reply = match reply {
             Ok(r) => r,
             Err(e) => {
                 drop(counting);
-                // Each limit's failure policy, in order, as one by one; the quota's if
-                // every enforced limit allowed.
-                let mut out = CombinedDecision::default();
-                for (b, c) in backends.iter().zip(limits) {
-                    let r = b.on_failure(&c.key, c.cost, now, true, &e);
-                    let stop = !c.shadow && r.as_ref().map_or(true, |(d, _)| !d.allowed());
-                    out.limits.push(r);
-                    if stop {
-                        return Some(out);
-                    }
-                }
-                if let Some((q, rq, p)) = &quota {
-                    out.quota = Some(rq.fail_prepared(p, q.ledger, q.key, q.cost, now, &e));
+                // Every limit reports it; the engine applies their failure policies in
+                // order, then (if they allowed) the quota's, without a second attempt.
+                let out = CombinedDecision {
+                    limits: backends.iter().map(|b| Err(b.unavailable(&e))).collect(),
+                    quota: None,
+                };
+                if let Some((q, rq, _)) = &quota {
+                    rq.failed_attempt(q.key, q.cost, now, e);
                 }
                 return Some(out);
             }
         };
-        let head = reply.first()?;
-        let at = |i: usize| head.get(i).copied().unwrap_or(0);
-        let (committed, decided, quota_status) = (at(0) == 1, at(1).max(0) as usize, at(2));
-        if quota_status < 0 {
+        if let Some(CountReply::MissingShare) = reply.quota {
             // This instance's share of the counter is missing; nothing was written.
             return None;
         }
         let mut out = CombinedDecision::default();
-        for ((b, c), r) in backends.iter().zip(limits).zip(&reply[1..]).take(decided) {
-            let (d, undo) = b.parse(r, c.cost);
+        for ((b, c), r) in backends.iter().zip(limits).zip(&reply.limits) {
+            let (d, undo) = b.answer(r, c.cost);
             b.remember(&c.key, c.cost, &d, sent);
-            out.limits.push(Ok((d, undo.filter(|_| committed))));
+            out.limits.push(Ok((d, undo.filter(|_| reply.committed))));
         }
-        if let Some((q, rq, p)) = &quota {
-            if decided == limits.len() {
-                let used = at(3).max(0) as u64;
-                out.quota = rq.answer_prepared(p, q.ledger, q.key, q.cost, now, quota_status, used);
+        if let (Some((q, rq, p)), Some(answer)) = (&quota, reply.quota) {
+            if reply.limits.len() == limits.len() {
+                out.quota = rq.answer_prepared(p, q.ledger, (q.key, q.cost, now), answer);
             }
         }
         drop(counting);
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate::backend::{LimitKey, MemoryBackend};
+    use tollgate::policy::AlgorithmKind;
+
+    fn memory() -> MemoryBackend {
+        MemoryBackend::new(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 64).unwrap()
+    }
+
+    /// Limits of cost 1 on `m`, shadow where `shadow` says so.
+    fn calls<'a>(m: &'a MemoryBackend, shadow: &[bool]) -> Vec<LimitCall<'a>> {
+        shadow
+            .iter()
+            .map(|&shadow| LimitCall {
+                backend: m,
+                key: LimitKey {
+                    hash: 0,
+                    parts: &[],
+                },
+                cost: 1,
+                shadow,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_engine_stops_at_the_first_enforced_denial() {
+        let m = memory();
+        let limits = calls(&m, &[false, true, false]);
+        assert_eq!(answers_used(&limits, [true, true, true]), 3);
+        assert_eq!(answers_used(&limits, [false, true, true]), 1);
+        // A shadow limit's denial does not stop it.
+        assert_eq!(answers_used(&limits, [true, false, true]), 3);
+        assert_eq!(answers_used(&limits, [true, false, false]), 3);
+        assert_eq!(answers_used(&[], [true]), 0);
+        // Answers that run out before a denial: the engine would go on.
+        assert_eq!(answers_used(&limits, [true]), 3);
+    }
+
+    #[test]
+    fn a_reply_that_does_not_stop_where_the_engine_would_is_malformed() {
+        let m = memory();
+        let limits = calls(&m, &[false, false]);
+        let allowed = vec![1, 0, 0, 0, 0, 1];
+        let denied = vec![0, 0, 9, 0, 0, 0];
+        let windows = [false, false];
+        // Stopped at the first denial: fine.
+        assert!(parse(&[vec![0, 1, 9, 0], denied.clone()], &limits, &windows).is_ok());
+        assert!(parse(
+            &[vec![1, 2, 9, 0], allowed.clone(), allowed.clone()],
+            &limits,
+            &windows
+        )
+        .is_ok());
+        // Went on past an enforced denial, or stopped after an allowed limit.
+        assert!(parse(
+            &[vec![0, 2, 9, 0], denied.clone(), allowed.clone()],
+            &limits,
+            &windows
+        )
+        .is_err());
+        assert!(parse(&[vec![0, 1, 9, 0], allowed], &limits, &windows).is_err());
     }
 }

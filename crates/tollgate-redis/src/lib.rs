@@ -43,31 +43,43 @@
 //! * Quotas ([`quota`]): a check-and-add script per call; a counter that vanished
 //!   (Redis restarted without persistence, a failover) is reported and re-seeded from
 //!   the instances' durable ledgers, never restarted at zero.
-//! * Failure policy per limit ([`FailurePolicy`]): the local in-memory limiter, open or
-//!   closed; tight connect and response timeouts; a circuit breaker ([`breaker`]) so an
-//!   outage does not add a timeout to every request; quota calls accumulate locally and
-//!   are flushed, idempotently, when Redis returns.
+//! * When Redis cannot decide (an error, a timeout, the open circuit breaker), a limit's
+//!   backend answers [`BackendError::Unavailable`] and the **engine** applies the limit's
+//!   [`FailurePolicy`] (its own in-memory fallback limiter, open or closed): the policy
+//!   file's `on_failure`, else [`LimitOptions::failure`]. Direct [`RedisBackend`] calls
+//!   (`acquire`, `peek`, `RedisBackend::acquire_async` (feature `tokio`)...) answer `Unavailable`: no
+//!   backend decides for Redis. Tight connect and response timeouts, and a circuit
+//!   breaker ([`breaker`]), keep an outage from adding a timeout to every request;
+//!   quota calls accumulate locally and are flushed, idempotently, when Redis returns
+//!   ([`QuotaOptions::failure`]).
 //! * Options, off by default: a cache of keys known to be over their limit
 //!   ([`LimitOptions::over_limit_cache`]), batched quota increments
 //!   ([`QuotaOptions::batch`]).
 //! * [`testing`]: real `redis-server` processes (one server, or a 3-node cluster) for
 //!   tests and benches.
 //!
+//! [`BackendError::Unavailable`]: tollgate::backend::BackendError::Unavailable
+//!
 //! Requires Rust 1.88 (the `redis` crate 1.x); the rest of tollgate stays at 1.80.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+/// What the engine answers for a limit whose backend cannot decide (the engine's type,
+/// also used by [`QuotaOptions::failure`]).
+pub use tollgate::policy::FailurePolicy;
 
 pub mod breaker;
 pub mod combined;
 pub mod keys;
 pub mod limit;
 pub mod quota;
+mod script;
 pub mod store;
 pub mod testing;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use combined::RedisCombined;
-pub use limit::{FailurePolicy, LimitOptions, LimitStats, RedisBackend, RedisFactory};
+pub use limit::{LimitOptions, LimitStats, RedisBackend, RedisFactory};
 pub use quota::{Flusher, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
 pub use store::{ClockSource, RedisConfig, RedisStore, StoreError, StoreStats};

@@ -7,9 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::{ConnectionLike, FromRedisValue, Script, ScriptInvocation};
+use redis::{ConnectionLike, FromRedisValue, ScriptInvocation};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
+use crate::script::calls::ClockArgs;
+use crate::script::reply::ReplyError;
+use crate::script::source::Scripts;
+
+/// The Lua sources as they are sent to Redis (they live in `script/source.rs`).
+pub use crate::script::source as scripts;
 
 /// Whose clock decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -101,11 +107,20 @@ impl RedisConfig {
 
 /// Why a call to Redis did not happen or failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The circuit breaker is open: the call did not reach the network.
     CircuitOpen,
     /// Redis failed or timed out.
     Redis(redis::RedisError),
+    /// A script's reply was not of the shape the script returns (what was wrong).
+    Reply(String),
+}
+
+impl From<ReplyError> for StoreError {
+    fn from(e: ReplyError) -> Self {
+        StoreError::Reply(e.to_string())
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -113,6 +128,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::CircuitOpen => f.write_str("redis circuit breaker open"),
             StoreError::Redis(e) => write!(f, "redis: {e}"),
+            StoreError::Reply(e) => write!(f, "redis: {e}"),
         }
     }
 }
@@ -131,92 +147,6 @@ pub struct StoreStats {
     pub short_circuited: u64,
     /// Connections opened.
     pub connects: u64,
-}
-
-/// The Lua scripts, loaded once per server with `SCRIPT LOAD` and called with
-/// `EVALSHA` (reloaded on `NOSCRIPT`, e.g. after a restart or `SCRIPT FLUSH`).
-#[derive(Debug)]
-pub(crate) struct Scripts {
-    pub(crate) gcra: Script,
-    pub(crate) gcra_undo: Script,
-    pub(crate) window: Script,
-    pub(crate) window_undo: Script,
-    pub(crate) quota: Script,
-    pub(crate) quota_seed: Script,
-    pub(crate) quota_flush: Script,
-    pub(crate) request: Script,
-    pub(crate) quota_settle: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Scripts {
-            gcra: Script::new(scripts::GCRA),
-            gcra_undo: Script::new(scripts::GCRA_UNDO),
-            window: Script::new(scripts::WINDOW),
-            window_undo: Script::new(scripts::WINDOW_UNDO),
-            quota: Script::new(scripts::QUOTA),
-            quota_seed: Script::new(scripts::QUOTA_SEED),
-            quota_flush: Script::new(scripts::QUOTA_FLUSH),
-            request: Script::new(scripts::REQUEST),
-            quota_settle: Script::new(scripts::QUOTA_SETTLE),
-        }
-    }
-}
-
-/// The Lua sources as they are sent to Redis (`crates/tollgate-redis/lua/`): each rate
-/// script after `prelude.lua` (exact integer division, the clock), each quota script
-/// that checks an instance's share after `quota_prelude.lua`. Redis cannot load one
-/// script from another, so the shared code is prepended.
-pub mod scripts {
-    /// GCRA: acquire or peek.
-    pub const GCRA: &str = concat!(
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/gcra_fn.lua"),
-        include_str!("../lua/gcra.lua")
-    );
-    /// GCRA: undo an acquire.
-    pub const GCRA_UNDO: &str = concat!(
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/gcra_fn.lua"),
-        include_str!("../lua/gcra_undo.lua")
-    );
-    /// Sliding window: acquire or peek.
-    pub const WINDOW: &str = concat!(
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/window_fn.lua"),
-        include_str!("../lua/window.lua")
-    );
-    /// Sliding window: undo an acquire.
-    pub const WINDOW_UNDO: &str = concat!(
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/window_undo.lua")
-    );
-    /// Quota: check and add one call.
-    pub const QUOTA: &str = concat!(
-        include_str!("../lua/quota_prelude.lua"),
-        include_str!("../lua/quota.lua")
-    );
-    /// Quota: settle a reservation (commit once per idempotency key, or refund), once.
-    pub const QUOTA_SETTLE: &str = concat!(
-        include_str!("../lua/quota_prelude.lua"),
-        include_str!("../lua/quota_settle.lua")
-    );
-    /// A request's limits and quota call, all or nothing, in one round trip.
-    pub const REQUEST: &str = concat!(
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/gcra_fn.lua"),
-        include_str!("../lua/window_fn.lua"),
-        include_str!("../lua/quota_prelude.lua"),
-        include_str!("../lua/request.lua")
-    );
-    /// Quota: seed an instance's share from its ledger.
-    pub const QUOTA_SEED: &str = include_str!("../lua/quota_seed.lua");
-    /// Quota: add a batch of locally counted calls, once.
-    pub const QUOTA_FLUSH: &str = concat!(
-        include_str!("../lua/quota_prelude.lua"),
-        include_str!("../lua/quota_flush.lua")
-    );
 }
 
 enum Client {
@@ -357,12 +287,7 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let permit = self.breaker.permit();
-        if permit == Permit::Refuse {
-            self.short_circuited.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::CircuitOpen);
-        }
-        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit()?;
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let result = match pooled {
             Some(c) => Ok(c),
@@ -386,11 +311,28 @@ impl RedisStore {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     self.drop_idle();
                 }
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure(permit);
-                Err(StoreError::Redis(e))
+                Err(self.failed(permit, e))
             }
         }
+    }
+
+    /// What the breaker permits a call (counted: a call to the network, or one kept off
+    /// it).
+    fn permit(&self) -> Result<Permit, StoreError> {
+        let permit = self.breaker.permit();
+        if permit == Permit::Refuse {
+            self.short_circuited.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::CircuitOpen);
+        }
+        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// Counts a call under `permit` that failed with `e`, and tells the breaker.
+    fn failed(&self, permit: Permit, e: redis::RedisError) -> StoreError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.breaker.failure(permit);
+        StoreError::Redis(e)
     }
 
     #[cfg(feature = "tokio")]
@@ -417,12 +359,7 @@ impl RedisStore {
         &self,
         inv: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let permit = self.breaker.permit();
-        if permit == Permit::Refuse {
-            self.short_circuited.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::CircuitOpen);
-        }
-        self.network_calls.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit()?;
         let cached = || {
             self.async_conn
                 .lock()
@@ -453,10 +390,8 @@ impl RedisStore {
                 Ok(v)
             }
             Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                self.breaker.failure(permit);
                 *self.async_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Err(StoreError::Redis(e))
+                Err(self.failed(permit, e))
             }
         }
     }
@@ -469,6 +404,25 @@ impl RedisStore {
         self.with_conn(|c| inv.invoke(c))
     }
 
+    /// Invokes a prepared script and parses its reply (of type `R`) with `parse`.
+    pub(crate) fn call<R: FromRedisValue, T>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        parse: impl FnOnce(&R) -> Result<T, ReplyError>,
+    ) -> Result<T, StoreError> {
+        Ok(parse(&self.invoke::<R>(inv)?)?)
+    }
+
+    /// [`call`](Self::call) on the async (tokio) path.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn call_async<R: FromRedisValue, T>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+        parse: impl FnOnce(&R) -> Result<T, ReplyError>,
+    ) -> Result<T, StoreError> {
+        Ok(parse(&self.invoke_async::<R>(inv).await?)?)
+    }
+
     /// Whether Redis answers `PING` (through the breaker).
     pub fn ping(&self) -> bool {
         self.with_conn(|c| redis::cmd("PING").query::<String>(c))
@@ -477,7 +431,7 @@ impl RedisStore {
 
     /// The `now` argument of the scripts: `""` on the server's clock, else `now_ns` in
     /// microseconds; and the extra time to live of the keys written.
-    pub(crate) fn clock_args(&self, now_ns: u64) -> (String, u64) {
+    pub(crate) fn clock_args(&self, now_ns: u64) -> ClockArgs {
         match self.config.clock {
             ClockSource::Server => (String::new(), 0),
             ClockSource::Caller => ((now_ns / 1000).to_string(), CALLER_CLOCK_EXTRA_TTL_MS),

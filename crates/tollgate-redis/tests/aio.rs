@@ -1,12 +1,14 @@
 //! The async (tokio) path: many tasks on one multiplexed connection decide exactly like
-//! the blocking path, undo gives back, and an outage falls back to the local limiter
-//! through the same breaker. On one server and on a 3-node cluster.
+//! the blocking path, undo gives back, and an outage is reported through the same
+//! breaker (the engine's failure policy then decides: its local fallback limiter). On
+//! one server and on a 3-node cluster.
 
 use std::sync::Arc;
 
-use tollgate::backend::{LimitBackend, LimitKey};
+use tollgate::backend::{BackendError, LimitBackend, LimitKey};
 use tollgate::core::Rate;
 use tollgate::policy::{Attr, LimitSpec};
+use tollgate::{Engine, Policy, Request};
 use tollgate_redis::testing::{RedisCluster, RedisServer};
 use tollgate_redis::{BreakerConfig, RedisBackend, RedisConfig, RedisFactory, RedisStore};
 
@@ -19,6 +21,17 @@ fn backend(config: RedisConfig, name: &str) -> (Arc<RedisBackend>, Arc<RedisStor
         .backend(&spec, rate)
         .unwrap();
     (Arc::new(b), store)
+}
+
+/// An engine with the same limit on `store` (the failure policy is the engine's).
+fn engine(store: &Arc<RedisStore>, name: &str) -> Engine {
+    let policy = format!(
+        "version = 1\n[[limit]]\nname = \"{name}\"\nkey = [\"company\"]\nrate = \"50/day\"\nbackend = \"redis\"\n"
+    );
+    Engine::builder(Policy::from_toml(&policy).unwrap().0)
+        .backend("redis", Arc::new(RedisFactory::new(Arc::clone(store))))
+        .build()
+        .unwrap()
 }
 
 /// 8 tasks x 20 acquires of one key: exactly the limit is allowed.
@@ -78,14 +91,27 @@ async fn async_tasks_share_one_connection_and_never_exceed_the_limit() {
     b.undo_async(&k2, u.unwrap(), 0).await;
     assert_eq!(b.peek_async(&k2, 50, 0).await.unwrap().remaining, 0);
     assert!(b.peek_async(&k2, 50, 0).await.unwrap().allowed());
-    // An outage: the local fallback decides, and the breaker keeps later calls local.
+    // An outage: the backend reports it (the engine's failure policy decides), and the
+    // breaker keeps later calls off the network.
+    let e = engine(&store, "aio");
     server.kill();
     let before = store.stats().network_calls;
     for _ in 0..20 {
-        assert!(b.acquire_async(&k2, 1, 0).await.unwrap().0.allowed());
+        assert!(matches!(
+            b.acquire_async(&k2, 1, 0).await,
+            Err(BackendError::Unavailable(_))
+        ));
     }
     assert_eq!(store.stats().network_calls - before, 1);
     assert_eq!(store.stats().short_circuited, 19);
+    // Through the engine (the blocking path, the same breaker): the local fallback
+    // decides, and allows.
+    for _ in 0..20 {
+        let d = e.decide(&Request::new().company("globex"));
+        assert!(d.allowed() && d.degraded, "{d:?}");
+    }
+    assert_eq!(store.stats().network_calls - before, 1);
+    assert_eq!(store.stats().short_circuited, 39);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

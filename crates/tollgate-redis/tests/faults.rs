@@ -385,3 +385,35 @@ rate = "1/h"
     assert_eq!(left, 1, "3 - 1 taken - the peek's own unit");
     assert_eq!(factory.stats().lost_undos, 0);
 }
+
+/// The policy file's `on_failure` for a limit wins over the factory's options: the
+/// engine applies it, and counts it per limit.
+#[test]
+fn the_policy_files_on_failure_wins_over_the_options() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let s = store(&server, LONG);
+    let factory = Arc::new(RedisFactory::new(Arc::clone(&s)).options(LimitOptions {
+        failure: FailurePolicy::Fallback,
+        ..LimitOptions::default()
+    }));
+    let (policy, _) = Policy::from_toml(&LIMITS.replace(
+        "backend = \"redis\"",
+        "backend = \"redis\"\non_failure = \"closed\"",
+    ))
+    .unwrap();
+    let e = Engine::builder(policy)
+        .backend(
+            "redis",
+            Arc::clone(&factory) as Arc<dyn tollgate::BackendFactory>,
+        )
+        .build()
+        .unwrap();
+    assert_eq!(decide(&e, "acme"), Reason::Allowed);
+    server.kill();
+    for _ in 0..3 {
+        assert_eq!(decide(&e, "acme"), Reason::Unavailable);
+    }
+    assert_eq!((factory.stats().failures, factory.stats().fallback), (3, 0));
+}

@@ -1,0 +1,70 @@
+//! A limit's options on Redis ([`LimitOptions`]), among them its default failure policy.
+
+use tollgate::policy::FailurePolicy;
+
+/// Per-limit options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitOptions {
+    /// What the engine answers when Redis cannot decide (see [`FailurePolicy`]; the
+    /// backend only reports [`Unavailable`](tollgate::backend::BackendError::Unavailable)).
+    /// The limit's `on_failure` in the policy file, when set, wins.
+    pub failure: FailurePolicy,
+    /// Remember keys Redis denied until their `retry_after` passes, and deny them
+    /// locally meanwhile without asking Redis (off by default). It never allows a
+    /// request Redis would deny: it only denies, and only requests at least as costly as
+    /// the one Redis denied, before the time Redis said to wait (measured from when the
+    /// denied request was *sent*, so the cache expires no later than Redis's answer).
+    /// It may deny a request Redis would allow when capacity came back early (another
+    /// instance's undo, a reset or a raised limit).
+    pub over_limit_cache: bool,
+    /// Keys the engine's fallback limiter ([`FailurePolicy::Fallback`]) and the
+    /// over-limit cache hold (default 65,536; at least 64).
+    pub local_capacity: usize,
+}
+
+impl Default for LimitOptions {
+    fn default() -> Self {
+        LimitOptions {
+            failure: FailurePolicy::Fallback,
+            over_limit_cache: false,
+            local_capacity: 65_536,
+        }
+    }
+}
+
+impl LimitOptions {
+    /// The policy in force for a limit whose policy file says `on_failure` (`None`:
+    /// not set): the file's, else these options'.
+    pub(crate) fn failure_for(&self, on_failure: Option<FailurePolicy>) -> FailurePolicy {
+        on_failure.unwrap_or(self.failure)
+    }
+
+    /// [`local_capacity`](Self::local_capacity), at least 64.
+    pub(crate) fn local_keys(&self) -> usize {
+        self.local_capacity.max(64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_file_wins() {
+        let o = LimitOptions {
+            failure: FailurePolicy::Open,
+            ..LimitOptions::default()
+        };
+        assert_eq!(o.failure_for(None), FailurePolicy::Open);
+        assert_eq!(
+            o.failure_for(Some(FailurePolicy::Closed)),
+            FailurePolicy::Closed
+        );
+        assert_eq!(LimitOptions::default().failure, FailurePolicy::Fallback);
+        let small = LimitOptions {
+            local_capacity: 3,
+            ..LimitOptions::default()
+        };
+        assert_eq!(small.local_keys(), 64);
+    }
+}
