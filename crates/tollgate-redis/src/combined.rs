@@ -100,8 +100,6 @@ impl CombinedBackend for RedisCombined {
         quota: Option<&QuotaCall<'_>>,
         now: u64,
     ) -> Option<CombinedDecision> {
-        // A new request: what a failed attempt of an earlier one left is stale.
-        RedisQuota::forget_failed();
         let backends = limits
             .iter()
             .map(|c| {
@@ -165,14 +163,11 @@ impl CombinedBackend for RedisCombined {
                 drop(counting);
                 // Every limit reports it; the engine applies their failure policies in
                 // order, then (if they allowed) the quota's, without a second attempt.
-                let out = CombinedDecision {
+                return Some(CombinedDecision {
                     limits: backends.iter().map(|b| Err(b.unavailable(&e))).collect(),
                     quota: None,
-                };
-                if let Some((q, rq, _)) = &quota {
-                    rq.failed_attempt(q.key, q.cost, now, e);
-                }
-                return Some(out);
+                    failed: Some(e.to_string()),
+                });
             }
         };
         if let Some(CountReply::MissingShare) = reply.quota {

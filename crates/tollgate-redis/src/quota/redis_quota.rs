@@ -18,7 +18,7 @@ use super::types::{Call, CounterId, Counters, QuotaOptions, QuotaStats, Reseeded
 use crate::keys;
 use crate::script::calls;
 use crate::script::reply::CountReply;
-use crate::store::{RedisStore, StoreError};
+use crate::store::RedisStore;
 
 /// The fleet's quota on Redis: register it with
 /// [`EngineBuilder::quota_store`](tollgate::EngineBuilder::quota_store). See the
@@ -35,8 +35,6 @@ pub struct RedisQuota {
     pub(super) counters: Counters,
     nonce: u64,
     seq: AtomicU64,
-    /// Tells this store apart from others in this process (see `prepared.rs`).
-    pub(super) uid: u64,
 }
 
 impl fmt::Debug for RedisQuota {
@@ -49,22 +47,11 @@ impl fmt::Debug for RedisQuota {
     }
 }
 
-/// The charge of a call of `cost` on a counter at `used`, against target `t`'s hard
-/// cap.
-// TODO(lead): QuotaTarget::admit
-fn admit(t: &QuotaTarget, used: u64, cost: u64) -> SharedCharge {
-    if t.hard_cap.is_some_and(|cap| used + cost > cap) {
-        SharedCharge::Refused { used }
-    } else {
-        counted(used, cost)
-    }
-}
-
 /// A call of `cost` counted on a counter at `used`.
 fn counted(used: u64, cost: u64) -> SharedCharge {
     SharedCharge::Counted {
         prev: used,
-        used: used + cost,
+        used: used.saturating_add(cost),
     }
 }
 
@@ -72,7 +59,6 @@ impl RedisQuota {
     /// The quota of instance `instance` (stable across restarts, unique in the fleet)
     /// on `store`.
     pub fn new(store: Arc<RedisStore>, instance: impl Into<String>, options: QuotaOptions) -> Self {
-        static UIDS: AtomicU64 = AtomicU64::new(1);
         RedisQuota {
             store,
             instance: instance.into(),
@@ -83,7 +69,6 @@ impl RedisQuota {
             counters: Counters::default(),
             nonce: RandomState::new().hash_one(std::process::id()),
             seq: AtomicU64::new(0),
-            uid: UIDS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -143,7 +128,7 @@ impl RedisQuota {
             let charge = if over_cap {
                 counted(est, cost)
             } else {
-                admit(t, est, cost)
+                t.admit(est, cost)
             };
             if let SharedCharge::Counted { .. } = charge {
                 l.pending += cost;
@@ -157,7 +142,7 @@ impl RedisQuota {
     pub(super) fn on_failure<R>(
         &self,
         call: &Call<'_>,
-        e: &StoreError,
+        e: &dyn std::fmt::Display,
         rec: &impl Fn(SharedCharge) -> Result<R, QuotaError>,
     ) -> Result<R, QuotaError> {
         match self.options.failure {
@@ -208,10 +193,10 @@ impl RedisQuota {
         key: &str,
         cost: u64,
         now: u64,
+        failed: Option<&str>,
         rec: impl Fn(&Ledger, SharedCharge) -> Result<R, QuotaError>,
     ) -> Result<R, QuotaError> {
         let rec = |c| rec(ledger, c);
-        let failed = self.take_failed(key, cost, now);
         let t = ledger.target(key, i128::from(now))?;
         let id: CounterId = (t.company.clone(), t.period_start);
         let call = Call {
@@ -220,8 +205,8 @@ impl RedisQuota {
             t: &t,
         };
         // The combined request's one attempt failed for this very call.
-        if let Some(e) = failed {
-            return self.on_failure(&call, &e, &rec);
+        if let Some(why) = failed {
+            return self.on_failure(&call, &why, &rec);
         }
         let (waiting, unsent, due) = self.local.with_target(&id, &t, |l| {
             let due = self
@@ -281,7 +266,23 @@ impl QuotaStore for RedisQuota {
         now: u64,
     ) -> Result<QuotaDecision, QuotaError> {
         let at = i128::from(now);
-        self.decide(ledger, key, cost, now, |l, c| {
+        self.decide(ledger, key, cost, now, None, |l, c| {
+            l.record_shared(key, cost, at, c)
+        })
+    }
+
+    /// The combined request script failed for this request: the quota's failure policy
+    /// answers at once, without a second attempt.
+    fn record_failed(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        why: &str,
+    ) -> Result<QuotaDecision, QuotaError> {
+        let at = i128::from(now);
+        self.decide(ledger, key, cost, now, Some(why), |l, c| {
             l.record_shared(key, cost, at, c)
         })
     }
@@ -296,7 +297,7 @@ impl QuotaStore for RedisQuota {
         now: u64,
     ) -> Result<Reservation, QuotaError> {
         let at = i128::from(now);
-        self.decide(ledger, key, cost, now, |l, c| {
+        self.decide(ledger, key, cost, now, None, |l, c| {
             l.reserve_shared(key, cost, at, c)
         })
     }

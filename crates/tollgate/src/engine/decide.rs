@@ -173,14 +173,15 @@ impl Engine {
         let mut degraded = false;
         // A combined backend's answers stand in for the first limits' acquires (and
         // the quota call's); the rest are asked one by one.
-        let (mut pre_limits, mut pre_quota) = if self.combined.is_empty() || !c.remote_limits {
-            (None, None)
-        } else {
-            match self.combined_decision(&c, req, class, now) {
-                Some(d) => (Some(d.limits.into_iter()), d.quota),
-                None => (None, None),
-            }
-        };
+        let (mut pre_limits, mut pre_quota, store_failed) =
+            if self.combined.is_empty() || !c.remote_limits {
+                (None, None, None)
+            } else {
+                match self.combined_decision(&c, req, class, now) {
+                    Some(d) => (Some(d.limits.into_iter()), d.quota, d.failed),
+                    None => (None, None, None),
+                }
+            };
         for (i, l) in c.limits.iter().enumerate() {
             if !l.spec.applies_to(class) {
                 continue;
@@ -266,9 +267,10 @@ impl Engine {
             let key = req.get(&q.attr);
             let result = match (key, pre_quota.take()) {
                 (_, Some(r)) => r,
-                (Some(key), None) => match &self.quota_store {
-                    None => ledger.record(key, q.cost, i128::from(now)),
-                    Some(store) => store.record(ledger, key, q.cost, now),
+                (Some(key), None) => match (&self.quota_store, &store_failed) {
+                    (None, _) => ledger.record(key, q.cost, i128::from(now)),
+                    (Some(store), None) => store.record(ledger, key, q.cost, now),
+                    (Some(store), Some(why)) => store.record_failed(ledger, key, q.cost, now, why),
                 },
                 (None, None) => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };

@@ -26,6 +26,22 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         now: u64,
     ) -> Result<tollgate_quota::QuotaDecision, QuotaError>;
 
+    /// Records a call like [`record`](Self::record) when the store was just found
+    /// unreachable during the same request (`why`: a [`CombinedBackend`] said so in
+    /// [`CombinedDecision::failed`]): a store answers by its failure policy without a
+    /// second attempt. The default asks [`record`](Self::record).
+    fn record_failed(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        why: &str,
+    ) -> Result<tollgate_quota::QuotaDecision, QuotaError> {
+        let _ = why;
+        self.record(ledger, key, cost, now)
+    }
+
     /// Reserves `cost` for a call whose final cost is known only afterwards, like
     /// [`Ledger::reserve`] (the default), which it counts at once in the store.
     fn reserve(
@@ -116,6 +132,11 @@ pub struct CombinedDecision {
     /// quota to the engine. Only with an answer for every limit, all of them allowed or
     /// shadow limits.
     pub quota: Option<Result<tollgate_quota::QuotaDecision, QuotaError>>,
+    /// The store could not be reached (why): every limit it answered is
+    /// [`BackendError::Unavailable`] (the engine applies their failure policies), and
+    /// the engine's quota call for this request, if it gets that far, goes to
+    /// [`QuotaStore::record_failed`] instead of asking the store again.
+    pub failed: Option<String>,
 }
 
 /// Decides a request's limits, and possibly its quota call, in one step: a remote store
