@@ -866,6 +866,54 @@ fn warm_parsers_agree_with_fresh_ones() {
     }
 }
 
+#[test]
+fn same_hour_with_a_numeric_offset() {
+    // The same-hour fast path serves RFC 3339 times at any offset, as it does combined
+    // ones: a warm parser agrees with jiff and with a fresh parser.
+    let rfc = [
+        "2026-11-22T10:00:00+05:30",
+        "2026-11-22T10:17:42.25+05:30",
+        "2026-11-22T10:17:42.25+0530",
+        "2026-11-22T10:59:60-05:30",
+        "2026-11-22T10:30:00-05:30",
+        "2026-11-22T10:30:00Z",
+        "2026-11-22T10:30:00+05:30",
+    ];
+    let mut warm = Parser::with_defaults(Format::JsonLines);
+    for text in rfc {
+        let line = format!(r#"{{"time":"{text}"}}"#);
+        let t = parse(&mut warm, &line).0;
+        let fresh = parse(&mut Parser::with_defaults(Format::JsonLines), &line).0;
+        assert_eq!(t, fresh, "{text}");
+        let jiff_text = text.replace("+0530", "+05:30").replace(":60-", ":59-");
+        assert_eq!(t, jiff_nanos(&jiff_text), "{text}");
+    }
+    for bad in ["2026-11-22T10:30:00+05:60", "2026-11-22T10:30:00+05:3"] {
+        let line = format!(r#"{{"time":"{bad}"}}"#);
+        assert_eq!(err(&mut warm, &line).kind, LineErrorKind::InvalidTime, "{bad}");
+    }
+}
+
+#[test]
+fn more_than_64_query_attributes() {
+    // Query attributes are looked up 64 at a time; those past the 64th get the first
+    // parameter of their name like the others.
+    let spec: Vec<String> = (0..70).map(|k| format!("q{k}=query:p{k}")).collect();
+    let mut p = combined(&spec.join(","));
+    let query: Vec<String> = (0..70)
+        .rev()
+        .map(|k| format!("p{k}=v{k}%20x&p{k}=second"))
+        .collect();
+    let line = format!(
+        r#"h - - [10/Oct/2000:13:55:36 -0700] "GET /a?{}#p1=frag HTTP/1.0" 200 1"#,
+        query.join("&")
+    );
+    let r = p.parse(&line).unwrap();
+    for k in 0..70 {
+        assert_eq!(r.get(&format!("q{k}")), Some(&*format!("v{k} x")), "q{k}");
+    }
+}
+
 fn json_mapping_parser() -> Parser {
     json("n=n,user=user,company=company,long=a_rather_long_name")
 }
