@@ -29,7 +29,7 @@ impl std::error::Error for MappingError {}
 pub enum LineErrorKind {
     /// The line is empty or only whitespace; callers usually skip these silently.
     Blank,
-    /// The bytes given to [`Parser::parse_bytes`] are not UTF-8.
+    /// The bytes given to [`Parser::parse_bytes`](crate::log::Parser::parse_bytes) are not UTF-8.
     InvalidUtf8,
     /// The line does not have the shape of the format (bad JSON, missing field,
     /// unterminated quote...).

@@ -358,8 +358,7 @@ fn json_val(line: &str, value: JsonVal, buf: &mut String) -> Result<Val, LineErr
         JsonVal::Str(s, e, false) | JsonVal::Num(s, e) => Val::line(s, e),
         JsonVal::Str(s, e, true) => {
             let start = buf.len();
-            unescape_json(&line[s..e], buf)
-                .map_err(|why| LineError::syntax_at(why, s))?;
+            unescape_json(&line[s..e], buf).map_err(|why| LineError::syntax_at(why, s))?;
             Val::buf(start, buf.len())
         }
         JsonVal::True => Val::TRUE,

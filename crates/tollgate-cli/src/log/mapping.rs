@@ -235,7 +235,7 @@ impl fmt::Display for EpochUnit {
 ///
 /// Build one in code ([`Mapping::new`], [`Mapping::defaults`], then [`Mapping::set`]) or
 /// from a [spec string](super#mapping-spec) with [`Mapping::parse`]. Attributes keep the
-/// order in which they were first set; a [`Record`] lists them in that order.
+/// order in which they were first set; a [`Record`](crate::log::Record) lists them in that order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
     format: Format,

@@ -134,7 +134,6 @@ impl Val {
     }
 }
 
-
 /// What the scan of a line found: for each attribute slot where its value is, and the
 /// buffer of decoded values that those spans may point into. All absent between lines.
 #[derive(Debug)]

@@ -890,7 +890,11 @@ fn same_hour_with_a_numeric_offset() {
     }
     for bad in ["2026-11-22T10:30:00+05:60", "2026-11-22T10:30:00+05:3"] {
         let line = format!(r#"{{"time":"{bad}"}}"#);
-        assert_eq!(err(&mut warm, &line).kind, LineErrorKind::InvalidTime, "{bad}");
+        assert_eq!(
+            err(&mut warm, &line).kind,
+            LineErrorKind::InvalidTime,
+            "{bad}"
+        );
     }
 }
 

@@ -55,7 +55,12 @@ pub(super) fn span_val(span: Option<(usize, usize)>) -> Val {
 
 /// A quoted referer or user agent: absent if missing or `-`; decoded if it has escapes
 /// and decodes to UTF-8, otherwise as written.
-pub(super) fn quoted_val(line: &str, q: Option<Quoted>, buf: &mut String, scratch: &mut Vec<u8>) -> Val {
+pub(super) fn quoted_val(
+    line: &str,
+    q: Option<Quoted>,
+    buf: &mut String,
+    scratch: &mut Vec<u8>,
+) -> Val {
     let Some(q) = q else { return Val::ABSENT };
     let raw = &line[q.start..q.end];
     if raw == "-" || raw.is_empty() {

@@ -34,12 +34,14 @@ fn skip_ws_from(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-
-
 /// Scans the value at `b[i..]`; returns it and the index after it. Numbers and
 /// literals are checked only when `checked` (the value is used).
 #[inline(always)]
-pub(super) fn scan_json_value(b: &[u8], i: usize, checked: bool) -> Result<(JsonVal, usize), LineError> {
+pub(super) fn scan_json_value(
+    b: &[u8],
+    i: usize,
+    checked: bool,
+) -> Result<(JsonVal, usize), LineError> {
     match b.get(i) {
         Some(b'"') => {
             let (end, escaped) = closing_quote(b, i + 1)
@@ -67,7 +69,6 @@ pub(super) fn scan_json_value(b: &[u8], i: usize, checked: bool) -> Result<(Json
         Some(_) => Err(LineError::syntax_at("invalid value", i)),
     }
 }
-
 
 /// The end of the JSON number starting at `b[i]`, following the JSON grammar.
 fn json_number_end(b: &[u8], mut i: usize) -> Option<usize> {
