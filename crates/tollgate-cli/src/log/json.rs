@@ -65,6 +65,7 @@ impl JsonScanner {
     }
 
     /// Scans a JSON line: the values of mapped fields go to `out`; returns its time.
+    #[inline]
     pub(super) fn scan(
         &mut self,
         line: &str,
@@ -264,6 +265,7 @@ impl JsonScanner {
     }
 
     /// The time of a JSON line from the value of its time field.
+    #[inline]
     fn json_time(
         &mut self,
         line: &str,

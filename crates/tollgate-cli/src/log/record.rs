@@ -17,6 +17,7 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The record of a line at `time`: `attrs`, whose list goes back to `home` when the
     /// record is dropped.
+    #[inline]
     pub(super) fn new(
         time_unix_nanos: i128,
         attrs: Vec<(&'a str, &'a str)>,

@@ -260,6 +260,7 @@ impl Layout for ClfTime {
 
 /// The time of `b`, a text in layout `L`, in Unix nanoseconds; on an error, why (to
 /// follow the quoted text in a message).
+#[inline]
 pub(super) fn parse_time<L: Layout>(day: &mut DayCache, b: &[u8]) -> Result<i128, &'static str> {
     if let Some(t) = day.same_hour::<L>(b) {
         return Ok(t);
@@ -289,6 +290,7 @@ pub(super) fn parse_time<L: Layout>(day: &mut DayCache, b: &[u8]) -> Result<i128
 }
 
 /// A JSON time string: RFC 3339, or a number of `unit`s since the epoch.
+#[inline]
 pub(super) fn parse_text_time(
     day: &mut DayCache,
     text: &str,
@@ -302,6 +304,7 @@ pub(super) fn parse_text_time(
 }
 
 /// The bracketed time of a combined line.
+#[inline]
 pub(super) fn parse_clf_time(day: &mut DayCache, text: &str) -> Result<i128, LineError> {
     parse_time::<ClfTime>(day, text.as_bytes()).map_err(|why| time_error(text, why))
 }

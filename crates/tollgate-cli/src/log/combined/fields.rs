@@ -49,12 +49,14 @@ pub(super) fn dash_absent(line: &str, (s, e): (usize, usize)) -> Val {
 }
 
 /// A span of the line, if any.
+#[inline]
 pub(super) fn span_val(span: Option<(usize, usize)>) -> Val {
     span.map_or(Val::ABSENT, |(s, e)| Val::line(s, e))
 }
 
 /// A quoted referer or user agent: absent if missing or `-`; decoded if it has escapes
 /// and decodes to UTF-8, otherwise as written.
+#[inline]
 pub(super) fn quoted_val(
     line: &str,
     q: Option<Quoted>,

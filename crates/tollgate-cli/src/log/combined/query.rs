@@ -6,6 +6,7 @@ use super::super::record::Val;
 /// The query parameters of `line[s..e]` (a query, then maybe `#` and a fragment) that the
 /// attributes `queries` (slot in `vals`, parameter name; at most 64 of them) read: the
 /// first parameter of each name, in one pass over the query.
+#[inline]
 pub(super) fn query_params(
     line: &str,
     (s, e): (usize, usize),

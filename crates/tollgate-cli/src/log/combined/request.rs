@@ -27,6 +27,7 @@ pub(super) struct Request {
 }
 
 /// Splits `line[start..end]`, a request line `METHOD TARGET [PROTOCOL]`.
+#[inline]
 pub(super) fn split_request(line: &str, start: usize, end: usize) -> Result<Request, LineError> {
     let text = &line[start..end];
     let mut req = Request::default();
@@ -82,6 +83,7 @@ pub(super) fn split_request(line: &str, start: usize, end: usize) -> Result<Requ
 }
 
 /// The 0-based `n`th `/`-separated segment of the path `line[s..e]`; absent if empty.
+#[inline]
 pub(super) fn path_segment(line: &str, s: usize, e: usize, n: usize) -> Val {
     let b = &line.as_bytes()[..e];
     let mut start = if b.get(s) == Some(&b'/') { s + 1 } else { s };
