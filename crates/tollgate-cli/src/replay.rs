@@ -131,28 +131,14 @@ fn key_label(engine_key: &[Attr], record: &Request<'_>) -> String {
 pub fn request<'r>(record: &'r Record<'_>) -> Request<'r> {
     let mut r = Request::new();
     for &(name, value) in record.attrs() {
-        set_attr(&mut r, name, value);
+        // The engine's fields by the engine's one table of names; any other name is a
+        // host attribute, looked up by name among all of them.
+        r.set(name, value);
     }
-    // Host attributes are looked up by name among all of them.
     r.attrs = record.attrs();
     let t = record.time_unix_nanos;
     r.now = Some(u64::try_from(t.max(0)).unwrap_or(u64::MAX));
     r
-}
-
-/// Sets the request attribute `name` (one of the engine's named attributes) to `value`;
-/// other names are host attributes, which the engine finds in `Request::attrs`.
-fn set_attr<'r>(r: &mut Request<'r>, name: &str, value: &'r str) {
-    match name {
-        "token" => r.token = Some(value),
-        "tenant" => r.tenant = Some(value),
-        "user" => r.user = Some(value),
-        "company" => r.company = Some(value),
-        "client" => r.client = Some(value),
-        "route" => r.route = Some(value),
-        "method" => r.method = Some(value),
-        _ => {}
-    }
 }
 
 /// Replays `input` through `engine`. `progress` is called about four times a second with
