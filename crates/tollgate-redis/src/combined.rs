@@ -166,7 +166,9 @@ impl CombinedBackend for RedisCombined {
                 return Some(CombinedDecision {
                     limits: backends.iter().map(|b| Err(b.unavailable(&e))).collect(),
                     quota: None,
-                    failed: Some(e.to_string()),
+                    // Only a quota call this script carried has had its attempt; one it
+                    // did not carry (calls waiting to be flushed first) is asked as usual.
+                    failed: quota.as_ref().map(|_| e.to_string()),
                 });
             }
         };

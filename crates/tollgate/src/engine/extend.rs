@@ -132,10 +132,11 @@ pub struct CombinedDecision {
     /// quota to the engine. Only with an answer for every limit, all of them allowed or
     /// shadow limits.
     pub quota: Option<Result<tollgate_quota::QuotaDecision, QuotaError>>,
-    /// The store could not be reached (why): every limit it answered is
-    /// [`BackendError::Unavailable`] (the engine applies their failure policies), and
-    /// the engine's quota call for this request, if it gets that far, goes to
-    /// [`QuotaStore::record_failed`] instead of asking the store again.
+    /// The store could not be reached while deciding the request's quota call too
+    /// (why): every limit it answered is [`BackendError::Unavailable`] (the engine
+    /// applies their failure policies), and the engine's quota call for this request,
+    /// if it gets that far, goes to [`QuotaStore::record_failed`] instead of asking the
+    /// store again. `None` when the quota call was not part of the failed attempt.
     pub failed: Option<String>,
 }
 
