@@ -63,6 +63,7 @@ impl fmt::Display for Refused {
             }
             Reason::Limited => "rate limited, and waiting does not help",
             Reason::Allowed => "allowed",
+            _ => "refused by the engine",
         };
         write!(f, "refused ({}): {why}", self.0.reason)
     }

@@ -256,7 +256,8 @@ fn drain(engine: &Engine, report: &mut ReplayReport) {
         match e {
             Event::Quota(q) => report.notices.push(q),
             Event::Revoked { key, .. } => report.revoked.push(key),
-            Event::Restored { .. } => {}
+            // Restorations (and events added later) are not part of the report.
+            _ => {}
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct Undo {
 
 /// Why a backend could not decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackendError {
     /// The cost exceeds the limit's capacity: the request can never pass.
     CannotPass(InsufficientCapacity),

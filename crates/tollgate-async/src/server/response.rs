@@ -17,6 +17,8 @@ pub fn refusal_status(reason: Reason) -> StatusCode {
         }
         Reason::Revoked | Reason::UnknownKey => StatusCode::FORBIDDEN,
         Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // A reason added later: refused, and not the client's fault to retry blindly.
+        _ => StatusCode::FORBIDDEN,
     }
 }
 

@@ -10,6 +10,7 @@ pub(super) const NEVER: u64 = u64::MAX;
 
 /// Why a request was allowed or refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reason {
     /// Allowed.
     Allowed,

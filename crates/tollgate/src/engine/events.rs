@@ -4,6 +4,7 @@ use tollgate_quota::{KeyRef, QuotaEvent};
 
 /// Something the host should act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A quota notice (early warning or overage) to turn into an email.
     Quota(QuotaEvent),
