@@ -7,7 +7,8 @@ use tollgate::{Engine, PolicyWarning, ReloadReport};
 
 use crate::convert::{engine_fail, path, policy_from_text, report_to_c};
 use crate::guard::{guard, non_null_mut, text, Outcome};
-use crate::handle::{handle, EngineHandle};
+use crate::handle::EngineHandle;
+use crate::ownership::try_ref_from_ptr;
 use crate::types::{tollgate_engine, tollgate_reload_report, tollgate_result};
 
 /// Records a reload's outcome: its warnings and notes, and the report for the caller.
@@ -44,8 +45,9 @@ pub unsafe extern "C" fn tollgate_engine_reload_toml(
     out: *mut tollgate_reload_report,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         // SAFETY: the caller's promise.
         let text = unsafe { text(policy, len, "policy") }?;
         let (policy, warnings) = policy_from_text(text)?;
@@ -68,8 +70,9 @@ pub unsafe extern "C" fn tollgate_engine_reload_file(
     out: *mut tollgate_reload_report,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         // SAFETY: the caller's promise.
         let path = unsafe { self::path(path, path_len) }?;
         let (report, warnings) = h.engine.reload_file(&path).map_err(engine_fail)?;
@@ -91,8 +94,9 @@ unsafe fn with_value(
     op: impl FnOnce(&Engine, &str) -> bool,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         if out_required {
             non_null_mut(out, "out")?;
         }

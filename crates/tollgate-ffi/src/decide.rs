@@ -7,7 +7,7 @@ use crate::convert::{
     attr_slice, decision_to_c, field_values, fill_attrs, request_fields, request_of, Fields, Others,
 };
 use crate::guard::{guard, non_null, non_null_mut, Fail};
-use crate::handle::handle;
+use crate::ownership::try_ref_from_ptr;
 use crate::types::{
     tollgate_attr, tollgate_decision, tollgate_engine, tollgate_request, tollgate_result,
     TOLLGATE_CLASS_COST,
@@ -37,8 +37,9 @@ pub unsafe extern "C" fn tollgate_engine_decide(
     out: *mut tollgate_decision,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         let out = non_null_mut(out, "out")?;
         // SAFETY: the caller's promise.
         let attrs = unsafe { attr_slice(attrs, attrs_len) }?;
@@ -80,8 +81,9 @@ pub unsafe extern "C" fn tollgate_engine_decide_request(
     out: *mut tollgate_decision,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         let r = non_null(request, "request")?;
         if !r.is_aligned() {
             return Err(Fail::new(

@@ -6,7 +6,8 @@ use std::ffi::c_char;
 use tollgate::Event;
 
 use crate::guard::{guard, non_null_mut, write_text};
-use crate::handle::{engine_text, handle};
+use crate::handle::engine_text;
+use crate::ownership::try_ref_from_ptr;
 use crate::types::{tollgate_engine, tollgate_result};
 
 /// An event as one JSON object: quota notices
@@ -65,8 +66,9 @@ pub unsafe extern "C" fn tollgate_engine_next_event(
     out_n: *mut usize,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         non_null_mut(out_n, "out_n")?;
         let mut pending = h.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.is_none() {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tollgate::{Engine, PolicyWarning};
 
 use crate::convert::{engine_fail, path, policy_from_text};
-use crate::guard::{guard, non_null_mut, text, write_text, Fail};
+use crate::guard::{guard, non_null_mut, text, write_text};
 use crate::ownership::{free_box, to_boxed_ptr, try_ref_from_ptr, Castable, OwnedBox};
 use crate::types::{tollgate_engine, tollgate_result};
 
@@ -63,15 +63,6 @@ unsafe fn hand_over(engine: Engine, warnings: Vec<PolicyWarning>, out: *mut *mut
     // - the caller checked `out` and promises it is writable;
     // - the handle is released by tollgate_engine_free().
     unsafe { out.write(to_boxed_ptr::<tollgate_engine>(handle)) };
-}
-
-/// The engine behind a handle.
-///
-/// # Safety
-/// `p`, if non-null, must come from tollgate_engine_from_* and not be freed yet.
-pub(crate) unsafe fn handle<'a>(p: *const tollgate_engine) -> Result<&'a EngineHandle, Fail> {
-    // SAFETY: forwarded from the caller (a live handle; shared access only).
-    unsafe { try_ref_from_ptr(p) }
 }
 
 /// Builds an engine from policy text (TOML, `version = 1`). On success `*out` receives
@@ -176,8 +167,9 @@ pub(crate) unsafe fn engine_text(
     text: impl FnOnce(&EngineHandle) -> String,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         let text = text(h);
         // SAFETY: the caller's promises.
         unsafe { write_text(&text, buf, len, out_n) }

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 
 use crate::convert::{decision_from_c, header_from_c};
 use crate::guard::{guard, non_null, write_text, Fail};
-use crate::handle::handle;
+use crate::ownership::try_ref_from_ptr;
 use crate::types::{tollgate_decision, tollgate_engine, tollgate_header, tollgate_result};
 
 /// Copies the value of one response header for `decision` (a tollgate_header:
@@ -28,8 +28,9 @@ pub unsafe extern "C" fn tollgate_engine_header(
     out_n: *mut usize,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         // SAFETY: non-null, and the caller promises a readable decision.
         let d = decision_from_c(unsafe { &*non_null(decision, "decision")? })?;
         let headers = h.engine.headers(&d);

@@ -43,18 +43,38 @@
 // The exported names follow C's conventions (`tollgate_engine`, `tollgate_result`).
 #![allow(non_camel_case_types)]
 
-// The order of the modules with entry points is the order of the functions in the
-// header (cbindgen reads them in this order): keep it.
-mod admin;
-mod decide;
-mod events;
-mod guard;
-mod handle;
-mod header;
-mod names;
-mod quota;
+// cbindgen writes the header's items in the order it reads the modules, so the
+// modules with C items are declared one per paragraph (rustfmt sorts the lines of one
+// paragraph), in the header's order: keep it.
+
+// Constants, result codes, enums, `#[repr(C)]` structs, opaque handles.
 mod types;
 
+// tollgate_version(), tollgate_abi_version(), tollgate_*_name().
+mod names;
+
+// tollgate_engine_from_toml(), _from_file(), _free(), _warnings().
+mod handle;
+
+// tollgate_engine_decide(), tollgate_engine_decide_request().
+mod decide;
+
+// tollgate_engine_header().
+mod header;
+
+// tollgate_engine_reload_*(), _revoke(), _restore(), _is_revoked().
+mod admin;
+
+// tollgate_engine_next_event(), tollgate_engine_metrics().
+mod events;
+
+// tollgate_last_error(), and the boundary every entry point goes through.
+mod guard;
+
+// tollgate_engine_quota_reserve(), tollgate_reservation_commit(), _refund().
+mod quota;
+
+// No C items: C arguments to Rust values and back; handles to boxes and back.
 mod convert;
 mod ownership;
 

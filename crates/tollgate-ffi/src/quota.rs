@@ -8,8 +8,7 @@ use tollgate::{QuotaSettler, QuotaStatus};
 
 use crate::convert::quota_to_c;
 use crate::guard::{guard, non_null_mut, text, Fail};
-use crate::handle::handle;
-use crate::ownership::{to_box, to_boxed_ptr, Castable, OwnedBox};
+use crate::ownership::{to_box, to_boxed_ptr, try_ref_from_ptr, Castable, OwnedBox};
 use crate::types::{
     tollgate_commit_outcome, tollgate_engine, tollgate_quota_status, tollgate_reservation,
     tollgate_result, TOLLGATE_ENGINE_CLOCK,
@@ -63,8 +62,9 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
     out_status: *mut tollgate_quota_status,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         let out = non_null_mut(out, "out")?;
         let out_status = non_null_mut(out_status, "out_status")?;
         // SAFETY: the caller's promise.

@@ -1,5 +1,5 @@
 //! The C types: constants, result codes and enums, the `#[repr(C)]` structs, and the
-//! opaque handles (whose Rust side is tied to them in [`crate::ownership`]).
+//! opaque handles (whose Rust side is tied to them in `ownership`).
 
 use std::ffi::c_char;
 
