@@ -27,412 +27,78 @@
 //! The conventions (results, buffers, ownership, threads) are written at the top of the
 //! header and in the crate's README. From Rust, use the `tollgate` crate directly; the
 //! functions here are `unsafe` because they take raw pointers from C.
+//!
+//! # Modules
+//!
+//! The C API by area, one file each: `types` (constants, result codes, enums, the
+//! `#[repr(C)]` structs and the opaque handles), `names` (versions and names), `handle`
+//! (an engine built, its warnings, released), `decide` (the two decide entry points),
+//! `header` (header values), `admin` (reload, revoke, restore), `events` (events as
+//! JSON, metrics as text), `guard` (the panic boundary, the last error, pointer and
+//! text checks), `quota` (reservations). Beneath them, `convert` turns C arguments into
+//! Rust values and back (the one matcher of attribute names is there), and `ownership`
+//! is the only place that turns a box into a handle pointer and back.
 
 #![deny(missing_docs)]
 // The exported names follow C's conventions (`tollgate_engine`, `tollgate_result`).
 #![allow(non_camel_case_types)]
 
-mod engine;
+// cbindgen writes the header's items in the order it reads the modules, so the
+// modules with C items are declared one per paragraph (rustfmt sorts the lines of one
+// paragraph), in the header's order: keep it.
+
+// Constants, result codes, enums, `#[repr(C)]` structs, opaque handles.
+mod types;
+
+// tollgate_version(), tollgate_abi_version(), tollgate_*_name().
+mod names;
+
+// tollgate_engine_from_toml(), _from_file(), _free(), _warnings().
+mod handle;
+
+// tollgate_engine_decide(), tollgate_engine_decide_request().
+mod decide;
+
+// tollgate_engine_header().
+mod header;
+
+// tollgate_engine_reload_*(), _revoke(), _restore(), _is_revoked().
+mod admin;
+
+// tollgate_engine_next_event(), tollgate_engine_metrics().
+mod events;
+
+// tollgate_last_error(), and the boundary every entry point goes through.
 mod guard;
+
+// tollgate_engine_quota_reserve(), tollgate_reservation_commit(), _refund().
 mod quota;
 
-use std::ffi::c_char;
-
-pub use engine::{
-    tollgate_engine, tollgate_engine_decide, tollgate_engine_decide_request, tollgate_engine_free,
-    tollgate_engine_from_file, tollgate_engine_from_toml, tollgate_engine_header,
-    tollgate_engine_is_revoked, tollgate_engine_metrics, tollgate_engine_next_event,
-    tollgate_engine_reload_file, tollgate_engine_reload_toml, tollgate_engine_restore,
-    tollgate_engine_revoke, tollgate_engine_warnings,
-};
-pub use guard::tollgate_last_error;
-pub use quota::{
-    tollgate_engine_quota_reserve, tollgate_reservation, tollgate_reservation_commit,
-    tollgate_reservation_refund,
-};
-
-/// The library's major version (semantic versioning of the crate).
-pub const TOLLGATE_VERSION_MAJOR: u32 = 0;
-/// The library's minor version.
-pub const TOLLGATE_VERSION_MINOR: u32 = 1;
-/// The library's patch version.
-pub const TOLLGATE_VERSION_PATCH: u32 = 0;
-/// The version of the C ABI this header describes. It changes whenever a function's
-/// signature, a struct's layout or an enum's values change; compare it with
-/// tollgate_abi_version() at start-up to catch a header and library mismatch.
-pub const TOLLGATE_ABI_VERSION: u32 = 1;
-
-/// Pass as `cost` to tollgate_engine_decide() to charge the cost of the request's class
-/// (from its `method` attribute) under each limit, as the policy says.
-pub const TOLLGATE_CLASS_COST: u64 = u64::MAX;
-/// Pass as `now_unix_ns` to decide at the engine's clock (Unix time that never goes
-/// backwards) instead of an explicit time.
-pub const TOLLGATE_ENGINE_CLOCK: u64 = 0;
-/// The `retry_after_ms` of a decision that waiting cannot change (revoked, unknown key,
-/// a cost larger than the limit's capacity).
-pub const TOLLGATE_NEVER: u64 = u64::MAX;
-/// The most attributes one request may carry.
-pub const TOLLGATE_MAX_ATTRS: usize = 32;
-
-/// The result of every fallible function. New codes may be added; values never change.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum tollgate_result {
-    /// Success.
-    Ok = 0,
-    /// A required pointer was NULL (or a NULL buffer was given a non-zero length).
-    NullParameter = 1,
-    /// A string that must be UTF-8 was not.
-    InvalidUtf8 = 2,
-    /// An argument was out of range or inconsistent (an unknown enum value, an empty or
-    /// repeated attribute name, too many attributes, a length beyond `isize`'s range).
-    InvalidArgument = 3,
-    /// The caller's buffer is too small: `*out_n` holds the size needed; nothing was
-    /// written and nothing was lost (call again with a larger buffer).
-    BufferTooSmall = 4,
-    /// The policy could not be read or is invalid (the message names the line, column
-    /// and field).
-    Policy = 5,
-    /// The engine could not be built or reloaded from a valid policy (a limit, the
-    /// quota or its journal could not be set up).
-    Engine = 6,
-    /// No event is waiting.
-    NoEvent = 7,
-    /// The decision has no value for this header.
-    NoValue = 8,
-    /// The policy has no `[quota]`.
-    NoQuota = 9,
-    /// The quota does not know this API key.
-    UnknownKey = 10,
-    /// The key's user is disabled.
-    DisabledUser = 11,
-    /// The quota refused the call for another reason (a time out of range).
-    Quota = 12,
-    /// An internal error: a panic was caught at the boundary. Please report it.
-    Panic = 13,
-}
-
-/// Why a request was allowed or refused (the `reason` of a tollgate_decision).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum tollgate_reason {
-    /// Allowed.
-    Allowed = 0,
-    /// A limit denied it: retry after `retry_after_ms`.
-    Limited = 1,
-    /// Its token is revoked, or its user disabled (HTTP 403).
-    Revoked = 2,
-    /// The company is over its monthly quota's hard cap.
-    QuotaExceeded = 3,
-    /// The quota does not know the API key.
-    UnknownKey = 4,
-    /// Its cost exceeds a limit's capacity: it can never pass.
-    CannotPass = 5,
-    /// A limit could not decide (its key store is full, or its backend is down).
-    Unavailable = 6,
-}
-
-/// The quota's verdict in a decision (`quota.outcome`).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum tollgate_quota_outcome {
-    /// The quota took no part (no quota in the policy, or the request was refused
-    /// before it).
-    None = 0,
-    /// Within the company's monthly limit.
-    Within = 1,
-    /// Over the limit but under the hard cap: served, and the company is notified.
-    OverLimit = 2,
-    /// Over the hard cap: refused, nothing counted.
-    Refused = 3,
-}
-
-/// The response headers of a decision (draft-ietf-httpapi-ratelimit-headers).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum tollgate_header {
-    /// `RateLimit-Policy`, e.g. `"per-token";q=100;w=60`.
-    Policy = 0,
-    /// `RateLimit`, e.g. `"per-token";r=42;t=17`.
-    Ratelimit = 1,
-    /// `Retry-After` in seconds (refused requests that may retry).
-    RetryAfter = 2,
-}
-
-/// What a commit did.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum tollgate_commit_outcome {
-    /// The final cost was recorded.
-    Committed = 0,
-    /// The idempotency key was already committed this period: nothing was counted.
-    Duplicate = 1,
-}
-
-/// One request attribute: a name (`token`, `tenant`, `user`, `company`, `client`,
-/// `route`, `method`, or any name a policy keys on) and its value, as UTF-8 byte strings
-/// with their lengths.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct tollgate_attr {
-    /// The name (not NUL-terminated).
-    pub name: *const c_char,
-    /// The name's length in bytes.
-    pub name_len: usize,
-    /// The value (not NUL-terminated; NULL with length 0 is the empty value).
-    pub value: *const c_char,
-    /// The value's length in bytes.
-    pub value_len: usize,
-}
-
-/// A byte string with its length, for a field of tollgate_request: NULL (with length
-/// 0) when the request has no such attribute; a non-NULL pointer with length 0 is the
-/// empty value.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct tollgate_str {
-    /// The bytes (UTF-8, not NUL-terminated), or NULL for "absent".
-    pub ptr: *const c_char,
-    /// Their length in bytes (0 when `ptr` is NULL).
-    pub len: usize,
-}
-
-impl Default for tollgate_str {
-    fn default() -> Self {
-        tollgate_str {
-            ptr: std::ptr::null(),
-            len: 0,
-        }
-    }
-}
-
-/// A request with the engine's own attributes as fields, for
-/// tollgate_engine_decide_request(): no attribute names to match, so the boundary does
-/// less work than with tollgate_engine_decide(). A zeroed struct (`tollgate_request r =
-/// {0};`) is a request with no attributes, the class's cost and the engine's clock; set
-/// the fields the gateway has.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct tollgate_request {
-    /// The API token.
-    pub token: tollgate_str,
-    /// The tenant.
-    pub tenant: tollgate_str,
-    /// The user.
-    pub user: tollgate_str,
-    /// The company.
-    pub company: tollgate_str,
-    /// The client (address or id).
-    pub client: tollgate_str,
-    /// The route.
-    pub route: tollgate_str,
-    /// The HTTP method (picks the request's class).
-    pub method: tollgate_str,
-    /// Further attributes a policy keys on (`attrs_len` of them, at most
-    /// TOLLGATE_MAX_ATTRS; NULL when 0). A name of one of the fields above fills that
-    /// field when it is NULL, and is an error when it is set.
-    pub attrs: *const tollgate_attr,
-    /// The number of further attributes.
-    pub attrs_len: usize,
-    /// Whether `cost` is the request's explicit cost (false: the class's cost under each
-    /// limit).
-    pub explicit_cost: bool,
-    /// The request's explicit cost, when `explicit_cost`.
-    pub cost: u64,
-    /// The request's time in Unix nanoseconds, or TOLLGATE_ENGINE_CLOCK (0) for the
-    /// engine's clock.
-    pub now_unix_ns: u64,
-}
-
-impl Default for tollgate_request {
-    fn default() -> Self {
-        tollgate_request {
-            token: tollgate_str::default(),
-            tenant: tollgate_str::default(),
-            user: tollgate_str::default(),
-            company: tollgate_str::default(),
-            client: tollgate_str::default(),
-            route: tollgate_str::default(),
-            method: tollgate_str::default(),
-            attrs: std::ptr::null(),
-            attrs_len: 0,
-            explicit_cost: false,
-            cost: 0,
-            now_unix_ns: TOLLGATE_ENGINE_CLOCK,
-        }
-    }
-}
-
-/// The quota's part of a decision.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct tollgate_quota_status {
-    /// A tollgate_quota_outcome.
-    pub outcome: u32,
-    /// The company's usage this period.
-    pub used: u64,
-    /// The company's limit this period.
-    pub limit: u64,
-    /// When the period ends and usage starts again at zero (Unix seconds).
-    pub resets_at_unix: i64,
-}
-
-/// The engine's answer to a request.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct tollgate_decision {
-    /// Whether to serve the request.
-    pub allowed: bool,
-    /// Whether a shadow (observe-only) limit would have denied it.
-    pub shadow_denied: bool,
-    /// A tollgate_reason.
-    pub reason: u32,
-    /// The index in the policy of the limit that decided (the one that denied, or the
-    /// most restrictive one), or -1 when no limit decided.
-    pub decided_by: i32,
-    /// The deciding limit's capacity (cost units admitted at once).
-    pub limit: u64,
-    /// Cost units the deciding limit still admits.
-    pub remaining: u64,
-    /// How long to wait before retrying, in milliseconds rounded up: 0 when allowed,
-    /// TOLLGATE_NEVER when waiting does not help.
-    pub retry_after_ms: u64,
-    /// When the deciding limit is back to full capacity, in milliseconds rounded up.
-    pub reset_after_ms: u64,
-    /// The policy generation that decided (each reload adds one).
-    pub generation: u64,
-    /// The quota's view.
-    pub quota: tollgate_quota_status,
-}
-
-/// What a reload did, counted by limit.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct tollgate_reload_report {
-    /// Limits whose definition did not change: their state is untouched.
-    pub kept: usize,
-    /// Changed limits whose keys' used capacity carried over.
-    pub carried: usize,
-    /// New limits, and changed ones that start fresh.
-    pub fresh: usize,
-    /// Limits no longer in the policy.
-    pub removed: usize,
-}
-
-/// The version of the library, e.g. `"0.1.0"` (a static, NUL-terminated string; do
-/// not free it).
-#[no_mangle]
-pub extern "C" fn tollgate_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
-}
-
-/// The library's C ABI version (compare with TOLLGATE_ABI_VERSION from the header the
-/// caller was compiled with).
-#[no_mangle]
-pub extern "C" fn tollgate_abi_version() -> u32 {
-    TOLLGATE_ABI_VERSION
-}
-
-/// The name of a result code, e.g. `"buffer_too_small"`, or `"unknown"` (a static,
-/// NUL-terminated string; do not free it).
-#[no_mangle]
-pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
-    let name: &'static str = match result {
-        0 => "ok\0",
-        1 => "null_parameter\0",
-        2 => "invalid_utf8\0",
-        3 => "invalid_argument\0",
-        4 => "buffer_too_small\0",
-        5 => "policy\0",
-        6 => "engine\0",
-        7 => "no_event\0",
-        8 => "no_value\0",
-        9 => "no_quota\0",
-        10 => "unknown_key\0",
-        11 => "disabled_user\0",
-        12 => "quota\0",
-        13 => "panic\0",
-        _ => "unknown\0",
-    };
-    name.as_ptr().cast()
-}
-
-/// The name of a tollgate_reason, e.g. `"limited"`, or `"unknown"` (static,
-/// NUL-terminated).
-#[no_mangle]
-pub extern "C" fn tollgate_reason_name(reason: u32) -> *const c_char {
-    let name: &'static str = match engine::reason_from_c(reason) {
-        Some(r) => match r {
-            tollgate::Reason::Allowed => "allowed\0",
-            tollgate::Reason::Limited => "limited\0",
-            tollgate::Reason::Revoked => "revoked\0",
-            tollgate::Reason::QuotaExceeded => "quota_exceeded\0",
-            tollgate::Reason::UnknownKey => "unknown_key\0",
-            tollgate::Reason::CannotPass => "cannot_pass\0",
-            tollgate::Reason::Unavailable => "unavailable\0",
-        },
-        None => "unknown\0",
-    };
-    name.as_ptr().cast()
-}
-
-/// The HTTP name of a tollgate_header, e.g. `"RateLimit-Policy"`, or NULL for an
-/// unknown value (static, NUL-terminated).
-#[no_mangle]
-pub extern "C" fn tollgate_header_name(header: u32) -> *const c_char {
-    let name: &'static str = match header {
-        0 => "RateLimit-Policy\0",
-        1 => "RateLimit\0",
-        2 => "Retry-After\0",
-        _ => return std::ptr::null(),
-    };
-    name.as_ptr().cast()
-}
+// No C items: C arguments to Rust values and back; handles to boxes and back.
+mod convert;
+mod ownership;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::CStr;
+mod tests;
 
-    fn text(p: *const c_char) -> &'static str {
-        // SAFETY: the functions under test return static NUL-terminated strings.
-        unsafe { CStr::from_ptr(p) }.to_str().unwrap()
-    }
-
-    #[test]
-    fn version_macros_match_the_crate() {
-        assert_eq!(
-            format!("{TOLLGATE_VERSION_MAJOR}.{TOLLGATE_VERSION_MINOR}.{TOLLGATE_VERSION_PATCH}"),
-            env!("CARGO_PKG_VERSION")
-        );
-        assert_eq!(text(tollgate_version()), env!("CARGO_PKG_VERSION"));
-        assert_eq!(tollgate_abi_version(), TOLLGATE_ABI_VERSION);
-    }
-
-    #[test]
-    fn names_cover_every_value() {
-        for (code, name) in [
-            (tollgate_result::Ok, "ok"),
-            (tollgate_result::NullParameter, "null_parameter"),
-            (tollgate_result::InvalidUtf8, "invalid_utf8"),
-            (tollgate_result::InvalidArgument, "invalid_argument"),
-            (tollgate_result::BufferTooSmall, "buffer_too_small"),
-            (tollgate_result::Policy, "policy"),
-            (tollgate_result::Engine, "engine"),
-            (tollgate_result::NoEvent, "no_event"),
-            (tollgate_result::NoValue, "no_value"),
-            (tollgate_result::NoQuota, "no_quota"),
-            (tollgate_result::UnknownKey, "unknown_key"),
-            (tollgate_result::DisabledUser, "disabled_user"),
-            (tollgate_result::Quota, "quota"),
-            (tollgate_result::Panic, "panic"),
-        ] {
-            assert_eq!(text(tollgate_result_name(code as u32)), name);
-        }
-        assert_eq!(text(tollgate_result_name(14)), "unknown");
-        assert_eq!(text(tollgate_reason_name(1)), "limited");
-        assert_eq!(text(tollgate_reason_name(7)), "unknown");
-        assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");
-        assert!(tollgate_header_name(3).is_null());
-    }
-}
+pub use admin::{
+    tollgate_engine_is_revoked, tollgate_engine_reload_file, tollgate_engine_reload_toml,
+    tollgate_engine_restore, tollgate_engine_revoke,
+};
+pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
+pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
+pub use guard::tollgate_last_error;
+pub use handle::{
+    tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_toml,
+    tollgate_engine_warnings,
+};
+pub use header::tollgate_engine_header;
+pub use names::{
+    tollgate_abi_version, tollgate_header_name, tollgate_reason_name, tollgate_result_name,
+    tollgate_version,
+};
+pub use quota::{
+    tollgate_engine_quota_reserve, tollgate_reservation_commit, tollgate_reservation_refund,
+};
+#[doc(inline)]
+pub use types::*;

@@ -6,19 +6,27 @@ use std::ffi::c_char;
 use tollgate::quota::{CommitOutcome, QuotaError, Reservation};
 use tollgate::{QuotaSettler, QuotaStatus};
 
-use crate::engine::{handle, quota_to_c};
+use crate::convert::quota_to_c;
 use crate::guard::{guard, non_null_mut, text, Fail};
-use crate::{
-    tollgate_commit_outcome, tollgate_quota_status, tollgate_result, TOLLGATE_ENGINE_CLOCK,
+use crate::ownership::{to_box, to_boxed_ptr, try_ref_from_ptr, Castable, OwnedBox};
+use crate::types::{
+    tollgate_commit_outcome, tollgate_engine, tollgate_quota_status, tollgate_reservation,
+    tollgate_result, TOLLGATE_ENGINE_CLOCK,
 };
 
-/// A quota reservation: created by tollgate_engine_quota_reserve(), released by
-/// tollgate_reservation_commit() or tollgate_reservation_refund(). It keeps its ledger
-/// (and the engine's quota store) alive, so it may outlive its engine.
+/// What a `tollgate_reservation *` points to: the reservation and the settler of its
+/// ledger, which keeps the ledger (and the engine's quota store) alive, so it may
+/// outlive its engine.
 #[derive(Debug)]
-pub struct tollgate_reservation {
+pub(crate) struct HeldReservation {
     settler: QuotaSettler,
     reservation: Reservation,
+}
+
+impl Castable for tollgate_reservation {
+    type RustType = HeldReservation;
+    type Ownership = OwnedBox;
+    const NAME: &'static str = "reservation";
 }
 
 fn quota_fail(e: QuotaError) -> Fail {
@@ -45,7 +53,7 @@ fn quota_fail(e: QuotaError) -> Fail {
 /// and `out_status` must be writable.
 #[no_mangle]
 pub unsafe extern "C" fn tollgate_engine_quota_reserve(
-    engine: *const crate::tollgate_engine,
+    engine: *const tollgate_engine,
     key: *const c_char,
     key_len: usize,
     cost: u64,
@@ -54,8 +62,9 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
     out_status: *mut tollgate_quota_status,
 ) -> tollgate_result {
     guard(|| {
-        // SAFETY: the caller's promise.
-        let h = unsafe { handle(engine) }?;
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
         let out = non_null_mut(out, "out")?;
         let out_status = non_null_mut(out_status, "out_status")?;
         // SAFETY: the caller's promise.
@@ -77,15 +86,16 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
             limit: d.limit,
             resets_at_unix: d.resets_at.as_second(),
         }));
-        let boxed = Box::new(tollgate_reservation {
+        let held = to_boxed_ptr::<tollgate_reservation>(HeldReservation {
             settler,
             reservation,
         });
-        // SAFETY: both checked non-null; the caller promises they are writable. The box
-        // is released by commit or refund.
+        // SAFETY:
+        // - both checked non-null, and the caller promises they are writable;
+        // - the handle is released by commit or refund.
         unsafe {
             out_status.write(status);
-            out.write(Box::into_raw(boxed));
+            out.write(held);
         }
         Ok(tollgate_result::Ok)
     })
@@ -114,9 +124,13 @@ pub unsafe extern "C" fn tollgate_reservation_commit(
         let r = non_null_mut(reservation, "reservation")?;
         // SAFETY: the caller's promise.
         let key = unsafe { text(idempotency_key, len, "idempotency_key") }?;
-        // SAFETY: non-null, from tollgate_engine_quota_reserve() and not settled (the
-        // caller's promise): ownership comes back here, after every check that can fail.
-        let r = unsafe { Box::from_raw(r) };
+        // SAFETY:
+        // - non-null, from tollgate_engine_quota_reserve() and not settled (the caller's
+        //   promise);
+        // - ownership comes back here, after every check that can fail.
+        let Some(r) = (unsafe { to_box(r) }) else {
+            unreachable!("checked non-null above")
+        };
         let outcome = match r.settler.commit(r.reservation, final_cost, key) {
             CommitOutcome::Committed => tollgate_commit_outcome::Committed,
             CommitOutcome::Duplicate => tollgate_commit_outcome::Duplicate,
@@ -140,13 +154,11 @@ pub unsafe extern "C" fn tollgate_reservation_refund(
     reservation: *mut tollgate_reservation,
 ) -> tollgate_result {
     guard(|| {
-        if reservation.is_null() {
-            return Ok(tollgate_result::Ok);
+        // SAFETY: NULL, or from tollgate_engine_quota_reserve() and not settled (the
+        // caller's promise): ownership comes back here.
+        if let Some(r) = unsafe { to_box(reservation) } {
+            r.settler.refund(r.reservation);
         }
-        // SAFETY: from tollgate_engine_quota_reserve() and not settled (the caller's
-        // promise): ownership comes back here.
-        let r = unsafe { Box::from_raw(reservation) };
-        r.settler.refund(r.reservation);
         Ok(tollgate_result::Ok)
     })
 }

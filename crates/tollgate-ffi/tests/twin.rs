@@ -141,6 +141,7 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::Restored { attribute, key } => serde_json::json!({
             "kind": "restored", "attribute": attribute, "key": key.to_string(),
         }),
+        _ => serde_json::json!({ "kind": "other" }),
     }
 }
 

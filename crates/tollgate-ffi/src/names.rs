@@ -1,0 +1,128 @@
+//! Versions, and the names of result codes, reasons and headers.
+
+use std::ffi::c_char;
+
+use crate::convert::{header_from_c, reason_from_c};
+use crate::types::{tollgate_header, TOLLGATE_ABI_VERSION};
+
+/// The version of the library, e.g. `"0.1.0"` (a static, NUL-terminated string; do
+/// not free it).
+#[no_mangle]
+pub extern "C" fn tollgate_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The library's C ABI version (compare with TOLLGATE_ABI_VERSION from the header the
+/// caller was compiled with).
+#[no_mangle]
+pub extern "C" fn tollgate_abi_version() -> u32 {
+    TOLLGATE_ABI_VERSION
+}
+
+/// The name of a result code, e.g. `"buffer_too_small"`, or `"unknown"` (a static,
+/// NUL-terminated string; do not free it).
+#[no_mangle]
+pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
+    let name: &'static str = match result {
+        0 => "ok\0",
+        1 => "null_parameter\0",
+        2 => "invalid_utf8\0",
+        3 => "invalid_argument\0",
+        4 => "buffer_too_small\0",
+        5 => "policy\0",
+        6 => "engine\0",
+        7 => "no_event\0",
+        8 => "no_value\0",
+        9 => "no_quota\0",
+        10 => "unknown_key\0",
+        11 => "disabled_user\0",
+        12 => "quota\0",
+        13 => "panic\0",
+        _ => "unknown\0",
+    };
+    name.as_ptr().cast()
+}
+
+/// The name of a tollgate_reason, e.g. `"limited"`, or `"unknown"` (static,
+/// NUL-terminated).
+#[no_mangle]
+pub extern "C" fn tollgate_reason_name(reason: u32) -> *const c_char {
+    let name: &'static str = match reason_from_c(reason) {
+        Some(r) => match r {
+            tollgate::Reason::Allowed => "allowed\0",
+            tollgate::Reason::Limited => "limited\0",
+            tollgate::Reason::Revoked => "revoked\0",
+            tollgate::Reason::QuotaExceeded => "quota_exceeded\0",
+            tollgate::Reason::UnknownKey => "unknown_key\0",
+            tollgate::Reason::CannotPass => "cannot_pass\0",
+            tollgate::Reason::Unavailable => "unavailable\0",
+            _ => "unknown\0",
+        },
+        None => "unknown\0",
+    };
+    name.as_ptr().cast()
+}
+
+/// The HTTP name of a tollgate_header, e.g. `"RateLimit-Policy"`, or NULL for an
+/// unknown value (static, NUL-terminated).
+#[no_mangle]
+pub extern "C" fn tollgate_header_name(header: u32) -> *const c_char {
+    let name: &'static str = match header_from_c(header) {
+        Some(tollgate_header::Policy) => "RateLimit-Policy\0",
+        Some(tollgate_header::Ratelimit) => "RateLimit\0",
+        Some(tollgate_header::RetryAfter) => "Retry-After\0",
+        None => return std::ptr::null(),
+    };
+    name.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{
+        tollgate_result, TOLLGATE_VERSION_MAJOR, TOLLGATE_VERSION_MINOR, TOLLGATE_VERSION_PATCH,
+    };
+    use std::ffi::CStr;
+
+    fn text(p: *const c_char) -> &'static str {
+        // SAFETY: the functions under test return static NUL-terminated strings.
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap()
+    }
+
+    #[test]
+    fn version_macros_match_the_crate() {
+        assert_eq!(
+            format!("{TOLLGATE_VERSION_MAJOR}.{TOLLGATE_VERSION_MINOR}.{TOLLGATE_VERSION_PATCH}"),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(text(tollgate_version()), env!("CARGO_PKG_VERSION"));
+        assert_eq!(tollgate_abi_version(), TOLLGATE_ABI_VERSION);
+    }
+
+    #[test]
+    fn names_cover_every_value() {
+        for (code, name) in [
+            (tollgate_result::Ok, "ok"),
+            (tollgate_result::NullParameter, "null_parameter"),
+            (tollgate_result::InvalidUtf8, "invalid_utf8"),
+            (tollgate_result::InvalidArgument, "invalid_argument"),
+            (tollgate_result::BufferTooSmall, "buffer_too_small"),
+            (tollgate_result::Policy, "policy"),
+            (tollgate_result::Engine, "engine"),
+            (tollgate_result::NoEvent, "no_event"),
+            (tollgate_result::NoValue, "no_value"),
+            (tollgate_result::NoQuota, "no_quota"),
+            (tollgate_result::UnknownKey, "unknown_key"),
+            (tollgate_result::DisabledUser, "disabled_user"),
+            (tollgate_result::Quota, "quota"),
+            (tollgate_result::Panic, "panic"),
+        ] {
+            assert_eq!(text(tollgate_result_name(code as u32)), name);
+        }
+        assert_eq!(text(tollgate_result_name(14)), "unknown");
+        assert_eq!(text(tollgate_reason_name(1)), "limited");
+        assert_eq!(text(tollgate_reason_name(7)), "unknown");
+        assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");
+        assert!(tollgate_header_name(3).is_null());
+    }
+}

@@ -1,0 +1,340 @@
+//! The entry points called from Rust as C would call them: the crate's unsafe code,
+//! which miri runs too (`scripts/test`).
+
+use std::ffi::c_char;
+
+use crate::*;
+
+const POLICY: &str = "version = 1\n\
+    [[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"2/min\"\n\
+    [revocation]\nkey = \"token\"\ndenials = 1\nwindow = \"1m\"\n\
+    [quota]\nkey = \"token\"\nunknown_key = \"allow\"\n\
+    [[quota.plans]]\nname = \"p\"\ncalls = 10\ndefault = true\n\
+    [[quota.companies]]\nid = \"acme\"\nusers = [{ id = \"a\", keys = [\"k1\"] }]\n";
+const NOW: u64 = 1_800_000_000_000_000_000;
+
+fn attr(name: &'static str, value: &'static str) -> tollgate_attr {
+    tollgate_attr {
+        name: name.as_ptr().cast(),
+        name_len: name.len(),
+        value: value.as_ptr().cast(),
+        value_len: value.len(),
+    }
+}
+
+fn new_engine() -> *mut tollgate_engine {
+    let mut e = std::ptr::null_mut();
+    // SAFETY: a static string and a local out-pointer.
+    let rc = unsafe { tollgate_engine_from_toml(POLICY.as_ptr().cast(), POLICY.len(), &mut e) };
+    assert_eq!(rc, tollgate_result::Ok);
+    e
+}
+
+fn text_of(f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result) -> Option<String> {
+    let mut buf = vec![0 as c_char; 4096];
+    let mut n = 0;
+    match f(buf.as_mut_ptr(), buf.len(), &mut n) {
+        tollgate_result::Ok => Some(buf[..n].iter().map(|&c| c as u8 as char).collect()),
+        _ => None,
+    }
+}
+
+/// Every entry point once, from Rust, as C would call it: the unsafe code of the
+/// crate, which miri runs too (`scripts/test`).
+#[test]
+fn the_whole_api_from_rust() {
+    assert_eq!(crate::tollgate_abi_version(), TOLLGATE_ABI_VERSION);
+    let e = new_engine();
+    let attrs = [
+        attr("token", "k1"),
+        attr("method", "GET"),
+        attr("region", "eu"),
+    ];
+    let mut d = tollgate_decision::default();
+    for expect in [true, true, false] {
+        // SAFETY: a live engine, three attributes, a local output.
+        let rc = unsafe {
+            tollgate_engine_decide(e, attrs.as_ptr(), 3, TOLLGATE_CLASS_COST, NOW, &mut d)
+        };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!(d.allowed, expect);
+    }
+    assert_eq!(d.retry_after_ms, 30_000);
+    assert_eq!(d.quota, tollgate_quota_status::default());
+    // SAFETY: the engine, the decision, buffers from text_of.
+    let retry = text_of(|b, l, n| unsafe {
+        tollgate_engine_header(e, &d, tollgate_header::RetryAfter as u32, b, l, n)
+    });
+    assert_eq!(retry.as_deref(), Some("30"));
+    // SAFETY: as above.
+    let limit = text_of(|b, l, n| unsafe { tollgate_engine_header(e, &d, 1, b, l, n) });
+    assert_eq!(limit.as_deref(), Some("\"per-token\";r=0;t=60"));
+
+    // One denial revoked the token: an event, then 403s.
+    // SAFETY: the engine and a buffer.
+    let event = text_of(|b, l, n| unsafe { tollgate_engine_next_event(e, b, l, n) }).unwrap();
+    assert!(event.contains("\"kind\":\"revoked\""), "{event}");
+    let mut yes = false;
+    // SAFETY: the engine, a static value, a local output.
+    unsafe { tollgate_engine_is_revoked(e, "k1".as_ptr().cast(), 2, &mut yes) };
+    assert!(yes);
+    // SAFETY: as above.
+    unsafe { tollgate_engine_restore(e, "k1".as_ptr().cast(), 2, &mut yes) };
+    assert!(yes);
+    // SAFETY: as above.
+    unsafe { tollgate_engine_revoke(e, "k9".as_ptr().cast(), 2, std::ptr::null_mut()) };
+
+    // A reservation, committed twice under one idempotency key.
+    for (i, expect) in [
+        tollgate_commit_outcome::Committed,
+        tollgate_commit_outcome::Duplicate,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = std::ptr::null_mut();
+        let mut st = tollgate_quota_status::default();
+        // SAFETY: the engine, a static key, local outputs.
+        let rc = unsafe {
+            tollgate_engine_quota_reserve(e, "k1".as_ptr().cast(), 2, 2, NOW, &mut r, &mut st)
+        };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!(st.used, 4 + i as u64);
+        let mut outcome = 9;
+        // SAFETY: the reservation just made, settled once.
+        let rc =
+            unsafe { tollgate_reservation_commit(r, 1, "id".as_ptr().cast(), 2, &mut outcome) };
+        assert_eq!(rc, tollgate_result::Ok);
+        assert_eq!(outcome, expect as u32);
+    }
+    let mut r = std::ptr::null_mut();
+    let mut st = tollgate_quota_status::default();
+    // SAFETY: as above; refunded once.
+    unsafe {
+        tollgate_engine_quota_reserve(e, "k1".as_ptr().cast(), 2, 1, NOW, &mut r, &mut st);
+        assert_eq!(tollgate_reservation_refund(r), tollgate_result::Ok);
+    }
+
+    let mut rep = tollgate_reload_report::default();
+    // SAFETY: the engine, a static policy, a local output.
+    let rc =
+        unsafe { tollgate_engine_reload_toml(e, POLICY.as_ptr().cast(), POLICY.len(), &mut rep) };
+    assert_eq!(rc, tollgate_result::Ok);
+    assert_eq!(rep.kept, 1);
+    // SAFETY: the engine and buffers.
+    let metrics = text_of(|b, l, n| unsafe { tollgate_engine_metrics(e, b, l, n) }).unwrap();
+    assert!(metrics.contains("per-token"));
+    // SAFETY: as above.
+    let notes = text_of(|b, l, n| unsafe { tollgate_engine_warnings(e, b, l, n) }).unwrap();
+    assert!(notes.is_empty(), "{notes}");
+    // SAFETY: freed once, after its last use.
+    unsafe { tollgate_engine_free(e) };
+}
+
+#[test]
+fn decide_refuses_bad_arguments_and_writes_nothing() {
+    let e = new_engine();
+    let sentinel = tollgate_decision {
+        decided_by: 55,
+        ..Default::default()
+    };
+    let mut d = sentinel;
+    let bad = [0xffu8];
+    let cases: [(&[tollgate_attr], tollgate_result); 4] = [
+        (
+            &[tollgate_attr {
+                value: bad.as_ptr().cast(),
+                value_len: 1,
+                ..attr("token", "")
+            }],
+            tollgate_result::InvalidUtf8,
+        ),
+        (&[attr("", "x")], tollgate_result::InvalidArgument),
+        (
+            &[attr("zone", "a"), attr("zone", "b")],
+            tollgate_result::InvalidArgument,
+        ),
+        (
+            &[tollgate_attr {
+                value: std::ptr::null(),
+                value_len: 3,
+                ..attr("token", "")
+            }],
+            tollgate_result::NullParameter,
+        ),
+    ];
+    for (attrs, want) in cases {
+        // SAFETY: a live engine; each attribute points to its stated bytes or is a
+        // NULL the library must refuse.
+        let rc = unsafe { tollgate_engine_decide(e, attrs.as_ptr(), attrs.len(), 1, NOW, &mut d) };
+        assert_eq!(rc, want);
+        assert_eq!(d, sentinel);
+    }
+    // SAFETY: freed once.
+    unsafe { tollgate_engine_free(e) };
+}
+
+fn field(value: &[u8]) -> tollgate_str {
+    tollgate_str {
+        ptr: value.as_ptr().cast(),
+        len: value.len(),
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: a buffer from text_of.
+    text_of(|b, l, n| unsafe { crate::tollgate_last_error(b, l, n) }).unwrap()
+}
+
+/// The struct entry point decides as the attribute one: fields, further attributes,
+/// a known name among the further attributes, an explicit cost.
+#[test]
+fn decide_request_decides_as_decide() {
+    let e = new_engine();
+    let mut d = tollgate_decision::default();
+    let extra = [attr("region", "eu")];
+    let request = tollgate_request {
+        token: field(b"k1"),
+        attrs: extra.as_ptr(),
+        attrs_len: 1,
+        now_unix_ns: NOW,
+        ..Default::default()
+    };
+    // SAFETY: a live engine, a request pointing to live bytes, a local output.
+    let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+    assert_eq!(rc, tollgate_result::Ok);
+    assert!(d.allowed);
+    assert_eq!((d.limit, d.remaining), (2, 1));
+    // The method as a further attribute fills the NULL field; an explicit cost of 0
+    // is a cost (the zeroed struct's `explicit_cost: false` is the class's).
+    let extra = [attr("method", "GET")];
+    let request = tollgate_request {
+        token: field("k1".as_bytes()),
+        attrs: extra.as_ptr(),
+        attrs_len: 1,
+        explicit_cost: true,
+        cost: 0,
+        now_unix_ns: NOW,
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+    assert_eq!(rc, tollgate_result::Ok);
+    assert_eq!((d.allowed, d.remaining), (true, 1));
+    // An empty value is a value, unlike NULL: a different key.
+    let request = tollgate_request {
+        token: field(b""),
+        now_unix_ns: NOW,
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+    assert_eq!(rc, tollgate_result::Ok);
+    assert_eq!((d.allowed, d.remaining), (true, 1));
+    // SAFETY: freed once.
+    unsafe { tollgate_engine_free(e) };
+}
+
+#[test]
+fn decide_request_refuses_bad_arguments_and_writes_nothing() {
+    let e = new_engine();
+    let sentinel = tollgate_decision {
+        decided_by: 55,
+        ..Default::default()
+    };
+    let mut d = sentinel;
+    let ok = tollgate_request {
+        token: field(b"k1"),
+        now_unix_ns: NOW,
+        ..Default::default()
+    };
+    let null = tollgate_str {
+        ptr: std::ptr::null(),
+        len: 3,
+    };
+    let huge = tollgate_str {
+        ptr: "x".as_ptr().cast(),
+        len: usize::MAX,
+    };
+    let twice = [attr("token", "k2")];
+    let many = [attr("zone", "a"); TOLLGATE_MAX_ATTRS + 1];
+    let cases = [
+        (
+            tollgate_request { tenant: null, ..ok },
+            tollgate_result::NullParameter,
+            "request.tenant is NULL with length 3",
+        ),
+        (
+            tollgate_request { route: huge, ..ok },
+            tollgate_result::InvalidArgument,
+            "request.route: length",
+        ),
+        (
+            tollgate_request {
+                method: field(b"G\xffT"),
+                ..ok
+            },
+            tollgate_result::InvalidUtf8,
+            "request.method is not UTF-8 (invalid byte at offset 1)",
+        ),
+        (
+            tollgate_request {
+                attrs: twice.as_ptr(),
+                attrs_len: 1,
+                ..ok
+            },
+            tollgate_result::InvalidArgument,
+            "attribute \"token\" is given more than once",
+        ),
+        (
+            tollgate_request {
+                attrs: std::ptr::null(),
+                attrs_len: 1,
+                ..ok
+            },
+            tollgate_result::NullParameter,
+            "attrs is NULL",
+        ),
+        (
+            tollgate_request {
+                attrs: many.as_ptr(),
+                attrs_len: many.len(),
+                ..ok
+            },
+            tollgate_result::InvalidArgument,
+            "at most 32",
+        ),
+    ];
+    for (request, want, message) in cases {
+        // SAFETY: a live engine; each field points to its stated bytes or is a NULL
+        // or length the library must refuse without reading.
+        let rc = unsafe { tollgate_engine_decide_request(e, &request, &mut d) };
+        assert_eq!(rc, want, "{message}");
+        assert!(last_error().contains(message), "{}", last_error());
+        assert_eq!(d, sentinel);
+    }
+    // SAFETY: NULL engine, request and output are refused before any use.
+    unsafe {
+        let rc = tollgate_engine_decide_request(std::ptr::null(), &ok, &mut d);
+        assert_eq!(rc, tollgate_result::NullParameter);
+        let rc = tollgate_engine_decide_request(e, std::ptr::null(), &mut d);
+        assert_eq!(rc, tollgate_result::NullParameter);
+        assert_eq!(last_error(), "request is NULL");
+        let rc = tollgate_engine_decide_request(e, &ok, std::ptr::null_mut());
+        assert_eq!(rc, tollgate_result::NullParameter);
+    }
+    assert_eq!(d, sentinel);
+    // A misaligned request is refused before it is read.
+    let mut bytes = [0u64; 2 + std::mem::size_of::<tollgate_request>() / 8];
+    let p = bytes
+        .as_mut_ptr()
+        .cast::<u8>()
+        .wrapping_add(1)
+        .cast::<tollgate_request>();
+    // SAFETY: the pointer is misaligned; the library must refuse it unread.
+    let rc = unsafe { tollgate_engine_decide_request(e, p, &mut d) };
+    assert_eq!(rc, tollgate_result::InvalidArgument);
+    assert_eq!(d, sentinel);
+    // SAFETY: freed once.
+    unsafe { tollgate_engine_free(e) };
+}
