@@ -23,7 +23,7 @@
 //! under the old one). A limit whose definition is unchanged keeps its state untouched;
 //! a changed limit of the same algorithm keeps every key's *used capacity* (in cost
 //! units), so raising a limit takes effect at once (see
-//! [`MemoryBackend::carry_over`]); a limit whose algorithm or window changed starts
+//! [`MemoryBackend::carry_over`](crate::backend::MemoryBackend::carry_over)); a limit whose algorithm or window changed starts
 //! fresh. Metrics follow limits by name. The quota keeps its ledger; companies in the new
 //! policy are registered or updated (a raised limit applies at once).
 //!

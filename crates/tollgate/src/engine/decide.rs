@@ -69,7 +69,7 @@ impl TakenList {
 }
 
 impl Engine {
-    /// Decides `req`. See the [module docs](self).
+    /// Decides `req`. See the [module docs](crate::engine).
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
         self.decide_with::<true>(req)
     }

@@ -84,7 +84,7 @@ pub struct EngineDecision {
     pub reset_after: u64,
     /// Whether a shadow limit would have denied this request.
     pub shadow_denied: bool,
-    /// Whether a limit's backend could not decide and the limit's [`FailurePolicy`]
+    /// Whether a limit's backend could not decide and the limit's [`FailurePolicy`](crate::FailurePolicy)
     /// answered for it (a fallback limiter, open or closed).
     pub degraded: bool,
     /// The quota's view, when the quota took part.

@@ -8,7 +8,7 @@ use tollgate_quota::{KeyRef, QuotaEvent};
 pub enum Event {
     /// A quota notice (early warning or overage) to turn into an email.
     Quota(QuotaEvent),
-    /// A token was revoked for repeated denials (or by [`Engine::revoke`]).
+    /// A token was revoked for repeated denials (or by [`Engine::revoke`](crate::Engine::revoke)).
     Revoked {
         /// The revoked attribute's name (e.g. `token`).
         attribute: String,

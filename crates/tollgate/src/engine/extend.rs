@@ -11,7 +11,7 @@ use crate::policy::LimitSpec;
 
 /// Decides the policy's quota instead of the engine's own [`Ledger`]: a store shared by
 /// several engines (a fleet of gateways counting one company's calls on Redis) registers
-/// itself with [`EngineBuilder::quota_store`]. It is handed the engine's ledger, which
+/// itself with [`EngineBuilder::quota_store`](crate::EngineBuilder::quota_store). It is handed the engine's ledger, which
 /// still resolves keys to users and companies, holds the plans and raises the notices
 /// (see [`Ledger::target`] and [`Ledger::record_shared`]).
 pub trait QuotaStore: Send + Sync + fmt::Debug {

@@ -31,7 +31,7 @@ pub struct ReloadReport {
 }
 
 impl Engine {
-    /// Replaces the policy without a restart. See the [module docs](self) for what
+    /// Replaces the policy without a restart. See the [module docs](crate::engine) for what
     /// happens to each limit's state. On error nothing changes.
     pub fn reload(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
         policy.validate()?;

@@ -82,7 +82,7 @@ impl Engine {
     }
 
     /// Revokes `value` of the revocation attribute (a token, by default): its requests
-    /// are refused with [`Reason::Revoked`] until [`restore`](Self::restore)d. Returns
+    /// are refused with [`Reason::Revoked`](crate::Reason::Revoked) until [`restore`](Self::restore)d. Returns
     /// whether it was not revoked already. Raises [`Event::Revoked`].
     ///
     /// Revocation is checked only when the policy has a `[revocation]` section.
