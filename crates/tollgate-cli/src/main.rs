@@ -62,8 +62,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Count the quota in this journal (created if missing). Without it the replay
+        /// is side-effect free: the quota is counted in memory, never in the policy's
+        /// own journal, and every limit is decided in memory (no remote backend).
+        #[arg(long)]
+        journal: Option<PathBuf>,
     },
-    /// Validate a policy file.
+    /// Validate a policy file (without opening its journal or any backend).
     Check {
         /// The policy file (TOML).
         policy: PathBuf,
@@ -107,15 +112,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// Makes `p` side-effect free for a what-if run: its quota journal is replaced by
+/// `journal` (`None`: counted in memory) and every limit decides in memory. Returns the
+/// policy's own journal path, if it named one.
+fn what_if(p: &mut Policy, journal: Option<PathBuf>) -> Option<PathBuf> {
+    for l in &mut p.limits {
+        if l.backend != "memory" {
+            eprintln!(
+                "tollgate: limit {:?}: decided in memory for this run (its backend {:?} is not contacted)",
+                l.name, l.backend
+            );
+            l.backend = "memory".to_owned();
+        }
+    }
+    let q = p.quota.as_mut()?;
+    std::mem::replace(&mut q.journal, journal)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Check { policy } => {
-            let (p, warnings) = Policy::from_file(&policy).map_err(|e| e.to_string())?;
+            let (mut p, warnings) = Policy::from_file(&policy).map_err(|e| e.to_string())?;
             for w in &warnings {
                 eprintln!("{}:{w}", policy.display());
             }
-            // Building the engine checks what only building can (backends, the journal).
+            // Building the engine checks what only building can (rates, capacities,
+            // companies), on a copy that opens neither the journal nor a backend: a
+            // check never creates or writes the policy's files.
+            let journal = what_if(&mut p, None);
             let engine = Engine::new(p).map_err(|e| format!("{}: {e}", policy.display()))?;
+            if let Some(j) = journal {
+                let state = if j.exists() {
+                    "exists"
+                } else {
+                    "not created yet"
+                };
+                println!(
+                    "{}: journal {} ({state}, not opened)",
+                    policy.display(),
+                    j.display()
+                );
+            }
             println!(
                 "{}: ok ({} limits{})",
                 policy.display(),
@@ -135,11 +172,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             map,
             top,
             json,
+            journal,
         } => {
-            let (engine, warnings) = Engine::from_file(&policy).map_err(|e| e.to_string())?;
+            let (mut p, warnings) = Policy::from_file(&policy).map_err(|e| e.to_string())?;
             for w in &warnings {
                 eprintln!("{}:{w}", policy.display());
             }
+            // What-if: the policy's own journal (a production billing table) and remote
+            // backends are never touched; `--journal` names one explicitly.
+            let _ = what_if(&mut p, journal);
+            let engine = Engine::new(p).map_err(|e| format!("{}: {e}", policy.display()))?;
             let stdin = log.as_os_str() == "-";
             let (input, total): (Box<dyn std::io::Read>, Option<u64>) = if stdin {
                 (Box::new(std::io::stdin().lock()), None)

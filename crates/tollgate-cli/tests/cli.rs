@@ -175,3 +175,68 @@ fn bench_prints_json() {
     assert_eq!(code, 2);
     assert!(err.contains("uniform"), "{err}");
 }
+
+/// A what-if run never touches the policy's billing journal (issue #15, item 12): `check`
+/// does not create it, `replay` neither creates nor writes it (so the real month's usage
+/// and notices are never marked), and `--journal PATH` counts in the file named.
+#[test]
+fn check_and_replay_never_open_the_policys_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("billing.db");
+    let text = POLICY.replace(
+        "[quota]\n",
+        &format!("[quota]\njournal = {:?}\n", journal.to_str().unwrap()),
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let log = write(dir.path(), "access.log", &line(0, "key-aaaaaaaa-1", "GET"));
+
+    let (code, out, err) = tollgate(&["check", &policy]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!journal.exists(), "check created the policy's journal");
+    assert!(out.contains("not opened"), "{out}");
+
+    let (code, out, err) = tollgate(&["replay", "--policy", &policy, &log]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!journal.exists(), "replay created the policy's journal");
+
+    // An existing journal is not written either.
+    std::fs::write(&journal, b"").unwrap();
+    let (code, out, err) = tollgate(&["replay", "--policy", &policy, &log]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        0,
+        "replay wrote the journal"
+    );
+
+    // Asked for explicitly, a journal counts the replay.
+    let chosen = dir.path().join("what-if.db");
+    let (code, out, err) = tollgate(&[
+        "replay",
+        "--policy",
+        &policy,
+        "--journal",
+        chosen.to_str().unwrap(),
+        &log,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        chosen.exists(),
+        "--journal names the journal the replay counts in"
+    );
+}
+
+/// A policy whose limits live on a remote backend replays in memory instead of failing
+/// (or contacting the backend).
+#[test]
+fn replay_decides_remote_limits_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = POLICY.replace("rate = \"2/s\"\n", "rate = \"2/s\"\nbackend = \"redis\"\n");
+    let policy = write(dir.path(), "policy.toml", &text);
+    let log = write(dir.path(), "access.log", &line(0, "key-aaaaaaaa-1", "GET"));
+    let (code, out, err) = tollgate(&["replay", "--policy", &policy, &log]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("decided in memory"), "{err}");
+    let (code, out, err) = tollgate(&["check", &policy]);
+    assert_eq!(code, 0, "{out}{err}");
+}
