@@ -253,6 +253,24 @@ impl RedisQuota {
     }
 }
 
+impl RedisQuota {
+    /// A call recorded on the shared counter; `failed`: the request's one attempt at
+    /// Redis already failed (why), so the failure policy answers.
+    fn record_call(
+        &self,
+        ledger: &Ledger,
+        key: &str,
+        cost: u64,
+        now: u64,
+        failed: Option<&str>,
+    ) -> Result<QuotaDecision, QuotaError> {
+        let at = i128::from(now);
+        self.decide(ledger, key, cost, now, failed, |l, c| {
+            l.record_shared(key, cost, at, c)
+        })
+    }
+}
+
 impl QuotaStore for RedisQuota {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
@@ -265,10 +283,7 @@ impl QuotaStore for RedisQuota {
         cost: u64,
         now: u64,
     ) -> Result<QuotaDecision, QuotaError> {
-        let at = i128::from(now);
-        self.decide(ledger, key, cost, now, None, |l, c| {
-            l.record_shared(key, cost, at, c)
-        })
+        self.record_call(ledger, key, cost, now, None)
     }
 
     /// The combined request script failed for this request: the quota's failure policy
@@ -281,10 +296,7 @@ impl QuotaStore for RedisQuota {
         now: u64,
         why: &str,
     ) -> Result<QuotaDecision, QuotaError> {
-        let at = i128::from(now);
-        self.decide(ledger, key, cost, now, Some(why), |l, c| {
-            l.record_shared(key, cost, at, c)
-        })
+        self.record_call(ledger, key, cost, now, Some(why))
     }
 
     /// Reserves on the shared counter like a call (the check-and-add script), so the
