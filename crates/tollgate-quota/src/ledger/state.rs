@@ -130,4 +130,13 @@ impl Ledger {
         }
         Ok(user)
     }
+
+    /// Whether a call by the holder of `key` could be charged at all: `Ok` if the key is
+    /// known and its user enabled, the error [`record`](Self::record) would answer
+    /// otherwise. Charges nothing and writes nothing; the engine asks this before it
+    /// takes any limit, so that an unknown key costs no limit state and no round trip.
+    pub fn check_key(&self, key: &str) -> Result<(), QuotaError> {
+        let keys = self.keys.pin();
+        self.resolve(&keys, key).map(|_| ())
+    }
 }

@@ -166,6 +166,20 @@ impl Engine {
                 }
             }
         }
+        // A key the quota cannot charge is refused before any limit is taken: it costs
+        // no limit state (an attacker's made-up keys fill no store) and no round trip.
+        if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
+            let checked = match req.get(&q.attr) {
+                Some(key) => ledger.check_key(key),
+                None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
+            };
+            if let Err(e) = checked {
+                if !(matches!(e, QuotaError::UnknownKey(_)) && q.unknown_key == UnknownKey::Allow)
+                {
+                    return EngineDecision::refused(self.quota_error_reason(&e), c.generation);
+                }
+            }
+        }
         let class = c.policy.classes.class_of(req.method.unwrap_or(""));
         let mut taken = TakenList::new();
         let mut best: Option<(usize, Decision)> = None;
@@ -227,9 +241,20 @@ impl Engine {
                         if COUNT_DENIALS && self.count_denial(&c, req, now) {
                             l.metrics.revoked.add(1);
                         }
+                        let (by, d) = match self.longest_wait(&c, req, class, (i, d), now) {
+                            Ok(longest) => longest,
+                            Err(never) => {
+                                let mut out =
+                                    EngineDecision::refused(Reason::CannotPass, c.generation);
+                                out.decided_by = Some(never);
+                                out.shadow_denied = shadow_denied;
+                                out.degraded = degraded;
+                                return out;
+                            }
+                        };
                         return EngineDecision {
                             reason: Reason::Limited,
-                            decided_by: Some(i),
+                            decided_by: Some(by),
                             limit: d.limit,
                             remaining: d.remaining,
                             retry_after: d.retry_after,
@@ -307,20 +332,7 @@ impl Engine {
                 Err(QuotaError::UnknownKey(_)) if q.unknown_key == UnknownKey::Allow => {}
                 Err(e) => {
                     self.undo_all(&c, req, &taken, now);
-                    let reason = match e {
-                        QuotaError::DisabledUser { .. } => {
-                            self.metrics.revoked.add(1);
-                            Reason::Revoked
-                        }
-                        QuotaError::UnknownKey(_) => {
-                            self.metrics.unknown_key.add(1);
-                            Reason::UnknownKey
-                        }
-                        _ => {
-                            self.metrics.errors.add(1);
-                            Reason::Unavailable
-                        }
-                    };
+                    let reason = self.quota_error_reason(&e);
                     let mut out = EngineDecision::refused(reason, c.generation);
                     out.shadow_denied = shadow_denied;
                     out.degraded = degraded;
@@ -367,19 +379,84 @@ impl Engine {
         let class = c.policy.classes.class_of(req.method.unwrap_or(""));
         let mut out = Vec::new();
         for l in c.limits.iter().filter(|l| l.spec.applies_to(class)) {
-            let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
-            let mut buf = [""; MAX_KEY_ATTRS];
-            let (key, over) = l.key(req, &self.hasher, &mut buf);
-            let backend = l.backend_for(over);
-            let mut d = backend.get().peek(&key, cost, now);
-            if let Err(BackendError::Unavailable(_)) = d {
-                if let Some(r) = backend.on_unavailable(&key, cost, now, false) {
-                    d = r.map(|(d, _)| d);
-                }
-            }
-            out.push((l.spec.name.clone(), d));
+            out.push((l.spec.name.clone(), self.peek_limit(l, req, class, now)));
         }
         out
+    }
+
+    /// What limit `l` would answer `req` now, taking nothing (its failure policy
+    /// answers for a backend that cannot).
+    fn peek_limit(
+        &self,
+        l: &CompiledLimit,
+        req: &Request<'_>,
+        class: &str,
+        now: u64,
+    ) -> Result<Decision, BackendError> {
+        let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
+        let mut buf = [""; MAX_KEY_ATTRS];
+        let (key, over) = l.key(req, &self.hasher, &mut buf);
+        let backend = l.backend_for(over);
+        let mut d = backend.get().peek(&key, cost, now);
+        if let Err(BackendError::Unavailable(_)) = d {
+            if let Some(r) = backend.on_unavailable(&key, cost, now, false) {
+                d = r.map(|(d, _)| d);
+            }
+        }
+        d
+    }
+
+    /// The answer to a request that enforced limit `denied.0` denied: the longest wait
+    /// over it and every enforced limit after it that would deny too (asked without
+    /// taking anything; the limits before it allowed and were given back, so they
+    /// allow again after any wait), and the limit that needs it. A client that waits
+    /// the answer's `retry_after` is admitted by every limit, absent other traffic.
+    /// `Err(j)`: limit `j` can never pass the request's cost, so no wait helps. A limit
+    /// that cannot answer adds nothing.
+    #[cold]
+    fn longest_wait(
+        &self,
+        c: &Compiled,
+        req: &Request<'_>,
+        class: &str,
+        denied: (usize, Decision),
+        now: u64,
+    ) -> Result<(usize, Decision), usize> {
+        let mut longest = denied;
+        for (j, l) in c.limits.iter().enumerate().skip(denied.0 + 1) {
+            if l.spec.shadow || !l.spec.applies_to(class) {
+                continue;
+            }
+            match self.peek_limit(l, req, class, now) {
+                Ok(d) if !d.allowed() && d.retry_after > longest.1.retry_after => {
+                    longest = (j, d);
+                }
+                Ok(_) | Err(BackendError::Unavailable(_) | BackendError::StoreFull) => {}
+                Err(BackendError::CannotPass(_)) => return Err(j),
+            }
+        }
+        Ok(longest)
+    }
+
+    /// Why a request whose quota call failed with `e` is refused (counted in the
+    /// metrics): a disabled user is revoked, an unknown key is unknown, anything else
+    /// (a journal or period error) leaves the quota unavailable.
+    #[cold]
+    fn quota_error_reason(&self, e: &QuotaError) -> Reason {
+        match e {
+            QuotaError::DisabledUser { .. } => {
+                self.metrics.revoked.add(1);
+                Reason::Revoked
+            }
+            QuotaError::UnknownKey(_) => {
+                self.metrics.unknown_key.add(1);
+                Reason::UnknownKey
+            }
+            _ => {
+                self.metrics.errors.add(1);
+                Reason::Unavailable
+            }
+        }
     }
 
     /// Gives back everything `taken` holds, newest first.
