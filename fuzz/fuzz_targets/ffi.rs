@@ -16,6 +16,7 @@ use tollgate_ffi::*;
 
 /// Limits, classes, revocation and a quota with a tiny plan, so every path is reachable.
 const POLICY: &str = r#"version = 1
+host_attributes = ["region"]
 [classes]
 read = ["GET", "HEAD"]
 default = "write"

@@ -82,6 +82,7 @@ rate = "2/s"
 /// (ten times too many), so only adapting to the provider's answers keeps it in line.
 const CLIENT_POLICY: &str = r#"
 version = 1
+host_attributes = ["host"]
 [classes]
 read = ["GET"]
 default = "write"

@@ -73,7 +73,7 @@ pub use error::{PolicyError, PolicyWarning, ValidationError};
 pub use spec::{
     AlgorithmKind, Classes, CompanySpec, DurabilitySpec, FailurePolicy, HumanDuration, LimitSpec,
     OverrideSpec, Policy, QuotaSpec, RevocationSpec, UnknownKey, UserSpec, DEFAULT_CAPACITY,
-    MAX_KEY_ATTRS, POLICY_VERSION,
+    MAX_KEY_ATTRS, MAX_LIMIT_NAME, POLICY_VERSION,
 };
 
 #[cfg(test)]

@@ -182,11 +182,23 @@ fn retry_after_names_the_limit_with_the_longest_wait() {
     // but the client must wait for the second.
     let d = e.decide(&req("x", "POST", now));
     assert_eq!(d.reason, Reason::Limited, "{d:?}");
-    assert_eq!(d.decided_by, Some(3), "per-token needs the longest wait: {d:?}");
+    assert_eq!(
+        d.decided_by,
+        Some(3),
+        "per-token needs the longest wait: {d:?}"
+    );
     assert_eq!(d.retry_after, 500_000_000);
     assert_eq!(d.limit, 2, "the named limit's own numbers");
+    // The headers name that limit, and `t` on a refusal is the wait, as Retry-After.
+    let h = e.headers(&d);
+    assert_eq!(h.ratelimit.as_deref(), Some("\"per-token\";r=0;t=1"));
+    assert_eq!(h.retry_after.as_deref(), Some("1"));
     let early = e.decide(&req("x", "POST", now + 200_000_000));
-    assert_eq!(early.decided_by, Some(3), "after the first limit's wait: {early:?}");
+    assert_eq!(
+        early.decided_by,
+        Some(3),
+        "after the first limit's wait: {early:?}"
+    );
     assert!(e.decide(&req("x", "POST", now + d.retry_after)).allowed());
 }
 
@@ -194,13 +206,17 @@ fn retry_after_names_the_limit_with_the_longest_wait() {
 fn a_later_limit_that_can_never_pass_makes_the_answer_cannot_pass() {
     let e = multi();
     let now = 1_800_000_000_000_000_000u64;
-    let r = Request::new().token("a").tenant("x").company("c").method("GET");
+    let r = Request::new()
+        .token("a")
+        .tenant("x")
+        .company("c")
+        .method("GET");
     for _ in 0..2 {
-        assert!(e.decide(&r.clone().at(now)).allowed());
+        assert!(e.decide(&r.at(now)).allowed());
     }
     // Cost 3: per-token-tenant (burst 3) has 1 left and denies; per-token (burst 2)
     // can never pass a cost of 3, whatever the client waits.
-    let d = e.decide(&r.clone().cost(3).at(now));
+    let d = e.decide(&r.cost(3).at(now));
     assert_eq!(d.reason, Reason::CannotPass, "{d:?}");
     assert_eq!(d.decided_by, Some(3));
 }

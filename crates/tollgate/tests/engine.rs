@@ -449,6 +449,7 @@ fn hold_delays_every_enforced_limit_of_the_request() {
     let e = engine(
         r#"
 version = 1
+host_attributes = ["host"]
 [classes]
 read = ["GET"]
 default = "write"

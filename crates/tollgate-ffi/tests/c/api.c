@@ -38,6 +38,7 @@ static const char RATE_POLICY[] =
 /* A limit on an attribute of the host's own (absent attributes count as empty). */
 static const char REGION_POLICY[] =
     "version = 1\n"
+    "host_attributes = [\"region\"]\n"
     "[[limit]]\n"
     "name = \"per-token\"\n"
     "key = [\"token\"]\n"

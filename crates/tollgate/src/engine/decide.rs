@@ -174,8 +174,7 @@ impl Engine {
                 None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
             if let Err(e) = checked {
-                if !(matches!(e, QuotaError::UnknownKey(_)) && q.unknown_key == UnknownKey::Allow)
-                {
+                if !(matches!(e, QuotaError::UnknownKey(_)) && q.unknown_key == UnknownKey::Allow) {
                     return EngineDecision::refused(self.quota_error_reason(&e), c.generation);
                 }
             }

@@ -4,8 +4,23 @@ use super::decision::{EngineDecision, Reason};
 use super::instance::Engine;
 
 /// Response header values for a decision, in the form of
-/// draft-ietf-httpapi-ratelimit-headers (`RateLimit-Policy`, `RateLimit`) plus
-/// `Retry-After`.
+/// [draft-ietf-httpapi-ratelimit-headers-10](https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/10/)
+/// (`RateLimit-Policy`, `RateLimit`) plus `Retry-After`.
+///
+/// Both fields are structured-field lists of one item: the policy name as an sf-string
+/// (a limit's name, which the policy restricts to printable ASCII without `"` or `\`, so
+/// it is sent as it is), with parameters `q` (quota units) and `w` (window, seconds) in
+/// `RateLimit-Policy`, and `r` (remaining units) and `t` (seconds, rounded up) in
+/// `RateLimit`. The draft defines `t` as the time until more quota is available:
+/// * on a refusal (`r=0`), `t` is the time until the refused request would be
+///   admitted, the same value as `Retry-After` (the longest wait over every limit that
+///   refused it), so a client that honours either is admitted;
+/// * on an admitted request, `t` is the time until the limit's whole quota is back:
+///   never earlier than more quota is available (for GCRA a unit returns every
+///   `w / q` seconds before that).
+///
+/// A refusal by the monthly quota names the policy `"quota"`, with `t` the time until
+/// the period ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RateLimitHeaders {
     /// `RateLimit-Policy`, e.g. `"per-token";q=100;w=60`.
@@ -46,7 +61,11 @@ impl Engine {
             v.push_str("\";r=");
             push_u64(&mut v, d.remaining);
             v.push_str(";t=");
-            push_u64(&mut v, secs(d.reset_after));
+            let until_more = match d.reason {
+                Reason::Limited => d.retry_after,
+                _ => d.reset_after,
+            };
+            push_u64(&mut v, secs(until_more));
             h.ratelimit = Some(v);
         } else if let (Some(q), Reason::QuotaExceeded) = (&d.quota, d.reason) {
             let mut policy = String::with_capacity(32);

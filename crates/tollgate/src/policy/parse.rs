@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::attr::Attr;
+use super::attr::{Attr, Field};
 use super::error::{line_col, PolicyError, PolicyWarning, ValidationError};
 use super::spec::*;
 use serde::Deserialize;
@@ -26,6 +26,8 @@ pub(super) struct RawPolicy {
     revocation: Option<RevocationSpec>,
     #[serde(default)]
     quota: Option<RawQuota>,
+    #[serde(default)]
+    host_attributes: BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +130,7 @@ impl Policy {
             let message = match inner.message().trim() {
                 // Some syntax errors come without a message (e.g. a NUL byte).
                 "" => "not valid TOML here (a control character, or a broken line)".to_owned(),
+                m if holds_secrets(&field) => redact_quoted(m),
                 m => m.to_owned(),
             };
             PolicyError {
@@ -261,6 +264,7 @@ impl Policy {
             limits: limits.iter().map(|(_, l)| l.clone()).collect(),
             revocation: raw.revocation,
             quota,
+            host_attributes: raw.host_attributes,
         };
         if let Err(e) = policy.validate() {
             // Point at the limit the problem is in, when it is in one.
@@ -289,14 +293,8 @@ impl Policy {
                 field: format!("limit[{i}].{field}"),
                 message,
             };
-            if l.name.is_empty()
-                || l.name.contains(['"', '\\'])
-                || l.name.chars().any(char::is_control)
-            {
-                return Err(err(
-                    "name",
-                    format!("{:?}: a limit name is non-empty, without quotes, backslashes or control characters", l.name),
-                ));
+            if let Err(why) = check_limit_name(&l.name) {
+                return Err(err("name", why));
             }
             if !names.insert(l.name.as_str()) {
                 return Err(err("name", format!("two limits are named {:?}", l.name)));
@@ -306,6 +304,9 @@ impl Policy {
                     "key",
                     format!("a limit keys on 1 to {} attributes", MAX_KEY_ATTRS),
                 ));
+            }
+            for attr in &l.key {
+                self.check_attr(attr).map_err(|m| err("key", m))?;
             }
             for class in l.cost.keys().chain(l.classes.iter().flatten()) {
                 if !classes.contains(class.as_str()) {
@@ -347,6 +348,33 @@ impl Policy {
                     }
                 }
             }
+        }
+        for name in &self.host_attributes {
+            if name.is_empty() || Field::named(name.as_bytes()).is_some() {
+                return Err(ValidationError {
+                    limit: None,
+                    field: "host_attributes".into(),
+                    message: format!(
+                        "{name:?}: a host attribute has a name of its own, not empty and not \
+                         one of the engine's ({})",
+                        field_names()
+                    ),
+                });
+            }
+        }
+        if let Some(r) = &self.revocation {
+            self.check_attr(&r.key).map_err(|message| ValidationError {
+                limit: None,
+                field: "revocation.key".into(),
+                message,
+            })?;
+        }
+        if let Some(q) = &self.quota {
+            self.check_attr(&q.key).map_err(|message| ValidationError {
+                limit: None,
+                field: "quota.key".into(),
+                message,
+            })?;
         }
         if let Some(r) = &self.revocation {
             if r.denials == 0 {
@@ -395,4 +423,83 @@ impl Policy {
         }
         Ok(())
     }
+
+    /// `Ok` if `attr` is one of the engine's fields or a declared host attribute; else
+    /// what is wrong, with the nearest known name when there is a close one.
+    fn check_attr(&self, attr: &Attr) -> Result<(), String> {
+        let Attr::Other(name) = attr else {
+            return Ok(());
+        };
+        if self.host_attributes.contains(name) {
+            return Ok(());
+        }
+        let nearest = Field::ALL
+            .iter()
+            .map(|f| f.name())
+            .chain(self.host_attributes.iter().map(String::as_str))
+            .map(|known| (strsim::damerau_levenshtein(name, known), known))
+            .filter(|(d, known)| *d <= 2 && *d < known.len())
+            .min();
+        let hint = match nearest {
+            Some((_, known)) => format!(" (did you mean {known:?}?)"),
+            None => String::new(),
+        };
+        Err(format!(
+            "unknown attribute {name:?}{hint}: the engine's are {}; an attribute the host \
+             supplies must be declared, e.g. `host_attributes = [{name:?}]`",
+            field_names()
+        ))
+    }
+}
+
+/// The engine's field names, for messages.
+fn field_names() -> String {
+    Field::ALL.map(Field::name).join(", ")
+}
+
+/// `Ok` if `name` can be sent as it is in a structured-field string (RFC 9651 §3.3.3:
+/// printable ASCII), without the two characters that string must escape (`"` and `\`),
+/// so the `RateLimit` and `RateLimit-Policy` values need no escaping.
+fn check_limit_name(name: &str) -> Result<(), String> {
+    let bad = name
+        .chars()
+        .find(|&c| !(' '..='~').contains(&c) || c == '"' || c == '\\');
+    if name.is_empty() || name.len() > MAX_LIMIT_NAME || bad.is_some() {
+        let what = match bad {
+            Some(c) => format!(" ({c:?} is not allowed)"),
+            None => String::new(),
+        };
+        return Err(format!(
+            "{name:?}{what}: a limit name is 1 to {MAX_LIMIT_NAME} printable ASCII characters \
+             (space to '~'), without quotes or backslashes: it is sent in the RateLimit \
+             headers as a structured-field string"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a field's path leads to values that may be secrets (API keys: a company's
+/// users, an override's match), whose text must not be echoed in an error.
+fn holds_secrets(path: &str) -> bool {
+    path.starts_with("quota.companies") || path.contains("match")
+}
+
+/// `message` with every double-quoted part replaced, so that a type error about a
+/// secret (`invalid type: string "sk_live_…", expected a sequence`) does not echo it.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("(redacted)\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }

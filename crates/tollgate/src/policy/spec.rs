@@ -1,6 +1,7 @@
 //! The policy's parts as the engine reads them: limits, overrides, classes, revocation, the quota, and the policy itself.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub const POLICY_VERSION: u32 = 1;
 
 /// Most attributes a limit keys on.
 pub const MAX_KEY_ATTRS: usize = 8;
+
+/// Most bytes in a limit name (it is sent in every response's headers).
+pub const MAX_LIMIT_NAME: usize = 64;
 
 /// Which algorithm a limit uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -186,7 +190,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
 }
 
 /// A per-key override: requests whose attributes equal all of `matches` get `rate`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+///
+/// `Debug` shows a matched token only as its [`KeyRef`](tollgate_quota::KeyRef).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideSpec {
     /// Attribute name -> value; every one must match.
@@ -194,6 +200,26 @@ pub struct OverrideSpec {
     pub matches: BTreeMap<String, String>,
     /// The rate for matching requests.
     pub rate: Rate,
+}
+
+impl fmt::Debug for OverrideSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let matches: BTreeMap<&str, String> = self
+            .matches
+            .iter()
+            .map(|(attr, value)| {
+                let shown = match Attr::named(attr) {
+                    Attr::Token => tollgate_quota::KeyRef::of(value).to_string(),
+                    _ => value.clone(),
+                };
+                (attr.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("OverrideSpec")
+            .field("matches", &matches)
+            .field("rate", &self.rate)
+            .finish()
+    }
 }
 
 /// One limit.
@@ -276,7 +302,9 @@ pub(super) fn token() -> Attr {
 }
 
 /// A user of a company in the policy's quota section.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+///
+/// `Debug` shows the keys only as [`KeyRef`](tollgate_quota::KeyRef)s.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
     /// The user's id.
@@ -287,6 +315,21 @@ pub struct UserSpec {
     /// Whether the user is disabled.
     #[serde(default)]
     pub disabled: bool,
+}
+
+impl fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<tollgate_quota::KeyRef> = self
+            .keys
+            .iter()
+            .map(|k| tollgate_quota::KeyRef::of(k))
+            .collect();
+        f.debug_struct("UserSpec")
+            .field("id", &self.id)
+            .field("keys", &keys)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
 }
 
 /// A company registered with the quota when the engine starts: the quota's
@@ -405,6 +448,11 @@ pub struct Policy {
     pub revocation: Option<RevocationSpec>,
     /// The monthly quota, if enabled.
     pub quota: Option<QuotaSpec>,
+    /// The host attributes limits may key on (`host_attributes = ["region"]`): names
+    /// the host supplies besides the engine's own [`Field`](super::Field)s. A key
+    /// naming anything else is refused, so that a typo (`key = ["tokn"]`) cannot make a
+    /// limit that every request shares.
+    pub host_attributes: BTreeSet<String>,
 }
 
 impl Default for Policy {
@@ -415,6 +463,7 @@ impl Default for Policy {
             limits: Vec::new(),
             revocation: None,
             quota: None,
+            host_attributes: BTreeSet::new(),
         }
     }
 }

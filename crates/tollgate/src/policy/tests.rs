@@ -220,3 +220,101 @@ fn company_spec_is_the_quota_company_plus_time_zone_and_users() {
     assert!(e.message.contains("unknown field `machnes`"), "{e}");
     assert!(e.message.contains("`time_zone`, `users`"), "{e}");
 }
+
+#[test]
+fn a_typo_in_a_key_is_an_error_not_a_global_limit() {
+    let e = err("version = 1\n[[limit]]\nname = \"a\"\nkey = [\"tokn\"]\nrate = \"1/s\"\n");
+    assert_eq!((e.field.as_str(), e.line), ("limit[0].key", Some(3)), "{e}");
+    assert!(e.message.contains("did you mean \"token\""), "{e}");
+    assert!(e.message.contains("host_attributes"), "{e}");
+    let e = err("version = 1\n[[limit]]\nname = \"a\"\nkey = [\"token\", \"regoin\"]\nrate = \"1/s\"\nhost_attributes = [\"region\"]\n");
+    // (host_attributes after the table belongs to the limit: refused as unknown.)
+    assert!(e.message.contains("host_attributes"), "{e}");
+    let e = err("host_attributes = [\"region\"]\nversion = 1\n[[limit]]\nname = \"a\"\nkey = [\"regoin\"]\nrate = \"1/s\"\n");
+    assert!(e.message.contains("did you mean \"region\""), "{e}");
+    let e = err("version = 1\n[revocation]\nkey = \"tokne\"\ndenials = 3\nwindow = \"1m\"\n");
+    assert_eq!(e.field, "revocation.key", "{e}");
+    let e = err("version = 1\n[quota]\nkey = \"apikey\"\n");
+    assert_eq!(e.field, "quota.key", "{e}");
+    assert!(!e.message.contains("did you mean"), "nothing is close: {e}");
+    let e = err("version = 1\nhost_attributes = [\"token\"]\n");
+    assert_eq!(e.field, "host_attributes", "{e}");
+
+    // Declared, the same names are host attributes.
+    let (p, _) = Policy::from_toml(
+        "version = 1\nhost_attributes = [\"region\", \"apikey\"]\n[[limit]]\nname = \"a\"\nkey = [\"region\"]\nrate = \"1/s\"\n[quota]\nkey = \"apikey\"\n",
+    )
+    .unwrap();
+    assert_eq!(p.limits[0].key, vec![Attr::Other("region".into())]);
+    assert!(p.host_attributes.contains("apikey"));
+    // Built in code, the same rule holds.
+    let mut p = Policy::default();
+    let mut l = LimitSpec::new("a", Rate::per_second(1).unwrap());
+    l.key = vec![Attr::named("tokn")];
+    p.limits.push(l);
+    assert_eq!(p.validate().unwrap_err().field, "limit[0].key");
+    p.host_attributes.insert("tokn".into());
+    p.validate().unwrap();
+}
+
+#[test]
+fn limit_names_are_header_safe() {
+    for bad in ["café", "a\"b", "a\\b", "tab\there", "", "\u{7f}"] {
+        let text = format!(
+            "version = 1\n[[limit]]\nname = {}\nrate = \"1/s\"\n",
+            toml::Value::String(bad.to_owned())
+        );
+        let e = err(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("limit[0].name", Some(3)),
+            "{bad:?}: {e}"
+        );
+    }
+    let long = "n".repeat(MAX_LIMIT_NAME + 1);
+    let e = err(&format!(
+        "version = 1\n[[limit]]\nname = \"{long}\"\nrate = \"1/s\"\n"
+    ));
+    assert_eq!(e.field, "limit[0].name");
+    for good in [
+        "per-token",
+        "a b",
+        "x~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+        &"n".repeat(MAX_LIMIT_NAME),
+    ] {
+        let text = format!(
+            "version = 1\n[[limit]]\nname = {}\nrate = \"1/s\"\n",
+            toml::Value::String(good.to_owned())
+        );
+        Policy::from_toml(&text).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+}
+
+#[test]
+fn errors_and_debug_never_show_an_api_key() {
+    let secret = "sk_live_51HxQ2eZvKYlo2C9";
+    for text in [
+        // A key where a list of keys belongs.
+        format!("version = 1\n[quota]\n[[quota.companies]]\nid = \"acme\"\nusers = [{{ id = \"ann\", keys = \"{secret}\" }}]\n"),
+        // A key where a user table belongs.
+        format!("version = 1\n[quota]\n[[quota.companies]]\nid = \"acme\"\nusers = [\"{secret}\"]\n"),
+        // A key as a number's place.
+        format!("version = 1\n[quota]\n[[quota.companies]]\nid = \"acme\"\nusers = [{{ id = \"ann\", keys = [\"ok\"], disabled = \"{secret}\" }}]\n"),
+        // A token override matched with a value of the wrong type.
+        format!("version = 1\n[[limit]]\nname = \"a\"\nrate = \"1/s\"\n[[limit.override]]\nmatch = {{ token = [\"{secret}\"] }}\nrate = \"2/s\"\n"),
+    ] {
+        let e = err(&text);
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(!shown.contains("sk_live"), "{shown}");
+        }
+    }
+    let short = "k1";
+    let (p, _) = Policy::from_toml(&format!(
+        "version = 1\n[[limit]]\nname = \"a\"\nkey = [\"token\"]\nrate = \"1/s\"\n[[limit.override]]\nmatch = {{ token = \"{secret}\" }}\nrate = \"2/s\"\n[quota]\n[[quota.companies]]\nid = \"acme\"\nusers = [{{ id = \"ann\", keys = [\"{secret}\", \"{short}\"] }}]\n"
+    ))
+    .unwrap();
+    let debug = format!("{p:?}");
+    assert!(!debug.contains("sk_live"), "{debug}");
+    assert!(debug.contains("acme") && debug.contains("ann"), "{debug}");
+    assert!(!debug.contains("\"k1\""), "{debug}");
+}
