@@ -139,8 +139,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // Building the engine checks what only building can (rates, capacities,
             // companies), on a copy that opens neither the journal nor a backend: a
             // check never creates or writes the policy's files.
+            let estimate = p.memory_estimate();
+            let budget = p.memory_budget;
             let journal = what_if(&mut p, None);
             let engine = Engine::new(p).map_err(|e| format!("{}: {e}", policy.display()))?;
+            println!(
+                "{}: memory: about {} of in-memory limit state (memory_budget {})",
+                policy.display(),
+                tollgate::policy::ByteSize(estimate.total),
+                budget
+            );
             if let Some(j) = journal {
                 let state = if j.exists() {
                     "exists"

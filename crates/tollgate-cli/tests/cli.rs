@@ -151,6 +151,37 @@ fn check_reports_file_line_column_and_field() {
 }
 
 #[test]
+fn check_reports_the_memory_estimate_and_refuses_a_policy_over_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.toml", POLICY);
+    let (code, out, _) = tollgate(&["check", &good]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("memory: about") && out.contains("memory_budget 1.0 GiB"),
+        "{out}"
+    );
+    let huge = write(
+        dir.path(),
+        "huge.toml",
+        "version = 1\n[[limit]]\nname = \"x\"\nrate = \"10/s\"\ncapacity = 10000000000\n",
+    );
+    let (code, _, err) = tollgate(&["check", &huge]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{huge}:5:12: limit[0].capacity:")),
+        "{err}"
+    );
+    let big = write(
+        dir.path(),
+        "big.toml",
+        "memory_budget = \"100MB\"\nversion = 1\n[[limit]]\nname = \"x\"\nrate = \"10/s\"\ncapacity = 10000000\n",
+    );
+    let (code, _, err) = tollgate(&["check", &big]);
+    assert_eq!(code, 2);
+    assert!(err.contains("over memory_budget"), "{err}");
+}
+
+#[test]
 fn bench_prints_json() {
     let (code, out, err) = tollgate(&[
         "bench",

@@ -338,3 +338,30 @@ fn decide_request_refuses_bad_arguments_and_writes_nothing() {
     // SAFETY: freed once.
     unsafe { tollgate_engine_free(e) };
 }
+
+/// A policy value that would need more memory than the host has (issue 15, item 4: a
+/// C gateway aborted with "memory allocation of 200000000000 bytes failed") is an error
+/// code with a message naming the line, and the engine keeps its policy.
+#[test]
+fn a_huge_capacity_through_reload_is_an_error_not_an_abort() {
+    let e = new_engine();
+    for cap in ["10000000000", "4611686018427387904"] {
+        let text = format!(
+            "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"2/min\"\ncapacity = {cap}\n"
+        );
+        let mut rep = tollgate_reload_report::default();
+        // SAFETY: the engine, a local string, a local output.
+        let rc =
+            unsafe { tollgate_engine_reload_toml(e, text.as_ptr().cast(), text.len(), &mut rep) };
+        assert_eq!(rc, tollgate_result::Policy, "{cap}");
+        let msg = last_error();
+        assert!(msg.contains(":6:12: limit[0].capacity"), "{msg}");
+        let mut out = std::ptr::null_mut();
+        // SAFETY: a local string and out-pointer.
+        let rc = unsafe { tollgate_engine_from_toml(text.as_ptr().cast(), text.len(), &mut out) };
+        assert_eq!(rc, tollgate_result::Policy);
+        assert!(out.is_null());
+    }
+    // SAFETY: freed once.
+    unsafe { tollgate_engine_free(e) };
+}

@@ -70,10 +70,12 @@ mod spec;
 
 pub use attr::{Attr, Field};
 pub use error::{PolicyError, PolicyWarning, ValidationError};
+pub use parse::MemoryEstimate;
 pub use spec::{
-    AlgorithmKind, Classes, CompanySpec, DurabilitySpec, FailurePolicy, HumanDuration, LimitSpec,
-    OverrideSpec, Policy, QuotaSpec, RevocationSpec, UnknownKey, UserSpec, DEFAULT_CAPACITY,
-    MAX_KEY_ATTRS, MAX_LIMIT_NAME, POLICY_VERSION,
+    AlgorithmKind, ByteSize, Classes, CompanySpec, DurabilitySpec, FailurePolicy, HumanDuration,
+    LimitSpec, OverrideSpec, Policy, QuotaSpec, RevocationSpec, UnknownKey, UserSpec,
+    DEFAULT_CAPACITY, DEFAULT_MEMORY_BUDGET, MAX_CAPACITY, MAX_KEY_ATTRS, MAX_LIMITS,
+    MAX_LIMIT_NAME, MAX_OVERRIDES, POLICY_VERSION,
 };
 
 #[cfg(test)]

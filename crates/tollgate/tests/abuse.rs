@@ -300,3 +300,107 @@ proptest! {
         }
     }
 }
+
+// ---- a policy value can never take the host down (item 4) --------------------------------
+
+fn one_limit(extra: &str) -> String {
+    format!(
+        "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"10/s\"\n{extra}"
+    )
+}
+
+#[test]
+fn a_huge_capacity_is_an_error_naming_the_line_not_an_abort() {
+    for cap in ["10000000000", "4611686018427387904", "100000001", "0"] {
+        let e = Policy::from_toml(&one_limit(&format!("capacity = {cap}\n"))).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("limit[0].capacity", Some(6)),
+            "{e}"
+        );
+    }
+    // Through a running engine's reload: refused, the old policy stays in force.
+    let engine = Engine::new(Policy::from_toml(&one_limit("")).unwrap().0).unwrap();
+    let mut p = engine.policy();
+    p.limits[0].capacity = 10_000_000_000;
+    assert!(engine.reload(p).is_err());
+    assert_eq!(
+        engine.policy().limits[0].capacity,
+        tollgate::policy::DEFAULT_CAPACITY
+    );
+    let r = Request::new().token("t").at(1_800_000_000_000_000_000);
+    assert!(engine.decide(&r).allowed());
+}
+
+#[test]
+fn single_key_overrides_take_one_slot_not_a_table() {
+    let mut text = one_limit("capacity = 100000\n");
+    for i in 0..1_000 {
+        text.push_str(&format!(
+            "[[limit.override]]\nmatch = {{ token = \"customer-{i}\" }}\nrate = \"20/s\"\n"
+        ));
+    }
+    let (p, _) = Policy::from_toml(&text).unwrap();
+    let estimate = p.memory_estimate();
+    // The limit's own table (100k keys, ~2 MB) plus 1,000 one-key stores; before, each
+    // override had a 100k-key table of its own (1,000 x 2 MB = 2 GB).
+    assert!(estimate.total < 20 << 20, "{estimate:?}");
+    assert_eq!(p.limits[0].overrides[0].capacity_in(&p.limits[0]), 1);
+    let engine = Engine::new(p).unwrap();
+    let now = 1_800_000_000_000_000_000;
+    for i in [0, 999] {
+        let key = format!("customer-{i}");
+        let admitted = (0..30)
+            .filter(|_| engine.decide(&Request::new().token(&key).at(now)).allowed())
+            .count();
+        assert_eq!(admitted, 20, "the override's burst for {key}");
+    }
+    let admitted = (0..30)
+        .filter(|_| {
+            engine
+                .decide(&Request::new().token("other").at(now))
+                .allowed()
+        })
+        .count();
+    assert_eq!(admitted, 10);
+}
+
+#[test]
+fn too_many_limits_or_overrides_and_a_budget_are_refused_with_the_place() {
+    let mut text = String::from("version = 1\n");
+    for i in 0..1_000 {
+        text.push_str(&format!("[[limit]]\nname = \"l{i}\"\nrate = \"1/s\"\n"));
+    }
+    let e = Policy::from_toml(&text).unwrap_err();
+    assert_eq!(e.field, "limit", "{e}");
+    assert!(e.line.is_some(), "{e}");
+
+    let mut text = one_limit("");
+    for i in 0..10_001 {
+        text.push_str(&format!(
+            "[[limit.override]]\nmatch = {{ token = \"c{i}\" }}\nrate = \"2/s\"\n"
+        ));
+    }
+    let e = Policy::from_toml(&text).unwrap_err();
+    assert_eq!(e.field, "limit[0].override", "{e}");
+
+    // 5 limits of 50M keys: about 5 GB, over the default budget of 1 GiB.
+    let mut text = String::from("version = 1\n");
+    for i in 0..5 {
+        text.push_str(&format!(
+            "[[limit]]\nname = \"l{i}\"\nrate = \"1/s\"\ncapacity = 50000000\n"
+        ));
+    }
+    let e = Policy::from_toml(&text).unwrap_err();
+    assert!(e.field.ends_with(".capacity"), "{e}");
+    assert!(e.message.contains("memory_budget"), "{e}");
+    let (p, _) = Policy::from_toml(&format!("memory_budget = \"8GiB\"\n{text}")).unwrap();
+    let estimate = p.memory_estimate();
+    assert!(
+        estimate.total > 5_000_000_000 && estimate.total < 6_000_000_000,
+        "{estimate:?}"
+    );
+    assert_eq!(estimate.limits.len(), 5);
+    let e = Policy::from_toml(&format!("memory_budget = \"8 parsecs\"\n{text}")).unwrap_err();
+    assert_eq!(e.field, "memory_budget", "{e}");
+}

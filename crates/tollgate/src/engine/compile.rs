@@ -236,10 +236,13 @@ pub(super) fn policy_item(name: &str, kind: AlgorithmKind, rate: Rate) -> String
 
 /// The state behind limit `spec` at `rate` (the limit's own or an override's), and
 /// whether it carried `previous`'s state over.
+///
+/// `capacity`: the keys its in-memory state holds (the limit's, or the override's).
 pub(super) fn build_backend(
     factories: &[(String, Arc<dyn BackendFactory>)],
     spec: &LimitSpec,
     rate: Rate,
+    capacity: usize,
     previous: Option<&Backend>,
     now: u64,
 ) -> Result<(Backend, bool), EngineError> {
@@ -253,8 +256,8 @@ pub(super) fn build_backend(
                 return Ok((Backend::Memory(Arc::new(carried)), true));
             }
         }
-        let m = MemoryBackend::new(spec.algorithm, rate, spec.capacity)
-            .map_err(|e| err(e.to_string()))?;
+        let m =
+            MemoryBackend::new(spec.algorithm, rate, capacity).map_err(|e| err(e.to_string()))?;
         return Ok((Backend::Memory(Arc::new(m)), false));
     }
     let factory = factories

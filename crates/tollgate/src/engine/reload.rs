@@ -72,6 +72,7 @@ impl Engine {
                 &self.factories,
                 spec,
                 spec.rate,
+                spec.capacity,
                 same_backend.map(|p| &p.backend),
                 now,
             )?;
@@ -95,7 +96,14 @@ impl Engine {
                         .find(|po| po.matches == matches)
                         .map(|po| &po.backend)
                 });
-                let (b, _) = build_backend(&self.factories, spec, o.rate, prev_override, now)?;
+                let (b, _) = build_backend(
+                    &self.factories,
+                    spec,
+                    o.rate,
+                    o.capacity_in(spec),
+                    prev_override,
+                    now,
+                )?;
                 overrides.push(CompiledOverride {
                     matches,
                     rate: o.rate,

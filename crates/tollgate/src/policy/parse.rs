@@ -28,6 +28,8 @@ pub(super) struct RawPolicy {
     quota: Option<RawQuota>,
     #[serde(default)]
     host_attributes: BTreeSet<String>,
+    #[serde(default)]
+    memory_budget: Option<ByteSize>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +52,7 @@ pub(super) struct RawLimit {
     #[serde(default)]
     shadow: bool,
     #[serde(default)]
-    capacity: Option<usize>,
+    capacity: Option<toml::Spanned<usize>>,
     #[serde(default)]
     backend: Option<String>,
     #[serde(default)]
@@ -210,8 +212,9 @@ impl Policy {
                 }
             };
             let name = l.name.into_inner();
+            let capacity_span = l.capacity.as_ref().map(toml::Spanned::span);
             limits.push((
-                name_span,
+                (name_span, capacity_span),
                 LimitSpec {
                     name,
                     key: l.key.unwrap_or_else(|| vec![Attr::Token, Attr::Tenant]),
@@ -220,7 +223,9 @@ impl Policy {
                     cost: l.cost,
                     classes: l.classes,
                     shadow: l.shadow,
-                    capacity: l.capacity.unwrap_or(DEFAULT_CAPACITY),
+                    capacity: l
+                        .capacity
+                        .map_or(DEFAULT_CAPACITY, toml::Spanned::into_inner),
                     backend: l.backend.unwrap_or_else(|| "memory".to_owned()),
                     on_failure: l.on_failure,
                     overrides: l.overrides,
@@ -265,13 +270,17 @@ impl Policy {
             revocation: raw.revocation,
             quota,
             host_attributes: raw.host_attributes,
+            memory_budget: raw.memory_budget.unwrap_or(ByteSize(DEFAULT_MEMORY_BUDGET)),
         };
         if let Err(e) = policy.validate() {
-            // Point at the limit the problem is in, when it is in one.
-            let span = e
-                .limit
-                .and_then(|i| limits.get(i))
-                .map_or(0..0, |(span, _)| span.clone());
+            // Point at the limit the problem is in, or at its capacity.
+            let span = e.limit.and_then(|i| limits.get(i).map(|l| (i, l))).map_or(
+                0..0,
+                |(i, ((name, capacity), _))| match capacity {
+                    Some(c) if e.field == format!("limit[{i}].capacity") => c.clone(),
+                    _ => name.clone(),
+                },
+            );
             let mut err = at(span, e.field, e.message);
             if e.limit.is_none() {
                 err.line = None;
@@ -287,6 +296,16 @@ impl Policy {
     pub fn validate(&self) -> Result<(), ValidationError> {
         let classes = self.classes.names();
         let mut names = BTreeSet::new();
+        if self.limits.len() > MAX_LIMITS {
+            return Err(ValidationError {
+                limit: Some(MAX_LIMITS),
+                field: "limit".into(),
+                message: format!(
+                    "{} limits: a policy has at most {MAX_LIMITS}",
+                    self.limits.len()
+                ),
+            });
+        }
         for (i, l) in self.limits.iter().enumerate() {
             let err = |field: &str, message: String| ValidationError {
                 limit: Some(i),
@@ -319,14 +338,32 @@ impl Policy {
                     ));
                 }
             }
-            if l.capacity == 0 {
-                return Err(err("capacity", "must hold at least one key".into()));
+            if l.capacity == 0 || l.capacity > MAX_CAPACITY {
+                return Err(err(
+                    "capacity",
+                    format!("{}: a limit holds 1 to {MAX_CAPACITY} keys", l.capacity),
+                ));
+            }
+            if l.overrides.len() > MAX_OVERRIDES {
+                return Err(err(
+                    "override",
+                    format!(
+                        "{} overrides: a limit has at most {MAX_OVERRIDES}",
+                        l.overrides.len()
+                    ),
+                ));
             }
             for (j, o) in l.overrides.iter().enumerate() {
                 if o.matches.is_empty() {
                     return Err(err(
                         &format!("override[{j}].match"),
                         "an override must match at least one attribute".into(),
+                    ));
+                }
+                if let Some(cap) = o.capacity.filter(|&c| c == 0 || c > MAX_CAPACITY) {
+                    return Err(err(
+                        &format!("override[{j}].capacity"),
+                        format!("{cap}: an override holds 1 to {MAX_CAPACITY} keys"),
                     ));
                 }
                 for attr in o.matches.keys() {
@@ -421,7 +458,58 @@ impl Policy {
                 }
             }
         }
+        let estimate = self.memory_estimate();
+        if estimate.total > self.memory_budget.0 {
+            let (i, biggest) = estimate
+                .limits
+                .iter()
+                .copied()
+                .enumerate()
+                .max_by_key(|&(_, b)| b)
+                .unwrap_or((0, 0));
+            return Err(ValidationError {
+                limit: (!self.limits.is_empty()).then_some(i),
+                field: if self.limits.is_empty() {
+                    "memory_budget".into()
+                } else {
+                    format!("limit[{i}].capacity")
+                },
+                message: format!(
+                    "the policy's in-memory state would take about {} ({} for this limit \
+                     and its overrides), over memory_budget = {:?} ({}): lower a capacity or \
+                     raise memory_budget",
+                    ByteSize(estimate.total),
+                    ByteSize(biggest),
+                    self.memory_budget.0,
+                    self.memory_budget
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// What the policy's in-memory state takes when the engine allocates it: each
+    /// in-memory limit's keyed store and its overrides' (about 20.3 bytes per key of
+    /// capacity, see tollgate-core's `KeyedStore`). Limits on a remote backend count
+    /// nothing here (their fallback limiters are sized by the backend).
+    pub fn memory_estimate(&self) -> MemoryEstimate {
+        let limits: Vec<u64> = self
+            .limits
+            .iter()
+            .map(|l| {
+                if l.backend != "memory" {
+                    return 0;
+                }
+                l.overrides
+                    .iter()
+                    .map(|o| store_bytes(o.capacity_in(l)))
+                    .fold(store_bytes(l.capacity), u64::saturating_add)
+            })
+            .collect();
+        MemoryEstimate {
+            total: limits.iter().copied().fold(0, u64::saturating_add),
+            limits,
+        }
     }
 
     /// `Ok` if `attr` is one of the engine's fields or a declared host attribute; else
@@ -502,4 +590,26 @@ fn redact_quoted(message: &str) -> String {
         }
     }
     out
+}
+
+/// The memory of a keyed store for `capacity` keys, as tollgate-core allocates it: slots
+/// of 16 bytes at a load factor of 0.8 in groups of four (a 64-byte line plus one byte of
+/// probe distance each), and a fixed part for its shards.
+fn store_bytes(capacity: usize) -> u64 {
+    let slots = (capacity.max(1) as u64)
+        .saturating_mul(5)
+        .div_ceil(4)
+        .max(4);
+    let groups = slots.div_ceil(4);
+    let shards = (groups / 64).clamp(1, 64);
+    groups.saturating_mul(65).saturating_add(256 + 192 * shards)
+}
+
+/// The memory a policy's in-memory state takes ([`Policy::memory_estimate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Bytes in all.
+    pub total: u64,
+    /// Bytes per limit (with its overrides), in policy order.
+    pub limits: Vec<u64>,
 }

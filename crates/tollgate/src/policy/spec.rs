@@ -200,6 +200,28 @@ pub struct OverrideSpec {
     pub matches: BTreeMap<String, String>,
     /// The rate for matching requests.
     pub rate: Rate,
+    /// Keys the override's in-memory state holds. By default one when `match` names
+    /// every attribute of the limit's key (the override is for one key), else the
+    /// limit's `capacity`.
+    #[serde(default)]
+    pub capacity: Option<usize>,
+}
+
+impl OverrideSpec {
+    /// Keys this override of `limit` holds (see [`capacity`](Self::capacity)).
+    pub fn capacity_in(&self, limit: &LimitSpec) -> usize {
+        self.capacity.unwrap_or_else(|| {
+            let one_key = limit
+                .key
+                .iter()
+                .all(|a| self.matches.keys().any(|m| Attr::named(m) == *a));
+            if one_key {
+                1
+            } else {
+                limit.capacity
+            }
+        })
+    }
 }
 
 impl fmt::Debug for OverrideSpec {
@@ -218,6 +240,7 @@ impl fmt::Debug for OverrideSpec {
         f.debug_struct("OverrideSpec")
             .field("matches", &matches)
             .field("rate", &self.rate)
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
@@ -283,6 +306,87 @@ impl LimitSpec {
 
 /// Keys a limit's in-memory state holds by default.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Most keys one limit's (or override's) in-memory state may hold: 100 million, about
+/// 2 GB. A larger `capacity` is refused when the policy is read.
+pub const MAX_CAPACITY: usize = 100_000_000;
+
+/// Most limits in a policy.
+pub const MAX_LIMITS: usize = 256;
+
+/// Most overrides of one limit.
+pub const MAX_OVERRIDES: usize = 10_000;
+
+/// The memory a policy's in-memory state may take by default (`memory_budget`): 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// A size in bytes, written as a number of bytes or with a unit: `"512MiB"`, `"2 GB"`,
+/// `"64k"` (`k`/`KB` = 1000, `KiB` = 1024, likewise M, G, T).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let s = text.trim();
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (n, unit) = s.split_at(digits);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size (e.g. \"512MiB\")"))?;
+        let unit = unit.trim();
+        let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            _ => {
+                return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB)"
+            ))
+            }
+        };
+        n.checked_mul(scale)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0 as f64;
+        if self.0 >= 1 << 30 {
+            write!(f, "{:.1} GiB", n / (1u64 << 30) as f64)
+        } else if self.0 >= 1 << 20 {
+            write!(f, "{:.1} MiB", n / (1u64 << 20) as f64)
+        } else if self.0 >= 1 << 10 {
+            write!(f, "{:.1} KiB", n / 1024.0)
+        } else {
+            write!(f, "{} B", self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 /// Repeat offenders: `denials` denials of one `key` within `window` revoke it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -453,6 +557,10 @@ pub struct Policy {
     /// naming anything else is refused, so that a typo (`key = ["tokn"]`) cannot make a
     /// limit that every request shares.
     pub host_attributes: BTreeSet<String>,
+    /// The most memory the policy's in-memory state may take (`memory_budget`; default
+    /// [`DEFAULT_MEMORY_BUDGET`]): a policy whose [`memory_estimate`](Policy::memory_estimate)
+    /// is larger is refused, at start and at reload.
+    pub memory_budget: ByteSize,
 }
 
 impl Default for Policy {
@@ -464,6 +572,7 @@ impl Default for Policy {
             revocation: None,
             quota: None,
             host_attributes: BTreeSet::new(),
+            memory_budget: ByteSize(DEFAULT_MEMORY_BUDGET),
         }
     }
 }
