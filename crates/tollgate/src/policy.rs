@@ -3,6 +3,11 @@
 //!
 //! ```toml
 //! version = 1
+//! host_attributes = ["region"]    # attributes the host supplies besides the engine's
+//!                                 # (token, tenant, user, company, client, route,
+//!                                 # method); a key naming any other is an error
+//! memory_budget = "1GiB"          # the default: a policy whose in-memory state would
+//!                                 # take more is refused (`tollgate check` shows it)
 //!
 //! [classes]                       # method -> class; unlisted methods are `default`
 //! read = ["GET", "HEAD", "OPTIONS"]
@@ -26,7 +31,7 @@
 //!                                 # (an in-memory limiter), "open" or "closed"
 //!
 //! [[limit.override]]              # support staff raised one customer's limit
-//! match = { company = "acme" }
+//! match = { company = "acme" }    # the whole key: the override holds one key
 //! rate = "5000/min"
 //!
 //! [revocation]                    # repeat offenders lose access
@@ -51,6 +56,13 @@
 //! apps = 10
 //! users = [{ id = "ann", keys = ["3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77"] }]
 //! ```
+//!
+//! # Bounds
+//! A policy value can never take the host down: a limit holds at most
+//! [`MAX_CAPACITY`] keys, a policy has at most [`MAX_LIMITS`] limits and a limit at most
+//! [`MAX_OVERRIDES`] overrides, and the whole in-memory state
+//! ([`Policy::memory_estimate`]) must fit `memory_budget`. Each is checked when the
+//! policy is read, built or reloaded, with an error naming the line and field.
 //!
 //! # Errors and deprecations
 //! [`Policy::from_toml`] and [`Policy::from_file`] report the first error with the file,
