@@ -13,7 +13,7 @@ use crate::types::{tollgate_engine, tollgate_result};
 /// An event as one JSON object: quota notices
 /// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
 /// overage with `"suggested_plan"`), revocations
-/// (`{"kind":"revoked","attribute":"token","key":"abcd1234…","automatic":true}`) and
+/// (`{"kind":"revoked","attribute":"token","key":"key#3f9a0c1e5b7d","automatic":true}`) and
 /// restorations (`{"kind":"restored",..}`). Tokens appear redacted.
 pub(crate) fn event_json(e: &Event) -> String {
     /// A revocation or restoration, its kind first like the quota notices'.

@@ -68,7 +68,7 @@ fn the_whole_api_from_rust() {
     assert_eq!(retry.as_deref(), Some("30"));
     // SAFETY: as above.
     let limit = text_of(|b, l, n| unsafe { tollgate_engine_header(e, &d, 1, b, l, n) });
-    assert_eq!(limit.as_deref(), Some("\"per-token\";r=0;t=60"));
+    assert_eq!(limit.as_deref(), Some("\"per-token\";r=0;t=30"));
 
     // One denial revoked the token: an event, then 403s.
     // SAFETY: the engine and a buffer.

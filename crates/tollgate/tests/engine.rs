@@ -181,7 +181,8 @@ fn repeat_offenders_are_revoked_and_restored() {
         } => {
             assert_eq!((attribute.as_str(), *automatic), ("token", true));
             // The token never appears in full.
-            assert_eq!(key.to_string(), "bad-toke…");
+            assert_eq!(*key, tollgate::quota::KeyRef::of("bad-token-123456"));
+            assert!(!key.to_string().contains("bad"), "{key}");
         }
         other => panic!("{other:?}"),
     }

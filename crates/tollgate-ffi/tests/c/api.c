@@ -201,7 +201,7 @@ static void test_decide_and_headers(void) {
     CHECK(d.remaining == 0);
     CHECK(d.retry_after_ms == 18000); /* three emission intervals of 6 s */
     CHECK(strcmp(header(e, &d, TOLLGATE_HEADER_RETRY_AFTER), "18") == 0);
-    CHECK(strcmp(header(e, &d, TOLLGATE_HEADER_RATELIMIT), "\"per-token\";r=0;t=60") == 0);
+    CHECK(strcmp(header(e, &d, TOLLGATE_HEADER_RATELIMIT), "\"per-token\";r=0;t=18") == 0); /* t: until the request fits, as Retry-After */
     /* The GET still fits after 6 s, exactly. */
     CHECK(!decide(e, "GET", "tok-a", T0 + 6 * SEC - 1).allowed);
     CHECK(decide(e, "GET", "tok-a", T0 + 6 * SEC).allowed);
@@ -225,7 +225,7 @@ static void test_decide_and_headers(void) {
     CHECK(d.allowed && d.decided_by == 1 && d.remaining == 0);
     CHECK_OK(tollgate_engine_decide(e, attrs, 2, 1, T0, &d));
     CHECK(!d.allowed && d.decided_by == 1);
-    CHECK(strcmp(header(e, &d, TOLLGATE_HEADER_RATELIMIT), "\"per-region\";r=0;t=60") == 0);
+    CHECK(strcmp(header(e, &d, TOLLGATE_HEADER_RATELIMIT), "\"per-region\";r=0;t=12") == 0);
     attrs[1] = attr("region", "us");
     CHECK_OK(tollgate_engine_decide(e, attrs, 2, 1, T0, &d));
     CHECK(d.allowed && d.decided_by == 1 && d.remaining == 4);
@@ -459,7 +459,9 @@ static void test_revocation_and_events(void) {
     CHECK(next_event(e, buf, n));
     CHECK(strstr(buf, "\"kind\":\"revoked\"") != NULL);
     CHECK(strstr(buf, "\"automatic\":true") != NULL);
-    CHECK(strstr(buf, "\"key\":\"tok-x\xe2\x80\xa6\"") != NULL); /* "tok-x…" */
+    /* The key only as a reference that shows none of it. */
+    CHECK(strstr(buf, "\"key\":\"key#") != NULL);
+    CHECK(strstr(buf, "tok-x") == NULL);
     CHECK(!next_event(e, buf, sizeof buf));
 
     /* By hand: revoke, revoke again, restore. */
@@ -558,7 +560,7 @@ static void test_quota(void) {
     tollgate_reservation *keep = (tollgate_reservation *)&checks_run; /* never dereferenced */
     r = keep;
     CHECK_RC(tollgate_engine_quota_reserve(e, "key-nobody", 10, 1, feb, &r, &st), TOLLGATE_RESULT_UNKNOWN_KEY);
-    CHECK(strstr(last_error(), "key-nobo") != NULL && strstr(last_error(), "key-nobody") == NULL);
+    CHECK(strstr(last_error(), "key#") != NULL && strstr(last_error(), "nobo") == NULL);
     CHECK_RC(tollgate_engine_quota_reserve(e, "key-bob", 7, 1, feb, &r, &st), TOLLGATE_RESULT_DISABLED_USER);
     CHECK_RC(tollgate_engine_quota_reserve(e, "key-alice", 9, 1, feb, NULL, &st), TOLLGATE_RESULT_NULL_PARAMETER);
     CHECK_RC(tollgate_engine_quota_reserve(e, "key-alice", 9, 1, feb, &r, NULL), TOLLGATE_RESULT_NULL_PARAMETER);

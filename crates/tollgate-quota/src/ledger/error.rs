@@ -8,16 +8,28 @@ use serde::Serialize;
 use crate::period::PeriodError;
 use crate::plan::PlanError;
 
-/// A short, non-secret identifier for an API key: its first 8 characters and an
-/// ellipsis. API keys never appear in full in errors, reports or events.
+/// A short, non-secret reference to an API key: `key#` and 12 hex digits of a keyed
+/// hash (SipHash-1-3 under a secret drawn at random once per process). No character of
+/// the key appears in it, so it reveals nothing of a key of any length, and without
+/// the process's secret no guess of a short key can be checked against it. API keys
+/// never appear otherwise in errors, reports, events or `Debug` output.
+///
+/// The same key always has the same reference within one process, so an operator
+/// holding a key finds it in events, reports and [`Ledger`](crate::Ledger) errors by
+/// comparing [`KeyRef::of`]`(key)`; references do not agree across processes or
+/// restarts. 48 bits make two keys of one deployment share a reference with a chance
+/// of about n² / 2⁴⁹ (one in five million for ten thousand keys).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct KeyRef(String);
 
 impl KeyRef {
-    /// The redacted form of `key`.
+    /// The reference of `key`.
     pub fn of(key: &str) -> Self {
-        let prefix: String = key.chars().take(8).collect();
-        KeyRef(format!("{prefix}…"))
+        use std::hash::BuildHasher;
+        static SECRET: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let h = SECRET.get_or_init(Default::default).hash_one(key);
+        KeyRef(format!("key#{:012x}", h >> 16))
     }
 }
 
