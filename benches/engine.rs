@@ -8,12 +8,22 @@
 //!   ledger), the policy a provider runs;
 //! * `engine_two_limits_write`: the two limits with a write (cost 3 under the first).
 //!
+//! * `governor_two_limits`: the same two limits as a user would hand-build them from
+//!   governor: ahash the attributes into `u64` keys, two `governor` keyed limiters with
+//!   their default clock (issue 18's baseline);
+//! * `governor_two_limits_quota`: that plus a `DashMap<String, AtomicU64>` company
+//!   counter checked against its cap (the hand-built monthly quota);
+//! * `engine_two_limits_clock` / `engine_two_limits_quota_clock`: the engine reading its
+//!   own clock, as governor does (the others pass the time explicitly).
+//!
 //! Every limit is far from its capacity (1e9/s, burst 1e12 per key), so every decision
 //! is allowed (asserted before timing); time is passed explicitly (`Request::at`).
 //!
 //! Run: `cargo bench -p tollgate-benches --bench engine`.
 
 use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::{Engine, Policy, Request};
@@ -83,6 +93,75 @@ fn bench(c: &mut Criterion) {
                 let d = e.decide(black_box(&request(i, method)));
                 debug_assert!(d.allowed());
                 black_box(d)
+            })
+        });
+    }
+    for (name, quota) in [
+        ("engine_two_limits_clock", false),
+        ("engine_two_limits_quota_clock", true),
+    ] {
+        let e = Engine::new(policy(quota)).expect("engine");
+        let now_request = |i: usize| {
+            let k = seq[i & (SEQ - 1)];
+            Request::new()
+                .token(&tokens[k])
+                .tenant("tenant-1")
+                .company(&companies[k / (KEYS / COMPANIES)])
+                .method("GET")
+        };
+        assert!(e.decide(&now_request(0)).allowed(), "{name}");
+        g.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                let d = e.decide(black_box(&now_request(i)));
+                debug_assert!(d.allowed());
+                black_box(d)
+            })
+        });
+    }
+
+    // The same two limits hand-built from governor, as issue 18 describes: the
+    // attributes ahashed into u64 keys, two keyed limiters with the default clock, and
+    // for the quota a company counter in a DashMap checked against its cap.
+    let quota = governor::Quota::per_second(NonZeroU32::new(1_000_000_000).expect("rate"))
+        .allow_burst(NonZeroU32::new(u32::MAX).expect("burst"));
+    let per_token_tenant = governor::RateLimiter::<u64, _, _>::dashmap(quota);
+    let per_company = governor::RateLimiter::<u64, _, _>::dashmap(quota);
+    let hasher = ahash::RandomState::new();
+    let counters: dashmap::DashMap<String, AtomicU64> = companies
+        .iter()
+        .map(|c| (c.clone(), AtomicU64::new(0)))
+        .collect();
+    let cap = u64::MAX / 2;
+    let hand_built = |i: usize, with_quota: bool| -> bool {
+        let k = seq[i & (SEQ - 1)];
+        let company = &companies[k / (KEYS / COMPANIES)];
+        let tt = hasher.hash_one((&tokens[k], "tenant-1"));
+        let ck = hasher.hash_one(company);
+        if per_token_tenant.check_key(&tt).is_err() || per_company.check_key(&ck).is_err() {
+            return false;
+        }
+        if with_quota {
+            let Some(c) = counters.get(company) else {
+                return false;
+            };
+            if c.fetch_add(1, Ordering::Relaxed) >= cap {
+                return false;
+            }
+        }
+        true
+    };
+    for (name, with_quota) in [
+        ("governor_two_limits", false),
+        ("governor_two_limits_quota", true),
+    ] {
+        assert!(hand_built(0, with_quota), "{name}");
+        g.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(hand_built(black_box(i), with_quota))
             })
         });
     }
