@@ -13,7 +13,7 @@ use super::request::Request;
 use crate::backend::{AnyAlgorithm, BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use crate::metrics::LimitMetrics;
 use crate::policy::{
-    AlgorithmKind, Attr, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec, UnknownKey,
+    AlgorithmKind, Attr, Classes, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec, UnknownKey,
     MAX_KEY_ATTRS,
 };
 
@@ -120,6 +120,70 @@ pub(super) struct CompiledLimit {
     pub(super) metrics: Arc<LimitMetrics>,
     /// `RateLimit-Policy` item for the limit's own rate.
     pub(super) policy_item: String,
+    /// Per request class (by [`ClassTable`] index): whether the limit applies, and
+    /// what a request of the class costs under it. The hot path reads this instead of
+    /// looking class names up in the spec's maps.
+    pub(super) per_class: Box<[ClassRule]>,
+}
+
+/// What a limit does with requests of one class.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ClassRule {
+    pub(super) applies: bool,
+    pub(super) cost: u64,
+}
+
+/// The policy's request classes, compiled: methods to class indices, so that a
+/// decision finds its class with a few byte comparisons and each limit's rule for it
+/// by index ([`CompiledLimit::per_class`]).
+#[derive(Clone, Debug, Default)]
+pub(super) struct ClassTable {
+    /// Upper-case method and its class's index.
+    methods: Vec<(String, usize)>,
+    /// The class of methods not listed.
+    default: usize,
+    /// Class names, by index.
+    names: Vec<String>,
+}
+
+impl ClassTable {
+    pub(super) fn new(classes: &Classes) -> Self {
+        let names: Vec<String> = classes.names().into_iter().map(str::to_owned).collect();
+        let index = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
+        ClassTable {
+            methods: classes
+                .methods()
+                .map(|(m, class)| (m.to_owned(), index(class)))
+                .collect(),
+            default: index(classes.default_class()),
+            names: names.clone(),
+        }
+    }
+
+    /// The class index of `method` (case-insensitive; exact bytes first, since
+    /// requests almost always carry the upper-case method).
+    #[inline]
+    pub(super) fn of(&self, method: &str) -> usize {
+        for (m, i) in &self.methods {
+            if m.len() == method.len()
+                && (m.as_bytes() == method.as_bytes() || m.eq_ignore_ascii_case(method))
+            {
+                return *i;
+            }
+        }
+        self.default
+    }
+
+    /// Each class's rule under limit `spec`, by index.
+    pub(super) fn rules(&self, spec: &LimitSpec) -> Box<[ClassRule]> {
+        self.names
+            .iter()
+            .map(|name| ClassRule {
+                applies: spec.applies_to(name),
+                cost: spec.cost_of(name),
+            })
+            .collect()
+    }
 }
 
 impl CompiledLimit {
@@ -163,6 +227,20 @@ impl CompiledLimit {
         )
     }
 
+    /// Whether the limit applies to requests of class `class` (a [`ClassTable`] index).
+    #[inline]
+    pub(super) fn applies(&self, class: usize) -> bool {
+        self.per_class.get(class).is_some_and(|r| r.applies)
+    }
+
+    /// The cost of `req` (of class `class`) under this limit: its explicit cost, else
+    /// the class's.
+    #[inline]
+    pub(super) fn cost(&self, req: &Request<'_>, class: usize) -> u64 {
+        req.cost
+            .unwrap_or_else(|| self.per_class.get(class).map_or(1, |r| r.cost))
+    }
+
     #[inline]
     pub(super) fn backend_for(&self, over: Option<usize>) -> &Backend {
         over.map_or(&self.backend, |o| &self.overrides[o].backend)
@@ -189,6 +267,7 @@ pub(super) struct CompiledQuota {
 pub(super) struct Compiled {
     pub(super) generation: u64,
     pub(super) policy: Policy,
+    pub(super) classes: ClassTable,
     pub(super) limits: Vec<CompiledLimit>,
     pub(super) revocation: Option<CompiledRevocation>,
     pub(super) quota: Option<CompiledQuota>,

@@ -1,5 +1,6 @@
 //! The decision: revoked? -> each limit in policy order (all or nothing) -> the quota -> the answer.
 
+use smallvec::SmallVec;
 use tollgate_core::{Clock, Decision};
 use tollgate_quota::{KeyRef, Outcome, QuotaError};
 
@@ -25,48 +26,10 @@ pub(super) struct Taken {
     pub(super) undo: Undo,
 }
 
-pub(super) const NO_TAKEN: Taken = Taken {
-    limit: 0,
-    over: 0,
-    fallback: false,
-    undo: Undo {
-        cost: 0,
-        before: 0,
-        after: 0,
-    },
-};
-
-/// The undo records of one decision: on the stack for up to [`INLINE_TAKEN`] limits.
-pub(super) struct TakenList {
-    pub(super) inline: [Taken; INLINE_TAKEN],
-    pub(super) len: usize,
-    pub(super) spill: Vec<Taken>,
-}
-
-impl TakenList {
-    #[inline]
-    pub(super) fn new() -> Self {
-        TakenList {
-            inline: [NO_TAKEN; INLINE_TAKEN],
-            len: 0,
-            spill: Vec::new(),
-        }
-    }
-
-    #[inline]
-    pub(super) fn push(&mut self, t: Taken) {
-        if self.len < INLINE_TAKEN {
-            self.inline[self.len] = t;
-            self.len += 1;
-        } else {
-            self.spill.push(t);
-        }
-    }
-
-    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = &Taken> {
-        self.inline[..self.len].iter().chain(self.spill.iter())
-    }
-}
+/// The undo records of one decision: on the stack for up to [`INLINE_TAKEN`] limits
+/// (`SmallVec`'s inline storage is not initialised until used, so a decision does not
+/// pay for clearing it).
+pub(super) type TakenList = SmallVec<[Taken; INLINE_TAKEN]>;
 
 impl Engine {
     /// Decides `req`. See the [module docs](crate::engine).
@@ -93,12 +56,12 @@ impl Engine {
     pub fn hold(&self, req: &Request<'_>, until: u64) -> usize {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
-        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let class = c.classes.of(req.method.unwrap_or(""));
         let mut held = 0;
         for l in c
             .limits
             .iter()
-            .filter(|l| !l.spec.shadow && l.spec.applies_to(class))
+            .filter(|l| !l.spec.shadow && l.applies(class))
         {
             let mut buf = [""; MAX_KEY_ATTRS];
             let (key, over) = l.key(req, &self.hasher, &mut buf);
@@ -115,13 +78,13 @@ impl Engine {
         &self,
         c: &Compiled,
         req: &Request<'_>,
-        class: &str,
+        class: usize,
         now: u64,
     ) -> Option<CombinedDecision> {
         let applying: Vec<&CompiledLimit> = c
             .limits
             .iter()
-            .filter(|l| l.spec.applies_to(class))
+            .filter(|l| l.applies(class))
             .collect();
         let mut bufs = vec![[""; MAX_KEY_ATTRS]; applying.len()];
         let calls: Vec<LimitCall<'_>> = applying
@@ -132,7 +95,7 @@ impl Engine {
                 LimitCall {
                     backend: l.backend_for(over).get(),
                     key,
-                    cost: req.cost.unwrap_or_else(|| l.spec.cost_of(class)),
+                    cost: l.cost(req, class),
                     shadow: l.spec.shadow,
                 }
             })
@@ -179,7 +142,7 @@ impl Engine {
                 }
             }
         }
-        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let class = c.classes.of(req.method.unwrap_or(""));
         let mut taken = TakenList::new();
         let mut best: Option<(usize, Decision)> = None;
         let mut shadow_denied = false;
@@ -196,10 +159,10 @@ impl Engine {
                 }
             };
         for (i, l) in c.limits.iter().enumerate() {
-            if !l.spec.applies_to(class) {
+            if !l.applies(class) {
                 continue;
             }
-            let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
+            let cost = l.cost(req, class);
             let mut buf = [""; MAX_KEY_ATTRS];
             let (key, over) = l.key(req, &self.hasher, &mut buf);
             let backend = l.backend_for(over);
@@ -375,9 +338,9 @@ impl Engine {
     pub fn peek(&self, req: &Request<'_>) -> Vec<(String, Result<Decision, BackendError>)> {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
-        let class = c.policy.classes.class_of(req.method.unwrap_or(""));
+        let class = c.classes.of(req.method.unwrap_or(""));
         let mut out = Vec::new();
-        for l in c.limits.iter().filter(|l| l.spec.applies_to(class)) {
+        for l in c.limits.iter().filter(|l| l.applies(class)) {
             out.push((l.spec.name.clone(), self.peek_limit(l, req, class, now)));
         }
         out
@@ -389,10 +352,10 @@ impl Engine {
         &self,
         l: &CompiledLimit,
         req: &Request<'_>,
-        class: &str,
+        class: usize,
         now: u64,
     ) -> Result<Decision, BackendError> {
-        let cost = req.cost.unwrap_or_else(|| l.spec.cost_of(class));
+        let cost = l.cost(req, class);
         let mut buf = [""; MAX_KEY_ATTRS];
         let (key, over) = l.key(req, &self.hasher, &mut buf);
         let backend = l.backend_for(over);
@@ -417,13 +380,13 @@ impl Engine {
         &self,
         c: &Compiled,
         req: &Request<'_>,
-        class: &str,
+        class: usize,
         denied: (usize, Decision),
         now: u64,
     ) -> Result<(usize, Decision), usize> {
         let mut longest = denied;
         for (j, l) in c.limits.iter().enumerate().skip(denied.0 + 1) {
-            if l.spec.shadow || !l.spec.applies_to(class) {
+            if l.spec.shadow || !l.applies(class) {
                 continue;
             }
             match self.peek_limit(l, req, class, now) {

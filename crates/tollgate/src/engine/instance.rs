@@ -112,6 +112,7 @@ impl EngineBuilder {
             compiled: ArcSwap::from_pointee(Compiled {
                 generation: 0,
                 policy: Policy::default(),
+                classes: Default::default(),
                 limits: Vec::new(),
                 revocation: None,
                 quota: None,

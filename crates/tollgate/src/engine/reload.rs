@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tollgate_core::Rate;
 
 use super::compile::{
-    build_backend, policy_item, register_companies, Compiled, CompiledLimit, CompiledOverride,
+    build_backend, ClassTable, policy_item, register_companies, Compiled, CompiledLimit, CompiledOverride,
     CompiledQuota, CompiledRevocation,
 };
 use super::error::EngineError;
@@ -44,6 +44,7 @@ impl Engine {
         let old = self.compiled.load_full();
         let now = self.now();
         let mut report = ReloadReport::default();
+        let classes = ClassTable::new(&policy.classes);
         let mut limits = Vec::with_capacity(policy.limits.len());
         for spec in &policy.limits {
             let prev = old.limits.iter().find(|l| l.spec.name == spec.name);
@@ -63,6 +64,7 @@ impl Engine {
                         .collect(),
                     metrics,
                     policy_item: p.policy_item.clone(),
+                    per_class: classes.rules(spec),
                 });
                 report.kept.push(spec.name.clone());
                 continue;
@@ -117,6 +119,7 @@ impl Engine {
             }
             limits.push(CompiledLimit {
                 policy_item: policy_item(&spec.name, spec.algorithm, spec.rate),
+                per_class: classes.rules(spec),
                 spec: spec.clone(),
                 backend,
                 overrides,
@@ -197,6 +200,7 @@ impl Engine {
         self.compiled.store(Arc::new(Compiled {
             generation,
             policy,
+            classes,
             limits,
             revocation,
             quota,

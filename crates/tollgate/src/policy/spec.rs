@@ -83,6 +83,11 @@ impl Classes {
             .map_or(&self.default, |(_, c)| c)
     }
 
+    /// The listed methods (upper case) and their classes, in method order.
+    pub fn methods(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.methods.iter().map(|(m, c)| (m.as_str(), c.as_str()))
+    }
+
     /// Every class name, sorted.
     pub fn names(&self) -> BTreeSet<&str> {
         let mut all: BTreeSet<&str> = self.methods.values().map(String::as_str).collect();
