@@ -111,9 +111,10 @@ async fn allowed_responses_carry_the_headers_and_the_limit_answers_429() {
     assert_eq!(a.status, 429);
     assert_eq!(a.header("retry-after"), Some("1200"));
     assert_eq!(a.header("ratelimit-policy"), Some(policy));
+    // On a refusal, t is the time until the request fits: Retry-After.
     assert_eq!(
         a.header("ratelimit"),
-        Some("\"per-token-tenant\";r=0;t=3600")
+        Some("\"per-token-tenant\";r=0;t=1200")
     );
     assert_eq!(a.header("content-type"), Some("application/json"));
     assert_eq!(a.body, "{\"error\":\"limited\",\"retry_after\":1200}\n");
