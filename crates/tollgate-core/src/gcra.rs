@@ -11,9 +11,13 @@
 //! and then `tat := new_tat`. A TAT at or before `now` means a full bucket: the same as a
 //! key never seen, which is why eviction and `FRESH == 0` work.
 //!
-//! All arithmetic is done in `u128`, so nothing overflows. A TAT must fit in `u64`: in
-//! the last `tau` nanoseconds of the clock's 584-year range requests are denied with
-//! `retry_after == u64::MAX` rather than wrapping.
+//! Nothing overflows: products and sums are taken in `u128`, and time ends `tau` before
+//! the clock's 584-year range does ([`Gcra::end`]; a later `now` decides as at the end),
+//! so every TAT a request may leave fits in a `u64`. Near the top of the range a fresh
+//! key is therefore admitted like anywhere else, and a key is refused with
+//! `retry_after == u64::MAX` (never) only when its wait would pass the end of time. A
+//! clock that goes backwards finds a TAT further ahead: the key waits as one that spent
+//! that much more, never less.
 
 use crate::algorithm::Algorithm;
 use crate::{Decision, Rate};
@@ -64,6 +68,14 @@ impl Gcra {
     pub fn tolerance(&self) -> u64 {
         self.tau
     }
+
+    /// The last instant this GCRA distinguishes: `u64::MAX - tau`. A later `now`
+    /// decides as at this instant (about 584 years after the epoch, less one window),
+    /// so that every state a request leaves fits in a u64.
+    #[inline]
+    pub fn end(&self) -> u64 {
+        u64::MAX - self.tau
+    }
 }
 
 impl From<Rate> for Gcra {
@@ -80,44 +92,54 @@ impl Algorithm for Gcra {
 
     #[inline]
     fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>) {
+        // Time ends `tau` before the clock's range does, so that every TAT a request
+        // may leave (`<= now + tau`) fits in a u64: a later `now` decides as at the end.
+        // Products and sums are taken in u128, so nothing overflows for any cost.
+        let now = now.min(self.end());
+        let line = now + self.tau;
         let tat = state.max(now);
-        // The latest TAT this request may leave: `now + tau`, and never past the end of
-        // the clock's range (a TAT must fit in a u64).
-        let line = now.saturating_add(self.tau);
-        // `None`: the TAT would not fit in the clock's range, so the request can never
-        // pass (only in the last `tau` of 584 years, or for a cost above capacity).
-        let new_tat = cost
-            .checked_mul(self.t)
-            .and_then(|inc| tat.checked_add(inc));
-        match new_tat {
-            Some(new_tat) if new_tat <= line => {
-                let d = Decision {
-                    limit: self.burst,
-                    // line - new_tat <= tau <= 2^62, as the divider requires.
-                    remaining: self.div_t.div(line - new_tat),
-                    retry_after: 0,
-                    reset_after: new_tat - now,
-                };
-                let next = if cost == 0 { None } else { Some(new_tat) };
-                (d, next)
-            }
-            _ => {
-                let d = Decision {
-                    limit: self.burst,
-                    remaining: self.div_t.div(line.saturating_sub(tat)),
-                    // How much later `now` must be for the request to fit.
-                    retry_after: new_tat.map_or(u64::MAX, |n| n - line),
-                    reset_after: tat - now,
-                };
-                (d, None)
-            }
+        let new_tat = u128::from(tat) + u128::from(cost) * u128::from(self.t);
+        if new_tat <= u128::from(line) {
+            // new_tat <= line: it fits in a u64.
+            let new_tat = new_tat as u64;
+            let d = Decision {
+                limit: self.burst,
+                // line - new_tat <= tau <= 2^62, as the divider requires.
+                remaining: self.div_t.div(line - new_tat),
+                retry_after: 0,
+                reset_after: new_tat - now,
+            };
+            let next = if cost == 0 { None } else { Some(new_tat) };
+            (d, next)
+        } else {
+            let wait = new_tat - u128::from(line);
+            let d = Decision {
+                limit: self.burst,
+                remaining: self.div_t.div(line.saturating_sub(tat)),
+                // How much later `now` must be for the request to fit; `u64::MAX`
+                // (never) for a cost above capacity or a wait past the end of time.
+                retry_after: match u64::try_from(wait) {
+                    Ok(w)
+                        if cost <= self.burst
+                            && now.checked_add(w).is_some_and(|t| t <= self.end()) =>
+                    {
+                        w
+                    }
+                    _ => u64::MAX,
+                },
+                reset_after: tat - now,
+            };
+            (d, None)
         }
     }
 
     #[inline]
     fn admit(&self, state: u64, now: u64, cost: u64) -> Option<u64> {
-        let new_tat = cost.checked_mul(self.t)?.checked_add(state.max(now))?;
-        (cost > 0 && new_tat <= now.saturating_add(self.tau)).then_some(new_tat)
+        let now = now.min(self.end());
+        let line = now + self.tau;
+        let new_tat = u128::from(state.max(now)) + u128::from(cost) * u128::from(self.t);
+        // new_tat <= line: it fits in a u64.
+        (cost > 0 && new_tat <= u128::from(line)).then_some(new_tat as u64)
     }
 
     #[inline]
@@ -253,27 +275,83 @@ mod tests {
 
     #[test]
     fn u64_extremes() {
+        // Issue 15, item 10: within one emission interval of u64::MAX a fresh key used to
+        // be refused (the TAT overflowed and read as a denial). Now it is admitted as a
+        // fresh key anywhere, and time ends at `end()`.
         let g = gcra("1/s");
-        let (d, next) = g.decide(0, u64::MAX, 1);
-        assert!(!d.allowed(), "no TAT fits past the end of the clock");
-        assert_eq!(d.retry_after, u64::MAX);
-        assert!(next.is_none());
-        let (d, next) = g.decide(u64::MAX, u64::MAX - 2_000_000_000, 1);
-        assert!(!d.allowed() && next.is_none());
-        let near = u64::MAX - 1_000_000_000;
-        let (d, next) = g.decide(0, near, 1);
-        assert!(d.allowed());
-        assert_eq!(next, Some(u64::MAX));
-        // Found by the `algorithms` fuzz target: near the end of the clock a denial must
-        // not promise a finite wait, nor capacity it cannot give.
+        for now in [u64::MAX, u64::MAX - 1, u64::MAX - 500_000_000, g.end()] {
+            let (d, next) = g.decide(0, now, 1);
+            assert!(d.allowed(), "a fresh key at {now}: {d:?}");
+            assert_eq!(d.remaining, 0);
+            assert_eq!(next, Some(u64::MAX), "the TAT is end + T, which fits");
+            assert_eq!(g.admit(0, now, 1), next);
+            // The key just used: refused, and the wait passes the end of time.
+            let (d, next) = g.decide(u64::MAX, now, 1);
+            assert!(!d.allowed() && next.is_none());
+            assert_eq!(d.retry_after, u64::MAX);
+        }
+        assert_eq!(g.decide(0, u64::MAX, 1), g.decide(0, g.end(), 1));
         let g = gcra("1/s burst 2");
-        let now = u64::MAX - 2_500_000_000;
+        let now = g.end() - 2_500_000_000;
         let tat = g.decide(0, now, 2).1.unwrap();
         let (d, _) = g.decide(tat, now, 1);
         assert!(!d.allowed());
-        assert_eq!(d.retry_after, u64::MAX);
-        assert_eq!(d.remaining, 0);
+        assert_eq!(
+            d.retry_after, 1_000_000_000,
+            "the wait ends before time does"
+        );
+        assert!(g.decide(tat, now + d.retry_after, 1).0.allowed());
+        let (d, _) = g.decide(u64::MAX, g.end(), 1);
+        assert_eq!(
+            (d.allowed(), d.retry_after, d.remaining),
+            (false, u64::MAX, 0)
+        );
+        // Any cost, any time: no overflow.
+        let (d, next) = g.decide(u64::MAX, u64::MAX, u64::MAX);
+        assert!(!d.allowed() && next.is_none() && d.retry_after == u64::MAX);
         assert!(g.is_fresh(0, 0) && g.is_fresh(u64::MAX, u64::MAX));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The algorithm against a plain u128 reference of the same formula, over the
+        /// whole u64 range of states, times and costs (the top of the clock included):
+        /// before `end()` they agree exactly; after it, time stands at `end()`; a fresh
+        /// key is admitted whenever the cost fits the burst.
+        #[test]
+        fn matches_a_u128_reference(
+            rate in prop::sample::select(vec!["1/s", "10/s burst 3", "5/min burst 2", "1000000/s burst 7"]),
+            state in prop_oneof![any::<u64>(), (0u64..4_000_000_000).prop_map(|d| u64::MAX - d)],
+            now in prop_oneof![any::<u64>(), (0u64..4_000_000_000).prop_map(|d| u64::MAX - d)],
+            cost in prop_oneof![0u64..9, any::<u64>()],
+        ) {
+            let g = gcra(rate);
+            let at = now.min(g.end());
+            let (t, tau) = (u128::from(g.emission_interval()), u128::from(g.tolerance()));
+            let tat = u128::from(state.max(at));
+            let new_tat = tat + u128::from(cost) * t;
+            let allowed = new_tat <= u128::from(at) + tau;
+            let (d, next) = g.decide(state, now, cost);
+            prop_assert_eq!(d.allowed(), allowed);
+            prop_assert_eq!(g.admit(state, now, cost), next);
+            if allowed {
+                prop_assert_eq!(u128::from(d.reset_after), new_tat - u128::from(at));
+                prop_assert_eq!(u128::from(d.remaining), (u128::from(at) + tau - new_tat) / t);
+                prop_assert_eq!(next.map(u128::from), (cost > 0).then_some(new_tat));
+            } else {
+                prop_assert!(next.is_none());
+                let wait = new_tat - (u128::from(at) + tau);
+                if d.retry_after != u64::MAX {
+                    prop_assert_eq!(u128::from(d.retry_after), wait);
+                } else {
+                    prop_assert!(cost > g.capacity() || u128::from(at) + wait > u128::from(g.end()));
+                }
+            }
+            if cost <= g.capacity() {
+                prop_assert!(g.decide(0, now, cost).0.allowed(), "a fresh key is admitted");
+            }
+        }
     }
 
     #[test]

@@ -404,3 +404,38 @@ fn too_many_limits_or_overrides_and_a_budget_are_refused_with_the_place() {
     let e = Policy::from_toml(&format!("memory_budget = \"8 parsecs\"\n{text}")).unwrap_err();
     assert_eq!(e.field, "memory_budget", "{e}");
 }
+
+// ---- time at the edges (item 10) ---------------------------------------------------------
+
+#[test]
+fn a_fresh_token_at_the_top_of_the_clock_is_admitted_not_revoked() {
+    let e = Engine::new(
+        Policy::from_toml(
+            "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"10/s\"\n\
+             [[limit]]\nname = \"per-token-window\"\nkey = [\"token\"]\nrate = \"100/min\"\nalgorithm = \"sliding_window\"\n\
+             [revocation]\ndenials = 1\nwindow = \"1m\"\n",
+        )
+        .unwrap()
+        .0,
+    )
+    .unwrap();
+    for (i, now) in [u64::MAX, u64::MAX - 1, u64::MAX - 50_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let token = format!("fresh-{i}");
+        let d = e.decide(&Request::new().token(&token).at(now));
+        assert!(d.allowed(), "at {now}: {d:?}");
+        assert!(!e.is_revoked(&token));
+    }
+    // A clock that goes backwards: the key waits as one that spent more, never as an
+    // overflow, and waiting what it was told is enough.
+    let now = 1_800_000_000_000_000_000u64;
+    let r = Request::new().token("back");
+    for _ in 0..10 {
+        assert!(e.decide(&r.at(now)).allowed());
+    }
+    let d = e.decide(&r.at(now - 5_000_000_000));
+    assert_eq!(d.reason, Reason::Limited);
+    assert!(d.retry_after < 6_000_000_000, "{d:?}");
+}

@@ -13,8 +13,8 @@ use super::request::Request;
 use crate::backend::{AnyAlgorithm, BackendError, LimitBackend, LimitKey, MemoryBackend, Undo};
 use crate::metrics::LimitMetrics;
 use crate::policy::{
-    AlgorithmKind, Attr, Classes, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec, UnknownKey,
-    MAX_KEY_ATTRS,
+    AlgorithmKind, Attr, Classes, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec,
+    UnknownKey, MAX_KEY_ATTRS,
 };
 
 /// The state behind a limit or an override.

@@ -81,11 +81,7 @@ impl Engine {
         class: usize,
         now: u64,
     ) -> Option<CombinedDecision> {
-        let applying: Vec<&CompiledLimit> = c
-            .limits
-            .iter()
-            .filter(|l| l.applies(class))
-            .collect();
+        let applying: Vec<&CompiledLimit> = c.limits.iter().filter(|l| l.applies(class)).collect();
         let mut bufs = vec![[""; MAX_KEY_ATTRS]; applying.len()];
         let calls: Vec<LimitCall<'_>> = applying
             .iter()

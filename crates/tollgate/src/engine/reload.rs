@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tollgate_core::Rate;
 
 use super::compile::{
-    build_backend, ClassTable, policy_item, register_companies, Compiled, CompiledLimit, CompiledOverride,
-    CompiledQuota, CompiledRevocation,
+    build_backend, policy_item, register_companies, ClassTable, Compiled, CompiledLimit,
+    CompiledOverride, CompiledQuota, CompiledRevocation,
 };
 use super::error::EngineError;
 use super::instance::Engine;
