@@ -221,7 +221,7 @@ fn main() {
         calls.sort_by_key(|c| c.t_ms);
         for call in &calls {
             n += 1;
-            if n % 99_991 == 0 {
+            if n.is_multiple_of(99_991) {
                 let _ = writeln!(out, "{{\"time\": \"2026-11-\", \"truncated");
                 continue;
             }

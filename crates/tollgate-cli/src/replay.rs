@@ -189,7 +189,7 @@ pub fn replay(
                 one_line(engine, parser, &keys, &mut report, &line);
             }
             used = nl + 1;
-            if report.lines % 4096 == 0 {
+            if report.lines.is_multiple_of(4096) {
                 drain(engine, &mut report);
                 let now = Instant::now();
                 if now >= next_progress {
@@ -290,7 +290,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

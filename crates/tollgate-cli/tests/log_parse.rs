@@ -104,7 +104,7 @@ impl TimeCase {
             dt.minute(),
             dt.second(),
             self.fraction(&dt),
-            self.offset(self.style % 5 == 0)
+            self.offset(self.style.is_multiple_of(5))
         )
     }
 

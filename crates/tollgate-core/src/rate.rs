@@ -208,7 +208,7 @@ impl fmt::Display for Rate {
             (1_000_000, "ms"),
         ];
         write!(f, "{}/", self.count)?;
-        match UNITS.iter().find(|(n, _)| self.period % n == 0) {
+        match UNITS.iter().find(|(n, _)| self.period.is_multiple_of(*n)) {
             Some((n, unit)) if self.period == *n => write!(f, "{unit}")?,
             Some((n, unit)) => write!(f, "{}{unit}", self.period / n)?,
             None => write!(f, "{}ns", self.period)?,

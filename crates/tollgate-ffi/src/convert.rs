@@ -310,7 +310,7 @@ pub(crate) unsafe fn field_values<'a>(fields: [tollgate_str; 7]) -> Result<Field
         });
         if bytes
             .iter()
-            .fold(true, |acc, b| acc & b.map_or(true, is_ascii))
+            .fold(true, |acc, b| acc & b.is_none_or(is_ascii))
         {
             // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
             return Ok(bytes.map(|b| b.map(|b| unsafe { std::str::from_utf8_unchecked(b) })));

@@ -337,7 +337,7 @@ impl Plans {
         let mut best: Option<QuotaLimit> = None;
         for p in self.applicable(company) {
             let calls = p.calls_for(company)?;
-            if best.as_ref().map_or(true, |b| calls > b.calls) {
+            if best.as_ref().is_none_or(|b| calls > b.calls) {
                 best = Some(QuotaLimit {
                     calls,
                     source: LimitSource::Plan(p.name.clone()),

@@ -111,7 +111,7 @@ fn crash_child() {
                     line(&out, &format!("try {t} {n}"));
                     ledger.record(&key, 1, NOW_NANOS).expect("child: record");
                     line(&out, &format!("done {t} {n}"));
-                    if strict || n % BOUNDED_WAIT_EVERY == 0 {
+                    if strict || n.is_multiple_of(BOUNDED_WAIT_EVERY) {
                         ledger.sync().expect("child: sync");
                         line(&out, &format!("ack {t} {n}"));
                     }

@@ -186,7 +186,7 @@ impl Engine {
                         });
                     }
                     if d.allowed() {
-                        if !l.spec.shadow && best.map_or(true, |(_, b)| d.remaining < b.remaining) {
+                        if !l.spec.shadow && best.is_none_or(|(_, b)| d.remaining < b.remaining) {
                             best = Some((i, d));
                         }
                     } else if l.spec.shadow {

@@ -305,7 +305,7 @@ impl LimitSpec {
 
     /// Whether the limit applies to requests of `class`.
     pub fn applies_to(&self, class: &str) -> bool {
-        self.classes.as_ref().map_or(true, |c| c.contains(class))
+        self.classes.as_ref().is_none_or(|c| c.contains(class))
     }
 }
 
