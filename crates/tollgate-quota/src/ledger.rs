@@ -67,10 +67,10 @@ mod usage;
 #[cfg(all(test, not(tollgate_loom)))]
 mod tests;
 
-pub use crate::counter::SharedCharge;
+pub use crate::counter::{SharedCharge, MAX_USAGE};
 pub use config::QuotaConfig;
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
 pub use error::{KeyRef, QuotaError};
 pub use report::{Statement, UsageRow};
-pub use reservation::{CommitOutcome, Reservation};
+pub use reservation::{CommitOutcome, Reservation, MAX_COST};
 pub use state::Ledger;
