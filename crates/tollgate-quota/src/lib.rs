@@ -69,7 +69,7 @@ mod loom_tests;
 
 #[doc(inline)]
 pub use ledger::{
-    CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaDecision,
+    CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
     QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow, MAX_COST,
     MAX_USAGE,
 };
