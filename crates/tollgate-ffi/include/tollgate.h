@@ -80,6 +80,13 @@
 #define TOLLGATE_MAX_ATTRS 32
 
 /**
+ * The largest final cost tollgate_reservation_commit() accepts: 2^53, the largest
+ * integer a JSON, JavaScript or Lua number holds exactly. A larger one is a bug or an
+ * attack, never a cost: the commit fails with TOLLGATE_RESULT_INVALID_ARGUMENT.
+ */
+#define TOLLGATE_MAX_COMMIT_COST 9007199254740992
+
+/**
  * The result of every fallible function. New codes may be added; values never change.
  */
 enum tollgate_result
@@ -280,6 +287,14 @@ enum tollgate_commit_outcome
    * The idempotency key was already committed this period: nothing was counted.
    */
   TOLLGATE_COMMIT_OUTCOME_DUPLICATE = 1,
+  /**
+   * The final cost was above TOLLGATE_MAX_COMMIT_COST: nothing of it was counted, the
+   * reservation was settled at what it held. tollgate_reservation_commit() does not
+   * report it: it refuses such a cost with TOLLGATE_RESULT_INVALID_ARGUMENT before
+   * settling anything, and the reservation stays with the caller. The value names
+   * the Rust API's `CommitOutcome::TooLarge`, so every outcome has a C value.
+   */
+  TOLLGATE_COMMIT_OUTCOME_TOO_LARGE = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -773,9 +788,14 @@ tollgate_result tollgate_engine_quota_reserve(const struct tollgate_engine *engi
  * Settles a reservation at its final cost and releases it. `idempotency_key` (UTF-8,
  * e.g. the request id) makes a retried commit count once: with the same key in the
  * same period, only the first commit counts, and `*out_outcome` (if not NULL) says
- * TOLLGATE_COMMIT_OUTCOME_DUPLICATE. On success the reservation is gone; on an error
- * (a bad argument) it stays with the caller, unchanged. After
+ * TOLLGATE_COMMIT_OUTCOME_DUPLICATE. A commit that takes usage across the warning or
+ * the limit raises its notice (an event), as a call would. On success the reservation
+ * is gone; on an error (a bad argument) it stays with the caller, unchanged. After
  * TOLLGATE_RESULT_PANIC it is gone too.
+ *
+ * Fails with TOLLGATE_RESULT_INVALID_ARGUMENT when `final_cost` is above
+ * TOLLGATE_MAX_COMMIT_COST (nothing is settled: commit again with the right cost, or
+ * refund).
  *
  * # Safety
  * `reservation` must come from tollgate_engine_quota_reserve() and not be settled yet;

@@ -11,7 +11,7 @@ use crate::guard::{guard, non_null_mut, text, Fail};
 use crate::ownership::{to_box, to_boxed_ptr, try_ref_from_ptr, Castable, OwnedBox};
 use crate::types::{
     tollgate_commit_outcome, tollgate_engine, tollgate_quota_status, tollgate_reservation,
-    tollgate_result, TOLLGATE_ENGINE_CLOCK,
+    tollgate_result, TOLLGATE_ENGINE_CLOCK, TOLLGATE_MAX_COMMIT_COST,
 };
 
 /// What a `tollgate_reservation *` points to: the reservation and the settler of its
@@ -101,12 +101,20 @@ pub unsafe extern "C" fn tollgate_engine_quota_reserve(
     })
 }
 
+// The C constant is a literal (cbindgen writes it as one); it is the quota's bound.
+const _: () = assert!(TOLLGATE_MAX_COMMIT_COST == tollgate::quota::MAX_COST);
+
 /// Settles a reservation at its final cost and releases it. `idempotency_key` (UTF-8,
 /// e.g. the request id) makes a retried commit count once: with the same key in the
 /// same period, only the first commit counts, and `*out_outcome` (if not NULL) says
-/// TOLLGATE_COMMIT_OUTCOME_DUPLICATE. On success the reservation is gone; on an error
-/// (a bad argument) it stays with the caller, unchanged. After
+/// TOLLGATE_COMMIT_OUTCOME_DUPLICATE. A commit that takes usage across the warning or
+/// the limit raises its notice (an event), as a call would. On success the reservation
+/// is gone; on an error (a bad argument) it stays with the caller, unchanged. After
 /// TOLLGATE_RESULT_PANIC it is gone too.
+///
+/// Fails with TOLLGATE_RESULT_INVALID_ARGUMENT when `final_cost` is above
+/// TOLLGATE_MAX_COMMIT_COST (nothing is settled: commit again with the right cost, or
+/// refund).
 ///
 /// # Safety
 /// `reservation` must come from tollgate_engine_quota_reserve() and not be settled yet;
@@ -124,6 +132,15 @@ pub unsafe extern "C" fn tollgate_reservation_commit(
         let r = non_null_mut(reservation, "reservation")?;
         // SAFETY: the caller's promise.
         let key = unsafe { text(idempotency_key, len, "idempotency_key") }?;
+        if final_cost > TOLLGATE_MAX_COMMIT_COST {
+            return Err(Fail::new(
+                tollgate_result::InvalidArgument,
+                format!(
+                    "final_cost {final_cost} is above TOLLGATE_MAX_COMMIT_COST \
+                     ({TOLLGATE_MAX_COMMIT_COST}): nothing was settled"
+                ),
+            ));
+        }
         // SAFETY:
         // - non-null, from tollgate_engine_quota_reserve() and not settled (the caller's
         //   promise);
@@ -134,6 +151,8 @@ pub unsafe extern "C" fn tollgate_reservation_commit(
         let outcome = match r.settler.commit(r.reservation, final_cost, key) {
             CommitOutcome::Committed => tollgate_commit_outcome::Committed,
             CommitOutcome::Duplicate => tollgate_commit_outcome::Duplicate,
+            // Not reached: the cost was checked above.
+            CommitOutcome::TooLarge => tollgate_commit_outcome::TooLarge,
         };
         if !out_outcome.is_null() {
             // SAFETY: non-null, and the caller promises it is writable.

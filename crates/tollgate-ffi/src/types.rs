@@ -25,6 +25,10 @@ pub const TOLLGATE_ENGINE_CLOCK: u64 = 0;
 pub const TOLLGATE_NEVER: u64 = u64::MAX;
 /// The most attributes one request may carry.
 pub const TOLLGATE_MAX_ATTRS: usize = 32;
+/// The largest final cost tollgate_reservation_commit() accepts: 2^53, the largest
+/// integer a JSON, JavaScript or Lua number holds exactly. A larger one is a bug or an
+/// attack, never a cost: the commit fails with TOLLGATE_RESULT_INVALID_ARGUMENT.
+pub const TOLLGATE_MAX_COMMIT_COST: u64 = 9_007_199_254_740_992;
 
 /// The result of every fallible function. New codes may be added; values never change.
 #[repr(u32)]
@@ -119,6 +123,12 @@ pub enum tollgate_commit_outcome {
     Committed = 0,
     /// The idempotency key was already committed this period: nothing was counted.
     Duplicate = 1,
+    /// The final cost was above TOLLGATE_MAX_COMMIT_COST: nothing of it was counted, the
+    /// reservation was settled at what it held. tollgate_reservation_commit() does not
+    /// report it: it refuses such a cost with TOLLGATE_RESULT_INVALID_ARGUMENT before
+    /// settling anything, and the reservation stays with the caller. The value names
+    /// the Rust API's `CommitOutcome::TooLarge`, so every outcome has a C value.
+    TooLarge = 2,
 }
 
 /// One request attribute: a name (`token`, `tenant`, `user`, `company`, `client`,

@@ -359,7 +359,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                     )
                                 };
                                 prop_assert_eq!(rc, tollgate_result::Ok);
-                                let rust = ledger.commit(res, final_cost, id);
+                                // Through the engine, as the C ABI does: a commit's
+                                // notices go to the event channel.
+                                let rust = twin.rust.commit_quota(res, final_cost, id).unwrap();
                                 prop_assert_eq!(
                                     outcome == 1,
                                     rust == tollgate::quota::CommitOutcome::Duplicate

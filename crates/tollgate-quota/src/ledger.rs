@@ -10,7 +10,8 @@
 //! fingerprint of the key (the key itself is never stored); each user holds its company,
 //! and each company and user keeps its periods in an append-only vector (`boxcar`) with
 //! the index of the current one. Recording a call is one map lookup, two index loads, one
-//! compare-exchange loop on the company's counter and one `fetch_add` on the user's: no
+//! compare-exchange loop on the company's counter and one on the user's (both saturate at
+//! [`MAX_USAGE`] instead of wrapping): no
 //! lock, no allocation, no reference counting, and the journal is not touched (its writer
 //! collects the counters' changes, see below). A call is attributed to the period its own
 //! timestamp falls in: a thread that raced a period rollover still counts its call in the
@@ -18,11 +19,13 @@
 //! mutex and never block `record`.
 
 //! # Notices exactly once
-//! Each period counter has a flag word. The call that takes usage over the warning
+//! Each period counter has a flag word. The move that takes usage over the warning
 //! threshold or the limit sets the flag with `fetch_or`; only the call that flipped the bit
 //! emits the [`QuotaEvent`], so each notice is raised once per company and period however
-//! many threads race, and even if the limit changes during the period. The counter is in
-//! its own module so that loom checks exactly this code.
+//! many threads race, and even if the limit changes during the period. A record, a
+//! reservation and a commit raise them the same way (a commit that crosses a threshold
+//! notifies at once; a move past both thresholds raises both). The counter is in its own
+//! module so that loom checks exactly this code.
 //!
 //! # Durability
 //! [`Ledger::new`] keeps everything in memory. [`Ledger::with_journal`] journals to a
@@ -67,10 +70,10 @@ mod usage;
 #[cfg(all(test, not(tollgate_loom)))]
 mod tests;
 
-pub use crate::counter::SharedCharge;
+pub use crate::counter::{SharedCharge, MAX_USAGE};
 pub use config::QuotaConfig;
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
-pub use error::{KeyRef, QuotaError};
+pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};
-pub use reservation::{CommitOutcome, Reservation};
+pub use reservation::{CommitOutcome, Reservation, MAX_COST};
 pub use state::Ledger;

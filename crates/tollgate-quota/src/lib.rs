@@ -69,8 +69,9 @@ mod loom_tests;
 
 #[doc(inline)]
 pub use ledger::{
-    CommitOutcome, KeyRef, Ledger, Outcome, QuotaConfig, QuotaDecision, QuotaError, QuotaEvent,
-    QuotaTarget, Reservation, SharedCharge, Statement, UsageRow,
+    CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
+    QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow, MAX_COST,
+    MAX_USAGE,
 };
 #[doc(inline)]
 pub use period::{Period, PeriodError, PeriodKind, PeriodSpec};

@@ -552,9 +552,27 @@ static void test_quota(void) {
     CHECK(st.used == 3);
     CHECK_OK(tollgate_reservation_commit(r, 1, "req-2", 5, NULL));
     CHECK_OK(tollgate_reservation_refund(NULL));
+    /* A final cost above TOLLGATE_MAX_COMMIT_COST is refused before anything is settled
+     * (UINT64_MAX used to wrap usage below what it was): the reservation is still ours.
+     * A commit that crosses the warning raises it. */
+    CHECK_OK(tollgate_engine_quota_reserve(e, "key-alice", 9, 1, feb, &r, &st));
+    CHECK(st.used == 4);
+    outcome = 99;
+    CHECK_RC(tollgate_reservation_commit(r, UINT64_MAX, "req-4", 5, &outcome), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "TOLLGATE_MAX_COMMIT_COST") != NULL);
+    CHECK_RC(tollgate_reservation_commit(r, TOLLGATE_MAX_COMMIT_COST + 1, "req-4", 5, &outcome),
+             TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK(outcome == 99);
+    CHECK(!next_event(e, buf, sizeof buf));
+    CHECK_OK(tollgate_reservation_commit(r, 5, "req-4", 5, &outcome));
+    CHECK(outcome == TOLLGATE_COMMIT_OUTCOME_COMMITTED);
+    CHECK(next_event(e, buf, sizeof buf));
+    CHECK(strstr(buf, "\"kind\":\"warning\"") && strstr(buf, "\"used\":8") &&
+          strstr(buf, "\"period\":\"2027-02\""));
+    CHECK(!next_event(e, buf, sizeof buf));
     /* Past the hard cap the reservation holds nothing. */
     CHECK_OK(tollgate_engine_quota_reserve(e, "key-alice", 9, 100, feb, &r, &st));
-    CHECK(st.outcome == TOLLGATE_QUOTA_OUTCOME_REFUSED && st.used == 3);
+    CHECK(st.outcome == TOLLGATE_QUOTA_OUTCOME_REFUSED && st.used == 8);
     CHECK_OK(tollgate_reservation_refund(r));
 
     tollgate_reservation *keep = (tollgate_reservation *)&checks_run; /* never dereferenced */

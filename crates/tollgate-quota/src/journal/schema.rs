@@ -39,7 +39,10 @@ CREATE TABLE IF NOT EXISTS commits (
 
 const UPSERT_USAGE: &str = "INSERT INTO usage (company, user, period_start, period, calls)
      VALUES (?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (company, user, period_start) DO UPDATE SET calls = calls + excluded.calls";
+     ON CONFLICT (company, user, period_start) DO UPDATE SET calls = CASE
+         WHEN excluded.calls > 0 AND calls > 9223372036854775807 - excluded.calls
+             THEN 9223372036854775807
+         ELSE MAX(calls + excluded.calls, 0) END";
 const INSERT_NOTICE: &str =
     "INSERT OR IGNORE INTO notices (company, period, kind, raised_at) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_COMMIT: &str =

@@ -1,16 +1,20 @@
 //! The one charge path: every call recorded or reserved, decided by this ledger's own
 //! counters or by a counter shared with other ledgers, is charged by [`Ledger::charge`],
-//! which applies the hard cap, the verdict and the notice rule in one place.
+//! and every settlement of a reservation by [`Ledger::settle`]; both apply the verdict
+//! and the notice rule through [`Ledger::raise`], so a threshold crossed by a record, a
+//! reservation or a commit raises its notice the same way, once.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::counter::SharedCharge;
+use crate::journal::Entry;
 
-use super::decision::{Outcome, QuotaDecision, QuotaTarget};
-use super::directory::UserEntry;
+use super::decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
+use super::directory::{CompanyEntry, UserEntry};
 use super::error::QuotaError;
 use super::state::Ledger;
+use super::usage::PeriodUsage;
 
 /// Who decides whether a call is counted.
 #[derive(Clone, Copy, Debug)]
@@ -22,13 +26,25 @@ pub(super) enum Decider {
     Shared(SharedCharge),
 }
 
+/// What a charge took from this ledger's counters: the periods charged (indices in the
+/// company's and the user's usage) and the units each counter actually moved (less than
+/// the cost only where a counter saturated), so that a reservation gives back exactly
+/// what it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Taken {
+    pub(super) company_period: usize,
+    pub(super) user_period: usize,
+    pub(super) company: u64,
+    pub(super) user: u64,
+}
+
 impl Ledger {
     /// Records a call of `cost` by the holder of `key` at `now` (Unix nanoseconds) and
     /// decides it. A refused call counts nothing.
     pub fn record(&self, key: &str, cost: u64, now: i128) -> Result<QuotaDecision, QuotaError> {
         let keys = self.keys.pin();
         let user = self.resolve(&keys, key)?;
-        self.charge(user, cost, now, Decider::Local, |d, _, _| d)
+        self.charge(user, cost, now, Decider::Local, |d, _| d)
     }
 
     /// Records a call whose quota a shared counter decided (see [`QuotaTarget`]): a
@@ -48,7 +64,7 @@ impl Ledger {
     ) -> Result<QuotaDecision, QuotaError> {
         let keys = self.keys.pin();
         let user = self.resolve(&keys, key)?;
-        self.charge(user, cost, now, Decider::Shared(shared), |d, _, _| d)
+        self.charge(user, cost, now, Decider::Shared(shared), |d, _| d)
     }
 
     /// Where a call of `key` at `now` would be charged, and this ledger's own count for
@@ -74,13 +90,14 @@ impl Ledger {
     }
 
     /// Charges `cost` to `user` and its company at `now`, as `decider` decides, and hands
-    /// the decision and the indices of the two period counters charged to `then`.
+    /// the decision and what was taken from the two period counters to `then`.
     ///
     /// [`Decider::Local`]: the company's counter counts the call unless that would pass
     /// the hard cap. [`Decider::Shared`]: a counted call is added to both counters as it
     /// is, and the verdict and notices follow the shared usage. Either way a counted call
-    /// adds to the user's counter too, its verdict follows the limit, and the notice rule
-    /// is [`Thresholds::crossing`](super::config::Thresholds::crossing).
+    /// adds to the user's counter too, its verdict follows the limit, and its notices are
+    /// [`raise`](Self::raise)d. Every addition saturates at
+    /// [`MAX_USAGE`](crate::ledger::MAX_USAGE).
     #[inline(always)]
     pub(super) fn charge<R>(
         &self,
@@ -88,19 +105,32 @@ impl Ledger {
         cost: u64,
         now: i128,
         decider: Decider,
-        then: impl FnOnce(QuotaDecision, usize, usize) -> R,
+        then: impl FnOnce(QuotaDecision, Taken) -> R,
     ) -> Result<R, QuotaError> {
         let company = &*user.company;
         let spec = || company.settings.load().spec.clone();
         let (ci, cc) = company.usage.counter_at(spec, now)?;
         let (ui, uc) = user.usage.counter_at(spec, now)?;
         let limit = company.limit.load(Ordering::Relaxed);
-        let thresholds = self.config.thresholds(limit);
+        let mut taken = Taken {
+            company_period: ci,
+            user_period: ui,
+            ..Taken::default()
+        };
         let charge = match decider {
-            Decider::Local => cc.counter.charge(cost, thresholds.hard_cap()),
+            Decider::Local => {
+                let charge = cc
+                    .counter
+                    .charge(cost, self.config.thresholds(limit).hard_cap());
+                if let SharedCharge::Counted { prev, used } = charge {
+                    taken.company = used - prev;
+                }
+                charge
+            }
             Decider::Shared(shared) => {
                 if let SharedCharge::Counted { .. } = shared {
-                    cc.counter.add(cost);
+                    let (prev, used) = cc.counter.add(cost);
+                    taken.company = used - prev;
                 }
                 shared
             }
@@ -115,18 +145,101 @@ impl Ledger {
         match charge {
             SharedCharge::Refused { used } => decision.used = used,
             SharedCharge::Counted { prev, used } => {
-                uc.counter.add(cost);
+                let (uprev, uused) = uc.counter.add(cost);
+                taken.user = uused - uprev;
                 decision.used = used;
-                decision.outcome = thresholds.outcome(used);
                 let shared = matches!(decider, Decider::Shared(_));
-                if let Some(kind) = thresholds.crossing(&cc.counter, prev, used, shared) {
-                    let company = &company.settings.load().company;
-                    decision.event = self
-                        .notice(company, &cc.period, kind, used, limit, now)
-                        .map(Box::new);
-                }
+                let (outcome, event) = self.raise(company, cc, limit, prev, used, shared, now);
+                decision.outcome = outcome;
+                decision.event = event;
             }
         }
-        Ok(then(decision, ci, ui))
+        Ok(then(decision, taken))
+    }
+
+    /// Replaces what a reservation `taken` from `user`'s counters by `settle` units in
+    /// each (a commit at its final cost, or 0 for a refund), and raises the notices a
+    /// rise crosses, as a charge does: on the company's counter's own move, or with
+    /// `shared = Some((prev, used))` on a shared counter's move (the notices of a shared
+    /// quota follow the shared usage). With a journal, `entry` (a commit's idempotency
+    /// key) and the counter changes land in the same batch; the notices are raised after.
+    /// Every change saturates at [`MAX_USAGE`](crate::ledger::MAX_USAGE) and at 0:
+    /// nothing wraps.
+    pub(super) fn settle(
+        &self,
+        user: &UserEntry,
+        taken: Taken,
+        settle: u64,
+        shared: Option<(u64, u64)>,
+        now: i128,
+        entry: Option<Entry>,
+    ) {
+        let company = &*user.company;
+        let cc = company.usage.period(taken.company_period);
+        let uc = user.usage.period(taken.user_period);
+        let apply = || {
+            uc.counter.settle(taken.user, settle);
+            cc.counter.settle(taken.company, settle)
+        };
+        let moved = match (&self.journal, entry) {
+            (Some(j), Some(entry)) => j.append_with(Some(entry), apply).1,
+            _ => apply(),
+        };
+        let (prev, used) = shared.unwrap_or(moved);
+        if used > prev {
+            let limit = company.limit.load(Ordering::Relaxed);
+            self.raise(company, cc, limit, prev, used, shared.is_some(), now);
+        }
+    }
+
+    /// The verdict on a move of the company's usage from `prev` to `used` in the period
+    /// of `cc`, and the notices it raises (the rule of
+    /// [`Thresholds::crossing`](super::config::Thresholds::crossing): each once per
+    /// company and period, both when one move jumps past the warning and the limit). The
+    /// notices are queued for [`Ledger::drain_events`]; the most severe one raised is
+    /// returned too.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &self,
+        company: &CompanyEntry,
+        cc: &PeriodUsage,
+        limit: u64,
+        prev: u64,
+        used: u64,
+        shared: bool,
+        now: i128,
+    ) -> (Outcome, Option<Box<QuotaEvent>>) {
+        let thresholds = self.config.thresholds(limit);
+        let outcome = thresholds.outcome(used);
+        let crossings = thresholds.crossing(&cc.counter, prev, used, shared);
+        if crossings.is_none() {
+            return (outcome, None);
+        }
+        (
+            outcome,
+            self.raise_all(company, cc, crossings, used, limit, now),
+        )
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raise_all(
+        &self,
+        company: &CompanyEntry,
+        cc: &PeriodUsage,
+        crossings: crate::counter::Crossings,
+        used: u64,
+        limit: u64,
+        now: i128,
+    ) -> Option<Box<QuotaEvent>> {
+        let settings = company.settings.load();
+        let mut event = None;
+        for kind in crossings.iter() {
+            if let Some(e) = self.notice(&settings.company, &cc.period, kind, used, limit, now) {
+                event = Some(Box::new(e));
+            }
+        }
+        event
     }
 }

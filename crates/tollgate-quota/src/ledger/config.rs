@@ -1,7 +1,7 @@
 //! The ledger's configuration, and the thresholds it gives one company's period: the
 //! early warning, the limit and the hard cap, and the rules that apply them to a charge.
 
-use crate::counter::{Counter, Crossing};
+use crate::counter::{Counter, Crossings};
 use crate::period::PeriodSpec;
 use crate::plan::Plans;
 
@@ -79,11 +79,13 @@ impl Thresholds {
         }
     }
 
-    /// The notice a counted call that took usage from `prev` to `used` raises, taking
-    /// the flag of `counter` (the company's counter for the period, whose flags make each
-    /// notice once): see [`Counter::crossing`].
+    /// The notices a move of usage from `prev` to `used` raises (a counted call, or a
+    /// settlement that raised usage), taking the flags of `counter` (the company's
+    /// counter for the period, whose flags make each notice once): see
+    /// [`Counter::crossing`]. A move that jumps past the warning and the limit at once
+    /// raises both.
     ///
-    /// With `shared`, `prev` and `used` are a shared counter's, and only the call that
+    /// With `shared`, `prev` and `used` are a shared counter's, and only the move that
     /// took the *shared* count across a threshold notifies: the other ledgers sharing
     /// the counter see it already crossed.
     #[inline]
@@ -93,14 +95,13 @@ impl Thresholds {
         prev: u64,
         used: u64,
         shared: bool,
-    ) -> Option<Crossing> {
+    ) -> Crossings {
         let warning = self.warning();
         if shared {
-            let crossed = (prev <= self.limit && used > self.limit)
-                || warning.is_some_and(|w| prev < w && used >= w);
-            if !crossed {
-                return None;
-            }
+            return counter.take(Crossings {
+                warning: warning.is_some_and(|w| prev < w && used >= w),
+                overage: prev <= self.limit && used > self.limit,
+            });
         }
         counter.crossing(prev, used, self.limit, warning)
     }

@@ -3,7 +3,7 @@
 //! releases the hold; while Redis is unreachable the ledger settles at once and the
 //! settlement waits, in order, for the counter's next flush.
 
-use tollgate::quota::{CommitOutcome, Ledger, Reservation};
+use tollgate::quota::{CommitOutcome, Ledger, Reservation, MAX_COST};
 
 use super::local::{Local, Settle};
 use super::redis_quota::RedisQuota;
@@ -63,12 +63,18 @@ impl RedisQuota {
     }
 
     /// Settles `r`: `commit` is the final cost and idempotency key, `None` to refund.
+    /// A final cost above [`MAX_COST`] is refused before anything is sent (the ledger
+    /// answers [`CommitOutcome::TooLarge`]; the hold stays counted on Redis as in the
+    /// ledger), so no such count reaches the shared counter.
     pub(super) fn settle(
         &self,
         ledger: &Ledger,
         r: Reservation,
         commit: Option<(u64, &str)>,
     ) -> CommitOutcome {
+        if let Some((cost, key)) = commit.filter(|&(cost, _)| cost > MAX_COST) {
+            return ledger.commit(r, cost, key);
+        }
         let (start, end, label) = r.period();
         let id: CounterId = (r.company().to_owned(), start);
         let waiting = self
@@ -80,8 +86,10 @@ impl RedisQuota {
             commit: commit.map(|(c, k)| (c, k.to_owned())),
             local_delta: 0,
         };
-        let apply = |r: Reservation, first: Option<bool>| match (commit, first) {
-            (Some((cost, key)), Some(first)) => ledger.commit_shared(r, cost, key, first),
+        let apply = |r: Reservation, shared: Option<(bool, u64)>| match (commit, shared) {
+            (Some((cost, key)), Some((first, used))) => {
+                ledger.commit_shared(r, cost, key, first, Some(used))
+            }
             (Some((cost, key)), None) => ledger.commit(r, cost, key),
             (None, _) => {
                 ledger.refund(r);
@@ -93,7 +101,7 @@ impl RedisQuota {
                 let shared = self.counting();
                 match self.send_settle(&id, &s) {
                     Ok(SettleReply::Applied { first, used }) => {
-                        let outcome = apply(r, Some(first));
+                        let outcome = apply(r, Some((first, used)));
                         drop(shared);
                         self.local.update(&id, |l| {
                             l.seen = true;

@@ -2,23 +2,45 @@
 
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
+
 use tollgate_quota::{CommitOutcome, Ledger, QuotaError, Reservation};
 
 use super::events::Event;
 use super::extend::QuotaStore;
 use super::instance::Engine;
 
-/// Settles quota reservations: the ledger, and the quota store that decided them (see
-/// [`Engine::quota_settler`]).
+/// Settles quota reservations: the ledger, the quota store that decided them (see
+/// [`Engine::quota_settler`]), and the engine's event channel for the notices a commit
+/// raises.
 #[derive(Clone, Debug)]
 pub struct QuotaSettler {
     pub(super) ledger: Arc<Ledger>,
     pub(super) store: Option<Arc<dyn QuotaStore>>,
+    pub(super) events: Sender<Event>,
 }
 
 impl QuotaSettler {
-    /// Settles `r` at its final cost, once per idempotency key and period.
+    /// Settles `r` at its final cost, once per idempotency key and period. A final cost
+    /// above [`MAX_COST`](tollgate_quota::MAX_COST) is refused
+    /// ([`CommitOutcome::TooLarge`]). A notice the commit raises (its usage crossed the
+    /// warning or the limit) goes to the engine's [event channel](Engine::events); one
+    /// that finds the channel full (or the engine gone) is dropped.
     pub fn commit(&self, r: Reservation, final_cost: u64, idempotency_key: &str) -> CommitOutcome {
+        let outcome = self.settle_commit(r, final_cost, idempotency_key);
+        for e in self.ledger.drain_events() {
+            let _ = self.events.try_send(Event::Quota(e));
+        }
+        outcome
+    }
+
+    /// The commit itself; its notices stay in the ledger for the caller to drain.
+    fn settle_commit(
+        &self,
+        r: Reservation,
+        final_cost: u64,
+        idempotency_key: &str,
+    ) -> CommitOutcome {
         match &self.store {
             Some(s) => s.commit(&self.ledger, r, final_cost, idempotency_key),
             None => self.ledger.commit(r, final_cost, idempotency_key),
@@ -63,15 +85,21 @@ impl Engine {
     }
 
     /// Settles a reservation of [`reserve_quota`](Self::reserve_quota) at its final
-    /// cost, once per idempotency key and period (through the quota store, if any).
-    /// `None` when the policy has no quota.
+    /// cost, once per idempotency key and period (through the quota store, if any). A
+    /// notice the commit raises goes to the [event channel](Self::events) like those of
+    /// [`decide`](Self::decide). `None` when the policy has no quota.
     pub fn commit_quota(
         &self,
         r: Reservation,
         final_cost: u64,
         idempotency_key: &str,
     ) -> Option<CommitOutcome> {
-        Some(self.quota_settler()?.commit(r, final_cost, idempotency_key))
+        let s = self.quota_settler()?;
+        let outcome = s.settle_commit(r, final_cost, idempotency_key);
+        for e in s.ledger.drain_events() {
+            self.emit(Event::Quota(e));
+        }
+        Some(outcome)
     }
 
     /// Releases a reservation of [`reserve_quota`](Self::reserve_quota) without
@@ -89,6 +117,7 @@ impl Engine {
         Some(QuotaSettler {
             ledger: Arc::clone(self.ledger.as_ref()?),
             store: self.quota_store.clone(),
+            events: self.events_tx.clone(),
         })
     }
 }
