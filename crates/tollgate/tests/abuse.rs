@@ -401,6 +401,10 @@ fn too_many_limits_or_overrides_and_a_budget_are_refused_with_the_place() {
         "{estimate:?}"
     );
     assert_eq!(estimate.limits.len(), 5);
+    for cost in ["0", "9007199254740993"] {
+        let e = Policy::from_toml(&format!("version = 1\n[quota]\ncost = {cost}\n")).unwrap_err();
+        assert_eq!(e.field, "quota.cost", "{e}");
+    }
     let e = Policy::from_toml(&format!("memory_budget = \"8 parsecs\"\n{text}")).unwrap_err();
     assert_eq!(e.field, "memory_budget", "{e}");
 }

@@ -4,7 +4,7 @@ use smallvec::SmallVec;
 use tollgate_core::{Clock, Decision};
 use tollgate_quota::{KeyRef, Outcome, QuotaError};
 
-use super::compile::{Compiled, CompiledLimit};
+use super::compile::{Backend, Compiled, CompiledLimit};
 use super::decision::{EngineDecision, QuotaStatus, Reason};
 use super::events::Event;
 use super::extend::{CombinedDecision, LimitCall, QuotaCall};
@@ -370,7 +370,8 @@ impl Engine {
     /// allow again after any wait), and the limit that needs it. A client that waits
     /// the answer's `retry_after` is admitted by every limit, absent other traffic.
     /// `Err(j)`: limit `j` can never pass the request's cost, so no wait helps. A limit
-    /// that cannot answer adds nothing.
+    /// that cannot answer adds nothing, and limits on a remote backend are not asked
+    /// (a peek would be one more round trip per denied request).
     #[cold]
     fn longest_wait(
         &self,
@@ -382,7 +383,10 @@ impl Engine {
     ) -> Result<(usize, Decision), usize> {
         let mut longest = denied;
         for (j, l) in c.limits.iter().enumerate().skip(denied.0 + 1) {
-            if l.spec.shadow || !l.applies(class) {
+            // Remote limits are not asked: a peek is a round trip, and a flood of
+            // denied requests must not multiply the load on the store (their waits are
+            // a known gap until the request script reports them).
+            if l.spec.shadow || !l.applies(class) || !matches!(l.backend, Backend::Memory(_)) {
                 continue;
             }
             match self.peek_limit(l, req, class, now) {

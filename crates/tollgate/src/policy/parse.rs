@@ -412,6 +412,17 @@ impl Policy {
                 field: "quota.key".into(),
                 message,
             })?;
+            if q.cost == 0 || q.cost > tollgate_quota::MAX_COST {
+                return Err(ValidationError {
+                    limit: None,
+                    field: "quota.cost".into(),
+                    message: format!(
+                        "{}: a request counts for 1 to {} calls",
+                        q.cost,
+                        tollgate_quota::MAX_COST
+                    ),
+                });
+            }
         }
         if let Some(r) = &self.revocation {
             if r.denials == 0 {
