@@ -24,6 +24,8 @@ pub(crate) fn event_json(e: &Event) -> String {
         key: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         automatic: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until_unix_ns: Option<u64>,
     }
     let json = match e {
         Event::Quota(q) => serde_json::to_string(q),
@@ -36,12 +38,26 @@ pub(crate) fn event_json(e: &Event) -> String {
             attribute,
             key: key.to_string(),
             automatic: Some(*automatic),
+            until_unix_ns: None,
+        }),
+        Event::Suspended {
+            attribute,
+            key,
+            until_unix_ns,
+            automatic,
+        } => serde_json::to_string(&Revocation {
+            kind: "suspended",
+            attribute,
+            key: key.to_string(),
+            automatic: Some(*automatic),
+            until_unix_ns: Some(*until_unix_ns),
         }),
         Event::Restored { attribute, key } => serde_json::to_string(&Revocation {
             kind: "restored",
             attribute,
             key: key.to_string(),
             automatic: None,
+            until_unix_ns: None,
         }),
         // An event this ABI version does not describe yet.
         _ => Ok("{\"kind\":\"other\"}".to_owned()),

@@ -102,6 +102,10 @@ pub struct EngineMetrics {
     pub revocations: StripedCounter,
     /// Events dropped because the host did not drain them.
     pub events_dropped: StripedCounter,
+    /// Denials not counted towards revocation: the offender table had no room.
+    pub revocation_untracked: StripedCounter,
+    /// Automatic revocations refused: the revoked set was full.
+    pub revocations_refused: StripedCounter,
 }
 
 /// A snapshot of every counter.
@@ -125,10 +129,23 @@ pub struct MetricsSnapshot {
     pub revocations: u64,
     /// Events dropped.
     pub events_dropped: u64,
+    /// Denials not counted towards revocation (the offender table was full).
+    pub revocation_untracked: u64,
+    /// Automatic revocations refused (the revoked set was full).
+    pub revocations_refused: u64,
+    /// Entries in the revoked set now.
+    pub revoked_entries: u64,
+    /// The revoked set's bound for automatic revocations.
+    pub revoked_capacity: u64,
 }
 
 impl EngineMetrics {
-    pub(crate) fn snapshot(&self, limits: Vec<LimitCounts>) -> MetricsSnapshot {
+    pub(crate) fn snapshot(
+        &self,
+        limits: Vec<LimitCounts>,
+        revoked_entries: u64,
+        revoked_capacity: u64,
+    ) -> MetricsSnapshot {
         MetricsSnapshot {
             limits,
             allowed: self.allowed.get(),
@@ -139,6 +156,10 @@ impl EngineMetrics {
             errors: self.errors.get(),
             revocations: self.revocations.get(),
             events_dropped: self.events_dropped.get(),
+            revocation_untracked: self.revocation_untracked.get(),
+            revocations_refused: self.revocations_refused.get(),
+            revoked_entries,
+            revoked_capacity,
         }
     }
 }
@@ -202,8 +223,25 @@ impl MetricsSnapshot {
              tollgate_revocations_total {}\n\
              # HELP tollgate_events_dropped_total Events dropped because the host did not drain them.\n\
              # TYPE tollgate_events_dropped_total counter\n\
-             tollgate_events_dropped_total {}\n",
-            self.revocations, self.events_dropped
+             tollgate_events_dropped_total {}\n\
+             # HELP tollgate_revocation_untracked_denials_total Denials not counted towards revocation because the offender table was full (they never revoke).\n\
+             # TYPE tollgate_revocation_untracked_denials_total counter\n\
+             tollgate_revocation_untracked_denials_total {}\n\
+             # HELP tollgate_revocations_refused_total Automatic revocations refused because the revoked set was full.\n\
+             # TYPE tollgate_revocations_refused_total counter\n\
+             tollgate_revocations_refused_total {}\n\
+             # HELP tollgate_revoked_entries Entries in the revoked set.\n\
+             # TYPE tollgate_revoked_entries gauge\n\
+             tollgate_revoked_entries {}\n\
+             # HELP tollgate_revoked_capacity Most values revoked automatically at once.\n\
+             # TYPE tollgate_revoked_capacity gauge\n\
+             tollgate_revoked_capacity {}\n",
+            self.revocations,
+            self.events_dropped,
+            self.revocation_untracked,
+            self.revocations_refused,
+            self.revoked_entries,
+            self.revoked_capacity
         );
         out
     }
@@ -232,17 +270,33 @@ mod tests {
     fn prometheus_text_escapes_labels() {
         let m = EngineMetrics::default();
         m.allowed.add(3);
-        let snap = m.snapshot(vec![LimitCounts {
-            limit: "a\"b\\c\nd".into(),
-            shadow: false,
-            allowed: 3,
-            denied: 1,
-            shadow_denied: 0,
-            errors: 0,
-            revoked: 0,
-            failure_policy: 0,
-        }]);
+        let snap = m.snapshot(
+            vec![LimitCounts {
+                limit: "a\"b\\c\nd".into(),
+                shadow: false,
+                allowed: 3,
+                denied: 1,
+                shadow_denied: 0,
+                errors: 0,
+                revoked: 0,
+                failure_policy: 0,
+            }],
+            7,
+            100,
+        );
         let text = snap.to_prometheus();
+        assert!(
+            text.contains("# TYPE tollgate_revoked_entries gauge\ntollgate_revoked_entries 7\n")
+        );
+        // Every family has HELP and TYPE.
+        for family in text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap())
+        {
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
         assert!(text.contains(
             "tollgate_limit_decisions_total{limit=\"a\\\"b\\\\c\\nd\",outcome=\"denied\"} 1\n"
         ));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tollgate_core::{Algorithm, Decision, Fingerprinter, Rate};
 use tollgate_quota::journal::{Durability, Journal};
-use tollgate_quota::{Ledger, QuotaConfig, QuotaError};
+use tollgate_quota::{KeyRef, Ledger, QuotaConfig, QuotaError};
 
 use super::error::EngineError;
 use super::extend::BackendFactory;
@@ -253,6 +253,19 @@ pub(super) struct CompiledRevocation {
     pub(super) denials: u32,
     pub(super) window: Duration,
     pub(super) offenders: MemoryBackend,
+    /// How long an automatic revocation lasts (nanoseconds; `None`: until restored).
+    pub(super) suspend: Option<u64>,
+    /// Most values revoked automatically at once.
+    pub(super) max_revoked: usize,
+}
+
+/// An entry of the revoked set.
+#[derive(Clone, Debug)]
+pub(super) struct Revoked {
+    /// The value, redacted.
+    pub(super) key: KeyRef,
+    /// Unix nanoseconds from which it is served again (`u64::MAX`: until restored).
+    pub(super) until: u64,
 }
 
 #[derive(Debug)]

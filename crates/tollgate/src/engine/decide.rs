@@ -117,13 +117,9 @@ impl Engine {
     ) -> EngineDecision {
         let now = req.now.unwrap_or_else(|| self.clock.now());
         let c = self.compiled.load();
-        if let Some(rev) = &c.revocation {
-            if let Some(v) = req.get(&rev.attr).filter(|v| self.maybe_revoked(v)) {
-                if self.revoked.pin().contains_key(&self.token_hash(v)) {
-                    self.metrics.revoked.add(1);
-                    return EngineDecision::refused(Reason::Revoked, c.generation);
-                }
-            }
+        if self.is_revoked_now(&c, req, now) {
+            self.metrics.revoked.add(1);
+            return EngineDecision::refused(Reason::Revoked, c.generation);
         }
         // A key the quota cannot charge is refused before any limit is taken: it costs
         // no limit state (an attacker's made-up keys fill no store) and no round trip.

@@ -17,6 +17,18 @@ pub enum Event {
         /// Whether it was revoked automatically (repeated denials) or by a call.
         automatic: bool,
     },
+    /// A value was suspended: refused as revoked until `until_unix_ns`, then served
+    /// again without a call (`[revocation] suspend`, or [`Engine::suspend`](crate::Engine::suspend)).
+    Suspended {
+        /// The attribute's name (e.g. `token`).
+        attribute: String,
+        /// The value, redacted.
+        key: KeyRef,
+        /// When it is served again (Unix nanoseconds).
+        until_unix_ns: u64,
+        /// Whether it was suspended automatically (repeated denials) or by a call.
+        automatic: bool,
+    },
     /// A revoked value was restored.
     Restored {
         /// The attribute's name.

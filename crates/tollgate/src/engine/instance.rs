@@ -8,9 +8,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use tollgate_core::{Clock, Fingerprinter, UnixClock};
-use tollgate_quota::{KeyRef, Ledger};
+use tollgate_quota::Ledger;
 
-use super::compile::{open_ledger, Compiled};
+use super::compile::{open_ledger, Compiled, Revoked};
 use super::error::EngineError;
 use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
@@ -28,7 +28,10 @@ pub struct Engine {
     pub(super) ledger: Option<Arc<Ledger>>,
     /// Decides the quota instead of `ledger.record` when set.
     pub(super) quota_store: Option<Arc<dyn QuotaStore>>,
-    pub(super) revoked: papaya::HashMap<u128, KeyRef, ahash::RandomState>,
+    /// The revoked values (by [`Engine::token_hash`]) and until when.
+    pub(super) revoked: papaya::HashMap<u128, Revoked, ahash::RandomState>,
+    /// When expired suspensions were last swept out of a full revoked set.
+    pub(super) last_sweep: AtomicU64,
     /// A 1,024-bit filter over the revoked values (see [`quick_bit`]): a decision whose
     /// value's bit is clear skips the lookup. Bits are set by revocations and never
     /// cleared (a restored value's bit only costs later lookups).
@@ -130,6 +133,7 @@ impl EngineBuilder {
             quota_store: self.quota_store,
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
             revoked_filter: Default::default(),
+            last_sweep: AtomicU64::new(0),
             events_tx,
             events_rx,
             metrics: EngineMetrics::default(),

@@ -44,7 +44,9 @@ impl Engine {
                 failure_policy: l.metrics.failure_policy.get(),
             })
             .collect();
-        self.metrics.snapshot(limits)
+        let capacity = c.revocation.as_ref().map_or(0, |r| r.max_revoked) as u64;
+        self.metrics
+            .snapshot(limits, self.revoked.len() as u64, capacity)
     }
 
     /// The counters as Prometheus text.

@@ -13,7 +13,9 @@ use super::compile::{
 use super::error::EngineError;
 use super::instance::Engine;
 use crate::backend::MemoryBackend;
-use crate::policy::{AlgorithmKind, Attr, Policy, PolicyWarning};
+use crate::policy::{
+    AlgorithmKind, Attr, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
+};
 
 /// What a reload did, limit by limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -148,18 +150,21 @@ impl Engine {
                         .offenders
                         .carry_over(AlgorithmKind::Gcra, rate, now)
                         .expect("same algorithm"),
-                    None => MemoryBackend::new(AlgorithmKind::Gcra, rate, 65_536).map_err(|e| {
-                        EngineError::Limit {
+                    None => MemoryBackend::new(AlgorithmKind::Gcra, rate, OFFENDER_CAPACITY)
+                        .map_err(|e| EngineError::Limit {
                             limit: "revocation".into(),
                             message: e.to_string(),
-                        }
-                    })?,
+                        })?,
                 };
                 Some(CompiledRevocation {
                     attr: r.key.clone(),
                     denials: r.denials,
                     window: r.window.0,
                     offenders,
+                    suspend: r
+                        .suspend
+                        .map(|d| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX)),
+                    max_revoked: r.max_revoked.unwrap_or(DEFAULT_MAX_REVOKED),
                 })
             }
         };

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use tollgate_quota::KeyRef;
 
-use super::compile::Compiled;
+use super::compile::{Compiled, Revoked};
 use super::events::Event;
 use super::instance::Engine;
 use super::request::Request;
@@ -21,6 +21,13 @@ impl Engine {
 
     /// Counts a denial towards revoking the request's revocation attribute; returns
     /// whether this denial revoked it.
+    ///
+    /// Fail-safe: the offender table counts each value's own denials exactly (a key is
+    /// reused only once its count has fully decayed, so no value inherits another's
+    /// denials); when the table has no room for a new value, that denial is not
+    /// counted (`revocation_untracked` in the metrics) and never revokes. Counting may
+    /// fall short under a flood of other values; it never runs ahead, so other values'
+    /// denials can neither revoke a value nor revoke it sooner.
     #[cold]
     pub(super) fn count_denial(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
         let Some(rev) = &c.revocation else {
@@ -39,30 +46,116 @@ impl Engine {
         let over = rev.denials <= 1
             || match rev.offenders.acquire(&key, 1, now) {
                 Ok((d, _)) => !d.allowed(),
-                Err(_) => true,
+                Err(_) => {
+                    self.metrics.revocation_untracked.add(1);
+                    false
+                }
             };
-        over && self.revoke_inner(&rev.attr, v, true)
+        let until = rev.suspend.map_or(u64::MAX, |d| now.saturating_add(d));
+        over && self.revoke_inner(&rev.attr, v, true, until, now, Some(rev.max_revoked))
     }
 
-    pub(super) fn revoke_inner(&self, attr: &Attr, value: &str, automatic: bool) -> bool {
-        let fresh = self
-            .revoked
-            .pin()
-            .try_insert(self.token_hash(value), KeyRef::of(value))
-            .is_ok();
+    /// Revokes `value` until `until` (`u64::MAX`: until restored). `bound`: the most
+    /// entries the set may hold for this revocation to be recorded (automatic ones);
+    /// `None` records it anyway (an operator's). Returns whether it was newly revoked.
+    pub(super) fn revoke_inner(
+        &self,
+        attr: &Attr,
+        value: &str,
+        automatic: bool,
+        until: u64,
+        now: u64,
+        bound: Option<usize>,
+    ) -> bool {
+        let hash = self.token_hash(value);
+        let set = self.revoked.pin();
+        if let Some(max) = bound {
+            if set.len() >= max {
+                self.sweep_expired(now);
+                if set.len() >= max {
+                    self.metrics.revocations_refused.add(1);
+                    return false;
+                }
+            }
+        }
+        let entry = Revoked {
+            key: KeyRef::of(value),
+            until,
+        };
+        let fresh = match set.try_insert(hash, entry) {
+            Ok(_) => true,
+            // An expired suspension is replaced; a live revocation stays as it is.
+            Err(e) if e.current.until <= now => {
+                set.insert(hash, e.not_inserted);
+                true
+            }
+            Err(_) => false,
+        };
         if fresh {
             let bit = quick_bit(value);
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             if automatic {
                 self.metrics.revocations.add(1);
             }
-            self.emit(Event::Revoked {
-                attribute: attr.name().to_owned(),
-                key: KeyRef::of(value),
-                automatic,
+            let attribute = attr.name().to_owned();
+            let key = KeyRef::of(value);
+            self.emit(if until == u64::MAX {
+                Event::Revoked {
+                    attribute,
+                    key,
+                    automatic,
+                }
+            } else {
+                Event::Suspended {
+                    attribute,
+                    key,
+                    until_unix_ns: until,
+                    automatic,
+                }
             });
         }
         fresh
+    }
+
+    /// Removes the suspensions that ended, at most once a second (a full set of live
+    /// revocations must not make every further denial walk the set).
+    #[cold]
+    fn sweep_expired(&self, now: u64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last.saturating_add(1_000_000_000)
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.revoked.pin().retain(|_, r| r.until > now);
+    }
+
+    /// Whether the request's revocation value (if it has one) is revoked at `now`: the
+    /// filter, then the set. An ended suspension is removed on the way.
+    #[inline]
+    pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
+        let Some(v) = req.get(attr).filter(|v| self.maybe_revoked(v)) else {
+            return false;
+        };
+        self.revoked_at(v, now)
+    }
+
+    #[cold]
+    fn revoked_at(&self, value: &str, now: u64) -> bool {
+        let hash = self.token_hash(value);
+        let set = self.revoked.pin();
+        match set.get(&hash) {
+            None => false,
+            Some(r) if r.until > now => true,
+            Some(_) => {
+                set.remove_if(&hash, |_, r| r.until <= now).ok();
+                false
+            }
+        }
     }
 
     /// Whether `value` may be revoked: false means certainly not.
@@ -82,18 +175,33 @@ impl Engine {
     }
 
     /// Revokes `value` of the revocation attribute (a token, by default): its requests
-    /// are refused with [`Reason::Revoked`](crate::Reason::Revoked) until [`restore`](Self::restore)d. Returns
-    /// whether it was not revoked already. Raises [`Event::Revoked`].
-    ///
-    /// Revocation is checked only when the policy has a `[revocation]` section.
+    /// are refused with [`Reason::Revoked`](crate::Reason::Revoked) until
+    /// [`restore`](Self::restore)d, whether or not the policy revokes automatically.
+    /// Returns whether it was not revoked already. Raises [`Event::Revoked`].
     pub fn revoke(&self, value: &str) -> bool {
-        self.revoke_inner(&self.revocation_attr(), value, false)
+        let now = self.now();
+        self.revoke_inner(&self.revocation_attr(), value, false, u64::MAX, now, None)
+    }
+
+    /// Suspends `value` of the revocation attribute for `duration`: refused as revoked
+    /// until then, served again afterwards without a call. Returns whether it was not
+    /// revoked already (a live revocation is left as it is). Raises
+    /// [`Event::Suspended`].
+    pub fn suspend(&self, value: &str, duration: std::time::Duration) -> bool {
+        let now = self.now();
+        let until = now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        self.revoke_inner(&self.revocation_attr(), value, false, until, now, None)
     }
 
     /// Restores a revoked value and forgets its denials. Returns whether it was revoked.
     pub fn restore(&self, value: &str) -> bool {
         let hash = self.token_hash(value);
-        let was = self.revoked.pin().remove(&hash).is_some();
+        let now = self.now();
+        let was = self
+            .revoked
+            .pin()
+            .remove(&hash)
+            .is_some_and(|r| r.until > now);
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             let parts = [value];
@@ -111,16 +219,31 @@ impl Engine {
         was
     }
 
-    /// Whether `value` is revoked.
+    /// Whether `value` is revoked now.
     pub fn is_revoked(&self, value: &str) -> bool {
-        self.revoked.pin().contains_key(&self.token_hash(value))
+        self.revoked
+            .pin()
+            .get(&self.token_hash(value))
+            .is_some_and(|r| r.until > self.now())
     }
 
-    /// The revoked values, redacted.
+    /// The values revoked now, redacted.
     pub fn revoked(&self) -> Vec<KeyRef> {
-        let mut all: Vec<KeyRef> = self.revoked.pin().values().cloned().collect();
+        let now = self.now();
+        let mut all: Vec<KeyRef> = self
+            .revoked
+            .pin()
+            .values()
+            .filter(|r| r.until > now)
+            .map(|r| r.key.clone())
+            .collect();
         all.sort();
         all
+    }
+
+    /// Entries in the revoked set (live ones and ended suspensions not yet reclaimed).
+    pub fn revoked_len(&self) -> usize {
+        self.revoked.len()
     }
 }
 

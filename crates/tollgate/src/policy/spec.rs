@@ -404,7 +404,24 @@ pub struct RevocationSpec {
     pub denials: u32,
     /// Within this window.
     pub window: HumanDuration,
+    /// How long an automatic revocation lasts (`suspend = "1h"`: a suspension);
+    /// `None`: until restored.
+    #[serde(default)]
+    pub suspend: Option<HumanDuration>,
+    /// Most values revoked automatically at once (`max_revoked`, default
+    /// [`DEFAULT_MAX_REVOKED`]). When the set is full (after expired suspensions are
+    /// reclaimed) a further automatic revocation is refused and counted; the value's
+    /// limits still apply. Revocations by a call (`Engine::revoke`, `Engine::suspend`)
+    /// are an operator's and always recorded.
+    #[serde(default)]
+    pub max_revoked: Option<usize>,
 }
+
+/// Values revoked automatically at once by default: 100,000 (about 15 MB).
+pub const DEFAULT_MAX_REVOKED: usize = 100_000;
+
+/// Denials tracked towards revocation at once (the offender table's keys).
+pub const OFFENDER_CAPACITY: usize = 65_536;
 
 pub(super) fn token() -> Attr {
     Attr::Token
