@@ -42,4 +42,15 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
     /// would. Such a key may be evicted without changing any decision (for a clock that
     /// does not go backwards).
     fn is_fresh(&self, state: u64, now: u64) -> bool;
+
+    /// What forgetting `state` at `now` would give the key: how much more it would be
+    /// admitted than its state allows (in the algorithm's own unit; smaller is less to
+    /// lose), or `None` when the key is being limited now (nothing left: forgetting it
+    /// would free an abuser). The keyed store displaces the key with the least debt
+    /// when no slot is fresh. The default counts used units from a probe.
+    #[inline]
+    fn debt(&self, state: u64, now: u64) -> Option<u64> {
+        let d = self.decide(state, now, 0).0;
+        (d.remaining > 0).then(|| d.limit - d.remaining)
+    }
 }

@@ -152,6 +152,13 @@ impl Algorithm for Gcra {
     fn is_fresh(&self, state: u64, now: u64) -> bool {
         state <= now
     }
+
+    /// The backlog `tat - now` in nanoseconds; `None` once less than one unit is left.
+    #[inline]
+    fn debt(&self, state: u64, now: u64) -> Option<u64> {
+        let backlog = state.saturating_sub(now);
+        (backlog.saturating_add(self.t) <= self.tau).then_some(backlog)
+    }
 }
 
 /// Division by a constant `d` of dividends below 2^62, by one multiplication: `x / d ==

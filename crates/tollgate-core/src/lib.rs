@@ -74,7 +74,7 @@ pub use limiter::{GcraLimiter, RateLimiter, SlidingWindowLimiter};
 #[doc(inline)]
 pub use rate::{Rate, RateError};
 #[doc(inline)]
-pub use store::KeyedStore;
+pub use store::{KeyedStore, DISPLACE_GROUPS};
 #[doc(inline)]
 pub use window::{SlidingWindow, WindowError};
 

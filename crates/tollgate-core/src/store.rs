@@ -32,12 +32,27 @@
 //! **16 B × 1.25 = 20 bytes per key** plus one byte per group of four slots, about
 //! 20.3 bytes per key in all, whatever the key type (keys themselves are not stored).
 //! With uniformly hashed keys the store holds `capacity` live keys (a test inserts that
-//! many); beyond that, room runs out group by group. When every slot on a new key's
-//! probe path (at most 128 groups, 512 slots) holds a live key, the insert fails with
-//! [`StoreFull`]: the new key gets no decision, while every key already stored keeps
-//! working exactly as before. As soon as stored keys go idle long enough to be fresh,
-//! their slots are reused. Callers choose what a `StoreFull` means for them (fail open
-//! or fail closed).
+//! many); beyond that, room runs out group by group.
+//!
+//! When every slot on a new key's probe path holds a live key, [`KeyedStore::update`]
+//! fails with [`StoreFull`], while [`KeyedStore::update_displacing`] (what the engine's
+//! limits use) **displaces** the key with the least to lose among the 16 slots of the
+//! first [`DISPLACE_GROUPS`] groups of the path: the one with the smallest
+//! [`Algorithm::debt`](crate::Algorithm::debt) (for GCRA its backlog `tat - now`). A
+//! key that is being limited (no unit left) is never displaced, so a flood cannot free
+//! an abuser. What this guarantees:
+//! * **A flood never refuses an honest key** while any candidate slot holds a key that
+//!   is not at its limit: a new key always finds a place, and a displaced key only
+//!   *loses debt*, so when it comes back it is admitted at least as much as before
+//!   (at most its debt more: less than one request for a key that made one request).
+//! * An attacker sending R new keys per second makes each of them a key with one
+//!   request's debt, which is what the next new key displaces first: established keys
+//!   that carry more debt than a one-hit key are displaced only after the one-hit keys
+//!   of their 16 candidate slots, and none is ever refused for it.
+//! * The store is **truly full** only when all 16 candidates are being limited at once:
+//!   an attacker holding `capacity` keys at their limit, i.e. paying `capacity` times
+//!   the burst in requests within one refill. Then `StoreFull` lets the caller choose
+//!   (`on_full` in the engine's policy: admit untracked, the default, or refuse).
 //!
 //! # Fingerprint collisions
 //! Keys are identified by a 63-bit fingerprint (the low bit marks an occupied slot), so
@@ -67,6 +82,9 @@ const LOAD_NUM: usize = 5;
 const LOAD_DEN: usize = 4;
 const MAX_SHARDS: usize = 64;
 const MIN_GROUPS_PER_SHARD: usize = 64;
+/// Groups of a new key's path searched for a key to displace when none is fresh: 16
+/// candidates, the home group and the three after it.
+pub const DISPLACE_GROUPS: usize = 4;
 
 /// Four slots in one cache line.
 #[repr(align(64))]
@@ -107,6 +125,8 @@ struct Shard {
     lock: Mutex<usize>,
     len: AtomicUsize,
     evictions: AtomicU64,
+    /// Live keys displaced to make room (see [`KeyedStore::update_displacing`]).
+    displaced: AtomicU64,
 }
 
 /// A per-process random hasher; fixed seeds under `cfg(fuzzing)` so that fuzz inputs
@@ -209,6 +229,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                     lock: Mutex::new(0),
                     len: AtomicUsize::new(0),
                     evictions: AtomicU64::new(0),
+                    displaced: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -313,6 +334,22 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         key: &K,
         now: u64,
         is_fresh: impl Fn(u64, u64) -> bool,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        self.update_displacing(key, now, is_fresh, |_, _| None, f)
+    }
+
+    /// [`update`](Self::update) for a store that must keep admitting new keys when it
+    /// is full: when no slot on the new key's path is fresh, the key with the least
+    /// `debt` among the first [`DISPLACE_GROUPS`] groups of the path is displaced (see
+    /// [`crate::Algorithm::debt`] and the module docs). `StoreFull` only when every one
+    /// of those keys is being limited (`debt` is `None`).
+    pub fn update_displacing<R>(
+        &self,
+        key: &K,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        debt: impl Fn(u64, u64) -> Option<u64>,
         mut f: impl FnMut(u64) -> (R, Option<u64>),
     ) -> Result<R, StoreFull> {
         let loc = self.locate(key);
@@ -338,7 +375,12 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
                 drop(cursor);
                 continue 'lookup;
             }
-            let inserted = self.insert_locked(shard, loc, next, now, &is_fresh);
+            let inserted = self
+                .insert_locked(shard, loc, next, now, &is_fresh)
+                .or_else(|full| {
+                    self.displace_locked(shard, loc, next, now, &debt)
+                        .ok_or(full)
+                });
             self.sweep_one_group(shard, &mut cursor, now, &is_fresh);
             drop(cursor);
             return inserted.map(|()| r);
@@ -392,6 +434,54 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         Err(StoreFull {
             capacity: self.capacity,
         })
+    }
+
+    /// Puts `loc.fp` with `state` in place of the key with the least debt among the
+    /// first [`DISPLACE_GROUPS`] groups of its path; `None` when each of them is being
+    /// limited. The shard lock must be held.
+    #[cold]
+    fn displace_locked(
+        &self,
+        shard: &Shard,
+        loc: Loc,
+        state: u64,
+        now: u64,
+        debt: &impl Fn(u64, u64) -> Option<u64>,
+    ) -> Option<()> {
+        let new = slot(loc.fp, state);
+        let groups = self.groups(shard);
+        // A reader may change a candidate between the scan and the swap: scan again.
+        for _ in 0..4 {
+            let mut best: Option<(u64, usize, &Slot, u128)> = None;
+            let mut idx = loc.home;
+            for dist in 0..DISPLACE_GROUPS.min(self.max_probe) {
+                for s in &groups[idx].0 {
+                    let v = s.load(self.fast);
+                    if v == 0 {
+                        continue;
+                    }
+                    if let Some(d) = debt(state_of(v), now) {
+                        if best.is_none_or(|(b, ..)| d < b) {
+                            best = Some((d, dist, s, v));
+                        }
+                    }
+                }
+                idx += 1;
+                if idx == groups.len() {
+                    idx = 0;
+                }
+            }
+            let (_, dist, s, v) = best?;
+            let md = &shard.maxdist[loc.home];
+            if usize::from(md.load(Ordering::Relaxed)) < dist {
+                md.store(dist as u8, Ordering::Relaxed);
+            }
+            if s.compare_exchange(self.fast, v, new).is_ok() {
+                shard.displaced.fetch_add(1, Ordering::Relaxed);
+                return Some(());
+            }
+        }
+        None
     }
 
     /// Empties the fresh slots of the group under the cursor and moves the cursor on: the
@@ -554,6 +644,15 @@ impl<K: ?Sized> KeyedStore<K> {
             .sum()
     }
 
+    /// Live keys displaced to make room for new ones (see
+    /// [`update_displacing`](Self::update_displacing)).
+    pub fn displaced(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.displaced.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Bytes of the table and its per-group metadata (the store's memory, less a few
     /// hundred bytes of shard headers).
     pub fn memory_bytes(&self) -> usize {
@@ -653,6 +752,44 @@ mod tests {
         set(&s2, 1 << 40, 100, 200).unwrap();
         assert_eq!(s2.get(&(1 << 40)), Some(200));
         assert!(s2.evictions() >= 1);
+    }
+
+    #[test]
+    fn a_full_store_displaces_the_key_with_the_least_debt_and_never_a_limited_one() {
+        // State = debt; `u64::MAX` = being limited (never displaced).
+        let debt = |state: u64, _now: u64| (state != u64::MAX).then_some(state);
+        let never_fresh = |_: u64, _: u64| false;
+        // One group of four slots.
+        let s = KeyedStore::<u64>::with_capacity(1);
+        assert_eq!(s.slots(), 4);
+        let put = |k: u64, state: u64| {
+            s.update_displacing(&k, 0, never_fresh, debt, |_| ((), Some(state)))
+        };
+        for (k, state) in [(1, 30), (2, 10), (3, u64::MAX), (4, 20)] {
+            put(k, state).unwrap();
+        }
+        assert_eq!(s.len(), 4);
+        put(5, 99).unwrap();
+        assert_eq!(s.get(&2), None, "the least debt went");
+        assert_eq!(
+            (s.get(&1), s.get(&3), s.get(&4), s.get(&5)),
+            (Some(30), Some(u64::MAX), Some(20), Some(99))
+        );
+        assert_eq!(s.displaced(), 1);
+        put(6, 1).unwrap();
+        assert_eq!(s.get(&4), None);
+        // Only limited keys left to displace: full.
+        for k in [1, 5, 6] {
+            s.update(&k, 0, never_fresh, |_| ((), Some(u64::MAX)))
+                .unwrap();
+        }
+        assert!(put(7, 1).is_err());
+        // Plain `update` never displaces.
+        let t = KeyedStore::<u64>::with_capacity(1);
+        for k in 0..4 {
+            t.update(&k, 0, never_fresh, |_| ((), Some(5))).unwrap();
+        }
+        assert!(t.update(&9, 0, never_fresh, |_| ((), Some(5))).is_err());
     }
 
     #[test]

@@ -12,14 +12,15 @@
 //! [`undo`]: LimitBackend::undo
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tollgate_core::{
     Algorithm, Decision, Gcra, InsufficientCapacity, KeyedStore, Rate, SlidingWindow, StoreFull,
 };
 
-use crate::policy::AlgorithmKind;
 pub use crate::policy::FailurePolicy;
+use crate::policy::{AlgorithmKind, OnFull};
 
 /// A limit key: the 128-bit hash of the values of the attributes the limit keys on,
 /// under per-engine random seeds (see [`Fingerprinter`](tollgate_core::Fingerprinter)), plus the
@@ -192,6 +193,14 @@ impl Algorithm for AnyAlgorithm {
             AnyAlgorithm::Window(a) => a.is_fresh(state, now),
         }
     }
+
+    #[inline]
+    fn debt(&self, state: u64, now: u64) -> Option<u64> {
+        match self {
+            AnyAlgorithm::Gcra(a) => a.debt(state, now),
+            AnyAlgorithm::Window(a) => a.debt(state, now),
+        }
+    }
 }
 
 /// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
@@ -203,6 +212,9 @@ pub struct MemoryBackend {
     kind: AlgorithmKind,
     alg: AnyAlgorithm,
     store: Arc<KeyedStore<u128>>,
+    on_full: OnFull,
+    /// Requests answered by `on_full` (the store was truly full).
+    full: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for MemoryBackend {
@@ -227,7 +239,26 @@ impl MemoryBackend {
             kind,
             alg: AnyAlgorithm::new(kind, rate)?,
             store: Arc::new(KeyedStore::with_capacity(capacity)),
+            on_full: OnFull::Allow,
+            full: Arc::default(),
         })
+    }
+
+    /// This backend answering a truly full store by `on_full` (see [`OnFull`]).
+    pub fn with_on_full(mut self, on_full: OnFull) -> Self {
+        self.on_full = on_full;
+        self
+    }
+
+    /// Requests answered by [`OnFull`] because the store was truly full.
+    pub fn full_answers(&self) -> u64 {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Live keys displaced to make room for new ones (see tollgate-core's
+    /// `KeyedStore::update_displacing`).
+    pub fn displaced(&self) -> u64 {
+        self.store.displaced()
     }
 
     /// The same keys under a new rate, carrying every key's *used capacity* over (in
@@ -271,6 +302,8 @@ impl MemoryBackend {
             kind,
             alg,
             store: Arc::clone(&self.store),
+            on_full: self.on_full,
+            full: Arc::clone(&self.full),
         })
     }
 
@@ -289,6 +322,31 @@ impl MemoryBackend {
         self.store.get(&key.hash)
     }
 
+    /// The answer for a new key when the store is truly full (nothing is taken).
+    #[cold]
+    fn answer_full(&self, cost: u64) -> Decision {
+        self.full.fetch_add(1, Ordering::Relaxed);
+        let limit = self.alg.capacity();
+        match self.on_full {
+            OnFull::Allow => Decision {
+                limit,
+                remaining: limit.saturating_sub(cost),
+                retry_after: 0,
+                reset_after: 0,
+            },
+            OnFull::Deny => Decision {
+                limit,
+                remaining: 0,
+                // The time a key needs to earn the request's cost back.
+                retry_after: self
+                    .rate
+                    .emission_interval_nanos()
+                    .saturating_mul(cost.max(1)),
+                reset_after: 0,
+            },
+        }
+    }
+
     fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
         InsufficientCapacity::check(cost, self.alg.capacity()).map_err(BackendError::CannotPass)
     }
@@ -304,18 +362,20 @@ impl LimitBackend for MemoryBackend {
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.check_cost(cost)?;
         let alg = &self.alg;
-        let (before, after) = self
-            .store
-            .update(
-                &key.hash,
-                now,
-                |s, t| alg.is_fresh(s, t),
-                |state| {
-                    let next = alg.admit(state, now, cost);
-                    ((state, next), next)
-                },
-            )
-            .map_err(|_: StoreFull| BackendError::StoreFull)?;
+        let updated = self.store.update_displacing(
+            &key.hash,
+            now,
+            |s, t| alg.is_fresh(s, t),
+            |s, t| alg.debt(s, t),
+            |state| {
+                let next = alg.admit(state, now, cost);
+                ((state, next), next)
+            },
+        );
+        let (before, after) = match updated {
+            Ok(r) => r,
+            Err(StoreFull { .. }) => return Ok((self.answer_full(cost), None)),
+        };
         let decision = alg.decide(before, now, cost).0;
         Ok((
             decision,

@@ -85,7 +85,7 @@ pub use error::{PolicyError, PolicyWarning, ValidationError};
 pub use parse::MemoryEstimate;
 pub use spec::{
     AlgorithmKind, ByteSize, Classes, CompanySpec, DurabilitySpec, FailurePolicy, HumanDuration,
-    LimitSpec, OverrideSpec, Policy, QuotaSpec, RevocationSpec, UnknownKey, UserSpec,
+    LimitSpec, OnFull, OverrideSpec, Policy, QuotaSpec, RevocationSpec, UnknownKey, UserSpec,
     DEFAULT_CAPACITY, DEFAULT_MAX_REVOKED, DEFAULT_MEMORY_BUDGET, MAX_CAPACITY, MAX_KEY_ATTRS,
     MAX_LIMITS, MAX_LIMIT_NAME, MAX_OVERRIDES, OFFENDER_CAPACITY, POLICY_VERSION,
 };

@@ -65,11 +65,9 @@ fn a_flood_of_other_tokens_denials_never_revokes_an_honest_token() {
     assert!(!e.is_revoked("honest"), "revoked on its first denial");
     let d = e.decide(&Request::new().token("honest").client("10.0.0.2").at(T0));
     assert!(d.allowed(), "{d:?}");
+    // The flood's entries displace one another in the offender table (each has one
+    // denial: the least to lose) or go uncounted; none is counted against another.
     let m = e.metrics();
-    assert!(
-        m.revocation_untracked > 0,
-        "the flood overflowed the table: {m:?}"
-    );
     assert_eq!(m.revocations, 1, "only the offender: {m:?}");
 }
 

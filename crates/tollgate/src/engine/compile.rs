@@ -345,11 +345,13 @@ pub(super) fn build_backend(
     if spec.backend == "memory" {
         if let Some(Backend::Memory(old)) = previous {
             if let Some(carried) = old.carry_over(spec.algorithm, rate, now) {
+                let carried = carried.with_on_full(spec.on_full);
                 return Ok((Backend::Memory(Arc::new(carried)), true));
             }
         }
-        let m =
-            MemoryBackend::new(spec.algorithm, rate, capacity).map_err(|e| err(e.to_string()))?;
+        let m = MemoryBackend::new(spec.algorithm, rate, capacity)
+            .map_err(|e| err(e.to_string()))?
+            .with_on_full(spec.on_full);
         return Ok((Backend::Memory(Arc::new(m)), false));
     }
     let factory = factories

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -36,6 +36,8 @@ pub struct Engine {
     /// value's bit is clear skips the lookup. Bits are set by revocations and never
     /// cleared (a restored value's bit only costs later lookups).
     pub(super) revoked_filter: [AtomicU64; 16],
+    /// Whether anything was ever revoked (until then a decision skips the filter).
+    pub(super) revoked_any: AtomicBool,
     pub(super) events_tx: Sender<Event>,
     pub(super) events_rx: Receiver<Event>,
     pub(super) metrics: EngineMetrics,
@@ -134,6 +136,7 @@ impl EngineBuilder {
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
             revoked_filter: Default::default(),
             last_sweep: AtomicU64::new(0),
+            revoked_any: AtomicBool::new(false),
             events_tx,
             events_rx,
             metrics: EngineMetrics::default(),

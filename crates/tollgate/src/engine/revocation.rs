@@ -94,6 +94,7 @@ impl Engine {
         if fresh {
             let bit = quick_bit(value);
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
+            self.revoked_any.store(true, Ordering::Release);
             if automatic {
                 self.metrics.revocations.add(1);
             }
@@ -137,6 +138,9 @@ impl Engine {
     /// filter, then the set. An ended suspension is removed on the way.
     #[inline]
     pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        if !self.revoked_any.load(Ordering::Relaxed) {
+            return false;
+        }
         let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
         let Some(v) = req.get(attr).filter(|v| self.maybe_revoked(v)) else {
             return false;

@@ -59,6 +59,8 @@ pub(super) struct RawLimit {
     on_failure: Option<FailurePolicy>,
     #[serde(default, rename = "override")]
     overrides: Vec<OverrideSpec>,
+    #[serde(default)]
+    on_full: OnFull,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +231,7 @@ impl Policy {
                     backend: l.backend.unwrap_or_else(|| "memory".to_owned()),
                     on_failure: l.on_failure,
                     overrides: l.overrides,
+                    on_full: l.on_full,
                 },
             ));
         }

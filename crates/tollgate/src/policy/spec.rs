@@ -20,6 +20,23 @@ pub const MAX_KEY_ATTRS: usize = 8;
 /// Most bytes in a limit name (it is sent in every response's headers).
 pub const MAX_LIMIT_NAME: usize = 64;
 
+/// What an in-memory limit answers a new key when its store is truly full: every slot
+/// the key may take holds a key that is being limited right now (a store that only
+/// lacks fresh slots displaces the key with the least to lose instead; see
+/// tollgate-core's `KeyedStore`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Admit the request without tracking the key (the default). A truly full store
+    /// means someone holds `capacity` keys at their limit at once; refusing new keys
+    /// then would hand that flood the lockout it wants, while admitting them untracked
+    /// costs at most the new keys' requests during the flood (other limits still apply).
+    #[default]
+    Allow,
+    /// Refuse the request as limited (for a limit that must never admit untracked).
+    Deny,
+}
+
 /// Which algorithm a limit uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,6 +295,8 @@ pub struct LimitSpec {
     pub on_failure: Option<FailurePolicy>,
     /// Per-key overrides.
     pub overrides: Vec<OverrideSpec>,
+    /// What a truly full in-memory store answers a new key (`on_full`).
+    pub on_full: OnFull,
 }
 
 impl LimitSpec {
@@ -295,6 +314,7 @@ impl LimitSpec {
             backend: "memory".to_owned(),
             on_failure: None,
             overrides: Vec::new(),
+            on_full: OnFull::Allow,
         }
     }
 
