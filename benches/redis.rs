@@ -30,9 +30,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::{Engine, Policy, Request};
 use tollgate_benches::{bench_quota_toml, bench_token, SplitMix64};
 use tollgate_redis::testing::RedisServer;
-use tollgate_redis::{
-    LimitOptions, QuotaOptions, RedisConfig, RedisFactory, RedisQuota, RedisStore,
-};
+use tollgate_redis::{LimitOptions, QuotaOptions, RedisFactory, RedisQuota, RedisStore};
 
 const KEYS: usize = 1_000;
 const COMPANIES: usize = 100;
@@ -114,7 +112,7 @@ fn bench(c: &mut Criterion) {
         eprintln!("redis bench skipped: no redis-server");
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).expect("store");
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).expect("store");
     let work = Arc::new(Workload::new(7));
 
     let mut g = c.benchmark_group("redis_decision");

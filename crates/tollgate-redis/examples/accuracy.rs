@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisServer;
-use tollgate_redis::{
-    LimitOptions, QuotaOptions, RedisConfig, RedisFactory, RedisQuota, RedisStore,
-};
+use tollgate_redis::{LimitOptions, QuotaOptions, RedisFactory, RedisQuota, RedisStore};
 
 const LIMIT: &str = r#"
 version = 1
@@ -63,7 +61,8 @@ fn pair<T: Send + 'static>(f: impl Fn(usize) -> T + Send + Sync + 'static) -> Ve
 
 fn cache_run(server: &RedisServer, cache: bool, run: usize) -> (u64, u64, u64) {
     let store =
-        RedisStore::new(RedisConfig::new(server.url()).prefix(format!("acc{run}"))).unwrap();
+        RedisStore::new(tollgate_redis::testing::config(server.url()).prefix(format!("acc{run}")))
+            .unwrap();
     let engines: Vec<Arc<Engine>> = (0..2)
         .map(|_| {
             let factory = RedisFactory::new(Arc::clone(&store)).options(LimitOptions {
@@ -101,7 +100,9 @@ fn cache_run(server: &RedisServer, cache: bool, run: usize) -> (u64, u64, u64) {
 }
 
 fn quota_run(server: &RedisServer, batch: Option<Duration>, run: usize) -> u64 {
-    let store = RedisStore::new(RedisConfig::new(server.url()).prefix(format!("q{run}"))).unwrap();
+    let store =
+        RedisStore::new(tollgate_redis::testing::config(server.url()).prefix(format!("q{run}")))
+            .unwrap();
     let engines: Vec<Arc<(Engine, Arc<RedisQuota>)>> = ["gw-1", "gw-2"]
         .iter()
         .map(|name| {

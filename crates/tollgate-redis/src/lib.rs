@@ -18,7 +18,9 @@
 //!     rate = "100/s"
 //!     backend = "redis"
 //! "#)?;
-//! let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:6379/"))?;
+//! // Every instance of the fleet has the same secret (or TOLLGATE_REDIS_KEY_SECRET).
+//! let config = RedisConfig::new("redis://127.0.0.1:6379/").key_secret("the fleet secret, 16+ bytes")?;
+//! let store = RedisStore::new(config)?;
 //! let engine = Engine::builder(policy)
 //!     .backend("redis", Arc::new(RedisFactory::new(Arc::clone(&store))))
 //!     // With a [quota] section: the fleet's calls per company and month on Redis.

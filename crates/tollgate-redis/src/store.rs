@@ -2,6 +2,7 @@
 //! pool of blocking connections (or cluster connections) with tight timeouts, the Lua
 //! scripts, the circuit breaker and the counters of calls that reached the network.
 
+use crate::keys::{KeyNamer, KeySecret};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,11 @@ pub struct RedisConfig {
     pub clock: ClockSource,
     /// Idle connections kept for reuse (default 32).
     pub max_idle: usize,
+    /// The fleet's secret for key names (see [`crate::keys`]): every instance sharing
+    /// the Redis must have the same. `None`: read `TOLLGATE_REDIS_KEY_SECRET`; a store
+    /// with neither is refused, since key names without a secret would let anyone who
+    /// can read them test guesses of short tokens.
+    pub key_secret: Option<KeySecret>,
 }
 
 impl RedisConfig {
@@ -67,6 +73,7 @@ impl RedisConfig {
             breaker: BreakerConfig::default(),
             clock: ClockSource::Server,
             max_idle: 32,
+            key_secret: None,
         }
     }
 
@@ -77,6 +84,12 @@ impl RedisConfig {
             cluster: true,
             ..RedisConfig::new("")
         }
+    }
+
+    /// The fleet's key secret (at least 16 bytes).
+    pub fn key_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, String> {
+        self.key_secret = Some(KeySecret::new(secret)?);
+        Ok(self)
     }
 
     /// Sets the key prefix.
@@ -172,6 +185,7 @@ impl Conn {
 /// engines in this process. Cheap to share behind an `Arc`.
 pub struct RedisStore {
     config: RedisConfig,
+    namer: KeyNamer,
     client: Client,
     pool: Mutex<Vec<Conn>>,
     breaker: Breaker,
@@ -211,6 +225,28 @@ impl RedisStore {
     /// A store for `config`. Connections are opened on first use, so an engine starts
     /// (and decides by its failure policy) while Redis is down.
     pub fn new(config: RedisConfig) -> Result<Arc<Self>, redis::RedisError> {
+        let refuse = |why: String| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no usable key secret",
+                why,
+            ))
+        };
+        let secret = match &config.key_secret {
+            Some(s) => s.clone(),
+            None => match KeySecret::from_env() {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => return Err(refuse(e)),
+                None => {
+                    return Err(refuse(format!(
+                        "set RedisConfig::key_secret or {} to the fleet's secret \
+                         (16 bytes or more, the same on every instance)",
+                        KeySecret::ENV
+                    )))
+                }
+            },
+        };
+        let namer = KeyNamer::new(&secret);
         let client = if config.cluster {
             let c = redis::cluster::ClusterClientBuilder::new(config.nodes.clone())
                 .connection_timeout(config.connect_timeout)
@@ -223,6 +259,7 @@ impl RedisStore {
             Client::Single(redis::Client::open(url)?)
         };
         Ok(Arc::new(RedisStore {
+            namer,
             breaker: Breaker::new(config.breaker),
             config,
             client,
@@ -242,6 +279,11 @@ impl RedisStore {
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    /// How this store names keys.
+    pub fn namer(&self) -> &KeyNamer {
+        &self.namer
     }
 
     /// The breaker's state.

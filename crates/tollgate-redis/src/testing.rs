@@ -335,3 +335,20 @@ impl RedisCluster {
         &self.nodes
     }
 }
+
+/// The key secret of tests, examples and benches (never use it for a real fleet).
+pub const TEST_KEY_SECRET: &str = "tollgate tests' key secret: not a secret";
+
+/// A configuration for one test server at `url`, with [`TEST_KEY_SECRET`].
+pub fn config(url: impl Into<String>) -> crate::RedisConfig {
+    crate::RedisConfig::new(url)
+        .key_secret(TEST_KEY_SECRET)
+        .expect("the test secret is long enough")
+}
+
+/// A configuration for a test cluster reached through `nodes`, with [`TEST_KEY_SECRET`].
+pub fn cluster_config(nodes: impl IntoIterator<Item = impl Into<String>>) -> crate::RedisConfig {
+    crate::RedisConfig::cluster(nodes)
+        .key_secret(TEST_KEY_SECRET)
+        .expect("the test secret is long enough")
+}

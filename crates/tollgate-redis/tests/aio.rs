@@ -66,7 +66,7 @@ async fn async_tasks_share_one_connection_and_never_exceed_the_limit() {
         return;
     };
     let (b, store) = backend(
-        RedisConfig::new(server.url()).breaker(BreakerConfig {
+        tollgate_redis::testing::config(server.url()).breaker(BreakerConfig {
             failures: 1,
             cooldown: std::time::Duration::from_secs(3600),
         }),
@@ -119,7 +119,10 @@ async fn async_path_on_a_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let (b, store) = backend(RedisConfig::cluster(cluster.urls()), "aio-cluster");
+    let (b, store) = backend(
+        tollgate_redis::testing::cluster_config(cluster.urls()),
+        "aio-cluster",
+    );
     assert_eq!(hammer(&b, "acme").await, 50);
     assert_eq!(hammer(&b, "initech").await, 50);
     assert_eq!(store.stats().errors, 0);

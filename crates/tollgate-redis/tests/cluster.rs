@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisCluster;
-use tollgate_redis::{keys, QuotaOptions, RedisConfig, RedisFactory, RedisQuota, RedisStore};
+use tollgate_redis::{QuotaOptions, RedisFactory, RedisQuota, RedisStore};
 
 const POLICY: &str = r#"
 version = 1
@@ -60,7 +60,7 @@ fn limits_and_quota_on_a_three_node_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::cluster(cluster.urls())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::cluster_config(cluster.urls())).unwrap();
     let (e1, e2) = (
         Arc::new(engine(&store, "gw-1")),
         Arc::new(engine(&store, "gw-2")),
@@ -105,13 +105,20 @@ fn limits_and_quota_on_a_three_node_cluster() {
     assert_eq!(store.stats().errors, 0);
     // A company's limit keys and its quota counter share one slot (one script could
     // touch them together); different companies spread over the cluster.
-    let limit_key = keys::limit_key("tg", "per-company", &["acme"], Some(0));
+    let limit_key = store
+        .namer()
+        .limit_key("tg", "per-company", &["acme"], Some(0));
     assert_eq!(
         slot(&cluster, &limit_key),
-        slot(&cluster, &keys::quota_key("tg", "acme", 0))
+        slot(&cluster, &store.namer().quota_key("tg", "acme", 0))
     );
     let slots: HashSet<u16> = (0..12)
-        .map(|i| slot(&cluster, &keys::quota_key("tg", &format!("other-{i}"), 0)))
+        .map(|i| {
+            slot(
+                &cluster,
+                &store.namer().quota_key("tg", &format!("other-{i}"), 0),
+            )
+        })
         .collect();
     assert!(slots.len() > 6, "{slots:?}");
     let mut nodes_with_keys = 0;

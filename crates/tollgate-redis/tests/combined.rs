@@ -145,7 +145,7 @@ proptest! {
         let Some(server) = SERVER.with(|s| s.as_ref().map(RedisServer::url)) else {
             return Ok(());
         };
-        let config = |p: &str| RedisConfig::new(&server)
+        let config = |p: &str| tollgate_redis::testing::config(&server)
             .clock(ClockSource::Caller)
             .prefix(format!("{p}{run}"));
         let one = instance(config("one"), POLICY, "gw", true);
@@ -189,7 +189,12 @@ fn one_round_trip_per_decision_and_a_refusal_writes_nothing() {
     };
     // Four an hour per company: the fifth request is refused however slow the machine.
     let policy = POLICY.replace("rate = \"6/s burst 4\"", "rate = \"4/h\"");
-    let i = instance(RedisConfig::new(server.url()), &policy, "gw", true);
+    let i = instance(
+        tollgate_redis::testing::config(server.url()),
+        &policy,
+        "gw",
+        true,
+    );
     let r = Request::new().token("key-ann").company("acme");
     assert!(
         i.engine.decide(&r).allowed(),
@@ -201,8 +206,9 @@ fn one_round_trip_per_decision_and_a_refusal_writes_nothing() {
         assert_eq!(trips, 1, "limits and quota in one script");
     }
     // per-company's burst of 4 is spent: refused by it, one round trip, nothing written.
-    let company_key = "tg:{c:acme}:l:per-company:acme";
-    let token_key = "tg:{k:per-token:key-ann}:l:per-token:key-ann";
+    let namer = i.store.namer();
+    let company_key = &namer.limit_key("tg", "per-company", &["acme"], Some(0));
+    let token_key = &namer.limit_key("tg", "per-token", &["key-ann"], None);
     let before = (get(&server, company_key), get(&server, token_key));
     assert!(before.0.is_some() && before.1.is_some());
     let used = server.quota_used("tg");
@@ -225,7 +231,7 @@ fn a_quota_refusal_takes_nothing_from_the_limits() {
     };
     let policy = POLICY.replace("rate = \"6/s burst 4\"", "rate = \"1000/s burst 100\"");
     let i = instance(
-        RedisConfig::new(server.url()).clock(ClockSource::Caller),
+        tollgate_redis::testing::config(server.url()).clock(ClockSource::Caller),
         &policy,
         "gw",
         true,
@@ -238,7 +244,10 @@ fn a_quota_refusal_takes_nothing_from_the_limits() {
         assert!(d.allowed(), "{d:?}");
         served += 1;
     }
-    let company_key = "tg:{c:acme}:l:per-company:acme";
+    let company_key = &i
+        .store
+        .namer()
+        .limit_key("tg", "per-company", &["acme"], Some(0));
     let before = get(&server, company_key);
     let (d, trips) = round_trips(&i, &request("key-ann", None, now));
     assert_eq!((d.reason, trips), (Reason::QuotaExceeded, 1));
@@ -286,13 +295,13 @@ default = true
         );
         let prefix = format!("tg{limit}");
         let e1 = Arc::new(instance(
-            RedisConfig::new(server.url()).prefix(&prefix),
+            tollgate_redis::testing::config(server.url()).prefix(&prefix),
             &policy,
             "gw-1",
             true,
         ));
         let e2 = Arc::new(instance(
-            RedisConfig::new(server.url()).prefix(&prefix),
+            tollgate_redis::testing::config(server.url()).prefix(&prefix),
             &policy,
             "gw-2",
             true,
@@ -336,7 +345,7 @@ fn redis_down_the_failure_policies_answer_after_one_attempt() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let config = RedisConfig::new(server.url()).breaker(BreakerConfig {
+    let config = tollgate_redis::testing::config(server.url()).breaker(BreakerConfig {
         failures: 1_000,
         cooldown: std::time::Duration::ZERO,
     });
@@ -381,7 +390,12 @@ fn a_lost_quota_counter_is_reseeded_not_restarted() {
         return;
     };
     let policy = POLICY.replace("rate = \"6/s burst 4\"", "rate = \"1000/s burst 100\"");
-    let i = instance(RedisConfig::new(server.url()), &policy, "gw", true);
+    let i = instance(
+        tollgate_redis::testing::config(server.url()),
+        &policy,
+        "gw",
+        true,
+    );
     let r = Request::new().token("key-ann").company("acme");
     for _ in 0..5 {
         assert!(i.engine.decide(&r).allowed());
@@ -424,7 +438,8 @@ fn on_a_cluster_only_keys_sharing_a_hash_tag_are_combined() {
             .replace("rate = \"6/s burst 4\"", "rate = \"1000/s burst 100\"")
             .replace("rate = \"5/s\"", "rate = \"100/s\"");
         let i = instance(
-            RedisConfig::cluster(cluster.urls()).prefix(format!("tg{per_decision}")),
+            tollgate_redis::testing::cluster_config(cluster.urls())
+                .prefix(format!("tg{per_decision}")),
             &policy,
             "gw",
             true,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisServer;
 use tollgate_redis::{
-    BreakerConfig, BreakerState, FailurePolicy, LimitOptions, QuotaOptions, RedisConfig,
-    RedisFactory, RedisQuota, RedisStore,
+    BreakerConfig, BreakerState, FailurePolicy, LimitOptions, QuotaOptions, RedisFactory,
+    RedisQuota, RedisStore,
 };
 
 const LIMITS: &str = r#"
@@ -23,7 +23,7 @@ backend = "redis"
 "#;
 
 fn store(server: &RedisServer, breaker: BreakerConfig) -> Arc<RedisStore> {
-    RedisStore::new(RedisConfig::new(server.url()).breaker(breaker)).unwrap()
+    RedisStore::new(tollgate_redis::testing::config(server.url()).breaker(breaker)).unwrap()
 }
 
 fn engine(store: &Arc<RedisStore>, failure: FailurePolicy) -> (Engine, Arc<RedisFactory>) {

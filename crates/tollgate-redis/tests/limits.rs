@@ -11,13 +11,13 @@ use tollgate::core::Rate;
 use tollgate::policy::{AlgorithmKind, Attr, LimitSpec};
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisServer;
-use tollgate_redis::{ClockSource, RedisConfig, RedisFactory, RedisStore};
+use tollgate_redis::{ClockSource, RedisFactory, RedisStore};
 
 /// 2027-01-15T08:00:00Z in Unix nanoseconds (a whole number of seconds).
 const T0: u64 = 1_800_000_000_000_000_000;
 
 fn store(server: &RedisServer, clock: ClockSource) -> Arc<RedisStore> {
-    RedisStore::new(RedisConfig::new(server.url()).clock(clock)).unwrap()
+    RedisStore::new(tollgate_redis::testing::config(server.url()).clock(clock)).unwrap()
 }
 
 fn key<'a>(parts: &'a [&'a str]) -> LimitKey<'a> {
@@ -233,25 +233,63 @@ fn on_the_server_clock_a_burst_passes_then_the_rate_holds() {
 }
 
 #[test]
-fn keys_carry_the_company_tag_and_escaped_ids() {
+fn key_names_hold_no_value_and_the_secret_decides_who_shares() {
+    // Issue 15, item 7: key names held the full token, twice.
     let Some(server) = RedisServer::start() else {
         return;
     };
     let rate = "5/s".parse::<Rate>().unwrap();
     let mut spec = LimitSpec::new("per-user", rate);
     spec.key = vec![Attr::User, Attr::Company];
-    let b = RedisFactory::new(store(&server, ClockSource::Server))
+    let mut token_spec = LimitSpec::new("window-token", rate);
+    token_spec.key = vec![Attr::Token];
+    let a = store(&server, ClockSource::Server);
+    let by_user = RedisFactory::new(Arc::clone(&a))
         .backend(&spec, rate)
         .unwrap();
-    let parts = ["bob:1", "evil}{c:victim"];
-    let k = key(&parts);
-    b.acquire(&k, 1, 0).unwrap();
+    let by_token = RedisFactory::new(Arc::clone(&a))
+        .backend(&token_spec, rate)
+        .unwrap();
+    let secrets = ["bob:1", "evil}{c:victim", "sk_live_51HxQ2eZvKYlo2C9", "k1"];
+    by_user.acquire(&key(&secrets[..2]), 1, 0).unwrap();
+    by_token.acquire(&key(&secrets[2..3]), 1, 0).unwrap();
+    by_token.acquire(&key(&secrets[3..4]), 1, 0).unwrap();
     let mut c = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
-    assert_eq!(
-        keys,
-        ["tg:{c:evil%7D%7Bc%3Avictim}:l:per-user:bob%3A1:evil%7D%7Bc%3Avictim"]
-    );
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for k in &keys {
+        for v in secrets
+            .iter()
+            .flat_map(|s| s.split([':', '{', '}']))
+            .filter(|p| p.len() >= 2)
+        {
+            assert!(!k.contains(v), "{k} shows {v:?}");
+        }
+        assert!(k.len() < 90, "{k}");
+    }
+    let company_tagged = a
+        .namer()
+        .limit_key("tg", "per-user", &secrets[..2], Some(1));
+    assert!(keys.contains(&company_tagged), "{keys:?}");
+    // Another store with the same secret shares the count; another secret does not.
+    let same = store(&server, ClockSource::Server);
+    let shared = RedisFactory::new(same).backend(&token_spec, rate).unwrap();
+    let d = shared.acquire(&key(&secrets[2..3]), 1, 0).unwrap().0;
+    assert_eq!(d.remaining, 3, "the same key: one used before");
+    let other = RedisStore::new(
+        tollgate_redis::RedisConfig::new(server.url())
+            .key_secret("another fleet's secret, 16+ bytes")
+            .unwrap(),
+    )
+    .unwrap();
+    let apart = RedisFactory::new(other).backend(&token_spec, rate).unwrap();
+    let d = apart.acquire(&key(&secrets[2..3]), 1, 0).unwrap().0;
+    assert_eq!(d.remaining, 4, "another secret names another key");
+    // No secret: refused with a message that says how to set one.
+    std::env::remove_var("TOLLGATE_REDIS_KEY_SECRET");
+    let e = RedisStore::new(tollgate_redis::RedisConfig::new(server.url())).unwrap_err();
+    assert!(e.to_string().contains("TOLLGATE_REDIS_KEY_SECRET"), "{e}");
 }
 
 const POLICY: &str = r#"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tollgate::quota::{CommitOutcome, Ledger, Outcome};
 use tollgate::{Engine, Policy, Reason, Request};
 use tollgate_redis::testing::RedisServer;
-use tollgate_redis::{QuotaOptions, RedisConfig, RedisQuota, RedisStore};
+use tollgate_redis::{QuotaOptions, RedisQuota, RedisStore};
 
 const KEY_A: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
 const KEY_B: &str = "77aa0000-1111-2222-3333-444455556666";
@@ -84,7 +84,10 @@ fn counter(server: &RedisServer) -> (u64, u64, u64) {
         return (0, 0, 0);
     }
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].starts_with("tg:{c:acme}:q:"), "{keys:?}");
+    assert!(
+        keys[0].starts_with("tg:{c:") && !keys[0].contains("acme"),
+        "{keys:?}"
+    );
     let get = |c: &mut redis::Connection, f: &str| -> u64 {
         redis::cmd("HGET")
             .arg(&keys[0])
@@ -109,7 +112,7 @@ fn two_instances_share_one_company_quota() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let gw1 = Arc::new(instance(&store, "gw-1", QuotaOptions::default(), None));
     let gw2 = Arc::new(instance(&store, "gw-2", QuotaOptions::default(), None));
     let barrier = Arc::new(Barrier::new(2));
@@ -143,7 +146,7 @@ fn a_vanished_counter_is_reported_and_reseeded_never_restarted_at_zero() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
     let gw2 = instance(&store, "gw-2", QuotaOptions::default(), None);
     for _ in 0..4 {
@@ -184,7 +187,7 @@ fn an_instance_restarted_from_its_journal_reseeds_its_durable_share() {
     };
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("usage.db");
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     {
         let gw1 = instance(&store, "gw-1", QuotaOptions::default(), Some(&journal));
         for _ in 0..6 {
@@ -294,7 +297,7 @@ fn batched_increments_reach_redis_and_their_overshoot_is_bounded() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let options = QuotaOptions {
         batch: Some(Duration::from_secs(3600)),
         ..QuotaOptions::default()
@@ -330,7 +333,7 @@ fn the_flusher_thread_sends_batched_calls_without_further_calls() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let options = QuotaOptions {
         batch: Some(Duration::from_millis(20)),
         ..QuotaOptions::default()
@@ -374,7 +377,7 @@ fn reservations_are_shared_by_the_fleet() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let gw1 = instance(&store, "gw-1", QuotaOptions::default(), None);
     let gw2 = instance(&store, "gw-2", QuotaOptions::default(), None);
     let r1 = gw1.engine.reserve_quota(KEY_A, 5, None).unwrap().unwrap();
@@ -421,7 +424,7 @@ fn settlements_during_an_outage_reach_redis_once() {
         let Some(mut server) = RedisServer::start_persistent(persistent) else {
             return;
         };
-        let store = RedisStore::new(RedisConfig::new(server.url()).breaker(
+        let store = RedisStore::new(tollgate_redis::testing::config(server.url()).breaker(
             tollgate_redis::BreakerConfig {
                 failures: 1,
                 cooldown: Duration::ZERO,
@@ -521,7 +524,7 @@ fn counters_of_ended_periods_are_dropped_once_nothing_waits() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(server.url())).unwrap();
+    let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
     let decide = |i: &Instance, m: u64| {
         let d = i
             .engine

@@ -15,7 +15,6 @@ use redis::ScriptInvocation;
 use super::cache::OverLimitCache;
 use super::options::LimitOptions;
 use super::stats::Counters;
-use crate::keys;
 use crate::script::calls::{self, Op};
 use crate::script::params::Params;
 use crate::script::reply::{RateReply, ReplyError};
@@ -76,7 +75,7 @@ impl RedisBackend {
 
     /// The Redis key of `key`'s state.
     pub fn key_of(&self, key: &LimitKey<'_>) -> String {
-        keys::limit_key(
+        self.store.namer().limit_key(
             &self.store.config().prefix,
             &self.name,
             key.parts,

@@ -15,7 +15,6 @@ use tollgate::QuotaStore;
 
 use super::local::LocalMap;
 use super::types::{Call, CounterId, Counters, QuotaOptions, QuotaStats, Reseeded};
-use crate::keys;
 use crate::script::calls;
 use crate::script::reply::CountReply;
 use crate::store::RedisStore;
@@ -99,7 +98,9 @@ impl RedisQuota {
 
     /// The Redis key of counter `id`.
     pub(super) fn key(&self, id: &CounterId) -> String {
-        keys::quota_key(&self.store.config().prefix, &id.0, id.1)
+        self.store
+            .namer()
+            .quota_key(&self.store.config().prefix, &id.0, id.1)
     }
 
     /// A new id for a batch or a settlement (`rotate` tells the kinds apart).
