@@ -1,7 +1,9 @@
 //! The tollgate engine behind a C ABI, for gateways written in C, C++, Go (cgo) or
-//! LuaJIT (OpenResty, Kong): a static library (`libtollgate_ffi.a`), a shared one
-//! (`libtollgate_ffi.so`) and the header `include/tollgate.h`, generated from this crate
-//! by cbindgen and committed (a test fails when it drifts).
+//! LuaJIT (OpenResty, Kong): a static library and a shared one (cargo names them
+//! `libtollgate_ffi.a` and `libtollgate_ffi.so`; `make install` installs them as
+//! `libtollgate.a` and `libtollgate.so.N.VERSION`, soname `libtollgate.so.N` with N the
+//! C ABI version, and `tollgate.pc`) and the header `include/tollgate.h`, generated from
+//! this crate by cbindgen and committed (a test fails when it drifts).
 //!
 //! One engine handle is shared by all the gateway's threads:
 //!
