@@ -2,6 +2,7 @@ package tollgate
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 )
 
@@ -17,12 +18,9 @@ func FromHeaders(r *http.Request) Request {
 	if a := r.Header.Get("Authorization"); len(a) > 7 && a[:7] == "Bearer " {
 		token = a[7:]
 	}
-	client := r.RemoteAddr
-	for i := len(client) - 1; i >= 0; i-- {
-		if client[i] == ':' {
-			client = client[:i]
-			break
-		}
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
 	}
 	return Request{
 		Token:  token,

@@ -90,6 +90,23 @@ func TestMiddlewareAnswers429And403WithHeaders(t *testing.T) {
 	}
 }
 
+func TestFromHeaders(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://example.test/v1/orders", nil)
+	r.RemoteAddr = "[2001:db8::1]:4242"
+	r.Header.Set("X-Api-Key", "k1")
+	r.Header.Set("X-Tenant", "acme")
+	got := FromHeaders(r)
+	want := Request{Token: "k1", Tenant: "acme", Client: "2001:db8::1", Route: "/v1/orders", Method: "POST"}
+	if got.Token != want.Token || got.Tenant != want.Tenant || got.Client != want.Client ||
+		got.Route != want.Route || got.Method != want.Method {
+		t.Fatalf("%+v, want %+v", got, want)
+	}
+	r.Header.Set("Authorization", "Bearer tok-9")
+	if got := FromHeaders(r); got.Token != "tok-9" {
+		t.Fatalf("bearer: %q", got.Token)
+	}
+}
+
 func TestStatusByReason(t *testing.T) {
 	for reason, want := range map[Reason]int{
 		ReasonAllowed: 200, ReasonLimited: 429, ReasonQuotaExceeded: 429, ReasonCannotPass: 429,
