@@ -152,6 +152,28 @@ enum Op {
         header: u32,
         buf: u16,
     },
+    /// tollgate_engine_from_toml_err: the message in a buffer of `buf` bytes (0: NULL).
+    BuildErr {
+        text: Vec<u8>,
+        buf: u16,
+        no_len: bool,
+    },
+    /// tollgate_engine_from_file_err.
+    BuildFileErr {
+        name: Vec<u8>,
+        buf: u16,
+    },
+    /// tollgate_engine_reload_toml_err, on an engine of its own.
+    ReloadErr {
+        text: Vec<u8>,
+        buf: u16,
+    },
+    /// tollgate_engine_reload_file_err, on an engine of its own.
+    ReloadFileErr {
+        name: Vec<u8>,
+        buf: u16,
+    },
+    ResultMessage(u32),
 }
 
 fn c_attrs(attrs: &[(Text, Text)]) -> Vec<tollgate_attr> {
@@ -200,6 +222,54 @@ fn text_out(len: u16, call: impl FnOnce(*mut c_char, usize, *mut usize) -> tollg
         }
         _ => assert_eq!(n, usize::MAX, "out_n written by a failed call"),
     }
+}
+
+/// The oracle of the `_err` entry points' error buffer: NUL-terminated UTF-8 within
+/// the buffer, cut only to fit (at a character boundary), the whole length in
+/// `*err_n`; empty on success, a message on failure.
+fn err_out(
+    len: u16,
+    no_len: bool,
+    call: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result,
+) -> tollgate_result {
+    let mut buf = vec![0x55 as c_char; len as usize];
+    let ptr = if len == 0 {
+        std::ptr::null_mut()
+    } else {
+        buf.as_mut_ptr()
+    };
+    let mut n = usize::MAX;
+    let n_ptr: *mut usize = if no_len { std::ptr::null_mut() } else { &mut n };
+    // A NULL buffer is given a length anyway: it must be ignored.
+    let rc = check(call(ptr, if len == 0 { 64 } else { buf.len() }, n_ptr));
+    if len > 0 {
+        let end = buf.iter().position(|&c| c == 0).expect("NUL-terminated");
+        let bytes: Vec<u8> = buf[..end].iter().map(|&c| c as u8).collect();
+        assert!(
+            std::str::from_utf8(&bytes).is_ok(),
+            "cut inside a character"
+        );
+        if !no_len {
+            let room = buf.len() - 1;
+            if n <= room {
+                assert_eq!(end, n, "cut although it fits");
+            } else {
+                assert!(end <= room && room - end <= 3, "cut more than a character");
+            }
+        }
+    }
+    if !no_len {
+        assert_eq!(rc == tollgate_result::Ok, n == 0, "{rc:?}: {n}");
+    }
+    rc
+}
+
+fn own_engine() -> *mut tollgate_engine {
+    let mut e = std::ptr::null_mut();
+    // SAFETY: a static string and a local out-pointer.
+    let rc = unsafe { tollgate_engine_from_toml(POLICY.as_ptr().cast(), POLICY.len(), &mut e) };
+    assert_eq!(rc, tollgate_result::Ok);
+    e
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -393,6 +463,92 @@ fuzz_target!(|data: &[u8]| {
             Op::LastError { buf } => text_out(u16::from(*buf), |b, l, n| unsafe {
                 tollgate_last_error(b, l, n)
             }),
+            Op::BuildErr { text, buf, no_len } => {
+                if text.windows(7).any(|w| w == b"journal") {
+                    continue;
+                }
+                let mut out = std::ptr::null_mut();
+                // SAFETY: fuzzed bytes, a local out-pointer, a buffer from err_out.
+                let rc = err_out(*buf, *no_len, |b, l, n| unsafe {
+                    tollgate_engine_from_toml_err(
+                        text.as_ptr().cast(),
+                        text.len(),
+                        &mut out,
+                        b,
+                        l,
+                        n,
+                    )
+                });
+                assert_eq!(rc == tollgate_result::Ok, !out.is_null());
+                // SAFETY: freed once (NULL is fine).
+                unsafe { tollgate_engine_free(out) };
+            }
+            Op::BuildFileErr { name, buf } => {
+                let mut path = b"/nonexistent-tollgate-fuzz/".to_vec();
+                path.extend_from_slice(name);
+                let mut out = std::ptr::null_mut();
+                // SAFETY: a local path and out-pointer, a buffer from err_out.
+                let rc = err_out(*buf, false, |b, l, n| unsafe {
+                    tollgate_engine_from_file_err(
+                        path.as_ptr().cast(),
+                        path.len(),
+                        &mut out,
+                        b,
+                        l,
+                        n,
+                    )
+                });
+                assert_ne!(rc, tollgate_result::Ok);
+                assert!(out.is_null());
+            }
+            Op::ReloadErr { text, buf } => {
+                if text.windows(7).any(|w| w == b"journal") {
+                    continue;
+                }
+                let own = own_engine();
+                let mut rep = tollgate_reload_report::default();
+                // SAFETY: an engine of this op's own, fuzzed bytes, a local report.
+                err_out(*buf, false, |b, l, n| unsafe {
+                    tollgate_engine_reload_toml_err(
+                        own,
+                        text.as_ptr().cast(),
+                        text.len(),
+                        &mut rep,
+                        b,
+                        l,
+                        n,
+                    )
+                });
+                // SAFETY: freed once.
+                unsafe { tollgate_engine_free(own) };
+            }
+            Op::ReloadFileErr { name, buf } => {
+                let mut path = b"/nonexistent-tollgate-fuzz/".to_vec();
+                path.extend_from_slice(name);
+                let own = own_engine();
+                // SAFETY: an engine of this op's own, a local path, no report.
+                let rc = err_out(*buf, false, |b, l, n| unsafe {
+                    tollgate_engine_reload_file_err(
+                        own,
+                        path.as_ptr().cast(),
+                        path.len(),
+                        std::ptr::null_mut(),
+                        b,
+                        l,
+                        n,
+                    )
+                });
+                assert_ne!(rc, tollgate_result::Ok);
+                // SAFETY: freed once.
+                unsafe { tollgate_engine_free(own) };
+            }
+            Op::ResultMessage(code) => {
+                // SAFETY: the function returns a static NUL-terminated string.
+                let m = unsafe { std::ffi::CStr::from_ptr(tollgate_result_message(*code)) };
+                let m = m.to_str().expect("UTF-8");
+                assert!(!m.is_empty());
+                assert_eq!(*code <= 13, m != "unknown result code");
+            }
         }
     }
 });

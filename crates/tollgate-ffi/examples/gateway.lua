@@ -2,9 +2,13 @@
 -- the shared library through LuaJIT's FFI, declarations read from the committed header.
 -- Same input and answers as gateway.c.
 --
---   make -C crates/tollgate-ffi lib-release
---   LD_LIBRARY_PATH=target/release luajit crates/tollgate-ffi/examples/gateway.lua \
+--   make -C crates/tollgate-ffi install PREFIX=/tmp/tg
+--   LD_LIBRARY_PATH=/tmp/tg/lib luajit crates/tollgate-ffi/examples/gateway.lua \
 --       crates/tollgate-ffi/examples/gateway.toml < crates/tollgate-ffi/examples/requests.txt
+--
+-- It loads the installed library by its soname, libtollgate.so.N (N: the header's
+-- TOLLGATE_ABI_VERSION), as the dynamic linker would for a C program built against this
+-- header; TOLLGATE_LIB names another file (e.g. target/release/libtollgate_ffi.so).
 --
 -- In a gateway, create the engine once per worker (init_worker_by_lua) and call
 -- decide() from the access phase; the engine is safe to share between threads.
@@ -46,7 +50,7 @@ end
 
 local declarations, consts = load_header(header_path)
 ffi.cdef(declarations)
-local tg = ffi.load("tollgate_ffi")
+local tg = ffi.load(os.getenv("TOLLGATE_LIB") or ("libtollgate.so." .. consts.TOLLGATE_ABI_VERSION))
 
 local function last_error()
   local buf, n = ffi.new("char[1024]"), ffi.new("size_t[1]")

@@ -5,7 +5,10 @@
  *
  * Conventions (see crates/tollgate-ffi/README.md):
  *  - Every fallible function returns a tollgate_result; TOLLGATE_RESULT_OK is 0.
- *    On failure, tollgate_last_error() gives this thread's message.
+ *    On failure, tollgate_last_error() gives this thread's message. Without
+ *    thread-local state: tollgate_result_message() describes any code, and the
+ *    _err forms of the policy loads and reloads write their message into the
+ *    caller's error buffer (err, err_len, err_n).
  *  - Inputs come before outputs; every buffer is followed by its size_t length.
  *  - Byte strings are (pointer, length) pairs, need no NUL terminator and must be
  *    UTF-8 where the function says so. A NULL pointer with length 0 is the empty string.
@@ -535,6 +538,16 @@ uint32_t tollgate_abi_version(void);
 const char *tollgate_result_name(uint32_t result);
 
 /**
+ * What a result code means, as a sentence without the call's details, e.g.
+ * `"the caller's buffer is too small"` for TOLLGATE_RESULT_BUFFER_TOO_SMALL, or
+ * `"unknown result code"` (a static, NUL-terminated string; do not free it). It
+ * reads no thread-local state: a caller whose calls may run on different threads (a
+ * Go goroutine) gets the right text for any code. The details of a failed policy load
+ * or reload are in the error buffer of the `_err` entry points.
+ */
+const char *tollgate_result_message(uint32_t result);
+
+/**
  * The name of a tollgate_reason, e.g. `"limited"`, or `"unknown"` (static,
  * NUL-terminated).
  */
@@ -549,7 +562,8 @@ const char *tollgate_header_name(uint32_t header);
 /**
  * Builds an engine from policy text (TOML, `version = 1`). On success `*out` receives
  * the engine, which the caller frees with tollgate_engine_free(). On failure the
- * message (line, column and field of a policy error) is in tollgate_last_error().
+ * message (line, column and field of a policy error) is in tollgate_last_error(), or,
+ * without thread-local state, given by tollgate_engine_from_toml_err().
  * Deprecation warnings are in tollgate_engine_warnings().
  *
  * # Safety
@@ -558,6 +572,26 @@ const char *tollgate_header_name(uint32_t header);
 tollgate_result tollgate_engine_from_toml(const char *policy,
                                           size_t len,
                                           struct tollgate_engine **out);
+
+/**
+ * As tollgate_engine_from_toml(), and on failure the message is also written into
+ * the caller's error buffer: as much as fits in `err_len - 1` bytes, cut at a
+ * character boundary, and a NUL; `*err_n` receives the whole message's length
+ * without the NUL (the message was cut when `*err_n >= err_len`). On success `err`
+ * receives `""` and `*err_n` 0. `err` may be NULL (or `err_len` 0) and `err_n` NULL
+ * when not wanted. No thread-local state is read: for callers whose calls may run on
+ * different threads (a Go goroutine moves between OS threads between two cgo calls).
+ *
+ * # Safety
+ * As for tollgate_engine_from_toml(); `err` must be NULL or point to `err_len`
+ * writable bytes; `err_n` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_from_toml_err(const char *policy,
+                                              size_t len,
+                                              struct tollgate_engine **out,
+                                              char *err,
+                                              size_t err_len,
+                                              size_t *err_n);
 
 /**
  * Builds an engine from a policy file (`path` is `path_len` bytes, not
@@ -570,6 +604,21 @@ tollgate_result tollgate_engine_from_toml(const char *policy,
 tollgate_result tollgate_engine_from_file(const char *path,
                                           size_t path_len,
                                           struct tollgate_engine **out);
+
+/**
+ * As tollgate_engine_from_file(), with the error buffer of
+ * tollgate_engine_from_toml_err().
+ *
+ * # Safety
+ * As for tollgate_engine_from_file(); `err` must be NULL or point to `err_len`
+ * writable bytes; `err_n` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_from_file_err(const char *path,
+                                              size_t path_len,
+                                              struct tollgate_engine **out,
+                                              char *err,
+                                              size_t err_len,
+                                              size_t *err_n);
 
 /**
  * Releases an engine. Calling with NULL is fine. It must be the last call on the
@@ -670,6 +719,22 @@ tollgate_result tollgate_engine_reload_toml(const struct tollgate_engine *engine
                                             struct tollgate_reload_report *out);
 
 /**
+ * As tollgate_engine_reload_toml(), with the error buffer of
+ * tollgate_engine_from_toml_err() (no thread-local state read).
+ *
+ * # Safety
+ * As for tollgate_engine_reload_toml(); `err` must be NULL or point to `err_len`
+ * writable bytes; `err_n` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_reload_toml_err(const struct tollgate_engine *engine,
+                                                const char *policy,
+                                                size_t len,
+                                                struct tollgate_reload_report *out,
+                                                char *err,
+                                                size_t err_len,
+                                                size_t *err_n);
+
+/**
  * As tollgate_engine_reload_toml(), from a policy file.
  *
  * # Safety
@@ -680,6 +745,22 @@ tollgate_result tollgate_engine_reload_file(const struct tollgate_engine *engine
                                             const char *path,
                                             size_t path_len,
                                             struct tollgate_reload_report *out);
+
+/**
+ * As tollgate_engine_reload_file(), with the error buffer of
+ * tollgate_engine_from_toml_err() (no thread-local state read).
+ *
+ * # Safety
+ * As for tollgate_engine_reload_file(); `err` must be NULL or point to `err_len`
+ * writable bytes; `err_n` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_reload_file_err(const struct tollgate_engine *engine,
+                                                const char *path,
+                                                size_t path_len,
+                                                struct tollgate_reload_report *out,
+                                                char *err,
+                                                size_t err_len,
+                                                size_t *err_n);
 
 /**
  * Revokes a token (the policy's revocation attribute): its requests are refused with
@@ -755,6 +836,10 @@ tollgate_result tollgate_engine_metrics(const struct tollgate_engine *engine,
  * this thread that failed; successful calls leave it as it is) into `buf`, as
  * NUL-terminated text, and its length into `*out_n`. The message is empty when no call
  * on this thread has failed.
+ *
+ * The message belongs to the OS thread: a caller whose calls may run on different
+ * threads (a Go goroutine between two cgo calls) uses tollgate_result_message() and
+ * the error buffers of the `_err` entry points instead.
  *
  * # Safety
  * `buf` must point to `len` writable bytes and `out_n` to a writable `size_t`.

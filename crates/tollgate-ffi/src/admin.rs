@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use tollgate::{Engine, PolicyWarning, ReloadReport};
 
 use crate::convert::{engine_fail, path, policy_from_text, report_to_c};
-use crate::guard::{guard, non_null_mut, text, Outcome};
+use crate::guard::{guard, guard_err, non_null_mut, text, Outcome};
 use crate::handle::EngineHandle;
 use crate::ownership::try_ref_from_ptr;
 use crate::types::{tollgate_engine, tollgate_reload_report, tollgate_result};
@@ -44,17 +44,51 @@ pub unsafe extern "C" fn tollgate_engine_reload_toml(
     len: usize,
     out: *mut tollgate_reload_report,
 ) -> tollgate_result {
-    guard(|| {
-        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
-        // freed during the call.
-        let h = unsafe { try_ref_from_ptr(engine) }?;
-        // SAFETY: the caller's promise.
-        let text = unsafe { text(policy, len, "policy") }?;
-        let (policy, warnings) = policy_from_text(text)?;
-        let report = h.engine.reload(policy).map_err(engine_fail)?;
-        // SAFETY: the caller's promise about `out`.
-        unsafe { reloaded(h, report, warnings, out) }
-    })
+    // SAFETY: the caller's promises.
+    guard(|| unsafe { reload_toml(engine, policy, len, out) })
+}
+
+/// As tollgate_engine_reload_toml(), with the error buffer of
+/// tollgate_engine_from_toml_err() (no thread-local state read).
+///
+/// # Safety
+/// As for tollgate_engine_reload_toml(); `err` must be NULL or point to `err_len`
+/// writable bytes; `err_n` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_reload_toml_err(
+    engine: *const tollgate_engine,
+    policy: *const c_char,
+    len: usize,
+    out: *mut tollgate_reload_report,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe {
+        guard_err(err, err_len, err_n, || {
+            reload_toml(engine, policy, len, out)
+        })
+    }
+}
+
+/// # Safety
+/// As for tollgate_engine_reload_toml().
+unsafe fn reload_toml(
+    engine: *const tollgate_engine,
+    policy: *const c_char,
+    len: usize,
+    out: *mut tollgate_reload_report,
+) -> Outcome {
+    // SAFETY: NULL is refused; otherwise the caller promises a live engine, not freed
+    // during the call.
+    let h = unsafe { try_ref_from_ptr(engine) }?;
+    // SAFETY: the caller's promise.
+    let text = unsafe { text(policy, len, "policy") }?;
+    let (policy, warnings) = policy_from_text(text)?;
+    let report = h.engine.reload(policy).map_err(engine_fail)?;
+    // SAFETY: the caller's promise about `out`.
+    unsafe { reloaded(h, report, warnings, out) }
 }
 
 /// As tollgate_engine_reload_toml(), from a policy file.
@@ -69,16 +103,50 @@ pub unsafe extern "C" fn tollgate_engine_reload_file(
     path_len: usize,
     out: *mut tollgate_reload_report,
 ) -> tollgate_result {
-    guard(|| {
-        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
-        // freed during the call.
-        let h = unsafe { try_ref_from_ptr(engine) }?;
-        // SAFETY: the caller's promise.
-        let path = unsafe { self::path(path, path_len) }?;
-        let (report, warnings) = h.engine.reload_file(&path).map_err(engine_fail)?;
-        // SAFETY: the caller's promise about `out`.
-        unsafe { reloaded(h, report, warnings, out) }
-    })
+    // SAFETY: the caller's promises.
+    guard(|| unsafe { reload_file(engine, path, path_len, out) })
+}
+
+/// As tollgate_engine_reload_file(), with the error buffer of
+/// tollgate_engine_from_toml_err() (no thread-local state read).
+///
+/// # Safety
+/// As for tollgate_engine_reload_file(); `err` must be NULL or point to `err_len`
+/// writable bytes; `err_n` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_reload_file_err(
+    engine: *const tollgate_engine,
+    path: *const c_char,
+    path_len: usize,
+    out: *mut tollgate_reload_report,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe {
+        guard_err(err, err_len, err_n, || {
+            reload_file(engine, path, path_len, out)
+        })
+    }
+}
+
+/// # Safety
+/// As for tollgate_engine_reload_file().
+unsafe fn reload_file(
+    engine: *const tollgate_engine,
+    path: *const c_char,
+    path_len: usize,
+    out: *mut tollgate_reload_report,
+) -> Outcome {
+    // SAFETY: NULL is refused; otherwise the caller promises a live engine, not freed
+    // during the call.
+    let h = unsafe { try_ref_from_ptr(engine) }?;
+    // SAFETY: the caller's promise.
+    let path = unsafe { self::path(path, path_len) }?;
+    let (report, warnings) = h.engine.reload_file(&path).map_err(engine_fail)?;
+    // SAFETY: the caller's promise about `out`.
+    unsafe { reloaded(h, report, warnings, out) }
 }
 
 /// Shared by revoke, restore and is_revoked: the UTF-8 value and the bool output.

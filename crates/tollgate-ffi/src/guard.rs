@@ -45,16 +45,94 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> tollgate_result {
     match caught {
         Ok(()) => code,
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with no message".to_owned());
-            set_last_error(format!(
-                "internal error (panic caught at the C boundary): {what}"
-            ));
+            set_last_error(panic_message(payload.as_ref()));
             tollgate_result::Panic
         }
+    }
+}
+
+/// The message of a panic caught at the boundary.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned());
+    format!("internal error (panic caught at the C boundary): {what}")
+}
+
+/// As [`guard`], for the entry points with an error buffer (`err`, `err_len`,
+/// `err_n`): the failure's message is also written there, so a caller whose calls move
+/// between threads (a goroutine) reads the message of its own call. See
+/// [`write_message`] for what is written.
+///
+/// # Safety
+/// `err` must be NULL or point to `err_len` writable bytes; `err_n` must be NULL or
+/// writable.
+pub(crate) unsafe fn guard_err(
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+    body: impl FnOnce() -> Outcome,
+) -> tollgate_result {
+    let caught = catch_unwind(AssertUnwindSafe(body));
+    let (code, message) = match caught {
+        Ok(Ok(code)) => (code, String::new()),
+        Ok(Err(fail)) => (fail.code, fail.message),
+        Err(payload) => (tollgate_result::Panic, panic_message(payload.as_ref())),
+    };
+    if code != tollgate_result::Ok {
+        set_last_error(message.clone());
+    }
+    // Writing the message allocates only when it holds a NUL; a panic there (out of
+    // memory aborts anyway) must still not unwind into C.
+    // SAFETY: the caller's promises, forwarded.
+    let written = catch_unwind(AssertUnwindSafe(|| unsafe {
+        write_message(&message, err, err_len, err_n)
+    }));
+    match written {
+        Ok(()) => code,
+        Err(_) => tollgate_result::Panic,
+    }
+}
+
+/// Writes an error message into an optional caller buffer, never failing: when `err`
+/// is not NULL and `err_len` is not 0, as much of the message as fits in `err_len - 1`
+/// bytes (cut at a character boundary; a NUL inside written as `\0`) and a NUL; when
+/// `err_n` is not NULL, the whole message's length without the NUL into `*err_n` (the
+/// message was cut when `*err_n >= err_len`). An empty message writes `""` and 0.
+///
+/// # Safety
+/// `err` must be NULL or point to `err_len` writable bytes; `err_n` must be NULL or
+/// writable.
+pub(crate) unsafe fn write_message(
+    message: &str,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) {
+    let escaped;
+    let message = if message.as_bytes().contains(&0) {
+        escaped = message.replace('\0', "\\0");
+        escaped.as_str()
+    } else {
+        message
+    };
+    if !err.is_null() && err_len > 0 {
+        let mut n = message.len().min(err_len - 1);
+        while !message.is_char_boundary(n) {
+            n -= 1;
+        }
+        // SAFETY: err is non-null with room for err_len > n bytes (the caller's
+        // promise), and a caller's buffer cannot overlap our own string.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), err.cast::<u8>(), n);
+            err.add(n).write(0);
+        }
+    }
+    if !err_n.is_null() {
+        // SAFETY: non-null, and the caller promises it is writable.
+        unsafe { err_n.write(message.len()) };
     }
 }
 
@@ -244,6 +322,10 @@ pub(crate) unsafe fn write_text(
 /// NUL-terminated text, and its length into `*out_n`. The message is empty when no call
 /// on this thread has failed.
 ///
+/// The message belongs to the OS thread: a caller whose calls may run on different
+/// threads (a Go goroutine between two cgo calls) uses tollgate_result_message() and
+/// the error buffers of the `_err` entry points instead.
+///
 /// # Safety
 /// `buf` must point to `len` writable bytes and `out_n` to a writable `size_t`.
 #[no_mangle]
@@ -291,6 +373,52 @@ mod tests {
         assert_eq!(r, tollgate_result::InvalidArgument);
         assert_eq!(guard(|| Ok(tollgate_result::Ok)), tollgate_result::Ok);
         assert_eq!(last_error(), "bad thing");
+    }
+
+    #[test]
+    fn guard_err_catches_panics_and_writes_the_message() {
+        let mut buf = [0x55 as c_char; 64];
+        let mut n = 0usize;
+        // SAFETY: a local buffer of the stated size and a local err_n.
+        let r = unsafe { guard_err(buf.as_mut_ptr(), buf.len(), &mut n, || panic!("boom")) };
+        assert_eq!(r, tollgate_result::Panic);
+        let msg: String = buf[..n].iter().map(|&c| c as u8 as char).collect();
+        assert!(msg.contains("boom"), "{msg}");
+        assert_eq!(buf[n], 0);
+        assert_eq!(last_error(), msg);
+    }
+
+    #[test]
+    fn write_message_cuts_at_a_character_and_reports_the_whole_length() {
+        let mut buf = [0x55 as c_char; 4];
+        let mut n = 0usize;
+        // "aé€": 1 + 2 + 3 bytes. Three bytes of room: "aé" (the euro cannot be cut).
+        // SAFETY: a local buffer of the stated size and a local err_n.
+        unsafe { write_message("a\u{e9}\u{20ac}", buf.as_mut_ptr(), 4, &mut n) };
+        assert_eq!(n, 6);
+        assert_eq!(&buf, &[0x61, 0xc3_u8 as c_char, 0xa9_u8 as c_char, 0]);
+        // Two bytes of room: "a" (the é cannot be cut).
+        // SAFETY: as above.
+        unsafe { write_message("a\u{e9}", buf.as_mut_ptr(), 3, &mut n) };
+        assert_eq!(n, 3);
+        assert_eq!(&buf[..2], &[0x61, 0]);
+        // A NUL inside is written as \0; a NULL buffer or length 0 writes nothing.
+        let mut big = [0x55 as c_char; 8];
+        // SAFETY: as above.
+        unsafe { write_message("a\0b", big.as_mut_ptr(), big.len(), &mut n) };
+        assert_eq!(n, 4);
+        assert_eq!(&big[..5], &[97, 92, 48, 98, 0].map(|b: u8| b as c_char));
+        let mut untouched = [0x55 as c_char; 2];
+        // SAFETY: length 0 writes nothing; NULL pointers are allowed.
+        unsafe {
+            write_message("xyz", untouched.as_mut_ptr(), 0, &mut n);
+            assert_eq!(n, 3);
+            write_message("xyz", std::ptr::null_mut(), 99, std::ptr::null_mut());
+        }
+        assert_eq!(untouched, [0x55 as c_char; 2]);
+        // SAFETY: as above.
+        unsafe { write_message("", buf.as_mut_ptr(), 4, &mut n) };
+        assert_eq!((n, buf[0]), (0, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tollgate::{Engine, PolicyWarning};
 
 use crate::convert::{engine_fail, path, policy_from_text};
-use crate::guard::{guard, non_null_mut, text, write_text};
+use crate::guard::{guard, guard_err, non_null_mut, text, write_text, Outcome};
 use crate::ownership::{free_box, to_boxed_ptr, try_ref_from_ptr, Castable, OwnedBox};
 use crate::types::{tollgate_engine, tollgate_result};
 
@@ -67,7 +67,8 @@ unsafe fn hand_over(engine: Engine, warnings: Vec<PolicyWarning>, out: *mut *mut
 
 /// Builds an engine from policy text (TOML, `version = 1`). On success `*out` receives
 /// the engine, which the caller frees with tollgate_engine_free(). On failure the
-/// message (line, column and field of a policy error) is in tollgate_last_error().
+/// message (line, column and field of a policy error) is in tollgate_last_error(), or,
+/// without thread-local state, given by tollgate_engine_from_toml_err().
 /// Deprecation warnings are in tollgate_engine_warnings().
 ///
 /// # Safety
@@ -78,16 +79,45 @@ pub unsafe extern "C" fn tollgate_engine_from_toml(
     len: usize,
     out: *mut *mut tollgate_engine,
 ) -> tollgate_result {
-    guard(|| {
-        let out = non_null_mut(out, "out")?;
-        // SAFETY: the caller's promise.
-        let text = unsafe { text(policy, len, "policy") }?;
-        let (policy, warnings) = policy_from_text(text)?;
-        let engine = Engine::new(policy).map_err(engine_fail)?;
-        // SAFETY: `out` checked above.
-        unsafe { hand_over(engine, warnings, out) };
-        Ok(tollgate_result::Ok)
-    })
+    // SAFETY: the caller's promises.
+    guard(|| unsafe { from_toml(policy, len, out) })
+}
+
+/// As tollgate_engine_from_toml(), and on failure the message is also written into
+/// the caller's error buffer: as much as fits in `err_len - 1` bytes, cut at a
+/// character boundary, and a NUL; `*err_n` receives the whole message's length
+/// without the NUL (the message was cut when `*err_n >= err_len`). On success `err`
+/// receives `""` and `*err_n` 0. `err` may be NULL (or `err_len` 0) and `err_n` NULL
+/// when not wanted. No thread-local state is read: for callers whose calls may run on
+/// different threads (a Go goroutine moves between OS threads between two cgo calls).
+///
+/// # Safety
+/// As for tollgate_engine_from_toml(); `err` must be NULL or point to `err_len`
+/// writable bytes; `err_n` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_from_toml_err(
+    policy: *const c_char,
+    len: usize,
+    out: *mut *mut tollgate_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { guard_err(err, err_len, err_n, || from_toml(policy, len, out)) }
+}
+
+/// # Safety
+/// As for tollgate_engine_from_toml().
+unsafe fn from_toml(policy: *const c_char, len: usize, out: *mut *mut tollgate_engine) -> Outcome {
+    let out = non_null_mut(out, "out")?;
+    // SAFETY: the caller's promise.
+    let text = unsafe { text(policy, len, "policy") }?;
+    let (policy, warnings) = policy_from_text(text)?;
+    let engine = Engine::new(policy).map_err(engine_fail)?;
+    // SAFETY: `out` checked above.
+    unsafe { hand_over(engine, warnings, out) };
+    Ok(tollgate_result::Ok)
 }
 
 /// Builds an engine from a policy file (`path` is `path_len` bytes, not
@@ -102,15 +132,43 @@ pub unsafe extern "C" fn tollgate_engine_from_file(
     path_len: usize,
     out: *mut *mut tollgate_engine,
 ) -> tollgate_result {
-    guard(|| {
-        let out = non_null_mut(out, "out")?;
-        // SAFETY: the caller's promise.
-        let path = unsafe { self::path(path, path_len) }?;
-        let (engine, warnings) = Engine::from_file(&path).map_err(engine_fail)?;
-        // SAFETY: `out` checked above.
-        unsafe { hand_over(engine, warnings, out) };
-        Ok(tollgate_result::Ok)
-    })
+    // SAFETY: the caller's promises.
+    guard(|| unsafe { from_file(path, path_len, out) })
+}
+
+/// As tollgate_engine_from_file(), with the error buffer of
+/// tollgate_engine_from_toml_err().
+///
+/// # Safety
+/// As for tollgate_engine_from_file(); `err` must be NULL or point to `err_len`
+/// writable bytes; `err_n` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_from_file_err(
+    path: *const c_char,
+    path_len: usize,
+    out: *mut *mut tollgate_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { guard_err(err, err_len, err_n, || from_file(path, path_len, out)) }
+}
+
+/// # Safety
+/// As for tollgate_engine_from_file().
+unsafe fn from_file(
+    path: *const c_char,
+    path_len: usize,
+    out: *mut *mut tollgate_engine,
+) -> Outcome {
+    let out = non_null_mut(out, "out")?;
+    // SAFETY: the caller's promise.
+    let path = unsafe { self::path(path, path_len) }?;
+    let (engine, warnings) = Engine::from_file(&path).map_err(engine_fail)?;
+    // SAFETY: `out` checked above.
+    unsafe { hand_over(engine, warnings, out) };
+    Ok(tollgate_result::Ok)
 }
 
 /// Releases an engine. Calling with NULL is fine. It must be the last call on the

@@ -1,7 +1,9 @@
 //! The tollgate engine behind a C ABI, for gateways written in C, C++, Go (cgo) or
-//! LuaJIT (OpenResty, Kong): a static library (`libtollgate_ffi.a`), a shared one
-//! (`libtollgate_ffi.so`) and the header `include/tollgate.h`, generated from this crate
-//! by cbindgen and committed (a test fails when it drifts).
+//! LuaJIT (OpenResty, Kong): a static library and a shared one (cargo names them
+//! `libtollgate_ffi.a` and `libtollgate_ffi.so`; `make install` installs them as
+//! `libtollgate.a` and `libtollgate.so.N.VERSION`, soname `libtollgate.so.N` with N the
+//! C ABI version, and `tollgate.pc`) and the header `include/tollgate.h`, generated from
+//! this crate by cbindgen and committed (a test fails when it drifts).
 //!
 //! One engine handle is shared by all the gateway's threads:
 //!
@@ -50,10 +52,10 @@
 // Constants, result codes, enums, `#[repr(C)]` structs, opaque handles.
 mod types;
 
-// tollgate_version(), tollgate_abi_version(), tollgate_*_name().
+// tollgate_version(), tollgate_abi_version(), tollgate_*_name(), tollgate_result_message().
 mod names;
 
-// tollgate_engine_from_toml(), _from_file(), _free(), _warnings().
+// tollgate_engine_from_toml(), _from_file() (and their _err forms), _free(), _warnings().
 mod handle;
 
 // tollgate_engine_decide(), tollgate_engine_decide_request().
@@ -62,7 +64,7 @@ mod decide;
 // tollgate_engine_header().
 mod header;
 
-// tollgate_engine_reload_*(), _revoke(), _restore(), _is_revoked().
+// tollgate_engine_reload_*() (and their _err forms), _revoke(), _restore(), _is_revoked().
 mod admin;
 
 // tollgate_engine_next_event(), tollgate_engine_metrics().
@@ -82,20 +84,21 @@ mod ownership;
 mod tests;
 
 pub use admin::{
-    tollgate_engine_is_revoked, tollgate_engine_reload_file, tollgate_engine_reload_toml,
-    tollgate_engine_restore, tollgate_engine_revoke,
+    tollgate_engine_is_revoked, tollgate_engine_reload_file, tollgate_engine_reload_file_err,
+    tollgate_engine_reload_toml, tollgate_engine_reload_toml_err, tollgate_engine_restore,
+    tollgate_engine_revoke,
 };
 pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
 pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
 pub use guard::tollgate_last_error;
 pub use handle::{
-    tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_toml,
-    tollgate_engine_warnings,
+    tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_file_err,
+    tollgate_engine_from_toml, tollgate_engine_from_toml_err, tollgate_engine_warnings,
 };
 pub use header::tollgate_engine_header;
 pub use names::{
-    tollgate_abi_version, tollgate_header_name, tollgate_reason_name, tollgate_result_name,
-    tollgate_version,
+    tollgate_abi_version, tollgate_header_name, tollgate_reason_name, tollgate_result_message,
+    tollgate_result_name, tollgate_version,
 };
 pub use quota::{
     tollgate_engine_quota_reserve, tollgate_reservation_commit, tollgate_reservation_refund,

@@ -43,6 +43,34 @@ pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
     name.as_ptr().cast()
 }
 
+/// What a result code means, as a sentence without the call's details, e.g.
+/// `"the caller's buffer is too small"` for TOLLGATE_RESULT_BUFFER_TOO_SMALL, or
+/// `"unknown result code"` (a static, NUL-terminated string; do not free it). It
+/// reads no thread-local state: a caller whose calls may run on different threads (a
+/// Go goroutine) gets the right text for any code. The details of a failed policy load
+/// or reload are in the error buffer of the `_err` entry points.
+#[no_mangle]
+pub extern "C" fn tollgate_result_message(result: u32) -> *const c_char {
+    let text: &'static str = match result {
+        0 => "success\0",
+        1 => "a required pointer was NULL\0",
+        2 => "a string that must be UTF-8 was not\0",
+        3 => "an argument was out of range or inconsistent\0",
+        4 => "the caller's buffer is too small\0",
+        5 => "the policy could not be read or is invalid\0",
+        6 => "the engine could not be built or reloaded from the policy\0",
+        7 => "no event is waiting\0",
+        8 => "the decision has no value for this header\0",
+        9 => "the policy has no quota\0",
+        10 => "the quota does not know this API key\0",
+        11 => "the key's user is disabled\0",
+        12 => "the quota refused the call\0",
+        13 => "internal error: a panic was caught at the C boundary (please report it)\0",
+        _ => "unknown result code\0",
+    };
+    text.as_ptr().cast()
+}
+
 /// The name of a tollgate_reason, e.g. `"limited"`, or `"unknown"` (static,
 /// NUL-terminated).
 #[no_mangle]
@@ -120,6 +148,22 @@ mod tests {
             assert_eq!(text(tollgate_result_name(code as u32)), name);
         }
         assert_eq!(text(tollgate_result_name(14)), "unknown");
+        for code in 0..=13 {
+            let message = text(tollgate_result_message(code));
+            assert!(
+                !message.is_empty() && message != "unknown result code",
+                "{code}"
+            );
+        }
+        assert_eq!(
+            text(tollgate_result_message(4)),
+            "the caller's buffer is too small"
+        );
+        assert_eq!(text(tollgate_result_message(14)), "unknown result code");
+        assert_eq!(
+            text(tollgate_result_message(u32::MAX)),
+            "unknown result code"
+        );
         assert_eq!(text(tollgate_reason_name(1)), "limited");
         assert_eq!(text(tollgate_reason_name(7)), "unknown");
         assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");

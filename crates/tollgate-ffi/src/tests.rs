@@ -365,3 +365,139 @@ fn a_huge_capacity_through_reload_is_an_error_not_an_abort() {
     // SAFETY: freed once.
     unsafe { tollgate_engine_free(e) };
 }
+
+/// A call of an `_err` entry point: its result, its message (from the buffer) and the
+/// length it reported.
+fn with_err(
+    f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result,
+) -> (tollgate_result, String, usize) {
+    let mut buf = [0x55 as c_char; 512];
+    let mut n = usize::MAX;
+    let rc = f(buf.as_mut_ptr(), buf.len(), &mut n);
+    let end = buf.iter().position(|&c| c == 0).expect("NUL-terminated");
+    let msg: Vec<u8> = buf[..end].iter().map(|&c| c as u8).collect();
+    (rc, String::from_utf8(msg).expect("UTF-8"), n)
+}
+
+/// The `_err` entry points write the message of their own call into the caller's
+/// buffer (issue 21: a Go goroutine moves between OS threads between two cgo calls,
+/// and read another call's message through tollgate_last_error()).
+#[test]
+fn err_entry_points_give_the_message_of_their_own_call() {
+    let bad = "version = 1\n[[limit]]\nname = \"x\"\nkey = [\"token\"]\nrate = \"fast\"\n";
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a static string, a local out-pointer, buffers from with_err.
+    let (rc, msg, n) = with_err(|b, l, n| unsafe {
+        tollgate_engine_from_toml_err(bad.as_ptr().cast(), bad.len(), &mut out, b, l, n)
+    });
+    assert_eq!(rc, tollgate_result::Policy);
+    assert!(out.is_null());
+    assert!(msg.contains("5:") && msg.contains("rate"), "{msg}");
+    assert_eq!(n, msg.len());
+    // The thread-local message is set too, for the old entry points' readers.
+    assert_eq!(last_error(), msg);
+
+    // Read on another thread, the thread-local message is not this call's; the
+    // buffer's is.
+    let elsewhere = std::thread::spawn(last_error).join().unwrap();
+    assert_eq!(elsewhere, "");
+
+    // A small buffer: cut, NUL-terminated, and the whole length reported.
+    let mut small = [0x55 as c_char; 8];
+    let mut needed = 0;
+    // SAFETY: as above, a local buffer of the stated size.
+    let rc = unsafe {
+        tollgate_engine_from_toml_err(
+            bad.as_ptr().cast(),
+            bad.len(),
+            &mut out,
+            small.as_mut_ptr(),
+            small.len(),
+            &mut needed,
+        )
+    };
+    assert_eq!(rc, tollgate_result::Policy);
+    assert_eq!(needed, msg.len());
+    assert_eq!(small[7], 0);
+    let cut: String = small[..7].iter().map(|&c| c as u8 as char).collect();
+    assert_eq!(cut, msg[..7]);
+
+    // NULL buffer (with a length) and NULL length: nothing written, same result.
+    // SAFETY: NULL buffer and NULL err_n are allowed.
+    let rc = unsafe {
+        tollgate_engine_from_toml_err(
+            bad.as_ptr().cast(),
+            bad.len(),
+            &mut out,
+            std::ptr::null_mut(),
+            64,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, tollgate_result::Policy);
+
+    // Success: an empty message.
+    // SAFETY: a static string, a local out-pointer, buffers from with_err.
+    let (rc, msg, n) = with_err(|b, l, n| unsafe {
+        tollgate_engine_from_toml_err(POLICY.as_ptr().cast(), POLICY.len(), &mut out, b, l, n)
+    });
+    assert_eq!((rc, msg.as_str(), n), (tollgate_result::Ok, "", 0));
+    assert!(!out.is_null());
+    let e = out;
+
+    // A missing file, named in the message.
+    let path = "/nonexistent/tollgate-policy.toml";
+    let mut other = std::ptr::null_mut();
+    // SAFETY: a static path, a local out-pointer, buffers from with_err.
+    let (rc, msg, _) = with_err(|b, l, n| unsafe {
+        tollgate_engine_from_file_err(path.as_ptr().cast(), path.len(), &mut other, b, l, n)
+    });
+    assert_eq!(rc, tollgate_result::Policy);
+    assert!(other.is_null());
+    assert!(msg.contains(path), "{msg}");
+
+    // Reloads: a bad policy keeps the old one, and says why.
+    let mut rep = tollgate_reload_report::default();
+    // SAFETY: the live engine, a static string, a local report, buffers from with_err.
+    let (rc, msg, _) = with_err(|b, l, n| unsafe {
+        tollgate_engine_reload_toml_err(e, bad.as_ptr().cast(), bad.len(), &mut rep, b, l, n)
+    });
+    assert_eq!(rc, tollgate_result::Policy);
+    assert!(msg.contains("rate"), "{msg}");
+    // SAFETY: as above.
+    let (rc, msg, _) = with_err(|b, l, n| unsafe {
+        tollgate_engine_reload_file_err(e, path.as_ptr().cast(), path.len(), &mut rep, b, l, n)
+    });
+    assert_eq!(rc, tollgate_result::Policy);
+    assert!(msg.contains(path), "{msg}");
+    // SAFETY: as above; a NULL report is allowed.
+    let (rc, msg, n) = with_err(|b, l, n| unsafe {
+        tollgate_engine_reload_toml_err(
+            e,
+            POLICY.as_ptr().cast(),
+            POLICY.len(),
+            std::ptr::null_mut(),
+            b,
+            l,
+            n,
+        )
+    });
+    assert_eq!((rc, msg.as_str(), n), (tollgate_result::Ok, "", 0));
+    // A NULL engine.
+    // SAFETY: NULL is refused.
+    let (rc, msg, _) = with_err(|b, l, n| unsafe {
+        tollgate_engine_reload_toml_err(
+            std::ptr::null(),
+            POLICY.as_ptr().cast(),
+            POLICY.len(),
+            std::ptr::null_mut(),
+            b,
+            l,
+            n,
+        )
+    });
+    assert_eq!(rc, tollgate_result::NullParameter);
+    assert!(msg.contains("engine"), "{msg}");
+    // SAFETY: freed once.
+    unsafe { tollgate_engine_free(e) };
+}

@@ -658,6 +658,72 @@ static void test_reload_and_metrics(void) {
     tollgate_engine_free(e);
 }
 
+/* The stateless forms (issue 21): tollgate_result_message() for any code, and the _err
+ * entry points write their own call's message into the caller's buffer. */
+static void test_stateless_errors(void) {
+    for (uint32_t code = 0; code <= 13; code++) {
+        const char *m = tollgate_result_message(code);
+        CHECK(m != NULL && m[0] != '\0' && strcmp(m, "unknown result code") != 0);
+    }
+    CHECK(strcmp(tollgate_result_message(TOLLGATE_RESULT_BUFFER_TOO_SMALL),
+                 "the caller's buffer is too small") == 0);
+    CHECK(strcmp(tollgate_result_message(14), "unknown result code") == 0);
+    CHECK(strcmp(tollgate_result_message(UINT32_MAX), "unknown result code") == 0);
+
+    tollgate_engine *sentinel = (tollgate_engine *)&checks_run; /* never dereferenced */
+    tollgate_engine *e = sentinel;
+    const char *bad = "version = 1\n[[limit]]\nname = \"x\"\nkey = [\"token\"]\nrate = \"ten per second\"\n";
+    char err[512];
+    size_t err_n = 12345;
+    CHECK_RC(tollgate_engine_from_toml_err(bad, strlen(bad), &e, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_POLICY);
+    CHECK(e == sentinel);
+    CHECK(strstr(err, "5:") != NULL && strstr(err, "rate") != NULL);
+    CHECK(err_n == strlen(err));
+    CHECK(strcmp(err, last_error()) == 0);
+    size_t whole = err_n;
+
+    /* A small buffer: cut and NUL-terminated; *err_n is the whole length. */
+    char small[6];
+    memset(small, 'x', sizeof small);
+    CHECK_RC(tollgate_engine_from_toml_err(bad, strlen(bad), &e, small, sizeof small, &err_n),
+             TOLLGATE_RESULT_POLICY);
+    CHECK(err_n == whole && small[5] == '\0' && strncmp(small, err, 5) == 0);
+    /* No buffer, no length: the same result. */
+    CHECK_RC(tollgate_engine_from_toml_err(bad, strlen(bad), &e, NULL, 100, NULL), TOLLGATE_RESULT_POLICY);
+    CHECK_RC(tollgate_engine_from_toml_err(bad, strlen(bad), &e, small, 0, NULL), TOLLGATE_RESULT_POLICY);
+    CHECK(e == sentinel);
+    CHECK_RC(tollgate_engine_from_toml_err(bad, strlen(bad), NULL, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_NULL_PARAMETER);
+    CHECK(strstr(err, "out") != NULL);
+
+    /* Files. */
+    const char *missing = "/nonexistent/tollgate/policy.toml";
+    CHECK_RC(tollgate_engine_from_file_err(missing, strlen(missing), &e, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_POLICY);
+    CHECK(strstr(err, missing) != NULL && err_n == strlen(err));
+
+    /* Success: an empty message. */
+    CHECK_OK(tollgate_engine_from_toml_err(RATE_POLICY, strlen(RATE_POLICY), &e, err, sizeof err, &err_n));
+    CHECK(e != sentinel && err[0] == '\0' && err_n == 0);
+
+    /* Reloads: a bad one keeps the policy and says why, in the buffer. */
+    tollgate_reload_report rep;
+    const char *zero = "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"0/s\"\n";
+    CHECK_RC(tollgate_engine_reload_toml_err(e, zero, strlen(zero), &rep, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_POLICY);
+    CHECK(strstr(err, "rate") != NULL);
+    CHECK_RC(tollgate_engine_reload_file_err(e, missing, strlen(missing), NULL, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_POLICY);
+    CHECK(strstr(err, missing) != NULL);
+    CHECK_RC(tollgate_engine_reload_toml_err(NULL, zero, strlen(zero), NULL, err, sizeof err, &err_n),
+             TOLLGATE_RESULT_NULL_PARAMETER);
+    CHECK(strstr(err, "engine") != NULL);
+    CHECK_OK(tollgate_engine_reload_toml_err(e, RATE_POLICY, strlen(RATE_POLICY), &rep, err, sizeof err, &err_n));
+    CHECK(err[0] == '\0' && err_n == 0 && rep.kept == 2);
+    tollgate_engine_free(e);
+}
+
 static void test_last_error(void) {
     tollgate_engine *e = NULL;
     CHECK_RC(tollgate_engine_from_toml(NULL, 1, &e), TOLLGATE_RESULT_NULL_PARAMETER);
@@ -684,6 +750,7 @@ int main(void) {
     test_quota();
     test_reload_and_metrics();
     test_last_error();
+    test_stateless_errors();
     printf("api: %d checks passed\n", checks_run);
     return 0;
 }
