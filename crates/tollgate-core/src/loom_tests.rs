@@ -125,3 +125,46 @@ fn insert_racing_eviction() {
         assert_eq!(store.len(), 4);
     });
 }
+
+/// A check on key A races the displacement of A (the key with the least debt) by the
+/// insert of key E: A's update is never written into E's slot, E's state is E's own,
+/// and a key being limited (debt `None`) is never displaced.
+#[test]
+fn displacement_racing_a_check_of_the_victim() {
+    loom::model(|| {
+        // State = debt; u64::MAX = being limited.
+        let debt = |s: u64, _now: u64| (s != u64::MAX).then_some(s);
+        let never_fresh = |_: u64, _: u64| false;
+        let store = Arc::new(KeyedStore::<u64>::with_capacity(1));
+        assert_eq!(store.slots(), 4);
+        store.update(&0, 0, never_fresh, |_| ((), Some(1))).unwrap();
+        for k in 1..=3u64 {
+            store
+                .update(&k, 0, never_fresh, |_| ((), Some(u64::MAX)))
+                .unwrap();
+        }
+        let s2 = Arc::clone(&store);
+        let checker = thread::spawn(move || {
+            s2.update_displacing(&0, 0, never_fresh, debt, |st| ((), Some(st + 1)))
+        });
+        let inserted = store.update_displacing(&99, 0, never_fresh, debt, |_| ((), Some(500)));
+        let checked = checker.join().unwrap();
+        for k in 1..=3u64 {
+            assert_eq!(store.get(&k), Some(u64::MAX), "a limited key stays");
+        }
+        let (a, e) = (store.get(&0), store.get(&99));
+        match (checked, inserted) {
+            // A was displaced (before or after its check) and came back by displacing E,
+            // or E displaced A last: exactly one of them holds the free slot.
+            (Ok(()), Ok(())) => assert!(
+                matches!((a, e), (Some(_), None) | (None, Some(500))),
+                "{a:?} {e:?}"
+            ),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        if let Some(e) = e {
+            assert_eq!(e, 500, "E's slot holds only E's state");
+        }
+        assert_eq!(store.len(), 4);
+    });
+}
