@@ -3,9 +3,11 @@
 //! the client), and the engine [`Request`](tollgate::Request) built from them.
 
 mod attributes;
+pub mod forwarded;
 mod header;
 mod host;
 
 pub use attributes::{Attributes, Extractor};
+pub use forwarded::TrustedProxies;
 pub use header::{FromExtensions, HeaderExtractor};
 pub use host::HostExtractor;

@@ -96,7 +96,7 @@ pub mod wait;
 
 pub use client::{provider_wait, HostExtractor, PaceError, PaceLayer, PaceService};
 pub use clock::TokioClock;
-pub use extract::{Attributes, Extractor, HeaderExtractor};
+pub use extract::{forwarded, Attributes, Extractor, HeaderExtractor, TrustedProxies};
 pub use gate::{Gate, Refused};
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use server::{RateLimitLayer, RateLimitService};

@@ -8,6 +8,7 @@ use http::header::HeaderName;
 use http::{Extensions, HeaderMap};
 
 use super::attributes::{Attributes, Extractor};
+use super::forwarded::{client_ip_from, TrustedProxies};
 
 /// Where [`HeaderExtractor`] finds a value in a request's extensions (e.g. axum's
 /// `MatchedPath` or `ConnectInfo`).
@@ -18,8 +19,11 @@ pub type FromExtensions<T> = for<'r> fn(&'r Extensions) -> Option<T>;
 ///
 /// By default: the token from `Authorization: Bearer <token>` (or the whole
 /// `Authorization` value without that prefix), the tenant from `X-Tenant-Id`, the
-/// method; no user, company, route or client. Every value is borrowed from the request;
-/// only a client address taken from a `SocketAddr` is formatted.
+/// method; no user, company, route or client. The client is the connection's peer
+/// ([`client_from`](Self::client_from)), or behind [trusted
+/// proxies](Self::trusted_proxies) the hop they vouch for; forwarded headers are never
+/// believed otherwise. Every value is borrowed from the request; only the client
+/// address is formatted.
 ///
 /// ```
 /// use axum::extract::{ConnectInfo, MatchedPath};
@@ -41,6 +45,7 @@ pub struct HeaderExtractor {
     company: Option<HeaderName>,
     client_header: Option<HeaderName>,
     client_ext: Option<FromExtensions<SocketAddr>>,
+    trusted: TrustedProxies,
     route_ext: Option<for<'r> fn(&'r Extensions) -> Option<&'r str>>,
     route_path: bool,
     other: Vec<(&'static str, HeaderName)>,
@@ -55,6 +60,7 @@ impl Default for HeaderExtractor {
             company: None,
             client_header: None,
             client_ext: None,
+            trusted: TrustedProxies::default(),
             route_ext: None,
             route_path: false,
             other: Vec::new(),
@@ -106,18 +112,40 @@ impl HeaderExtractor {
         self
     }
 
-    /// Takes the client address from header `name`: its first comma-separated entry, as
-    /// in `X-Forwarded-For` (trust it only behind a proxy that sets it).
+    /// Reads the forwarded hops from header `name` (an `X-Forwarded-For`-style list)
+    /// instead of `X-Forwarded-For`. Like `X-Forwarded-For` and `Forwarded`, it is
+    /// read only when the connection's peer is a [trusted proxy](Self::trusted_proxies),
+    /// from the right: a client can write anything left of what the proxy appended.
     pub fn client_header(mut self, name: &str) -> Self {
         self.client_header = Some(header_name(name));
         self
     }
 
-    /// Takes the client address (its IP, without the port) from the request's
-    /// extensions, e.g. axum's `ConnectInfo<SocketAddr>`. Used when no client header is
-    /// set or the request lacks it.
+    /// The client's address is the connection's peer (its IP, without the port), from
+    /// the request's extensions, e.g. axum's `ConnectInfo<SocketAddr>` (serve the app
+    /// with `into_make_service_with_connect_info::<SocketAddr>()`). Without it the
+    /// request has no `client` attribute, and a limit keyed on `client` counts all such
+    /// requests as one client: set this whenever a limit keys on the client.
     pub fn client_from(mut self, f: FromExtensions<SocketAddr>) -> Self {
         self.client_ext = Some(f);
+        self
+    }
+
+    /// The proxies whose forwarded headers are believed (addresses or CIDR ranges,
+    /// e.g. `["10.0.0.0/8", "::1"]`): when the peer is one of them, the client is the
+    /// right-most `X-Forwarded-For` (or `Forwarded: for=`) hop that is not a trusted
+    /// proxy (see [`crate::forwarded`] for the exact rule and why a client
+    /// cannot choose its address). By default no proxy is trusted and the headers are
+    /// never read.
+    ///
+    /// # Panics
+    /// If an entry is not an address or range ([`TrustedProxies::parse`] reports it).
+    pub fn trusted_proxies<I, S>(mut self, entries: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.trusted = TrustedProxies::parse(entries).unwrap_or_else(|e| panic!("{e}"));
         self
     }
 
@@ -150,12 +178,15 @@ impl<B> Extractor<B> for HeaderExtractor {
                 .unwrap_or(t)
                 .trim()
         });
-        let client = header(h, &self.client_header)
-            .and_then(|v| v.split(',').next())
-            .map(|v| Cow::Borrowed(v.trim()))
-            .or_else(|| {
-                let addr = (self.client_ext?)(req.extensions())?;
-                Some(Cow::Owned(addr.ip().to_string()))
+        let client = self
+            .client_ext
+            .and_then(|f| f(req.extensions()))
+            .map(|peer| {
+                let xff = self
+                    .client_header
+                    .clone()
+                    .unwrap_or(HeaderName::from_static("x-forwarded-for"));
+                Cow::Owned(client_ip_from(peer.ip(), h, &self.trusted, &xff).to_string())
             });
         let route = match self.route_ext {
             Some(f) => f(req.extensions()),
@@ -209,10 +240,21 @@ mod tests {
         assert_eq!(a.tenant.as_deref(), Some("acme"));
         assert_eq!(a.method.as_deref(), Some("POST"));
         assert_eq!((a.client, a.route, a.user), (None, None, None));
+        // Without a peer address there is no client, whatever the headers say.
         let x = HeaderExtractor::new()
             .client_header("x-forwarded-for")
             .route_from_path()
             .attribute("region", "x-region");
+        let a = Extractor::<()>::extract(&x, &r).unwrap();
+        assert_eq!(a.client, None);
+        // The peer is the client; behind a trusted proxy, the hop it appended.
+        let mut r = r;
+        r.extensions_mut()
+            .insert("10.0.0.1:4000".parse::<SocketAddr>().unwrap());
+        let x = x.client_from(|e| e.get::<SocketAddr>().copied());
+        let a = Extractor::<()>::extract(&x, &r).unwrap();
+        assert_eq!(a.client.as_deref(), Some("10.0.0.1"), "no proxy is trusted");
+        let x = x.trusted_proxies(["10.0.0.1"]);
         let a = Extractor::<()>::extract(&x, &r).unwrap();
         assert_eq!(a.client.as_deref(), Some("10.0.0.9"));
         assert_eq!(a.route.as_deref(), Some("/users/7"));
