@@ -443,3 +443,18 @@ fn a_fresh_token_at_the_top_of_the_clock_is_admitted_not_revoked() {
     assert_eq!(d.reason, Reason::Limited);
     assert!(d.retry_after < 6_000_000_000, "{d:?}");
 }
+
+#[test]
+fn a_requests_debug_never_shows_its_token() {
+    let attrs = [("x-secret", "hunter2-value")];
+    let r = Request::new().token("k1").tenant("t").attrs(&attrs);
+    let shown = format!("{r:?}");
+    assert!(
+        !shown.contains("\"k1\"") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("key#") && shown.contains("x-secret"),
+        "{shown}"
+    );
+}

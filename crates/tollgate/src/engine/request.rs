@@ -3,7 +3,10 @@
 use crate::policy::{Attr, Field};
 
 /// The attributes of one request. Values are borrowed; absent attributes are `None`.
-#[derive(Clone, Copy, Debug, Default)]
+///
+/// `Debug` shows the token only as its [`KeyRef`](tollgate_quota::KeyRef), and host
+/// attributes by name only (their values may be secrets too).
+#[derive(Clone, Copy, Default)]
 pub struct Request<'a> {
     /// The access token (or API key).
     pub token: Option<&'a str>,
@@ -25,6 +28,24 @@ pub struct Request<'a> {
     pub cost: Option<u64>,
     /// The time of the request in Unix nanoseconds (default: the engine's clock).
     pub now: Option<u64>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.attrs.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Request")
+            .field("token", &self.token.map(tollgate_quota::KeyRef::of))
+            .field("tenant", &self.tenant)
+            .field("user", &self.user)
+            .field("company", &self.company)
+            .field("client", &self.client)
+            .field("route", &self.route)
+            .field("method", &self.method)
+            .field("attrs", &names)
+            .field("cost", &self.cost)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 impl<'a> Request<'a> {
