@@ -23,8 +23,9 @@ const CLOCK_END: u128 = u64::MAX as u128;
 
 /// The GCRA as documented: theoretical arrival time `tat`, emission interval
 /// `T = ceil(period / count)`, tolerance `tau = burst * T`. A request of `cost` at `now`
-/// conforms when `max(tat, now) + cost * T <= now + tau`, and the new TAT must fit the
-/// `u64` clock. State 0 is a key never seen.
+/// conforms when `max(tat, now) + cost * T <= now + tau`. Time ends at
+/// `u64::MAX - tau` (a later `now` is that instant), so every TAT fits the `u64` clock;
+/// a wait past the end is `u64::MAX`. State 0 is a key never seen.
 #[derive(Clone, Debug)]
 struct GcraRef {
     t: u128,
@@ -47,10 +48,14 @@ impl GcraRef {
         }
     }
 
-    /// Whether a request of `cost` at `now` is admitted from `tat`.
+    /// The last instant the GCRA distinguishes.
+    fn end(&self) -> u128 {
+        CLOCK_END - self.tau
+    }
+
+    /// Whether a request of `cost` at `now` (at most `end()`) is admitted from `tat`.
     fn admits(&self, tat: u128, now: u128, cost: u128) -> bool {
-        let finish = tat.max(now) + cost * self.t;
-        finish <= now + self.tau && finish <= CLOCK_END
+        tat.max(now) + cost * self.t <= now + self.tau
     }
 
     /// The earliest time `>= now` at which a request of `cost` is admitted from the
@@ -60,9 +65,8 @@ impl GcraRef {
         // cost*T <= tau, true since cost <= burst; for s < tat it is
         // s >= tat + cost*T - tau. So exactly the s >= tat + cost*T - tau conform.
         let s = now.max((self.tat + cost * self.t).saturating_sub(self.tau));
-        // The new TAT max(tat, s) + cost*T only grows with s: if it does not fit the
-        // clock at the earliest conforming time, it never will.
-        let found = self.admits(self.tat, s, cost).then_some(s);
+        // A time past the end never comes.
+        let found = (s <= self.end() && self.admits(self.tat, s, cost)).then_some(s);
         if let Some(s) = found {
             assert!(
                 s == now || !self.admits(self.tat, s - 1, cost),
@@ -80,7 +84,7 @@ impl GcraRef {
                 capacity: self.burst as u64,
             });
         }
-        let now_w = u128::from(now);
+        let now_w = u128::from(now).min(self.end());
         let n = u128::from(cost);
         let allowed = self.admits(self.tat, now_w, n);
         let tat = if allowed {
@@ -90,7 +94,7 @@ impl GcraRef {
         };
         // Remaining: the largest k such that a request of k would be admitted now from
         // the state after this decision.
-        let top = (now_w + self.tau).min(CLOCK_END);
+        let top = now_w + self.tau;
         let remaining = top.saturating_sub(tat.max(now_w)) / self.t;
         let retry_after = if allowed {
             0
@@ -145,7 +149,8 @@ impl Model for GcraRef {
     }
 
     fn is_fresh(&self, now: u64) -> bool {
-        self.tat <= u128::from(now)
+        // Time stands at the end: a TAT past it is never fresh.
+        self.tat <= u128::from(now).min(self.end())
     }
 }
 
@@ -433,7 +438,10 @@ fn model_sanity() {
     let mut m = GcraRef::new("1/100y".parse().unwrap());
     assert_eq!(m.check(0, 1).unwrap().reset_after, 100 * YEAR);
     assert_eq!(m.check(1, 1).unwrap().retry_after, 100 * YEAR - 1);
+    // At the top of the clock a fresh key is admitted; the next request would have to
+    // wait past the end of time.
     let mut m = GcraRef::new("1/s".parse().unwrap());
+    assert!(m.check(u64::MAX, 1).unwrap().allowed());
     let d = m.check(u64::MAX, 1).unwrap();
     assert!(!d.allowed() && d.retry_after == u64::MAX);
 }

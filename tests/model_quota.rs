@@ -96,6 +96,12 @@ impl Model {
         *self.user_used.entry((user, month.to_owned())).or_default() += cost;
         let mut event = None;
         if now > limit {
+            // A move past both thresholds raises both, the warning first; the decision
+            // carries the most severe.
+            let w = limit * 80 / 100;
+            if now >= w && self.flags.insert((c, month.to_owned(), "warning")) {
+                event = Some("warning");
+            }
             if self.flags.insert((c, month.to_owned(), "overage")) {
                 event = Some("overage");
             }
@@ -120,6 +126,15 @@ impl Model {
             self.user_used.entry((user, month.to_owned())).or_default(),
         ] {
             *v = (*v + settle).saturating_sub(held);
+        }
+        // A commit that crosses a threshold raises its notice like any charge.
+        let now = self.used[&(c, month.to_owned())];
+        let limit = self.limit(c);
+        if now >= limit * 80 / 100 && now > 0 {
+            self.flags.insert((c, month.to_owned(), "warning"));
+        }
+        if now > limit {
+            self.flags.insert((c, month.to_owned(), "overage"));
         }
     }
 }

@@ -150,13 +150,13 @@ impl Algorithm for Gcra {
 
     #[inline]
     fn is_fresh(&self, state: u64, now: u64) -> bool {
-        state <= now
+        state <= now.min(self.end())
     }
 
     /// The backlog `tat - now` in nanoseconds; `None` once less than one unit is left.
     #[inline]
     fn debt(&self, state: u64, now: u64) -> Option<u64> {
-        let backlog = state.saturating_sub(now);
+        let backlog = state.saturating_sub(now.min(self.end()));
         (backlog.saturating_add(self.t) <= self.tau).then_some(backlog)
     }
 }
@@ -316,7 +316,8 @@ mod tests {
         // Any cost, any time: no overflow.
         let (d, next) = g.decide(u64::MAX, u64::MAX, u64::MAX);
         assert!(!d.allowed() && next.is_none() && d.retry_after == u64::MAX);
-        assert!(g.is_fresh(0, 0) && g.is_fresh(u64::MAX, u64::MAX));
+        assert!(g.is_fresh(0, 0) && g.is_fresh(g.end(), u64::MAX));
+        assert!(!g.is_fresh(u64::MAX, u64::MAX), "time ends before that TAT");
     }
 
     use proptest::prelude::*;
