@@ -695,9 +695,9 @@ users = [{ id = "a", keys = ["k-a1", "k-a2"] }, { id = "b", keys = ["k-b1"], dis
             10_001
         );
         assert_eq!(o.unknown_key, 0, "the quota's keys come from the policy");
-        // 2 tokens x 5 tenants x 10/s: the run is far faster than the limit, so most
-        // requests are limited and at most 10 + 10 per second and key pass.
-        assert!(o.limited > 0 && o.allowed > 0, "{r:?}");
+        // Every key's first request passes (the limit's burst is 10); what passes
+        // later depends on the clock, which this test does not assert on.
+        assert!(o.allowed >= 10 && o.allowed + o.limited == 10_001, "{r:?}");
         assert!(
             engine.metrics().limits[1].allowed > 0,
             "the host attribute `plan` reached the second limit"
