@@ -4,8 +4,11 @@
 //!
 //! * [`replay`] — `tollgate replay --policy POLICY LOG`: applies a policy to an access log
 //!   at the log's own timestamps and reports per limit and key, revocations, monthly
-//!   usage and the notices that would be sent;
-//! * [`loadgen`] — `tollgate bench`: threads x keys x algorithm x key distribution;
+//!   usage and the notices that would be sent (as text, or as a versioned
+//!   [`replay::ReplayJson`]);
+//! * [`loadgen`] — `tollgate bench`: the requests of a policy (its own keys for the quota,
+//!   generated values with a distribution per attribute), threads, and per-decision
+//!   latency percentiles from an HDR histogram of timed batches;
 //! * [`log`] — turns one line of a JSON-lines or combined/common access log into a
 //!   [`log::Record`]: the request time in Unix nanoseconds plus the request attributes
 //!   (`token`, `tenant`, `user`, `company`, `client`, `route`, `method`, and any host

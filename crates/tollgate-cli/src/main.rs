@@ -1,15 +1,21 @@
 //! The `tollgate` command: `replay`, `check`, `bench`. Run `tollgate --help`.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (an invalid policy, a file that cannot be
+//! read, a replay that fails); 2 a usage error (clap's own: an unknown option, a bad
+//! value, a missing argument; and an invalid `--map` or `--keys`).
 
 use std::fs::File;
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser as ClapParser, Subcommand, ValueEnum};
-use tollgate::policy::{AlgorithmKind, Policy};
-use tollgate::Engine;
-use tollgate_cli::loadgen::{self, Distribution, Load};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser as ClapParser, Subcommand, ValueEnum};
+use tollgate::engine::EngineError;
+use tollgate::policy::{AlgorithmKind, Attr, ByteSize, LimitSpec, Policy, PolicyWarning};
+use tollgate::{Engine, PolicyError};
+use tollgate_cli::loadgen::{self, DistributionKind, KeySpec, Load, LoadReport, Stop};
 use tollgate_cli::log::{Format, Mapping, Parser};
 use tollgate_cli::replay;
 
@@ -17,7 +23,9 @@ use tollgate_cli::replay;
 #[command(
     name = "tollgate",
     version,
-    about = "Rate limits and quotas: replay, check, bench"
+    about = "Rate limits and quotas: replay, check, bench",
+    after_help = "Exit status: 0 success, 1 a runtime failure (an invalid policy, a file that \
+                  cannot be read, a replay that fails), 2 a usage error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +48,36 @@ enum Alg {
     SlidingWindow,
 }
 
+const MAP_HELP: &str = "\
+Which log fields feed which request attributes: comma-separated items applied to the \
+format's defaults.
+  ATTRIBUTE=SOURCE   take ATTRIBUTE from SOURCE: a top-level field name for JSON lines; for \
+combined logs one of host, ident, user, time, method, path, query:NAME, path_segment:N \
+(0-based), protocol, status, bytes, referer, user_agent
+  ATTRIBUTE=         drop ATTRIBUTE
+  time=SOURCE        where the time is (JSON: a field, default `time`)
+  time_unit=s|ms|us|ns   JSON only: the unit of a numeric time (default s)
+Attributes: token, tenant, user, company, client, route, method, or a host attribute the \
+policy declares. Defaults: JSON lines read method, path (as route), client, token, tenant, \
+user, company; combined logs read host (as client), user, method, path (as route), \
+query:token, query:tenant.
+Example: --map 'token=query:api_key,tenant=path_segment:1,user='";
+
+const KEYS_HELP: &str = "\
+Distinct values per attribute: comma-separated items `N` (every attribute not named), \
+`ATTR=N`, or `ATTR=N:uniform|zipf` (that attribute's own distribution). With --policy, the \
+attribute the quota is keyed on takes the policy's own users' keys (ATTR=N: the first N of \
+them); every other attribute a limit is keyed on takes N generated values (default 10000). \
+Without --policy: the token count of the one synthetic limit (default 100000).
+Example: --keys 1000,tenant=50,client=100000:zipf";
+
+const BATCH_HELP: &str = "\
+Decisions timed together. The clock costs about as much as a decision, so each thread \
+times batches of this many decisions, subtracts the clock's own overhead (measured at \
+start and reported) and records the batch's mean per-decision time once per decision in \
+an HDR histogram: percentiles are of per-decision times averaged over a batch (a single \
+slow decision shows diluted). 1 times each decision on its own.";
+
 #[derive(Subcommand)]
 enum Command {
     /// What-if analysis: apply a policy to an access log at the log's own timestamps.
@@ -52,14 +90,12 @@ enum Command {
         /// The log's format.
         #[arg(long, value_enum, default_value = "auto")]
         format: LogFormat,
-        /// Which log fields feed which request attributes, e.g.
-        /// "token=query:api_key,tenant=path_segment:1" (see the docs of the log module).
-        #[arg(long)]
+        #[arg(long, value_name = "SPEC", help = "Which log fields feed which request attributes (see --help)", long_help = MAP_HELP)]
         map: Option<String>,
         /// Top offenders shown per limit.
         #[arg(long, default_value_t = 10)]
         top: usize,
-        /// Print the report as JSON.
+        /// Print the report as JSON (a versioned schema: `schema_version`).
         #[arg(long)]
         json: bool,
         /// Count the quota in this journal (created if missing). Without it the replay
@@ -72,42 +108,114 @@ enum Command {
     Check {
         /// The policy file (TOML).
         policy: PathBuf,
+        /// Print the result as JSON (a versioned schema: `schema_version`), also when
+        /// the policy is invalid (then `ok` is false and the exit status 1).
+        #[arg(long)]
+        json: bool,
     },
-    /// Generate load against an in-process engine and measure it.
+    /// Measure decisions per second and latency on an in-process engine: of your own
+    /// policy (--policy) or of one synthetic limit.
     Bench {
+        /// Bench this policy (TOML), with what-if semantics: its journal and remote
+        /// backends are never opened, the quota counts in memory.
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Threads deciding at once.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Distinct keys.
-        #[arg(long, default_value_t = 100_000)]
-        keys: usize,
-        /// The limit's algorithm.
-        #[arg(long, value_enum, default_value = "gcra")]
-        algorithm: Alg,
-        /// Key distribution: "uniform" or "zipf" (with --zipf-exponent).
-        #[arg(long, default_value = "uniform")]
-        distribution: String,
-        /// The Zipf exponent.
+        #[arg(long, value_name = "SPEC", help = "Distinct values per attribute, e.g. 1000,tenant=50:zipf (see --help)", long_help = KEYS_HELP)]
+        keys: Option<KeySpec>,
+        /// How values are drawn (per attribute: --keys ATTR=N:DIST).
+        #[arg(long, value_enum, default_value = "uniform")]
+        distribution: DistributionKind,
+        /// The Zipf exponent s.
         #[arg(long, default_value_t = 1.1)]
         zipf_exponent: f64,
-        /// The limit's rate.
-        #[arg(long, default_value = "1000/s")]
-        rate: String,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Print the result as JSON.
+        /// The HTTP method of every request (it picks the class, and so the cost).
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// How long to run, e.g. 3s, 500ms, 1m (a bare number is seconds).
+        #[arg(long, alias = "seconds", value_parser = parse_duration, conflicts_with = "requests")]
+        duration: Option<Duration>,
+        /// Stop after this many decisions in all, instead of after --duration.
+        #[arg(long)]
+        requests: Option<u64>,
+        #[arg(long, default_value_t = loadgen::DEFAULT_BATCH, help = "Decisions timed together (see --help)", long_help = BATCH_HELP)]
+        batch: usize,
+        /// Without --policy: the synthetic limit's algorithm.
+        #[arg(long, value_enum, conflicts_with = "policy")]
+        algorithm: Option<Alg>,
+        /// Without --policy: the synthetic limit's rate.
+        #[arg(long, conflicts_with = "policy")]
+        rate: Option<String>,
+        /// Print the result as JSON (a versioned schema: `schema_version`).
         #[arg(long)]
         json: bool,
     },
 }
 
+/// A `--duration`: `3s`, `500ms`, `1.5s`, `2m`, `1h`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 3s, 500ms or 2m"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use ms, s, m or h)")),
+    };
+    let secs = n * scale;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{s:?}: a duration is above 0 and at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Why a command failed, and so its exit status.
+enum Failure {
+    /// The command line is wrong (2, printed by clap with the subcommand's usage).
+    Usage {
+        /// The subcommand.
+        command: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The work failed (1).
+    Runtime(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Runtime(message)
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::Runtime(message)) => {
             eprintln!("tollgate: {message}");
-            ExitCode::from(2)
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage { command, message }) => {
+            let mut cli = Cli::command();
+            // Exits with status 2, as clap does for its own usage errors.
+            match cli.find_subcommand_mut(command) {
+                Some(sub) => sub
+                    .clone()
+                    .bin_name(format!("tollgate {command}"))
+                    .error(ErrorKind::ValueValidation, message)
+                    .exit(),
+                None => cli.error(ErrorKind::ValueValidation, message).exit(),
+            }
         }
     }
 }
@@ -129,50 +237,18 @@ fn what_if(p: &mut Policy, journal: Option<PathBuf>) -> Option<PathBuf> {
     std::mem::replace(&mut q.journal, journal)
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+/// The policy at `path` with its warnings, printed on stderr.
+fn read_policy(path: &Path) -> Result<Policy, Failure> {
+    let (p, warnings) = Policy::from_file(path).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        eprintln!("{}:{w}", path.display());
+    }
+    Ok(p)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Check { policy } => {
-            let (mut p, warnings) = Policy::from_file(&policy).map_err(|e| e.to_string())?;
-            for w in &warnings {
-                eprintln!("{}:{w}", policy.display());
-            }
-            // Building the engine checks what only building can (rates, capacities,
-            // companies), on a copy that opens neither the journal nor a backend: a
-            // check never creates or writes the policy's files.
-            let estimate = p.memory_estimate();
-            let budget = p.memory_budget;
-            let journal = what_if(&mut p, None);
-            let engine = Engine::new(p).map_err(|e| format!("{}: {e}", policy.display()))?;
-            println!(
-                "{}: memory: about {} of in-memory limit state (memory_budget {})",
-                policy.display(),
-                tollgate::policy::ByteSize(estimate.total),
-                budget
-            );
-            if let Some(j) = journal {
-                let state = if j.exists() {
-                    "exists"
-                } else {
-                    "not created yet"
-                };
-                println!(
-                    "{}: journal {} ({state}, not opened)",
-                    policy.display(),
-                    j.display()
-                );
-            }
-            println!(
-                "{}: ok ({} limits{})",
-                policy.display(),
-                engine.limit_names().len(),
-                if engine.ledger().is_some() {
-                    ", quota"
-                } else {
-                    ""
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check { policy, json } => check(&policy, json),
         Command::Replay {
             policy,
             log,
@@ -182,10 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             json,
             journal,
         } => {
-            let (mut p, warnings) = Policy::from_file(&policy).map_err(|e| e.to_string())?;
-            for w in &warnings {
-                eprintln!("{}:{w}", policy.display());
-            }
+            let mut p = read_policy(&policy)?;
             // What-if: the policy's own journal (a production billing table) and remote
             // backends are never touched; `--journal` names one explicitly.
             let _ = what_if(&mut p, journal);
@@ -214,7 +287,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             };
             let mapping = match map {
-                Some(spec) => Mapping::parse(format, &spec).map_err(|e| format!("--map: {e}"))?,
+                Some(spec) => Mapping::parse(format, &spec).map_err(|e| Failure::Usage {
+                    command: "replay",
+                    message: format!("invalid value {spec:?} for '--map <SPEC>': {e}"),
+                })?,
                 None => Mapping::defaults(format),
             };
             let mut parser = Parser::new(&mapping);
@@ -224,78 +300,404 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprint!("\r\x1b[K");
             }
-            let mut out = std::io::stdout().lock();
             let text = if json {
-                let mut s =
-                    serde_json::to_string_pretty(&replay::render_json(&engine, &report, top))
-                        .map_err(|e| e.to_string())?;
-                s.push('\n');
-                s
+                to_json(&replay::render_json(&engine, &report, top))?
             } else {
                 replay::render_text(&engine, &report, top)
             };
-            out.write_all(text.as_bytes())
-                .map_err(|e| format!("stdout: {e}"))?;
+            print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            policy,
             threads,
             keys,
-            algorithm,
             distribution,
             zipf_exponent,
+            method,
+            duration,
+            requests,
+            batch,
+            algorithm,
             rate,
-            seconds,
             json,
         } => {
-            let distribution = match distribution.as_str() {
-                "uniform" => Distribution::Uniform,
-                "zipf" if zipf_exponent > 0.0 && zipf_exponent.is_finite() => {
-                    Distribution::Zipf(zipf_exponent)
+            let usage = |message: String| Failure::Usage {
+                command: "bench",
+                message,
+            };
+            let keys = keys.unwrap_or_default();
+            let p = match &policy {
+                Some(path) => {
+                    let mut p = read_policy(path)?;
+                    // What-if, as `replay`: no journal, no remote backend.
+                    let _ = what_if(&mut p, None);
+                    p
                 }
-                "zipf" => return Err("--zipf-exponent must be a positive number".into()),
-                other => {
-                    return Err(format!(
-                        "--distribution {other:?}: use \"uniform\" or \"zipf\""
-                    ))
+                None => {
+                    if let Some((name, _, _)) = keys.attrs.iter().find(|a| a.0 != "token") {
+                        return Err(usage(format!(
+                            "--keys {name}=...: without --policy the one limit is keyed on token"
+                        )));
+                    }
+                    let rate = rate.unwrap_or_else(|| "1000/s".to_owned());
+                    let mut limit = LimitSpec::new(
+                        "bench",
+                        rate.parse()
+                            .map_err(|e| usage(format!("--rate {rate:?}: {e}")))?,
+                    );
+                    limit.key = vec![Attr::Token];
+                    limit.algorithm = match algorithm.unwrap_or(Alg::Gcra) {
+                        Alg::Gcra => AlgorithmKind::Gcra,
+                        Alg::SlidingWindow => AlgorithmKind::SlidingWindow,
+                    };
+                    let tokens = keys.attrs.first().map(|a| a.1).or(keys.default);
+                    limit.capacity = tokens.unwrap_or(100_000);
+                    Policy {
+                        limits: vec![limit],
+                        ..Policy::default()
+                    }
                 }
             };
-            if !(seconds > 0.0 && seconds < 86_400.0) {
-                return Err("--seconds must be between 0 and 86400".into());
+            let mut keys = keys;
+            if policy.is_none() && keys.attrs.is_empty() {
+                keys.default = Some(keys.default.unwrap_or(100_000));
             }
-            let report = loadgen::run(&Load {
-                threads,
-                keys,
-                algorithm: match algorithm {
-                    Alg::Gcra => AlgorithmKind::Gcra,
-                    Alg::SlidingWindow => AlgorithmKind::SlidingWindow,
+            let attributes =
+                loadgen::plan(&p, &keys, distribution, zipf_exponent).map_err(usage)?;
+            let what = policy.as_ref().map_or_else(
+                || "the synthetic limit".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let engine = Engine::new(p).map_err(|e| format!("{what}: {e}"))?;
+            let stop = match (requests, duration) {
+                (Some(0), _) => return Err(usage("--requests: at least 1".into())),
+                (Some(n), _) => Stop::Requests(n),
+                (None, d) => Stop::After(d.unwrap_or(Duration::from_secs(3))),
+            };
+            let mut report = loadgen::run(
+                &engine,
+                &Load {
+                    threads,
+                    attributes,
+                    method: Some(method),
+                    stop,
+                    batch,
                 },
-                distribution,
-                duration: Duration::from_secs_f64(seconds),
-                rate,
-            })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
+            )
+            .map_err(usage)?;
+            report.policy = policy.map(|p| p.display().to_string());
+            print(&if json {
+                to_json(&report)?
             } else {
-                println!(
-                    "{} threads, {} keys, {}, {}: {:.1} ns/decision, {:.2} M decisions/s, \
-                     p50 {} ns, p99 {} ns ({} decisions, {} allowed)",
-                    report.threads,
-                    report.keys,
-                    report.algorithm,
-                    report.distribution,
-                    report.ns_per_decision,
-                    report.decisions_per_second / 1e6,
-                    report.p50_ns,
-                    report.p99_ns,
-                    report.decisions,
-                    report.allowed
-                );
-            }
+                bench_text(&report)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String, Failure> {
+    let mut s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Runtime(format!("stdout: {e}")))
+}
+
+fn bench_text(r: &LoadReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "bench {}: {} thread{}, method {}, {:.2} s",
+        r.policy.as_deref().unwrap_or("(synthetic limit)"),
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        r.method.as_deref().unwrap_or("-"),
+        r.seconds
+    );
+    for a in &r.attributes {
+        let _ = writeln!(
+            s,
+            "  {:<12} {:>9} keys ({}), {}",
+            a.attribute,
+            a.keys,
+            if a.values == "policy" {
+                "the policy's own"
+            } else {
+                "generated"
+            },
+            a.distribution
+        );
+    }
+    let _ = writeln!(
+        s,
+        "decisions {} ({:.3} M/s)",
+        r.decisions,
+        r.decisions_per_second / 1e6
+    );
+    let o = r.outcomes;
+    let _ = write!(s, "  allowed {}, limited {}", o.allowed, o.limited);
+    for (name, n) in [
+        ("revoked", o.revoked),
+        ("quota_exceeded", o.quota_exceeded),
+        ("unknown_key", o.unknown_key),
+        ("cannot_pass", o.cannot_pass),
+        ("unavailable", o.unavailable),
+    ] {
+        if n > 0 {
+            let _ = write!(s, ", {name} {n}");
+        }
+    }
+    let l = r.latency_ns;
+    let _ = writeln!(
+        s,
+        "\nlatency per decision, ns (means of batches of {}, clock overhead {} ns subtracted):\n  \
+         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {:.1}, min {})",
+        r.batch, r.clock_overhead_ns, l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean, l.min
+    );
+    s
+}
+
+/// The version of the `check --json` schema: it changes when a field is removed or
+/// changes meaning; fields may be added within a version.
+const CHECK_SCHEMA_VERSION: u32 = 1;
+
+/// `tollgate check --json`. Fields serialize in this order.
+#[derive(serde::Serialize)]
+struct CheckJson {
+    schema_version: u32,
+    /// The policy file, as given.
+    file: String,
+    /// Whether the policy is valid.
+    ok: bool,
+    /// Why not.
+    error: Option<CheckError>,
+    /// Deprecated fields still read.
+    warnings: Vec<CheckWarning>,
+    /// The limits, in policy order (empty when the policy is invalid).
+    limits: Vec<CheckLimit>,
+    /// The quota, if the policy has one.
+    quota: Option<CheckQuota>,
+    /// The in-memory state's estimate and budget.
+    memory: Option<CheckMemory>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckError {
+    file: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    /// The field's path, e.g. `limit[0].rate` (empty: the whole document).
+    field: String,
+    message: String,
+}
+
+#[derive(serde::Serialize)]
+struct CheckWarning {
+    line: usize,
+    column: usize,
+    field: String,
+    message: String,
+}
+
+impl From<&PolicyWarning> for CheckWarning {
+    fn from(w: &PolicyWarning) -> Self {
+        CheckWarning {
+            line: w.line,
+            column: w.column,
+            field: w.field.clone(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct CheckLimit {
+    name: String,
+    key: Vec<String>,
+    rate: String,
+    algorithm: &'static str,
+    /// Classes it applies to (`null`: all).
+    classes: Option<Vec<String>>,
+    shadow: bool,
+    backend: String,
+    capacity: usize,
+    overrides: usize,
+    /// Estimated bytes of its in-memory state (with its overrides').
+    memory_bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CheckQuota {
+    key: String,
+    companies: usize,
+    users: usize,
+    keys: usize,
+    plans: Vec<String>,
+    warning_percent: Option<u32>,
+    hard_cap_percent: Option<u32>,
+    /// The policy's journal (never opened by `check`).
+    journal: Option<String>,
+    journal_exists: Option<bool>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckMemory {
+    estimate_bytes: u64,
+    budget_bytes: u64,
+}
+
+fn check_error(path: &Path, e: &PolicyError) -> CheckError {
+    CheckError {
+        file: e.file.as_deref().unwrap_or(path).display().to_string(),
+        line: e.line,
+        column: e.column,
+        field: e.field.clone(),
+        message: e.message.clone(),
+    }
+}
+
+fn engine_error(path: &Path, p: &Policy, e: &EngineError) -> CheckError {
+    let plain = |field: String, message: String| CheckError {
+        file: path.display().to_string(),
+        line: None,
+        column: None,
+        field,
+        message,
+    };
+    match e {
+        EngineError::Policy(e) => check_error(path, e),
+        EngineError::Limit { limit, message } => {
+            let field = match p.limits.iter().position(|l| l.name == *limit) {
+                Some(i) => format!("limit[{i}]"),
+                None => format!("limit {limit:?}"),
+            };
+            plain(field, message.clone())
+        }
+        EngineError::Quota(e) => plain("quota".into(), e.to_string()),
+        EngineError::Journal(e) => plain("quota.journal".into(), e.to_string()),
+        other => plain(String::new(), other.to_string()),
+    }
+}
+
+fn check(path: &Path, json: bool) -> Result<ExitCode, Failure> {
+    let file = path.display().to_string();
+    let mut out = CheckJson {
+        schema_version: CHECK_SCHEMA_VERSION,
+        file: file.clone(),
+        ok: false,
+        error: None,
+        warnings: Vec::new(),
+        limits: Vec::new(),
+        quota: None,
+        memory: None,
+    };
+    let fail = |out: CheckJson, text: String| -> Result<ExitCode, Failure> {
+        if json {
+            print(&to_json(&out)?)?;
+            eprintln!("tollgate: {text}");
+            Ok(ExitCode::from(1))
+        } else {
+            Err(Failure::Runtime(text))
+        }
+    };
+    let (mut p, warnings) = match Policy::from_file(path) {
+        Ok(pw) => pw,
+        Err(e) => {
+            out.error = Some(check_error(path, &e));
+            return fail(out, e.to_string());
+        }
+    };
+    for w in &warnings {
+        eprintln!("{file}:{w}");
+    }
+    out.warnings = warnings.iter().map(CheckWarning::from).collect();
+    let estimate = p.memory_estimate();
+    out.memory = Some(CheckMemory {
+        estimate_bytes: estimate.total,
+        budget_bytes: p.memory_budget.0,
+    });
+    out.limits = p
+        .limits
+        .iter()
+        .zip(estimate.limits.iter().copied().chain(std::iter::repeat(0)))
+        .map(|(l, memory_bytes)| CheckLimit {
+            name: l.name.clone(),
+            key: l.key.iter().map(ToString::to_string).collect(),
+            rate: l.rate.to_string(),
+            algorithm: match l.algorithm {
+                AlgorithmKind::Gcra => "gcra",
+                AlgorithmKind::SlidingWindow => "sliding_window",
+            },
+            classes: l.classes.as_ref().map(|c| c.iter().cloned().collect()),
+            shadow: l.shadow,
+            backend: l.backend.clone(),
+            capacity: l.capacity,
+            overrides: l.overrides.len(),
+            memory_bytes,
+        })
+        .collect();
+    out.quota = p.quota.as_ref().map(|q| CheckQuota {
+        key: q.key.to_string(),
+        companies: q.companies.len(),
+        users: q.companies.iter().map(|c| c.users.len()).sum(),
+        keys: q
+            .companies
+            .iter()
+            .flat_map(|c| &c.users)
+            .map(|u| u.keys.len())
+            .sum(),
+        plans: q.plans.iter().map(|pl| pl.name.clone()).collect(),
+        warning_percent: q.warning_percent,
+        hard_cap_percent: q.hard_cap_percent,
+        journal: q.journal.as_ref().map(|j| j.display().to_string()),
+        journal_exists: q.journal.as_ref().map(|j| j.exists()),
+    });
+    // Building the engine checks what only building can (rates, capacities,
+    // companies), on a copy that opens neither the journal nor a backend: a check
+    // never creates or writes the policy's files.
+    let budget = p.memory_budget;
+    let journal = what_if(&mut p, None);
+    let checked = p.clone();
+    let engine = match Engine::new(p) {
+        Ok(e) => e,
+        Err(e) => {
+            out.error = Some(engine_error(path, &checked, &e));
+            return fail(out, format!("{file}: {e}"));
+        }
+    };
+    out.ok = true;
+    if json {
+        print(&to_json(&out)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{file}: memory: about {} of in-memory limit state (memory_budget {budget})",
+        ByteSize(estimate.total),
+    );
+    if let Some(j) = journal {
+        let state = if j.exists() {
+            "exists"
+        } else {
+            "not created yet"
+        };
+        println!("{file}: journal {} ({state}, not opened)", j.display());
+    }
+    println!(
+        "{file}: ok ({} limits{})",
+        engine.limit_names().len(),
+        if engine.ledger().is_some() {
+            ", quota"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,7 @@ fn replay_counts_known_answers() {
     let (code, out, err) = tollgate(&["replay", "--policy", &policy, &log_path, "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["lines"], 17);
     assert_eq!(v["malformed"], 2);
     assert_eq!(v["malformed_shown"][0]["line"], 7);
@@ -88,17 +89,85 @@ fn replay_counts_known_answers() {
     assert_eq!(req["quota_exceeded"], 3);
     assert_eq!(req["unknown_key"], 1);
     assert_eq!(v["limits"][0]["denied"], 4);
-    assert_eq!(v["limits"][0]["top_offenders"][0]["denied"], 3);
-    // Tokens never appear in full.
-    assert!(!out.contains("key-aaaaaaaa-1"), "{out}");
-    let revoked = v["revoked"][0].as_str().unwrap();
+    // Offenders are structured attributes, the token as a redacted reference.
+    let offender = &v["limits"][0]["top_offenders"][0];
+    assert_eq!(offender["denied"], 3);
+    let token = offender["attributes"]["token"].as_str().unwrap();
     assert!(
-        revoked.starts_with("key#") && !revoked.contains("aaaa"),
+        token.starts_with("key#") && !token.contains("aaaa"),
         "{v:#}"
     );
+    assert_eq!(
+        offender["attributes"].as_object().unwrap().len(),
+        1,
+        "the limit's key only"
+    );
+    // Tokens never appear in full.
+    assert!(!out.contains("key-aaaaaaaa-1"), "{out}");
+    assert!(!out.contains("key-bbbbbbbb-2"), "{out}");
+    let revoked = &v["revoked"][0];
+    assert_eq!(revoked["attribute"], "token");
+    assert_eq!(revoked["key"].as_str(), Some(token), "the same reference");
+    // Ann's third denial, on line 5, revoked her.
+    assert_eq!(revoked["line"], 5, "{v:#}");
+    assert_eq!(revoked["time"], "2026-11-22T10:00:00Z");
+    // Ann's 2 calls count 2; Bob's POST (line 8, 10:00:01) brings usage to 3, 80% of
+    // the limit of 4 (the warning); his GETs at 10:00:20.. (lines 10-15) bring it to 4,
+    // then 5 at line 11 (10:00:21): over the limit, the overage.
     let notices = v["notices"].as_array().unwrap();
     assert_eq!(notices.len(), 2, "warning and overage: {v:#}");
+    assert_eq!(
+        (
+            &notices[0]["kind"],
+            &notices[0]["line"],
+            &notices[0]["time"]
+        ),
+        (&"warning".into(), &8.into(), &"2026-11-22T10:00:01Z".into()),
+        "{v:#}"
+    );
+    assert_eq!(
+        (
+            &notices[1]["kind"],
+            &notices[1]["line"],
+            &notices[1]["time"]
+        ),
+        (
+            &"overage".into(),
+            &11.into(),
+            &"2026-11-22T10:00:21Z".into()
+        ),
+        "{v:#}"
+    );
+    assert_eq!(
+        (
+            &notices[0]["used"],
+            &notices[1]["used"],
+            &notices[1]["company"]
+        ),
+        (&3.into(), &5.into(), &"acme".into())
+    );
     assert_eq!(v["monthly_usage"][0]["used"], 6);
+    // A stable order: the top-level fields as documented (serde_json's `Value` sorts
+    // its keys, so the order is read from the text).
+    let at = |name: &str| out.find(&format!("\n  \"{name}\":")).unwrap_or(usize::MAX);
+    let order = [
+        "schema_version",
+        "lines",
+        "malformed",
+        "malformed_shown",
+        "seconds",
+        "requests",
+        "limits",
+        "revoked",
+        "monthly_usage",
+        "notices",
+    ];
+    assert!(
+        order
+            .windows(2)
+            .all(|w| at(w[0]) < at(w[1]) && at(w[1]) != usize::MAX),
+        "{out}"
+    );
 
     // The same as text.
     let (code, out, _) = tollgate(&["replay", "--policy", &policy, &log_path]);
@@ -142,7 +211,7 @@ fn check_reports_file_line_column_and_field() {
         "version = 1\n[[limit]]\nname = \"x\"\nrate = \"10/fortnight\"\n",
     );
     let (code, _, err) = tollgate(&["check", &bad]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1, "an invalid policy is a runtime failure");
     assert!(err.contains(&format!("{bad}:4:8: limit[0].rate:")), "{err}");
     let old = write(
         dir.path(),
@@ -170,7 +239,7 @@ fn check_reports_the_memory_estimate_and_refuses_a_policy_over_budget() {
         "version = 1\n[[limit]]\nname = \"x\"\nrate = \"10/s\"\ncapacity = 10000000000\n",
     );
     let (code, _, err) = tollgate(&["check", &huge]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(
         err.contains(&format!("{huge}:5:12: limit[0].capacity:")),
         "{err}"
@@ -181,34 +250,8 @@ fn check_reports_the_memory_estimate_and_refuses_a_policy_over_budget() {
         "memory_budget = \"100MB\"\nversion = 1\n[[limit]]\nname = \"x\"\nrate = \"10/s\"\ncapacity = 10000000\n",
     );
     let (code, _, err) = tollgate(&["check", &big]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("over memory_budget"), "{err}");
-}
-
-#[test]
-fn bench_prints_json() {
-    let (code, out, err) = tollgate(&[
-        "bench",
-        "--threads",
-        "2",
-        "--keys",
-        "1000",
-        "--distribution",
-        "zipf",
-        "--algorithm",
-        "sliding-window",
-        "--seconds",
-        "0.2",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["threads"], 2);
-    assert_eq!(v["distribution"], "zipf(1.1)");
-    assert!(v["decisions"].as_u64().unwrap() > 0);
-    let (code, _, err) = tollgate(&["bench", "--distribution", "pareto"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("uniform"), "{err}");
 }
 
 /// A what-if run never touches the policy's billing journal (issue #15, item 12): `check`
@@ -274,4 +317,273 @@ fn replay_decides_remote_limits_in_memory() {
     assert!(err.contains("decided in memory"), "{err}");
     let (code, out, err) = tollgate(&["check", &policy]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Exit codes (issue #21): 0 success, 1 a runtime failure (invalid policy, unreadable
+/// file, a failing replay), 2 a usage error (clap's, and an invalid --map or --keys).
+#[test]
+fn exit_codes_tell_runtime_failures_from_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.toml", POLICY);
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "version = 1\n[[limit]]\nname = \"x\"\n",
+    );
+    let log = write(dir.path(), "access.log", &line(0, "key-aaaaaaaa-1", "GET"));
+    let missing = dir.path().join("missing").to_str().unwrap().to_owned();
+    let a_dir = dir.path().to_str().unwrap().to_owned();
+    let cases: &[(&[&str], i32)] = &[
+        (&["check", &good], 0),
+        (&["--help"], 0),
+        (&["--version"], 0),
+        (&["replay", "--policy", &good, &log], 0),
+        // Runtime failures.
+        (&["check", &bad], 1),
+        (&["check", &missing], 1),
+        (&["check", "--json", &bad], 1),
+        (&["replay", "--policy", &bad, &log], 1),
+        (&["replay", "--policy", &missing, &log], 1),
+        (&["replay", "--policy", &good, &missing], 1),
+        // A directory opens but cannot be read: the replay itself fails.
+        (
+            &["replay", "--policy", &good, "--format", "json", &a_dir],
+            1,
+        ),
+        (&["bench", "--policy", &bad, "--requests", "10"], 1),
+        // Usage errors.
+        (&[], 2),
+        (&["frobnicate"], 2),
+        (&["check"], 2),
+        (&["check", &good, "--frobnicate"], 2),
+        (&["replay", &log], 2),
+        (&["replay", "--policy", &good, "--format", "xml", &log], 2),
+        (&["replay", "--policy", &good, "--map", "token", &log], 2),
+        (&["bench", "--distribution", "pareto"], 2),
+        (&["bench", "--duration", "forever"], 2),
+        (&["bench", "--keys", "token=0"], 2),
+        (
+            &[
+                "bench",
+                "--policy",
+                &good,
+                "--keys",
+                "route=5",
+                "--requests",
+                "10",
+            ],
+            2,
+        ),
+        (&["bench", "--policy", &good, "--rate", "5/s"], 2),
+    ];
+    for (args, want) in cases {
+        let (code, out, err) = tollgate(args);
+        assert_eq!(code, *want, "tollgate {args:?}:\n{out}{err}");
+        if *want == 2 {
+            assert!(
+                err.starts_with("error:") || err.contains("Usage:"),
+                "clap's own message: {args:?}: {err}"
+            );
+        } else if *want == 1 {
+            assert!(err.contains("tollgate: "), "{args:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn map_syntax_and_exit_codes_are_in_the_help() {
+    let (code, out, _) = tollgate(&["replay", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("query:NAME") && out.contains("path_segment:N"),
+        "{out}"
+    );
+    assert!(out.contains("Example: --map 'token=query:api_key"), "{out}");
+    let (_, out, _) = tollgate(&["--help"]);
+    assert!(out.contains("Exit status: 0 success, 1"), "{out}");
+    let (_, out, _) = tollgate(&["bench", "--help"]);
+    assert!(
+        out.contains("- uniform:") && out.contains("- zipf:"),
+        "{out}"
+    );
+    let (_, out, _) = tollgate(&["bench", "-h"]);
+    assert!(out.contains("[possible values: uniform, zipf]"), "{out}");
+}
+
+#[test]
+fn check_json_reports_errors_warnings_limits_quota_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.toml", POLICY);
+    let (code, out, err) = tollgate(&["check", "--json", &good]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["error"], serde_json::Value::Null);
+    assert_eq!(v["file"], good.as_str());
+    assert_eq!(v["limits"][0]["name"], "per-token");
+    assert_eq!(v["limits"][0]["key"], serde_json::json!(["token"]));
+    assert_eq!(v["limits"][0]["algorithm"], "gcra");
+    assert!(v["limits"][0]["memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["quota"]["companies"], 1);
+    assert_eq!(v["quota"]["keys"], 2);
+    assert_eq!(v["quota"]["plans"], serde_json::json!(["free"]));
+    let memory = &v["memory"];
+    assert_eq!(memory["budget_bytes"], 1u64 << 30);
+    assert_eq!(memory["estimate_bytes"], v["limits"][0]["memory_bytes"]);
+    assert!(!out.contains("key-aaaaaaaa-1"), "no keys in clear: {out}");
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "version = 1\n[[limit]]\nname = \"x\"\nrate = \"10/fortnight\"\n",
+    );
+    let (code, out, _) = tollgate(&["check", "--json", &bad]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    let e = &v["error"];
+    assert_eq!(
+        (&e["file"], &e["line"], &e["column"], &e["field"]),
+        (
+            &bad.as_str().into(),
+            &4.into(),
+            &8.into(),
+            &"limit[0].rate".into()
+        ),
+        "{v:#}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("fortnight"),
+        "{v:#}"
+    );
+
+    let old = write(
+        dir.path(),
+        "old.toml",
+        "version = 1\n[[limit]]\nname = \"x\"\nper_second = 10\n",
+    );
+    let (code, out, _) = tollgate(&["check", "--json", &old]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["warnings"][0]["line"], 4, "{v:#}");
+    assert_eq!(v["quota"], serde_json::Value::Null);
+}
+
+/// `tollgate bench --policy`: the performance team's own policy, requests drawn from
+/// its keys, what-if (the policy's journal is not created), sane numbers.
+#[test]
+fn bench_runs_a_policy_and_prints_sane_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("billing.db");
+    let text = POLICY.replace(
+        "[quota]\n",
+        &format!("[quota]\njournal = {:?}\n", journal.to_str().unwrap()),
+    );
+    let policy = write(dir.path(), "policy.toml", &text);
+    let (code, out, err) = tollgate(&[
+        "bench",
+        "--policy",
+        &policy,
+        "--threads",
+        "2",
+        "--requests",
+        "20000",
+        "--distribution",
+        "zipf",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!journal.exists(), "bench opened the policy's journal");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["decisions"], 20000);
+    assert_eq!(v["attributes"][0]["attribute"], "token");
+    assert_eq!(v["attributes"][0]["keys"], 2, "the policy's own keys");
+    assert_eq!(v["attributes"][0]["values"], "policy");
+    assert_eq!(v["attributes"][0]["distribution"], "zipf(1.1)");
+    let o = &v["outcomes"];
+    assert_eq!(o["unknown_key"], 0, "{v:#}");
+    // 2 keys at 2/s, a quota of 6 and revocation after 3 denials: a few allowed.
+    let allowed = o["allowed"].as_u64().unwrap();
+    assert!((1..=6).contains(&allowed), "{v:#}");
+    assert!(!out.contains("key-aaaaaaaa-1"), "{out}");
+    let l = &v["latency_ns"];
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert!(n("p50") <= n("p90") && n("p90") <= n("p99") && n("p99") <= n("p99_9"));
+    assert!(n("p99_9") <= n("max") && n("max") > 0, "{v:#}");
+    assert!(v["decisions_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_of_the_example_policy_for_a_second() {
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml");
+    let (code, out, err) = tollgate(&[
+        "bench",
+        "--policy",
+        policy,
+        "--duration",
+        "1s",
+        "--keys",
+        "tenant=100,client=1000:zipf",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["decisions_per_second"].as_f64().unwrap() > 0.0, "{v:#}");
+    assert!(v["seconds"].as_f64().unwrap() > 0.0, "{v:#}");
+    assert_eq!(v["outcomes"]["unknown_key"], 0, "{v:#}");
+    let names: Vec<&str> = v["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attribute"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["token", "tenant", "client", "company"]);
+    assert_eq!(v["attributes"][1]["keys"], 100);
+    assert_eq!(v["attributes"][2]["distribution"], "zipf(1.1)");
+    let l = &v["latency_ns"];
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert!(
+        n("p50") <= n("p99") && n("p99") <= n("max") && n("p50") > 0,
+        "{v:#}"
+    );
+
+    let (code, out, err) = tollgate(&["bench", "--policy", policy, "--requests", "1000"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("decisions 1000 (") && out.contains("p99.9"),
+        "{out}"
+    );
+}
+
+/// Without --policy, one synthetic limit keyed on the token, as before.
+#[test]
+fn bench_without_a_policy_benches_one_synthetic_limit() {
+    let (code, out, err) = tollgate(&[
+        "bench",
+        "--threads",
+        "2",
+        "--keys",
+        "1000",
+        "--distribution",
+        "zipf",
+        "--algorithm",
+        "sliding-window",
+        "--rate",
+        "10/s",
+        "--seconds",
+        "0.2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["policy"], serde_json::Value::Null);
+    assert_eq!(v["attributes"][0]["keys"], 1000);
+    assert_eq!(v["attributes"][0]["distribution"], "zipf(1.1)");
+    let decisions = v["decisions"].as_u64().unwrap();
+    let allowed = v["outcomes"]["allowed"].as_u64().unwrap();
+    let limited = v["outcomes"]["limited"].as_u64().unwrap();
+    assert!(allowed > 0 && allowed + limited == decisions, "{v:#}");
 }
