@@ -1,5 +1,7 @@
-//! The client's address behind proxies: `X-Forwarded-For` and `Forwarded` (RFC 7239)
-//! read only through a configured list of trusted proxies.
+//! The client's address behind proxies: the forwarding header the trusted proxies
+//! write (`X-Forwarded-For` by default, or `Forwarded`, RFC 7239), read only through a
+//! configured list of trusted proxies. Exactly one header is read: a header the proxies
+//! do not write passes through them as the client wrote it.
 //!
 //! # The rule
 //! The client is the peer address of the connection, unless that peer is a trusted
@@ -84,39 +86,40 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
     inner.parse::<IpAddr>().ok().map(canonical)
 }
 
-/// The forwarded hops of `headers`, left to right: every line of the list header
-/// `xff` (`X-Forwarded-For` by default) in order, or, when there is none, the `for=` of
-/// every `Forwarded` element. `None` for an entry that is not an address.
-fn hops(headers: &HeaderMap, xff: &http::HeaderName) -> Vec<Option<IpAddr>> {
+/// The forwarded hops of `headers`, left to right, from the one header the trusted
+/// proxies write: `Forwarded` (RFC 7239: the `for=` of every element) when `header` is
+/// `forwarded`, else every line of the list header `header` (`X-Forwarded-For` by
+/// default) in order. Only that header is read: one the proxies do not write is the
+/// client's own. `None` for an entry that is not an address.
+fn hops(headers: &HeaderMap, header: &http::HeaderName) -> Vec<Option<IpAddr>> {
     let mut out = Vec::new();
-    let xff: Vec<_> = headers.get_all(xff).iter().collect();
-    if !xff.is_empty() {
-        for line in xff {
-            match line.to_str() {
-                Ok(l) => out.extend(l.split(',').map(parse_hop)),
-                Err(_) => out.push(None),
+    if header == http::header::FORWARDED {
+        for line in headers.get_all(http::header::FORWARDED) {
+            let Ok(l) = line.to_str() else {
+                out.push(None);
+                continue;
+            };
+            for element in l.split(',') {
+                let hop = element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v)
+                });
+                out.push(hop.and_then(parse_hop));
             }
         }
         return out;
     }
-    for line in headers.get_all(http::header::FORWARDED) {
-        let Ok(l) = line.to_str() else {
-            out.push(None);
-            continue;
-        };
-        for element in l.split(',') {
-            let hop = element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then_some(v)
-            });
-            out.push(hop.and_then(parse_hop));
+    for line in headers.get_all(header) {
+        match line.to_str() {
+            Ok(l) => out.extend(l.split(',').map(parse_hop)),
+            Err(_) => out.push(None),
         }
     }
     out
 }
 
 /// The client's address for a request from `peer` (see the [module docs](self)),
-/// reading the hops from `X-Forwarded-For` or `Forwarded`.
+/// reading the hops from `X-Forwarded-For`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     client_ip_from(
         peer,
@@ -126,7 +129,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) ->
     )
 }
 
-/// [`client_ip`] with the list header named `xff` instead of `X-Forwarded-For`.
+/// [`client_ip`] reading the hops from `header` instead: `forwarded` for RFC 7239's
+/// `Forwarded`, or another `X-Forwarded-For`-style list header.
 pub fn client_ip_from(
     peer: IpAddr,
     headers: &HeaderMap,
@@ -206,6 +210,10 @@ mod tests {
         assert_eq!(client_ip(ip("::ffff:10.0.0.2"), &xff, &t), ip("1.2.3.4"));
     }
 
+    fn fwd(peer: IpAddr, headers: &HeaderMap, t: &TrustedProxies) -> IpAddr {
+        client_ip_from(peer, headers, t, &http::header::FORWARDED)
+    }
+
     #[test]
     fn forwarded_rfc_7239() {
         let t = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
@@ -213,11 +221,19 @@ mod tests {
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https, For=10.1.1.1;by=10.0.0.1",
         )]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &f, &t), ip("2001:db8::1"));
+        assert_eq!(fwd(ip("10.0.0.2"), &f, &t), ip("2001:db8::1"));
         let hidden = h(&[("forwarded", "for=1.2.3.4, for=_gw7, for=10.1.1.1")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &hidden, &t), ip("10.1.1.1"));
+        assert_eq!(fwd(ip("10.0.0.2"), &hidden, &t), ip("10.1.1.1"));
         let unknown = h(&[("forwarded", "for=unknown")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &unknown, &t), ip("10.0.0.2"));
+        assert_eq!(fwd(ip("10.0.0.2"), &unknown, &t), ip("10.0.0.2"));
+        // Only the configured header is read: with X-Forwarded-For configured, a
+        // Forwarded header (which the proxies do not write) is the client's own, and
+        // the reverse.
+        let both = h(&[("forwarded", "for=6.6.6.6"), ("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(client_ip(ip("10.0.0.2"), &both, &t), ip("1.2.3.4"));
+        assert_eq!(fwd(ip("10.0.0.2"), &both, &t), ip("6.6.6.6"));
+        let only_fwd = h(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(client_ip(ip("10.0.0.2"), &only_fwd, &t), ip("10.0.0.2"));
     }
 
     #[test]

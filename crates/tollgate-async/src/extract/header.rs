@@ -112,10 +112,12 @@ impl HeaderExtractor {
         self
     }
 
-    /// Reads the forwarded hops from header `name` (an `X-Forwarded-For`-style list)
-    /// instead of `X-Forwarded-For`. Like `X-Forwarded-For` and `Forwarded`, it is
-    /// read only when the connection's peer is a [trusted proxy](Self::trusted_proxies),
-    /// from the right: a client can write anything left of what the proxy appended.
+    /// The one forwarding header the trusted proxies write: `X-Forwarded-For` by
+    /// default, `forwarded` for RFC 7239's `Forwarded`, or another
+    /// `X-Forwarded-For`-style list header. Only that header is read (any other passes
+    /// through the proxies as the client wrote it), only when the connection's peer is a
+    /// [trusted proxy](Self::trusted_proxies), and from the right: a client can write
+    /// anything left of what the proxy appended.
     pub fn client_header(mut self, name: &str) -> Self {
         self.client_header = Some(header_name(name));
         self
@@ -133,8 +135,8 @@ impl HeaderExtractor {
 
     /// The proxies whose forwarded headers are believed (addresses or CIDR ranges,
     /// e.g. `["10.0.0.0/8", "::1"]`): when the peer is one of them, the client is the
-    /// right-most `X-Forwarded-For` (or `Forwarded: for=`) hop that is not a trusted
-    /// proxy (see [`crate::forwarded`] for the exact rule and why a client
+    /// right-most hop of the [forwarding header](Self::client_header) that is not a
+    /// trusted proxy (see [`crate::forwarded`] for the exact rule and why a client
     /// cannot choose its address). By default no proxy is trusted and the headers are
     /// never read.
     ///
