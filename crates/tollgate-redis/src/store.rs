@@ -35,8 +35,8 @@ pub enum ClockSource {
 /// Extra time to live of keys written on the caller's clock: one day.
 pub const CALLER_CLOCK_EXTRA_TTL_MS: u64 = 86_400_000;
 
-/// How to reach Redis.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How to reach Redis. `Debug` shows node URLs without their password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `redis://host:port/` URLs: one server, or the seed nodes of a cluster.
     pub nodes: Vec<String>,
@@ -210,10 +210,43 @@ enum AsyncConn {
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
+/// `url` with the password of its user info (`redis://user:pass@host`) replaced.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| redact_url(n)).collect();
+        f.debug_struct("RedisConfig")
+            .field("nodes", &nodes)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("breaker", &self.breaker)
+            .field("clock", &self.clock)
+            .field("max_idle", &self.max_idle)
+            .field("key_secret", &self.key_secret)
+            .finish()
+    }
+}
+
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.config.nodes.iter().map(|n| redact_url(n)).collect();
         f.debug_struct("RedisStore")
-            .field("nodes", &self.config.nodes)
+            .field("nodes", &nodes)
             .field("cluster", &self.config.cluster)
             .field("breaker", &self.breaker.state())
             .field("stats", &self.stats())
@@ -478,5 +511,34 @@ impl RedisStore {
             ClockSource::Server => (String::new(), 0),
             ClockSource::Caller => ((now_ns / 1000).to_string(), CALLER_CLOCK_EXTRA_TTL_MS),
         }
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_or_the_key_secret() {
+        let c = RedisConfig::cluster([
+            "redis://admin:s3cr3t-pw@10.0.0.1:6379/0",
+            "redis://:only-pw@h:1",
+        ])
+        .key_secret("the fleet secret, 16+ bytes")
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("only-pw"),
+            "{shown}"
+        );
+        assert!(!shown.contains("fleet secret"), "{shown}");
+        assert!(
+            shown.contains("redis://admin:***@10.0.0.1:6379/0"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
     }
 }
