@@ -109,7 +109,11 @@ impl GcraRef {
             remaining: to_u64(remaining),
             retry_after,
             // The state is fresh again once the TAT is not after the clock.
-            reset_after: to_u64(tat.saturating_sub(now_w)),
+            reset_after: if tat > self.end() {
+                u64::MAX
+            } else {
+                to_u64(tat.saturating_sub(now_w))
+            },
         };
         // The crate derives `allowed` from `retry_after == 0`; the model decides it on its
         // own, so check the two agree.

@@ -69,6 +69,17 @@ impl Gcra {
         self.tau
     }
 
+    /// How long until a key at `tat` is fresh at `now` (at most `end()`): `u64::MAX`
+    /// when that is past the end of time.
+    #[inline]
+    fn until_fresh(&self, tat: u64, now: u64) -> u64 {
+        if tat > self.end() {
+            u64::MAX
+        } else {
+            tat.saturating_sub(now)
+        }
+    }
+
     /// The last instant this GCRA distinguishes: `u64::MAX - tau`. A later `now`
     /// decides as at this instant (about 584 years after the epoch, less one window),
     /// so that every state a request leaves fits in a u64.
@@ -107,7 +118,7 @@ impl Algorithm for Gcra {
                 // line - new_tat <= tau <= 2^62, as the divider requires.
                 remaining: self.div_t.div(line - new_tat),
                 retry_after: 0,
-                reset_after: new_tat - now,
+                reset_after: self.until_fresh(new_tat, now),
             };
             let next = if cost == 0 { None } else { Some(new_tat) };
             (d, next)
@@ -127,7 +138,7 @@ impl Algorithm for Gcra {
                     }
                     _ => u64::MAX,
                 },
-                reset_after: tat - now,
+                reset_after: self.until_fresh(tat, now),
             };
             (d, None)
         }
@@ -344,7 +355,8 @@ mod tests {
             prop_assert_eq!(d.allowed(), allowed);
             prop_assert_eq!(g.admit(state, now, cost), next);
             if allowed {
-                prop_assert_eq!(u128::from(d.reset_after), new_tat - u128::from(at));
+                let until = if new_tat > u128::from(g.end()) { u128::from(u64::MAX) } else { new_tat - u128::from(at) };
+                prop_assert_eq!(u128::from(d.reset_after), until);
                 prop_assert_eq!(u128::from(d.remaining), (u128::from(at) + tau - new_tat) / t);
                 prop_assert_eq!(next.map(u128::from), (cost > 0).then_some(new_tat));
             } else {
