@@ -210,16 +210,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
     /// bytes per key of capacity.
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        let slots = capacity
-            .saturating_mul(LOAD_NUM)
-            .div_ceil(LOAD_DEN)
-            .max(SLOTS_PER_GROUP);
-        let groups = slots.div_ceil(SLOTS_PER_GROUP);
-        let mut shards = 1usize;
-        while shards < MAX_SHARDS && groups / (shards * 2) >= MIN_GROUPS_PER_SHARD {
-            shards *= 2;
-        }
-        let groups_per_shard = groups.div_ceil(shards);
+        let (shards, groups_per_shard) = geometry(capacity);
         let table = new_table(shards * groups_per_shard);
         let shard_vec: Vec<CachePadded<Shard>> = (0..shards)
             .map(|i| {
@@ -656,10 +647,39 @@ impl<K: ?Sized> KeyedStore<K> {
     /// Bytes of the table and its per-group metadata (the store's memory, less a few
     /// hundred bytes of shard headers).
     pub fn memory_bytes(&self) -> usize {
-        self.shards.len()
-            * (self.groups_per_shard * (std::mem::size_of::<Group>() + 1)
-                + std::mem::size_of::<CachePadded<Shard>>())
+        bytes_of(self.shards.len(), self.groups_per_shard)
     }
+
+    /// What [`memory_bytes`](Self::memory_bytes) of a store made by
+    /// [`with_capacity`](Self::with_capacity)`(capacity)` is, without making it: for a
+    /// memory budget checked before anything is allocated.
+    pub fn memory_for(capacity: usize) -> usize {
+        let (shards, groups_per_shard) = geometry(capacity.max(1));
+        bytes_of(shards, groups_per_shard)
+    }
+}
+
+/// Shards and groups per shard of a store for `capacity` keys (at least 1).
+fn geometry(capacity: usize) -> (usize, usize) {
+    let slots = capacity
+        .saturating_mul(LOAD_NUM)
+        .div_ceil(LOAD_DEN)
+        .max(SLOTS_PER_GROUP);
+    let groups = slots.div_ceil(SLOTS_PER_GROUP);
+    let mut shards = 1usize;
+    while shards < MAX_SHARDS && groups / (shards * 2) >= MIN_GROUPS_PER_SHARD {
+        shards *= 2;
+    }
+    (shards, groups.div_ceil(shards))
+}
+
+/// The table and per-group metadata of `shards` shards of `groups_per_shard` groups.
+fn bytes_of(shards: usize, groups_per_shard: usize) -> usize {
+    shards.saturating_mul(
+        groups_per_shard
+            .saturating_mul(std::mem::size_of::<Group>() + 1)
+            .saturating_add(std::mem::size_of::<CachePadded<Shard>>()),
+    )
 }
 
 #[cfg(all(test, not(tollgate_loom)))]
@@ -752,6 +772,19 @@ mod tests {
         set(&s2, 1 << 40, 100, 200).unwrap();
         assert_eq!(s2.get(&(1 << 40)), Some(200));
         assert!(s2.evictions() >= 1);
+    }
+
+    #[test]
+    fn memory_for_is_what_a_store_of_that_capacity_takes() {
+        for capacity in [0, 1, 4, 5, 100, 10_000, 100_000] {
+            assert_eq!(
+                KeyedStore::<u64>::memory_for(capacity),
+                KeyedStore::<u64>::with_capacity(capacity).memory_bytes(),
+                "{capacity}"
+            );
+        }
+        // Without allocating: a capacity no machine holds is only arithmetic.
+        assert!(KeyedStore::<u64>::memory_for(1 << 40) > 1 << 44);
     }
 
     #[test]

@@ -503,8 +503,8 @@ impl Policy {
     }
 
     /// What the policy's in-memory state takes when the engine allocates it: each
-    /// in-memory limit's keyed store and its overrides' (about 20.3 bytes per key of
-    /// capacity, see tollgate-core's `KeyedStore`). Limits on a remote backend count
+    /// in-memory limit's keyed store and its overrides' (`KeyedStore::memory_for`,
+    /// about 20.3 bytes per key of capacity). Limits on a remote backend count
     /// nothing here (their fallback limiters are sized by the backend).
     pub fn memory_estimate(&self) -> MemoryEstimate {
         let limits: Vec<u64> = self
@@ -606,17 +606,9 @@ fn redact_quoted(message: &str) -> String {
     out
 }
 
-/// The memory of a keyed store for `capacity` keys, as tollgate-core allocates it: slots
-/// of 16 bytes at a load factor of 0.8 in groups of four (a 64-byte line plus one byte of
-/// probe distance each), and a fixed part for its shards.
+/// The memory of a keyed store for `capacity` keys, as tollgate-core allocates it.
 fn store_bytes(capacity: usize) -> u64 {
-    let slots = (capacity.max(1) as u64)
-        .saturating_mul(5)
-        .div_ceil(4)
-        .max(4);
-    let groups = slots.div_ceil(4);
-    let shards = (groups / 64).clamp(1, 64);
-    groups.saturating_mul(65).saturating_add(256 + 192 * shards)
+    tollgate_core::KeyedStore::<u128>::memory_for(capacity) as u64
 }
 
 /// The memory a policy's in-memory state takes ([`Policy::memory_estimate`]).
