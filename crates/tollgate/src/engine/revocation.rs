@@ -78,8 +78,9 @@ impl Engine {
                 }
             }
         }
+        let key = KeyRef::of(value);
         let entry = Revoked {
-            key: KeyRef::of(value),
+            key: key.clone(),
             until,
         };
         let fresh = match set.try_insert(hash, entry) {
@@ -99,7 +100,6 @@ impl Engine {
                 self.metrics.revocations.add(1);
             }
             let attribute = attr.name().to_owned();
-            let key = KeyRef::of(value);
             self.emit(if until == u64::MAX {
                 Event::Revoked {
                     attribute,
