@@ -194,6 +194,8 @@ pub struct RedisStore {
     errors: AtomicU64,
     short_circuited: AtomicU64,
     connects: AtomicU64,
+    /// How long calls that reached the network took.
+    latency: tollgate::metrics::Histogram,
     /// The async path's multiplexed connection (cheap to clone), opened on first use.
     #[cfg(feature = "tokio")]
     async_conn: Mutex<Option<AsyncConn>>,
@@ -299,6 +301,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             scripts: Scripts::new(),
             network_calls: AtomicU64::new(0),
+            latency: tollgate::metrics::Histogram::default(),
             errors: AtomicU64::new(0),
             short_circuited: AtomicU64::new(0),
             connects: AtomicU64::new(0),
@@ -334,6 +337,26 @@ impl RedisStore {
         }
     }
 
+    /// The store's health for the engine's metrics: identified as `redis:<prefix>`
+    /// (never a URL or password), the breaker, the call counters and their latency.
+    pub fn health(&self) -> tollgate::metrics::BackendHealth {
+        use tollgate::metrics::BreakerStatus;
+        let stats = self.stats();
+        tollgate::metrics::BackendHealth {
+            id: format!("redis:{}", self.config.prefix),
+            breaker: match self.breaker_state() {
+                BreakerState::Closed => BreakerStatus::Closed,
+                BreakerState::Open => BreakerStatus::Open,
+                BreakerState::HalfOpen => BreakerStatus::HalfOpen,
+            },
+            calls: stats.network_calls,
+            errors: stats.errors,
+            short_circuited: stats.short_circuited,
+            connects: stats.connects,
+            latency: Some(self.latency.snapshot()),
+        }
+    }
+
     /// Idle connections in the pool.
     pub fn idle_connections(&self) -> usize {
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -363,12 +386,14 @@ impl RedisStore {
         f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let permit = self.permit()?;
+        let started = std::time::Instant::now();
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let result = match pooled {
             Some(c) => Ok(c),
             None => self.connect(),
         }
         .and_then(|mut conn| f(conn.like()).map(|v| (v, conn)));
+        self.latency.record(started.elapsed());
         match result {
             Ok((v, conn)) => {
                 self.breaker.success(permit);
@@ -435,6 +460,7 @@ impl RedisStore {
         inv: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let permit = self.permit()?;
+        let started = std::time::Instant::now();
         let cached = || {
             self.async_conn
                 .lock()
@@ -459,6 +485,7 @@ impl RedisStore {
             Ok(AsyncConn::Cluster(mut c)) => inv.invoke_async(&mut c).await,
             Err(e) => Err(e),
         };
+        self.latency.record(started.elapsed());
         match result {
             Ok(v) => {
                 self.breaker.success(permit);

@@ -19,6 +19,7 @@ use tollgate_core::{
     Algorithm, Decision, Gcra, InsufficientCapacity, KeyedStore, Rate, SlidingWindow, StoreFull,
 };
 
+use crate::metrics::{BackendHealth, StoreCounts};
 pub use crate::policy::FailurePolicy;
 use crate::policy::{AlgorithmKind, OnFull};
 
@@ -130,6 +131,18 @@ pub trait LimitBackend: Send + Sync + fmt::Debug {
     /// [`CombinedBackend`](crate::CombinedBackend) that recognizes its own backends. The
     /// default is `None`.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// The occupancy of the backend's in-memory key store, for metrics. The default is
+    /// `None` (the backend keeps no keys in this process).
+    fn store_counts(&self) -> Option<StoreCounts> {
+        None
+    }
+
+    /// The health of the remote store behind this backend (breaker, calls, errors,
+    /// latency), for metrics. The default is `None` (nothing remote).
+    fn store_health(&self) -> Option<BackendHealth> {
         None
     }
 }
@@ -353,6 +366,16 @@ impl MemoryBackend {
 }
 
 impl LimitBackend for MemoryBackend {
+    fn store_counts(&self) -> Option<StoreCounts> {
+        Some(StoreCounts {
+            keys: self.store.len() as u64,
+            capacity: self.store.capacity() as u64,
+            evictions: self.store.evictions(),
+            displaced: self.store.displaced(),
+            full_answers: self.full_answers(),
+        })
+    }
+
     #[inline]
     fn acquire(
         &self,

@@ -421,8 +421,13 @@ fn prometheus_text_and_events_never_block() {
     assert_eq!(e.drain_events().len(), 2);
     let text = e.prometheus();
     assert!(text.contains("tollgate_events_dropped_total 8\n"), "{text}");
-    assert!(text.contains("tollgate_limit_decisions_total{limit=\"x\",outcome=\"denied\"} 10\n"));
-    assert!(text.contains("tollgate_revocations_total 10\n"));
+    assert!(text.contains(
+        "tollgate_limit_decisions_total{limit=\"x\",shadow=\"false\",outcome=\"denied\"} 10\n"
+    ));
+    assert!(text.contains("tollgate_limit_revocations_total{limit=\"x\"} 10\n"));
+    assert!(text.contains("tollgate_revocations_total{origin=\"automatic\"} 10\n"));
+    assert!(text.contains("tollgate_events_pending 0\n"), "drained");
+    assert!(text.contains("tollgate_events_capacity 2\n"));
 }
 
 #[test]

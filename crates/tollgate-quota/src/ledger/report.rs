@@ -88,6 +88,41 @@ impl Ledger {
             .collect()
     }
 
+    /// Each company's statement for the period `now` (Unix nanoseconds) falls in, so
+    /// far: used, the limit as configured now and the overage, sorted by company. A
+    /// company with no call yet in that period reports 0 (nothing is created for it).
+    /// A company whose period cannot be computed at `now` (an instant out of range) is
+    /// left out. Metrics export this for the quota gauges.
+    pub fn current_statements(&self, now: i128) -> Vec<Statement> {
+        let Ok(t) = super::usage::timestamp_of(now) else {
+            return Vec::new();
+        };
+        let d = self.directory();
+        let mut out: Vec<Statement> = d
+            .companies
+            .values()
+            .filter_map(|c| {
+                let latest = c.usage.latest();
+                let (period, used) = if latest.contains(now) {
+                    (latest.period.label(), latest.counter.used())
+                } else {
+                    let spec = c.settings.load().spec.clone();
+                    (spec.try_period_at(t).ok()?.label(), 0)
+                };
+                let limit = c.limit.load(Ordering::Relaxed);
+                Some(Statement {
+                    company: c.id.clone(),
+                    period,
+                    used,
+                    limit,
+                    overage: used.saturating_sub(limit),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.company.cmp(&b.company));
+        out
+    }
+
     /// Usage rows as CSV: `company,user,period,used` with a header line.
     pub fn usage_csv(rows: &[UsageRow]) -> String {
         let mut out = String::from("company,user,period,used\n");

@@ -46,7 +46,7 @@ impl PeriodUsage {
         }
     }
 
-    fn contains(&self, now: i128) -> bool {
+    pub(super) fn contains(&self, now: i128) -> bool {
         self.start_ns <= now && now < self.end_ns
     }
 }
@@ -73,6 +73,12 @@ impl Usage {
             current: AtomicUsize::new(current),
             roll: Mutex::new(()),
         }
+    }
+
+    /// The latest period counted (the current one unless the company has been idle
+    /// since a rollover).
+    pub(super) fn latest(&self) -> &PeriodUsage {
+        self.period(self.current.load(Ordering::Acquire))
     }
 
     pub(super) fn period(&self, index: usize) -> &PeriodUsage {

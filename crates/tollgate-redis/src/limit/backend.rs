@@ -205,6 +205,10 @@ impl LimitBackend for RedisBackend {
         Some(self)
     }
 
+    fn store_health(&self) -> Option<tollgate::metrics::BackendHealth> {
+        Some(self.store.health())
+    }
+
     fn acquire(
         &self,
         key: &LimitKey<'_>,

@@ -277,6 +277,20 @@ impl QuotaStore for RedisQuota {
         Some(self)
     }
 
+    fn store_health(&self) -> Option<tollgate::metrics::BackendHealth> {
+        Some(self.store.health())
+    }
+
+    fn quota_stats(&self) -> Option<tollgate::metrics::QuotaStoreStats> {
+        let s = self.stats();
+        Some(tollgate::metrics::QuotaStoreStats {
+            remote: s.remote,
+            local: s.local,
+            refused: s.refused_unavailable,
+            unsent: self.unsent(),
+        })
+    }
+
     fn record(
         &self,
         ledger: &Ledger,

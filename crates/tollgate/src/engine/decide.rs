@@ -11,6 +11,7 @@ use super::extend::{CombinedDecision, LimitCall, QuotaCall};
 use super::instance::Engine;
 use super::request::Request;
 use crate::backend::{BackendError, LimitBackend, Undo};
+use crate::metrics::LATENCY_SAMPLE_EVERY;
 use crate::policy::{UnknownKey, MAX_KEY_ATTRS};
 
 /// Up to this many limits' undo records live on the stack during a decision.
@@ -31,10 +32,40 @@ pub(super) struct Taken {
 /// pay for clearing it).
 pub(super) type TakenList = SmallVec<[Taken; INLINE_TAKEN]>;
 
+/// Whether this thread's decision is one of the [`LATENCY_SAMPLE_EVERY`] timed for the
+/// latency histogram.
+#[inline(always)]
+fn sampled() -> bool {
+    thread_local! {
+        static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    TICK.with(|t| {
+        let n = t.get().wrapping_add(1);
+        t.set(n);
+        n % LATENCY_SAMPLE_EVERY == 0
+    })
+}
+
 impl Engine {
     /// Decides `req`. See the [module docs](crate::engine).
     pub fn decide(&self, req: &Request<'_>) -> EngineDecision {
+        if sampled() {
+            return self.decide_timed::<true>(req);
+        }
         self.decide_with::<true>(req)
+    }
+
+    /// A decision timed for the latency histogram (the clock read twice).
+    #[cold]
+    #[inline(never)]
+    fn decide_timed<const COUNT_DENIALS: bool>(&self, req: &Request<'_>) -> EngineDecision {
+        let start = self.clock.now();
+        let d = self.decide_with::<COUNT_DENIALS>(req);
+        let end = self.clock.now();
+        self.metrics
+            .decision_latency
+            .record_ns(end.saturating_sub(start));
+        d
     }
 
     /// [`decide`](Self::decide) for a caller that waits out a [`Reason::Limited`]
@@ -42,6 +73,9 @@ impl Engine {
     /// request: such a denial does not count towards revoking the request's token (a
     /// waiter is not a repeat offender). Metrics count it as `decide` does.
     pub fn decide_waiting(&self, req: &Request<'_>) -> EngineDecision {
+        if sampled() {
+            return self.decide_timed::<false>(req);
+        }
         self.decide_with::<false>(req)
     }
 

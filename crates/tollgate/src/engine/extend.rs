@@ -7,6 +7,7 @@ use tollgate_core::{Decision, Rate};
 use tollgate_quota::{CommitOutcome, Ledger, QuotaError, Reservation};
 
 use crate::backend::{BackendError, LimitBackend, LimitKey, Undo};
+use crate::metrics::{BackendHealth, QuotaStoreStats};
 use crate::policy::LimitSpec;
 
 /// Decides the policy's quota instead of the engine's own [`Ledger`]: a store shared by
@@ -74,6 +75,18 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
     /// The store as [`Any`](std::any::Any), for a [`CombinedBackend`] that recognizes
     /// its own stores. The default is `None`.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// The health of the remote store (breaker, calls, errors, latency), for metrics.
+    /// The default is `None`.
+    fn store_health(&self) -> Option<BackendHealth> {
+        None
+    }
+
+    /// How the store decided calls (remotely, locally, refused) and what it has yet to
+    /// send, for metrics. The default is `None`.
+    fn quota_stats(&self) -> Option<QuotaStoreStats> {
         None
     }
 }

@@ -36,8 +36,20 @@ impl Engine {
     /// Replaces the policy without a restart. See the [module docs](crate::engine) for what
     /// happens to each limit's state. On error nothing changes.
     pub fn reload(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
-        policy.validate()?;
-        self.reload_valid(policy)
+        let result = policy
+            .validate()
+            .map_err(EngineError::from)
+            .and_then(|()| self.reload_valid(policy));
+        self.count_reload(result.is_ok());
+        result
+    }
+
+    fn count_reload(&self, ok: bool) {
+        if ok {
+            self.metrics.reloads.add(1);
+        } else {
+            self.metrics.reload_failures.add(1);
+        }
     }
 
     /// [`reload`](Self::reload) of a policy already validated.
@@ -219,7 +231,8 @@ impl Engine {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<(ReloadReport, Vec<PolicyWarning>), EngineError> {
-        let (policy, warnings) = Policy::from_file(path)?;
+        let (policy, warnings) =
+            Policy::from_file(path).inspect_err(|_| self.count_reload(false))?;
         Ok((self.reload(policy)?, warnings))
     }
 }

@@ -96,8 +96,11 @@ impl Engine {
             let bit = quick_bit(value);
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             self.revoked_any.store(true, Ordering::Release);
-            if automatic {
-                self.metrics.revocations.add(1);
+            match (automatic, until == u64::MAX) {
+                (true, true) => self.metrics.revocations.add(1),
+                (true, false) => self.metrics.auto_suspensions.add(1),
+                (false, true) => self.metrics.operator_revocations.add(1),
+                (false, false) => self.metrics.operator_suspensions.add(1),
             }
             let attribute = attr.name().to_owned();
             self.emit(if until == u64::MAX {
@@ -215,6 +218,7 @@ impl Engine {
             });
         }
         if was {
+            self.metrics.restorations.add(1);
             self.emit(Event::Restored {
                 attribute: self.revocation_attr().name().to_owned(),
                 key: KeyRef::of(value),
