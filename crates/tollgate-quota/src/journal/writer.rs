@@ -336,6 +336,8 @@ enum Identity {
 struct Writer<'a> {
     conn: Option<Connection>,
     id: FileId,
+    /// The identity of our WAL file, once seen after a commit.
+    wal: Option<FileId>,
     path: &'a Path,
     durability: Durability,
     shared: &'a Shared,
@@ -354,6 +356,7 @@ pub(super) fn writer_main(
     let mut w = Writer {
         conn: Some(conn),
         id,
+        wal: None,
         path,
         durability,
         shared,
@@ -441,9 +444,7 @@ impl Writer<'_> {
                 self.recreate()?;
             }
             Identity::Replaced(why) => {
-                // Close ours (its checkpoint goes into our own file, and its WAL is
-                // removed), so that no WAL of ours sits beside the other file.
-                self.conn = None;
+                self.detach();
                 return Err(why);
             }
             Identity::Unknown(why) => return Err(why),
@@ -472,9 +473,12 @@ impl Writer<'_> {
                 .map_err(|e| format!("{path}: cannot commit {n} entries: {e}"))?;
         }
         match self.identity() {
-            Identity::Same => Ok(()),
+            Identity::Same => {
+                self.wal = file_id(&wal_path(self.path)).ok();
+                Ok(())
+            }
             Identity::Missing | Identity::Replaced(_) => {
-                self.conn = None;
+                self.detach();
                 Err(format!(
                     "{path}: the file was deleted, moved or replaced during the commit; \
                      the batch is not acknowledged"
@@ -482,6 +486,19 @@ impl Writer<'_> {
             }
             Identity::Unknown(why) => Err(why),
         }
+    }
+
+    /// Closes our connection to a file no longer at the path, and removes our WAL (and
+    /// shared-memory file) from beside whatever is at the path now: SQLite would
+    /// otherwise read our WAL into the other file when it is next opened.
+    fn detach(&mut self) {
+        self.conn = None;
+        let wal = wal_path(self.path);
+        if self.wal.is_some() && file_id(&wal).ok() == self.wal {
+            let _ = std::fs::remove_file(&wal);
+            let _ = std::fs::remove_file(shm_path(self.path));
+        }
+        self.wal = None;
     }
 
     fn identity(&self) -> Identity {
