@@ -247,6 +247,41 @@ impl MetricsSnapshot {
     }
 }
 
+/// The quota journal's health in the Prometheus text format: failed batches, entries
+/// waiting, the last commit's time, whether it is healthy, and the requests refused
+/// because it failed too long (`fail_closed_after`). Appended to
+/// [`Engine::prometheus`](crate::Engine::prometheus) when the quota is journaled.
+pub fn journal_prometheus(h: &tollgate_quota::journal::JournalHealth, refused: u64) -> String {
+    let last_success = h
+        .last_success
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!(
+        "# HELP tollgate_journal_failures_total Quota journal batches that failed to commit (each is retried).\n\
+         # TYPE tollgate_journal_failures_total counter\n\
+         tollgate_journal_failures_total {}\n\
+         # HELP tollgate_journal_pending_entries Entries waiting to be written to the quota journal.\n\
+         # TYPE tollgate_journal_pending_entries gauge\n\
+         tollgate_journal_pending_entries {}\n\
+         # HELP tollgate_journal_dropped_entries_total Appended entries not kept at the pending bound (a ledger writes them again).\n\
+         # TYPE tollgate_journal_dropped_entries_total counter\n\
+         tollgate_journal_dropped_entries_total {}\n\
+         # HELP tollgate_journal_last_success_timestamp_seconds When a quota journal batch last committed (0: never).\n\
+         # TYPE tollgate_journal_last_success_timestamp_seconds gauge\n\
+         tollgate_journal_last_success_timestamp_seconds {last_success:.3}\n\
+         # HELP tollgate_journal_healthy Whether the quota journal's last batch committed (1) or failed (0).\n\
+         # TYPE tollgate_journal_healthy gauge\n\
+         tollgate_journal_healthy {}\n\
+         # HELP tollgate_journal_refused_total Requests refused because the quota journal failed for longer than fail_closed_after.\n\
+         # TYPE tollgate_journal_refused_total counter\n\
+         tollgate_journal_refused_total {refused}\n",
+        h.total_failures,
+        h.pending_entries,
+        h.dropped_entries,
+        u8::from(h.is_ok()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
