@@ -13,14 +13,14 @@ use tollgate_quota::{Company, Ledger, QuotaConfig};
 
 /// 2026-11-15T00:00:00Z in Unix nanoseconds: every call of these tests falls in
 /// November 2026.
-pub const NOW: i128 = 1_794_700_800 * 1_000_000_000;
+pub(crate) const NOW: i128 = 1_794_700_800 * 1_000_000_000;
 /// 2026-11-01T00:00:00Z, the period's start.
-pub const NOV: i64 = 1_793_491_200;
+pub(crate) const NOV: i64 = 1_793_491_200;
 /// The test key (not a secret: a made-up UUID).
-pub const KEY: &str = "7c1d2e3f-5b7d-4e21-9a0b-6c8d2f1e4a77";
+pub(crate) const KEY: &str = "7c1d2e3f-5b7d-4e21-9a0b-6c8d2f1e4a77";
 
 /// A tmpfs of `size` mounted on a fresh temporary directory, unmounted on drop.
-pub struct TinyFs {
+pub(crate) struct TinyFs {
     dir: tempfile::TempDir,
     filler: PathBuf,
 }
@@ -29,7 +29,7 @@ impl TinyFs {
     /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. "256k"). Needs root; returns
     /// `None` (the caller skips) when not root, except with `CI=true`, where a failure to
     /// mount fails the test.
-    pub fn mount(size: &str) -> Option<TinyFs> {
+    pub(crate) fn mount(size: &str) -> Option<TinyFs> {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         let root = std::fs::read_to_string("/proc/self/status")
             .ok()
@@ -65,12 +65,12 @@ impl TinyFs {
     }
 
     /// The mount point.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Fills every free byte with a filler file; returns the bytes written.
-    pub fn fill(&self) -> u64 {
+    pub(crate) fn fill(&self) -> u64 {
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -99,7 +99,7 @@ impl TinyFs {
     }
 
     /// Frees the space taken by [`fill`](Self::fill).
-    pub fn free(&self) {
+    pub(crate) fn free(&self) {
         let _ = std::fs::remove_file(&self.filler);
     }
 }
@@ -115,7 +115,7 @@ impl Drop for TinyFs {
 
 /// A ledger journaled at `path` with company `acme` (a limit of `limit` calls a month),
 /// user `ann` and [`KEY`].
-pub fn ledger(path: &Path, durability: Durability, limit: u64) -> Ledger {
+pub(crate) fn ledger(path: &Path, durability: Durability, limit: u64) -> Ledger {
     let (journal, snapshot) = Journal::open(path, durability).expect("open the journal");
     let l = Ledger::with_journal(QuotaConfig::default(), journal, snapshot);
     l.upsert_company(Company::new("acme").with_override(limit), None, NOW)
@@ -126,13 +126,13 @@ pub fn ledger(path: &Path, durability: Durability, limit: u64) -> Ledger {
 }
 
 /// The company total journaled at `path`, read after reopening it.
-pub fn journaled_total(path: &Path) -> i64 {
+pub(crate) fn journaled_total(path: &Path) -> i64 {
     let (_j, snap) = Journal::open(path, Durability::Strict).expect("reopen the journal");
     snap.company_total("acme", NOV)
 }
 
 /// Size of a file, 0 if absent.
-pub fn size(path: &Path) -> u64 {
+pub(crate) fn size(path: &Path) -> u64 {
     File::open(path)
         .and_then(|f| f.metadata())
         .map(|m| m.len())
