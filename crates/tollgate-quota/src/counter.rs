@@ -144,6 +144,12 @@ impl Counter {
         }
     }
 
+    /// Which notices were raised: `(warning, overage)`.
+    pub(crate) fn raised(&self) -> (bool, bool) {
+        let flags = self.flags.load(Ordering::Relaxed);
+        (flags & WARNED != 0, flags & NOTICED != 0)
+    }
+
     /// Current usage.
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

@@ -35,10 +35,13 @@
 //! transaction (for instance a commit's idempotency key and the settled usage).
 //!
 //! # Errors
-//! I/O and SQLite errors never panic. If a batch fails to commit, the writer records the
-//! error and stops; every later [`Journal::wait`], [`Journal::flush`] or
-//! [`Journal::close`] returns [`JournalError::WriterFailed`]. Entries of the failed batch
-//! and later ones are not journaled.
+//! I/O and SQLite errors never panic. A batch that fails to commit is kept and retried
+//! with backoff (10 ms doubling to 1 s); while failing, [`Journal::wait`] and
+//! [`Journal::flush`] return [`JournalError::NotAcknowledged`] at once, and
+//! [`Journal::health`] tells how it goes ([`JournalHealth`]). A file deleted or moved
+//! away is re-created with the owner's full state; a replaced one is never written.
+//! A last batch that fails at close makes [`Journal::close`] return
+//! [`JournalError::WriterFailed`]. See the `writer` module and DURABILITY.md.
 //!
 //! # Opening an existing file
 //! An existing file must be a tollgate journal: the SQLite header, `PRAGMA application_id`
@@ -92,12 +95,14 @@
 //! * `schema` — the SQLite schema and the statements that write and read it;
 //! * `open` — the checks an existing file passes, and opening the connection;
 //! * `writer` — the batch writer thread and the state it shares with callers;
-//! * `handle` — the [`Journal`] handle.
+//! * `handle` — the [`Journal`] handle;
+//! * `health` — [`JournalHealth`] and [`HealthChange`].
 
 mod durability;
 mod entry;
 mod error;
 mod handle;
+mod health;
 mod open;
 mod schema;
 mod writer;
@@ -109,4 +114,6 @@ pub use durability::Durability;
 pub use entry::{CommitRecord, Entry, NoticeKind, NoticeRecord, Snapshot, UsageRecord};
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
+pub use health::{HealthChange, JournalHealth, JournalState};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub(crate) use writer::Refill;

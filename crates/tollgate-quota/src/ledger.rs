@@ -62,6 +62,7 @@ mod decision;
 mod directory;
 mod error;
 mod notice;
+mod refill;
 mod report;
 mod reservation;
 mod state;

@@ -34,6 +34,8 @@
 //! | `tollgate_backend_calls_total`, `tollgate_backend_errors_total`, `tollgate_backend_short_circuited_total`, `tollgate_backend_connects_total` | counter | `backend` |
 //! | `tollgate_backend_call_duration_seconds` | histogram | `backend` |
 //! | `tollgate_decision_duration_seconds` | histogram | |
+//! | `tollgate_journal_failures_total`, `tollgate_journal_dropped_entries_total`, `tollgate_journal_refused_total` | counter | (only with a journal) |
+//! | `tollgate_journal_pending_entries`, `tollgate_journal_last_success_timestamp_seconds`, `tollgate_journal_healthy` | gauge | (only with a journal) |
 //! | `tollgate_events_dropped_total` | counter | |
 //! | `tollgate_events_pending`, `tollgate_events_capacity` | gauge | |
 //! | `tollgate_reloads_total` | counter | `result`: ok, error |
@@ -289,7 +291,28 @@ pub struct Gauges {
     pub quota_store: Option<QuotaStoreStats>,
     /// Current-period usage of every company (sorted by company).
     pub companies: Vec<CompanyQuota>,
+    /// The quota journal's health, when the quota is journaled.
+    pub journal: Option<JournalGauges>,
 }
+
+/// The quota journal's health, for the `tollgate_journal_*` families.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JournalGauges {
+    /// Batches that failed to commit (each is retried).
+    pub failures: u64,
+    /// Entries waiting to be written.
+    pub pending: u64,
+    /// Appended entries not kept at the pending bound (a ledger writes them again).
+    pub dropped: u64,
+    /// When a batch last committed, Unix seconds (0: never).
+    pub last_success_unix_secs: f64,
+    /// Whether the last batch committed.
+    pub healthy: bool,
+    /// Requests refused because the journal failed longer than `fail_closed_after`.
+    pub refused: u64,
+}
+
+impl Eq for JournalGauges {}
 
 /// A snapshot of every counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -684,6 +707,46 @@ impl MetricsSnapshot {
         }
         out.extend([up, breaker, calls, errors, short, connects, latency]);
 
+        if let Some(j) = &g.journal {
+            out.extend([
+                Family::new(
+                    "tollgate_journal_failures_total",
+                    Counter,
+                    "Quota journal batches that failed to commit (each is retried).",
+                )
+                .with(Sample::int(j.failures)),
+                Family::new(
+                    "tollgate_journal_pending_entries",
+                    Gauge,
+                    "Entries waiting to be written to the quota journal.",
+                )
+                .with(Sample::int(j.pending)),
+                Family::new(
+                    "tollgate_journal_dropped_entries_total",
+                    Counter,
+                    "Appended entries not kept at the pending bound (a ledger writes them again).",
+                )
+                .with(Sample::int(j.dropped)),
+                Family::new(
+                    "tollgate_journal_last_success_timestamp_seconds",
+                    Gauge,
+                    "When a quota journal batch last committed, in Unix seconds (0: never).",
+                )
+                .with(Sample::new(SampleValue::Float(j.last_success_unix_secs))),
+                Family::new(
+                    "tollgate_journal_healthy",
+                    Gauge,
+                    "1 when the quota journal's last batch committed, 0 when it failed.",
+                )
+                .with(Sample::int(u64::from(j.healthy))),
+                Family::new(
+                    "tollgate_journal_refused_total",
+                    Counter,
+                    "Requests refused because the quota journal failed for longer than fail_closed_after.",
+                )
+                .with(Sample::int(j.refused)),
+            ]);
+        }
         out.push(
             Family::new(
                 "tollgate_decision_duration_seconds",

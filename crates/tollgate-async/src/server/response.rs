@@ -16,7 +16,7 @@ pub fn refusal_status(reason: Reason) -> StatusCode {
             StatusCode::TOO_MANY_REQUESTS
         }
         Reason::Revoked | Reason::UnknownKey => StatusCode::FORBIDDEN,
-        Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::Unavailable | Reason::JournalFailing => StatusCode::SERVICE_UNAVAILABLE,
         // A reason added later: refused, and not the client's fault to retry blindly.
         _ => StatusCode::FORBIDDEN,
     }

@@ -33,13 +33,30 @@ pub enum JournalError {
         /// The error.
         source: rusqlite::Error,
     },
-    /// The writer thread failed to commit a batch earlier; nothing appended since has been
-    /// journaled.
+    /// The writer thread stopped without committing everything (its last batch, at
+    /// close or drop, failed): what it carried is not journaled.
     WriterFailed {
         /// The file.
         path: PathBuf,
         /// The writer's error.
         reason: String,
+    },
+    /// The entries a wait covers are not journaled yet: the writer's batches are failing
+    /// (see [`JournalHealth`](super::JournalHealth)). They are kept and retried with
+    /// backoff; a later wait succeeds once a batch commits.
+    NotAcknowledged {
+        /// The file.
+        path: PathBuf,
+        /// The writer's last error.
+        reason: String,
+    },
+    /// Some entries the wait covers were not kept (more than the pending bound were
+    /// waiting, and no owner can write them again): they will never be acknowledged.
+    Dropped {
+        /// The file.
+        path: PathBuf,
+        /// How many entries were not kept so far.
+        dropped: u64,
     },
     /// The writer thread is no longer running (the journal is closing).
     Closed {
@@ -68,7 +85,18 @@ impl fmt::Display for JournalError {
             } => write!(f, "usage journal {}: {context}: {source}", path.display()),
             JournalError::WriterFailed { path, reason } => write!(
                 f,
-                "usage journal {}: the writer failed, later entries are not journaled: {reason}",
+                "usage journal {}: the writer stopped without journaling everything: {reason}",
+                path.display()
+            ),
+            JournalError::NotAcknowledged { path, reason } => write!(
+                f,
+                "usage journal {}: not journaled yet, the writer is failing and retries: {reason}",
+                path.display()
+            ),
+            JournalError::Dropped { path, dropped } => write!(
+                f,
+                "usage journal {}: {dropped} entries were not kept (too many were waiting \
+                 while the writer failed); they will not be journaled",
                 path.display()
             ),
             JournalError::Closed { path } => {

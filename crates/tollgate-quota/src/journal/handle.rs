@@ -7,19 +7,28 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::health::{HealthChange, JournalHealth};
+
 use rusqlite::{Connection, OpenFlags};
 
 use super::durability::Durability;
 use super::entry::{Entry, Snapshot, UsageRecord};
 use super::error::{sql_err, JournalError};
-use super::open::connect;
+use super::open::{connect, file_id};
 use super::schema::read_usage;
-use super::writer::{writer_main, Collector, Shared};
+use super::writer::{writer_main, Collector, CommitHook, HealthListener, Shared, StateSource};
 
 /// Names the batch an entry (or a collected change) belongs to, for [`Journal::wait`].
 /// Tickets are ordered: waiting for one also covers every batch before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket(u64);
+
+impl Ticket {
+    /// The batch's number.
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+}
 
 /// The usage journal: one SQLite file and its background writer thread.
 ///
@@ -43,13 +52,18 @@ impl Journal {
     ) -> Result<(Journal, Snapshot), JournalError> {
         let path = path.as_ref().to_owned();
         let (conn, snapshot) = connect(&path, durability)?;
+        let id = file_id(&path).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            context: "cannot inspect the file",
+            source,
+        })?;
         let shared = Arc::new(Shared::new());
         let writer = {
             let shared = Arc::clone(&shared);
             let writer_path = path.clone();
             std::thread::Builder::new()
                 .name("tollgate-journal".into())
-                .spawn(move || writer_main(conn, &writer_path, durability, &shared))
+                .spawn(move || writer_main(conn, id, &writer_path, durability, &shared))
                 .map_err(|source| JournalError::Io {
                     path: path.clone(),
                     context: "cannot start the writer thread",
@@ -91,14 +105,26 @@ impl Journal {
         f: impl FnOnce() -> R,
     ) -> (Ticket, R) {
         let mut st = self.shared.lock();
-        // Once the writer failed, nothing more is journaled: hand out tickets (their
-        // waits report the failure) but do not hold on to the entries.
+        // Once the writer stopped, nothing more is journaled: hand out tickets (their
+        // waits report it) but do not hold on to the entries.
         let keep = st.failed.is_none() && !st.writer_gone;
         let mut urgent = false;
         for entry in entries {
             urgent |= matches!(entry, Entry::Notice { .. });
-            if keep {
+            if !keep {
+                continue;
+            }
+            if st.pending.len() + st.carried_appended < st.max_pending {
                 st.pending.push(entry);
+            } else {
+                // At the bound: not kept. An owner that keeps the state writes it again
+                // with the next batch; otherwise waits covering it fail.
+                st.health.dropped_entries += 1;
+                if st.source.is_some() {
+                    st.refill = true;
+                } else if st.lost_from.is_none() {
+                    st.lost_from = Some(st.open);
+                }
             }
         }
         if st.oldest.is_none() && !st.pending.is_empty() {
@@ -117,6 +143,60 @@ impl Journal {
     /// Installs the collector that adds the owner's changes to every batch.
     pub(crate) fn set_collector(&self, collector: Collector) {
         self.shared.lock().collector = Some(collector);
+    }
+
+    /// Installs what writes the owner's state again: after appended entries were dropped
+    /// at the pending bound, and into a re-created file (see [`Refill`](super::writer::Refill)).
+    pub(crate) fn set_source(&self, source: StateSource) {
+        self.shared.lock().source = Some(source);
+    }
+
+    /// Installs the hook told the number of every batch that commits.
+    pub(crate) fn set_on_commit(&self, hook: CommitHook) {
+        self.shared.hooks().on_commit = Some(hook);
+    }
+
+    /// Whether the batch of `ticket` (and every one before it) has committed.
+    pub(crate) fn is_committed(&self, ticket: Ticket) -> bool {
+        self.shared.lock().committed >= ticket.0
+    }
+
+    /// Calls `listener` on the writer thread each time the journal starts failing and
+    /// each time it recovers ([`HealthChange`]). It must not block for long, and must
+    /// not wait on this journal. Listeners add up; they live as long as the journal.
+    pub fn on_health_change(&self, listener: impl Fn(&HealthChange) + Send + Sync + 'static) {
+        let listener: HealthListener = Box::new(listener);
+        self.shared.hooks().on_health.push(listener);
+    }
+
+    /// The writer's health: ok or failing, failures, the last error, when a batch last
+    /// committed, how long it has been failing, what waits to be written.
+    pub fn health(&self) -> JournalHealth {
+        self.shared.lock().health()
+    }
+
+    /// How long the writer has been failing (`None` when its last batch committed).
+    /// Takes no lock: cheap enough to ask on every request.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.shared.failing_since_ns.load(Ordering::Relaxed) {
+            0 => None,
+            since => {
+                let since = self.shared.base + Duration::from_nanos(since - 1);
+                Some(Instant::now().saturating_duration_since(since))
+            }
+        }
+    }
+
+    /// The most appended entries (notices, committed idempotency keys, entries given to
+    /// [`append`](Self::append)) kept while they wait to be committed: 65,536 by default
+    /// (about 100 bytes each). Collected usage is not bounded by this: the counters are
+    /// its buffer, and a failing writer carries at most one delta per user and period.
+    /// At the bound an entry is not kept and [`JournalHealth::dropped_entries`] counts
+    /// it; a ledger's own state still holds it, and the next batch writes every notice
+    /// and committed key again, so nothing is lost; without a ledger, waits covering it
+    /// fail with [`JournalError::Dropped`].
+    pub fn set_max_pending(&self, entries: usize) {
+        self.shared.lock().max_pending = entries.max(1);
     }
 
     /// A ticket covering everything the calling thread did before: entries it appended
@@ -140,11 +220,22 @@ impl Journal {
     /// Blocks until the batch holding `ticket` (and every batch before it) has committed,
     /// asking the writer to commit at once. In [`Durability::Strict`] mode the entries are
     /// then on disk; in bounded-loss mode they survive a killed process.
+    ///
+    /// While the writer is failing it does not block: it returns
+    /// [`JournalError::NotAcknowledged`] at once (and when the batch it waited for
+    /// fails). The entries stay queued and are retried; a later wait succeeds once a
+    /// batch commits.
     pub fn wait(&self, ticket: Ticket) -> Result<(), JournalError> {
         let mut st = self.shared.lock();
         // A ticket this journal never issued (from another journal) waits for the open
         // batch instead of forever.
         let ticket = Ticket(ticket.0.min(st.open));
+        if st.lost_from.is_some_and(|lost| lost <= ticket.0) {
+            return Err(JournalError::Dropped {
+                path: self.path.clone(),
+                dropped: st.health.dropped_entries,
+            });
+        }
         if st.committed >= ticket.0 {
             return Ok(());
         }
@@ -160,6 +251,12 @@ impl Journal {
                 return Err(JournalError::WriterFailed {
                     path: self.path.clone(),
                     reason: reason.clone(),
+                });
+            }
+            if st.failing() {
+                return Err(JournalError::NotAcknowledged {
+                    path: self.path.clone(),
+                    reason: st.health.last_error.clone().unwrap_or_default(),
                 });
             }
             if st.writer_gone {
@@ -180,10 +277,15 @@ impl Journal {
         let open = Ticket(self.shared.lock().open);
         self.wait(open)?;
         // Report a failure even if nothing was pending.
-        match &self.shared.lock().failed {
+        let st = self.shared.lock();
+        match &st.failed {
             Some(reason) => Err(JournalError::WriterFailed {
                 path: self.path.clone(),
                 reason: reason.clone(),
+            }),
+            None if st.failing() => Err(JournalError::NotAcknowledged {
+                path: self.path.clone(),
+                reason: st.health.last_error.clone().unwrap_or_default(),
             }),
             None => Ok(()),
         }

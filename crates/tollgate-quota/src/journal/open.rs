@@ -14,6 +14,9 @@ use super::entry::Snapshot;
 use super::error::{refuse, sql_err, JournalError};
 use super::schema::{init_schema, read_snapshot, APPLICATION_ID, SCHEMA_VERSION};
 
+/// Pages the WAL grows to before a checkpoint.
+const WAL_PAGES: u32 = 16;
+
 /// The `file:` URI of `path`, percent-encoded, with `query` appended.
 pub(super) fn file_uri(path: &Path, query: &str) -> Result<String, JournalError> {
     let abs = std::path::absolute(path).map_err(|source| JournalError::Io {
@@ -41,6 +44,38 @@ pub(super) fn wal_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push("-wal");
     PathBuf::from(s)
+}
+
+pub(super) fn shm_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-shm");
+    PathBuf::from(s)
+}
+
+/// The identity of a file: its device and inode (on Unix; elsewhere only whether it
+/// exists is known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// The identity of the file at `path` (following symbolic links, as SQLite does).
+pub(super) fn file_id(path: &Path) -> io::Result<FileId> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(FileId { dev: 0, ino: 0 })
+    }
 }
 
 /// Checks, without writing anything, that the existing file at `path` is a sound tollgate
@@ -210,6 +245,16 @@ pub(super) fn connect(
     };
     conn.execute_batch(sync)
         .map_err(sql_err(path, "cannot set PRAGMA synchronous"))?;
+    // A small WAL: checkpoint every WAL_PAGES pages (SQLite's default is 1,000, 4 MB)
+    // and truncate it back to 64 KB after each. Then the main file already holds every
+    // page, a checkpoint on a full disk only overwrites pages in place, and the space
+    // the WAL takes stays bounded: what lets a journal on a nearly full disk heal (a
+    // failed batch checkpoints and truncates the WAL before its retry).
+    conn.execute_batch(&format!(
+        "PRAGMA wal_autocheckpoint={WAL_PAGES}; PRAGMA journal_size_limit={};",
+        WAL_PAGES * 4096
+    ))
+    .map_err(sql_err(path, "cannot set the WAL's size"))?;
     init_schema(path, &mut conn)?;
     let snapshot = read_snapshot(path, &conn)?;
     Ok((conn, snapshot))

@@ -50,7 +50,10 @@ const INSERT_COMMIT: &str =
 const SELECT_USAGE: &str = "SELECT company, user, period_start, period, calls FROM usage
      ORDER BY company, period_start, user";
 
-pub(super) fn apply(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
+pub(super) fn apply<'a>(
+    conn: &mut Connection,
+    batch: impl IntoIterator<Item = &'a Entry>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut usage = tx.prepare(UPSERT_USAGE)?;

@@ -282,7 +282,7 @@ fn drop_flushes() {
 }
 
 #[test]
-fn writer_failure_is_reported_to_later_calls() {
+fn writer_failure_is_retried_reported_and_healed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("usage.db");
     let (j, _) = Journal::open(&path, strict()).unwrap();
@@ -292,17 +292,81 @@ fn writer_failure_is_reported_to_later_calls() {
         .unwrap()
         .execute_batch("DROP TABLE usage")
         .unwrap();
-    let t = j.append(usage("acme", None, NOV, 1));
+    let t = j.append(usage("acme", None, NOV, 2));
     let err = j.wait(t).unwrap_err();
-    assert!(matches!(err, JournalError::WriterFailed { .. }), "{err}");
+    assert!(matches!(err, JournalError::NotAcknowledged { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("no such table"), "{msg}");
-    // Later calls report it too, and nothing panics.
+    let h = j.health();
+    assert_eq!(h.state, JournalState::Failing);
+    assert!(h
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("no such table")));
+    assert_eq!(h.pending_entries, 1);
+    // Later calls report it at once, and nothing panics; the entries are kept.
     let t = j.append(commit("acme", "k"));
-    assert!(matches!(j.wait(t), Err(JournalError::WriterFailed { .. })));
+    assert!(matches!(
+        j.wait(t),
+        Err(JournalError::NotAcknowledged { .. })
+    ));
     assert!(j.flush().is_err());
+    // The table comes back: the next attempt commits everything kept.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE usage (company TEXT NOT NULL, user TEXT NOT NULL DEFAULT '',
+             period_start INTEGER NOT NULL, period TEXT NOT NULL,
+             calls INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (company, user, period_start))",
+        )
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while j.wait(t).is_err() && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    j.wait(t).unwrap();
+    assert!(j.health().is_ok());
+    assert!(j.health().total_failures >= 1);
+    j.close().unwrap();
+    let (_j, snap) = Journal::open(&path, strict()).unwrap();
+    assert_eq!(snap.company_total("acme", NOV), 2);
+    assert_eq!(snap.commits.len(), 1);
+}
+
+#[test]
+fn a_last_batch_that_fails_is_reported_by_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let (j, _) = Journal::open(&path, strict()).unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE commits")
+        .unwrap();
+    j.append(commit("acme", "k"));
     assert!(matches!(j.close(), Err(JournalError::WriterFailed { .. })));
+}
+
+#[test]
+fn appended_entries_are_bounded_and_a_wait_never_lies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let (j, _) = Journal::open(&path, strict()).unwrap();
+    j.set_max_pending(3);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE commits")
+        .unwrap();
+    let first = j.append(commit("acme", "k0"));
+    assert!(j.wait(first).is_err());
+    let mut last = first;
+    for i in 1..10 {
+        last = j.append(commit("acme", &format!("k{i}")));
+    }
+    let h = j.health();
+    assert_eq!(h.dropped_entries, 7, "{h:?}");
+    assert_eq!(h.pending_entries, 3, "{h:?}");
+    assert!(matches!(j.wait(last), Err(JournalError::Dropped { .. })));
 }
 
 #[test]

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tollgate_core::{FingerprintBuildHasher, Fingerprinter};
 
-use crate::journal::{Journal, JournalError, Snapshot, Ticket};
+use crate::journal::{Journal, JournalError, JournalHealth, Snapshot, Ticket};
 
 use super::collect::collect_usage;
 use super::config::QuotaConfig;
 use super::decision::QuotaEvent;
 use super::directory::{Directory, KeyMap, UserEntry};
 use super::error::{KeyRef, QuotaError};
+use super::refill::{refill, Deferred};
 
 /// The in-memory usage ledger. See the [module docs](super).
 pub struct Ledger {
@@ -22,11 +23,15 @@ pub struct Ledger {
     pub(super) fingerprints: Fingerprinter,
     /// Shared with the journal's collector.
     pub(super) directory: Arc<Mutex<Directory>>,
-    pub(super) events: Mutex<Vec<QuotaEvent>>,
+    /// Shared with the journal's commit hook (notices raised late).
+    pub(super) events: Arc<Mutex<Vec<QuotaEvent>>>,
+    /// Notices waiting for their journal entry to commit (the journal was failing).
+    pub(super) deferred: Arc<Mutex<Deferred>>,
     /// Where every change is journaled, if durable.
     pub(super) journal: Option<Journal>,
     /// Journaled state not yet claimed by a registered company or user.
-    pub(super) restored: Mutex<Snapshot>,
+    /// Shared with the journal's state source.
+    pub(super) restored: Arc<Mutex<Snapshot>>,
     /// Notices that could not be journaled, so were not raised (at most once).
     pub(super) journal_errors: AtomicU64,
 }
@@ -50,9 +55,10 @@ impl Ledger {
             keys: KeyMap::with_hasher(FingerprintBuildHasher),
             fingerprints: Fingerprinter::new(),
             directory: Arc::new(Mutex::new(Directory::default())),
-            events: Mutex::new(Vec::new()),
+            events: Arc::new(Mutex::new(Vec::new())),
+            deferred: Arc::new(Mutex::new(Deferred::default())),
             journal: None,
-            restored: Mutex::new(Snapshot::default()),
+            restored: Arc::new(Mutex::new(Snapshot::default())),
             journal_errors: AtomicU64::new(0),
         }
     }
@@ -69,8 +75,25 @@ impl Ledger {
         journal.set_collector(Box::new(move |batch| {
             collect_usage(&directory.lock().unwrap_or_else(|p| p.into_inner()), batch);
         }));
+        l.restored = Arc::new(Mutex::new(snapshot));
+        // Rewrites what the ledger holds when the journal lost appended entries or its
+        // file (see `refill`).
+        let directory = Arc::clone(&l.directory);
+        let restored = Arc::clone(&l.restored);
+        journal.set_source(Box::new(move |what, batch| {
+            let d = directory.lock().unwrap_or_else(|p| p.into_inner());
+            refill(&d, &restored, what, batch);
+        }));
+        // Raises the notices that waited for their entry to commit.
+        let deferred = Arc::clone(&l.deferred);
+        let events = Arc::clone(&l.events);
+        journal.set_on_commit(Box::new(move |committed| {
+            deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .release(committed, &events);
+        }));
         l.journal = Some(journal);
-        l.restored = Mutex::new(snapshot);
         l
     }
 
@@ -98,9 +121,27 @@ impl Ledger {
         }
     }
 
-    /// Notices that were not raised because their journal entry failed.
+    /// Notices that were not raised because their journal entry failed for good (the
+    /// journal stopped). A notice whose entry is only delayed (the journal is failing and
+    /// retries) is not counted here: it is raised once the entry commits (see
+    /// [`Ledger::deferred_notices`]).
     pub fn journal_errors(&self) -> u64 {
         self.journal_errors.load(Ordering::Relaxed)
+    }
+
+    /// Notices waiting for their journal entry to commit: raised (queued for
+    /// [`Ledger::drain_events`]) as soon as it does.
+    pub fn deferred_notices(&self) -> usize {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// The journal writer's health (`None` without a journal): see
+    /// [`Journal::health`].
+    pub fn journal_health(&self) -> Option<JournalHealth> {
+        self.journal.as_ref().map(Journal::health)
     }
 
     /// The directory, locked (a poisoned lock is taken over).

@@ -162,9 +162,18 @@ impl Engine {
                 Some(key) => ledger.check_key(key),
                 None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
-            if let Err(e) = checked {
-                if !(matches!(e, QuotaError::UnknownKey(_)) && q.unknown_key == UnknownKey::Allow) {
-                    return EngineDecision::refused(self.quota_error_reason(&e), c.generation);
+            match checked {
+                Err(e) => {
+                    if !(matches!(e, QuotaError::UnknownKey(_))
+                        && q.unknown_key == UnknownKey::Allow)
+                    {
+                        return EngineDecision::refused(self.quota_error_reason(&e), c.generation);
+                    }
+                }
+                Ok(()) => {
+                    if let Some(refused) = self.journal_fail_closed(&c) {
+                        return refused;
+                    }
                 }
             }
         }
@@ -428,6 +437,24 @@ impl Engine {
             }
         }
         Ok(longest)
+    }
+
+    /// The refusal of a request the quota would charge while the journal has been
+    /// failing for longer than `[quota.journal] fail_closed_after` (one atomic load when
+    /// the journal is healthy).
+    #[inline]
+    fn journal_fail_closed(&self, c: &Compiled) -> Option<EngineDecision> {
+        let bound = c.policy.quota.as_ref()?.journal_fail_closed_after?;
+        let failing = self.ledger.as_ref()?.journal()?.failing_for()?;
+        if failing <= bound {
+            return None;
+        }
+        self.journal_refused.add(1);
+        let mut d = EngineDecision::refused(Reason::JournalFailing, c.generation);
+        // Retrying soon may find the journal healed: the writer retries at least once a
+        // second.
+        d.retry_after = 1_000_000_000;
+        Some(d)
     }
 
     /// Why a request whose quota call failed with `e` is refused (counted in the

@@ -26,11 +26,15 @@ pub enum Reason {
     CannotPass,
     /// A limit could not decide (its key store is full, or its backend is unavailable).
     Unavailable,
+    /// The quota's journal has been failing for longer than `[quota.journal]
+    /// fail_closed_after`: the request would not be billed durably, so it is refused
+    /// (503-like: retry later).
+    JournalFailing,
 }
 
 impl Reason {
     /// The reason's name: `allowed`, `limited`, `revoked`, `quota_exceeded`,
-    /// `unknown_key`, `cannot_pass`, `unavailable`.
+    /// `unknown_key`, `cannot_pass`, `unavailable`, `journal_failing`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Allowed => "allowed",
@@ -40,6 +44,7 @@ impl Reason {
             Reason::UnknownKey => "unknown_key",
             Reason::CannotPass => "cannot_pass",
             Reason::Unavailable => "unavailable",
+            Reason::JournalFailing => "journal_failing",
         }
     }
 }

@@ -36,4 +36,19 @@ pub enum Event {
         /// The value, redacted.
         key: KeyRef,
     },
+    /// The quota's journal started failing: its batches do not commit (a full disk, a
+    /// file replaced under it, ...). Calls are still counted in memory and retried with
+    /// backoff; nothing since is acknowledged. Sent once per run of failures.
+    JournalFailing {
+        /// The writer's error, naming the file.
+        error: String,
+        /// When the failures started (Unix nanoseconds).
+        since_unix_ns: u64,
+    },
+    /// The quota's journal recovered: a batch committed after failures, and everything
+    /// collected meanwhile is journaled (the notices that waited are sent after this).
+    JournalRecovered {
+        /// Batches that failed in this run.
+        failures: u64,
+    },
 }

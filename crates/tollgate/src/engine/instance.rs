@@ -44,6 +44,10 @@ pub struct Engine {
     /// Serializes reloads.
     pub(super) reload: std::sync::Mutex<()>,
     pub(super) generation: AtomicU64,
+    /// Requests refused because the journal failed for longer than `fail_closed_after`.
+    pub(super) journal_refused: crate::metrics::StripedCounter,
+    /// Events the journal's writer thread could not send (the channel was full).
+    pub(super) journal_events_dropped: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Engine {
@@ -142,7 +146,10 @@ impl EngineBuilder {
             metrics: EngineMetrics::default(),
             reload: std::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
+            journal_refused: Default::default(),
+            journal_events_dropped: Arc::new(AtomicU64::new(0)),
         };
+        engine.watch_journal();
         engine.reload_valid(self.policy)?;
         Ok(engine)
     }

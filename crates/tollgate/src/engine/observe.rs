@@ -1,13 +1,18 @@
 //! Events and metrics: the bounded event channel and the metrics snapshot.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
 use crossbeam_channel::{Receiver, TrySendError};
+use tollgate_quota::journal::{HealthChange, JournalHealth};
 
 use super::compile::{Backend, Failure};
 use super::events::Event;
 use super::instance::Engine;
 use crate::backend::LimitBackend;
 use crate::metrics::{
-    BackendHealth, CompanyQuota, Gauges, LimitCounts, MetricsSnapshot, StoreCounts,
+    BackendHealth, CompanyQuota, Gauges, JournalGauges, LimitCounts, MetricsSnapshot, StoreCounts,
 };
 
 impl Engine {
@@ -109,12 +114,71 @@ impl Engine {
             backends,
             quota_store,
             companies,
+            journal: self.journal_health().map(|h| JournalGauges {
+                failures: h.total_failures,
+                pending: h.pending_entries as u64,
+                dropped: h.dropped_entries,
+                last_success_unix_secs: h
+                    .last_success
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                healthy: h.is_ok(),
+                refused: self.journal_refused.get(),
+            }),
         };
-        self.metrics.snapshot(limits, gauges)
+        let mut snap = self.metrics.snapshot(limits, gauges);
+        snap.events_dropped += self.journal_events_dropped.load(Ordering::Relaxed);
+        snap
     }
 
-    /// The counters as Prometheus text.
+    /// Every metric family as Prometheus text (see [`crate::metrics`] for the list).
     pub fn prometheus(&self) -> String {
         self.metrics().to_prometheus()
+    }
+
+    /// The quota journal's health (`None` when the quota is not journaled): ok or
+    /// failing, failures in a row and in all, the last error, when a batch last
+    /// committed, since when it fails, what waits to be written.
+    pub fn journal_health(&self) -> Option<JournalHealth> {
+        self.ledger.as_ref()?.journal_health()
+    }
+
+    /// Sends [`Event::JournalFailing`] and [`Event::JournalRecovered`] from the journal's
+    /// writer thread, and on recovery the notices that waited for the journal.
+    pub(super) fn watch_journal(&self) {
+        let Some(ledger) = &self.ledger else { return };
+        let Some(journal) = ledger.journal() else {
+            return;
+        };
+        let tx = self.events_tx.clone();
+        let dropped = Arc::clone(&self.journal_events_dropped);
+        // Weak: the journal (inside the ledger) holds this listener.
+        let weak = Arc::downgrade(ledger);
+        journal.on_health_change(move |change| {
+            let send = |e: Event| {
+                if tx.try_send(e).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            match change {
+                HealthChange::Failing(h) => send(Event::JournalFailing {
+                    error: h.last_error.clone().unwrap_or_default(),
+                    since_unix_ns: h
+                        .failing_since
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+                }),
+                HealthChange::Recovered(h) => {
+                    send(Event::JournalRecovered {
+                        failures: h.total_failures,
+                    });
+                    if let Some(ledger) = weak.upgrade() {
+                        for e in ledger.drain_events() {
+                            send(Event::Quota(e));
+                        }
+                    }
+                }
+            }
+        });
     }
 }

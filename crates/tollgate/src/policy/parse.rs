@@ -81,11 +81,28 @@ pub(super) struct RawQuota {
     #[serde(default)]
     companies: Vec<CompanySpec>,
     #[serde(default)]
-    journal: Option<PathBuf>,
+    journal: Option<RawJournal>,
     #[serde(default)]
     durability: DurabilitySpec,
     #[serde(default)]
     unknown_key: UnknownKey,
+}
+
+/// `journal = "usage.db"`, or `[quota.journal] path = "usage.db"` with
+/// `fail_closed_after = "30s"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawJournal {
+    Path(PathBuf),
+    Table(RawJournalTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJournalTable {
+    path: PathBuf,
+    #[serde(default)]
+    fail_closed_after: Option<super::spec::HumanDuration>,
 }
 
 pub(super) fn one() -> u64 {
@@ -260,7 +277,14 @@ impl Policy {
                     period: q.period.unwrap_or_else(PeriodSpec::monthly_utc),
                     plans,
                     companies: q.companies,
-                    journal: q.journal,
+                    journal_fail_closed_after: match &q.journal {
+                        Some(RawJournal::Table(t)) => t.fail_closed_after.map(|d| d.0),
+                        _ => None,
+                    },
+                    journal: q.journal.map(|j| match j {
+                        RawJournal::Path(p) => p,
+                        RawJournal::Table(t) => t.path,
+                    }),
                     durability: q.durability,
                     unknown_key: q.unknown_key,
                 })

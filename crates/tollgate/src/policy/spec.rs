@@ -577,6 +577,12 @@ pub struct QuotaSpec {
     pub journal: Option<PathBuf>,
     /// The journal's durability.
     pub durability: DurabilitySpec,
+    /// `[quota.journal] fail_closed_after`: once the journal has been failing (its
+    /// batches do not commit) for longer than this, requests the quota would charge are
+    /// refused ([`Reason::JournalFailing`](crate::Reason::JournalFailing)) instead of
+    /// served unbilled. `None` (the default): they are served (fail open), counted in
+    /// memory and journaled once the journal recovers.
+    pub journal_fail_closed_after: Option<Duration>,
     /// What to do with unknown keys.
     pub unknown_key: UnknownKey,
 }

@@ -1,0 +1,126 @@
+//! What the journal writes again from the ledger's own state: every notice raised and
+//! every committed idempotency key (after the journal dropped appended entries at its
+//! pending bound), and, into a re-created journal file, every usage counter in full, so
+//! that a restart from the new file is exact. Also the notices whose journal entry was
+//! not acknowledged at once (the journal was failing): raised once it is.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::journal::{Entry, NoticeKind, Refill, Snapshot, Ticket};
+
+use super::collect::collect_usage;
+use super::decision::QuotaEvent;
+use super::directory::Directory;
+
+/// Writes the ledger's state again, as the journal's [`Refill`] asks. Runs on the
+/// journal's writer thread under the journal's lock, like the collector.
+pub(super) fn refill(
+    directory: &Directory,
+    restored: &Mutex<Snapshot>,
+    what: Refill,
+    batch: &mut Vec<Entry>,
+) {
+    // When a notice was raised is not kept in memory: the time of the rewrite stands in.
+    let now = jiff::Timestamp::now().as_second();
+    for company in directory.companies.values() {
+        for (_, u) in company.usage.periods.iter() {
+            let (warned, noticed) = u.counter.raised();
+            for (raised, kind) in [
+                (warned, NoticeKind::Warning),
+                (noticed, NoticeKind::Overage),
+            ] {
+                if raised {
+                    batch.push(Entry::Notice {
+                        company: company.id.clone(),
+                        period: u.period.label(),
+                        kind,
+                        raised_at: now,
+                    });
+                }
+            }
+        }
+        let committed = company.committed.lock().unwrap_or_else(|p| p.into_inner());
+        for (start, keys) in committed.iter() {
+            for key in keys {
+                batch.push(Entry::Commit {
+                    company: company.id.clone(),
+                    period_start: start.as_second(),
+                    idempotency_key: key.clone(),
+                });
+            }
+        }
+    }
+    if what == Refill::Appended {
+        return;
+    }
+    // Into an empty file: every counter in full (the collector takes it all, as nothing
+    // is journaled there), and what the previous file held that no registered company
+    // or user has claimed yet.
+    for user in directory.users.values() {
+        for (_, u) in user.usage.periods.iter() {
+            u.journaled.store(0, Ordering::Relaxed);
+        }
+    }
+    collect_usage(directory, batch);
+    let snap = restored.lock().unwrap_or_else(|p| p.into_inner());
+    for r in snap.usage.iter().filter(|r| r.user.is_some()) {
+        batch.push(Entry::Usage {
+            company: r.company.clone(),
+            user: r.user.clone(),
+            period_start: r.period_start,
+            period: r.period.clone(),
+            calls: r.calls,
+        });
+    }
+    for n in &snap.notices {
+        batch.push(Entry::Notice {
+            company: n.company.clone(),
+            period: n.period.clone(),
+            kind: n.kind,
+            raised_at: n.raised_at,
+        });
+    }
+    for c in &snap.commits {
+        batch.push(Entry::Commit {
+            company: c.company.clone(),
+            period_start: c.period_start,
+            idempotency_key: c.idempotency_key.clone(),
+        });
+    }
+}
+
+/// Notices whose journal entry was not acknowledged when they were raised, waiting for
+/// the batch holding it to commit.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    waiting: Vec<(Ticket, QuotaEvent)>,
+}
+
+impl Deferred {
+    /// Queues `event` until `ticket` commits.
+    pub(super) fn push(&mut self, ticket: Ticket, event: QuotaEvent) {
+        self.waiting.push((ticket, event));
+    }
+
+    /// Moves every notice whose batch (at most `committed`) committed to `events`.
+    pub(super) fn release(&mut self, committed: u64, events: &Arc<Mutex<Vec<QuotaEvent>>>) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut out = events.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.retain(|(t, e)| {
+            if t.number() <= committed {
+                out.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// How many notices wait.
+    pub(super) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
