@@ -116,7 +116,7 @@ impl Engine {
             companies,
             journal: self.journal_health().map(|h| JournalGauges {
                 failures: h.total_failures,
-                pending: h.pending_entries as u64,
+                pending: h.pending_entries,
                 dropped: h.dropped_entries,
                 last_success_unix_secs: h
                     .last_success
