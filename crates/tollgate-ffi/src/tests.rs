@@ -31,7 +31,7 @@ fn new_engine() -> *mut tollgate_engine {
 }
 
 fn text_of(f: impl FnOnce(*mut c_char, usize, *mut usize) -> tollgate_result) -> Option<String> {
-    let mut buf = vec![0 as c_char; 4096];
+    let mut buf = vec![0 as c_char; 1 << 16];
     let mut n = 0;
     match f(buf.as_mut_ptr(), buf.len(), &mut n) {
         tollgate_result::Ok => Some(buf[..n].iter().map(|&c| c as u8 as char).collect()),

@@ -80,7 +80,7 @@ static volatile int done = 0;
 
 static void *observe(void *arg) {
     const tollgate_engine *e = arg;
-    char buf[8192];
+    static char buf[65536]; /* the metrics text of every family (about 8 KB for this policy) */
     size_t n;
     long polls = 0;
     while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
