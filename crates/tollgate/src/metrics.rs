@@ -168,7 +168,7 @@ impl BreakerStatus {
 }
 
 /// The health of a remote store behind limits or the quota (a Redis deployment), as
-/// its backend reports it ([`LimitBackend::store_health`](crate::LimitBackend::store_health),
+/// its backend reports it ([`LimitBackend::store_health`](crate::backend::LimitBackend::store_health),
 /// [`QuotaStore::store_health`](crate::QuotaStore::store_health)). Several limits sharing
 /// one store report it once: the engine keeps one entry per `id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
