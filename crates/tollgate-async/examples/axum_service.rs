@@ -7,7 +7,8 @@
 //!
 //! It prints the curl commands to try. Requests carry a token (`Authorization: Bearer`)
 //! and a tenant (`X-Tenant-Id`); the client address and the route template are taken
-//! from the connection and the router. `GET /health` is never limited. `SIGHUP` reloads
+//! from the connection and the router. `GET /health` and `GET /metrics` (the engine's
+//! metrics in the Prometheus text format, for a scraper) are never limited. `SIGHUP` reloads
 //! the policy file without losing any key's state; revocations are printed as they
 //! happen.
 
@@ -22,12 +23,12 @@ use axum::{Json, Router};
 use tollgate::Engine;
 use tollgate_async::{Attributes, Extractor, Gate, HeaderExtractor, RateLimitLayer};
 
-/// The default extractor, except that `/health` is not decided.
+/// The default extractor, except that `/health` and `/metrics` are not decided.
 struct Attrs(HeaderExtractor);
 
 impl<B> Extractor<B> for Attrs {
     fn extract<'r>(&self, req: &'r Request<B>) -> Option<Attributes<'r>> {
-        if req.uri().path() == "/health" {
+        if matches!(req.uri().path(), "/health" | "/metrics") {
             return None;
         }
         self.0.extract(req)
@@ -67,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/items", get(list).post(create))
         .route("/items/{id}", get(item))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics).with_state(Arc::clone(&engine)))
         .layer(RateLimitLayer::new(Gate::new(Arc::clone(&engine))).extractor(extractor));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -83,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i -X POST -H 'Authorization: Bearer tok_1' -H 'X-Tenant-Id: acme' http://{addr}/items");
     println!("  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'Authorization: Bearer tok_2' -H 'X-Tenant-Id: acme' http://{addr}/items/$i; done");
     println!("  curl -i http://{addr}/health");
+    println!("  curl -s http://{addr}/metrics");
     println!("Ctrl-C stops it.");
     axum::serve(
         listener,
@@ -92,8 +95,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    println!("\n{}", engine.prometheus());
     Ok(())
+}
+
+/// The engine's metrics for a Prometheus scraper (text exposition format 0.0.4).
+async fn metrics(
+    axum::extract::State(engine): axum::extract::State<Arc<Engine>>,
+) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        engine.prometheus(),
+    )
 }
 
 async fn list() -> Json<Vec<u32>> {
