@@ -37,6 +37,19 @@ pub struct Statement {
     pub overage: u64,
 }
 
+impl Statement {
+    /// A statement of `used` calls against `limit`, with the overage computed.
+    fn new(company: String, period: String, used: u64, limit: u64) -> Self {
+        Statement {
+            overage: used.saturating_sub(limit),
+            company,
+            period,
+            used,
+            limit,
+        }
+    }
+}
+
 impl Ledger {
     /// Usage per company and period, sorted by company then period.
     pub fn company_usage(&self) -> Vec<UsageRow> {
@@ -77,13 +90,7 @@ impl Ledger {
             .into_iter()
             .map(|row| {
                 let limit = limits.get(&row.company).copied().unwrap_or(0);
-                Statement {
-                    overage: row.used.saturating_sub(limit),
-                    company: row.company,
-                    period: row.period,
-                    used: row.used,
-                    limit,
-                }
+                Statement::new(row.company, row.period, row.used, limit)
             })
             .collect()
     }
@@ -110,13 +117,7 @@ impl Ledger {
                     (spec.try_period_at(t).ok()?.label(), 0)
                 };
                 let limit = c.limit.load(Ordering::Relaxed);
-                Some(Statement {
-                    company: c.id.clone(),
-                    period,
-                    used,
-                    limit,
-                    overage: used.saturating_sub(limit),
-                })
+                Some(Statement::new(c.id.clone(), period, used, limit))
             })
             .collect();
         out.sort_by(|a, b| a.company.cmp(&b.company));

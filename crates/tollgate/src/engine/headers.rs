@@ -32,16 +32,6 @@ pub struct RateLimitHeaders {
 }
 
 impl Engine {
-    /// The name of the limit that decided `d` (`None` when none did, or when the
-    /// policy was reloaded since and its limits may differ).
-    pub fn limit_name(&self, d: &EngineDecision) -> Option<String> {
-        let c = self.compiled.load();
-        d.decided_by
-            .filter(|_| d.generation == c.generation)
-            .and_then(|i| c.limits.get(i))
-            .map(|l| l.spec.name.clone())
-    }
-
     /// The response header values for `d`. The deciding limit names the policy; a
     /// refusal by the quota names `"quota"`. Refused requests that may retry get
     /// `Retry-After` (seconds, rounded up).
