@@ -60,6 +60,8 @@ mod histogram;
 
 #[cfg(feature = "prometheus-client")]
 pub use client::EngineCollector;
+use tollgate_quota::Statement;
+
 pub use counter::StripedCounter;
 pub use exposition::{render, Family, MetricKind, Sample, SampleValue};
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
@@ -203,19 +205,6 @@ pub struct QuotaStoreStats {
     pub unsent: u64,
 }
 
-/// One company's current-period usage, for the quota gauges.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompanyQuota {
-    /// The company's id.
-    pub company: String,
-    /// The period's label.
-    pub period: String,
-    /// Calls counted in the period so far (this instance's ledger view).
-    pub used: u64,
-    /// The limit in force.
-    pub limit: u64,
-}
-
 /// Counts of revocations by origin and kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RevocationCounts {
@@ -289,8 +278,9 @@ pub struct Gauges {
     pub backends: Vec<BackendHealth>,
     /// The shared quota store's counters, when one decides the quota.
     pub quota_store: Option<QuotaStoreStats>,
-    /// Current-period usage of every company (sorted by company).
-    pub companies: Vec<CompanyQuota>,
+    /// Every company's statement for its current period so far (sorted by company;
+    /// this instance's ledger view).
+    pub companies: Vec<Statement>,
     /// The quota journal's health, when the quota is journaled.
     pub journal: Option<JournalGauges>,
 }
@@ -390,8 +380,8 @@ impl EngineMetrics {
 
 /// The companies that get their own series: all of them up to [`MAX_COMPANY_SERIES`],
 /// else the ones nearest their limit. Returns them and how many were left out.
-fn exported_companies(all: &[CompanyQuota]) -> (Vec<&CompanyQuota>, usize) {
-    let mut chosen: Vec<&CompanyQuota> = all.iter().collect();
+fn exported_companies(all: &[Statement]) -> (Vec<&Statement>, usize) {
+    let mut chosen: Vec<&Statement> = all.iter().collect();
     if chosen.len() > MAX_COMPANY_SERIES {
         // used / limit, compared without division; a limit of 0 sorts as most urgent.
         chosen.sort_by(|a, b| {
@@ -587,7 +577,7 @@ impl MetricsSnapshot {
         }
 
         let (companies, omitted) = exported_companies(&g.companies);
-        let company_sample = |c: &CompanyQuota, v: u64| {
+        let company_sample = |c: &Statement, v: u64| {
             Sample::int(v)
                 .label("company", c.company.as_str())
                 .label("period", c.period.as_str())
@@ -811,18 +801,19 @@ impl MetricsSnapshot {
 mod tests {
     use super::*;
 
-    fn company(id: &str, used: u64, limit: u64) -> CompanyQuota {
-        CompanyQuota {
+    fn company(id: &str, used: u64, limit: u64) -> Statement {
+        Statement {
             company: id.into(),
             period: "2026-12".into(),
             used,
             limit,
+            overage: used.saturating_sub(limit),
         }
     }
 
     #[test]
     fn company_series_are_bounded_nearest_their_limit_first() {
-        let mut all: Vec<CompanyQuota> = (0..MAX_COMPANY_SERIES + 10)
+        let mut all: Vec<Statement> = (0..MAX_COMPANY_SERIES + 10)
             .map(|i| company(&format!("c{i:04}"), i as u64, 10_000))
             .collect();
         all.push(company("zero-limit", 1, 0));

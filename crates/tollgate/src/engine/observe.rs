@@ -12,7 +12,7 @@ use super::events::Event;
 use super::instance::Engine;
 use crate::backend::LimitBackend;
 use crate::metrics::{
-    BackendHealth, CompanyQuota, Gauges, JournalGauges, LimitCounts, MetricsSnapshot, StoreCounts,
+    BackendHealth, Gauges, JournalGauges, LimitCounts, MetricsSnapshot, StoreCounts,
 };
 
 impl Engine {
@@ -87,16 +87,7 @@ impl Engine {
         });
         let now = i128::from(self.now());
         let companies = match (&c.quota, &self.ledger) {
-            (Some(_), Some(ledger)) => ledger
-                .current_statements(now)
-                .into_iter()
-                .map(|s| CompanyQuota {
-                    company: s.company,
-                    period: s.period,
-                    used: s.used,
-                    limit: s.limit,
-                })
-                .collect(),
+            (Some(_), Some(ledger)) => ledger.current_statements(now),
             _ => Vec::new(),
         };
         let (offender_entries, offender_capacity) = c.revocation.as_ref().map_or((0, 0), |r| {
