@@ -106,7 +106,9 @@ mod writer;
 mod tests;
 
 pub use durability::Durability;
-pub use entry::{CommitRecord, Entry, NoticeKind, NoticeRecord, Snapshot, UsageRecord};
+pub use entry::{
+    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
+};
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

@@ -71,7 +71,7 @@ mod usage;
 mod tests;
 
 pub use crate::counter::{SharedCharge, MAX_USAGE};
-pub use config::QuotaConfig;
+pub use config::{QuotaConfig, DEFAULT_NOTICE_REDELIVER_AFTER};
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
 pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_core::{FingerprintBuildHasher, Fingerprinter};
 
 use crate::journal::{Journal, JournalError, Snapshot, Ticket};
+use crate::outbox::{Outbox, OutboxState};
 
 use super::collect::collect_usage;
 use super::config::QuotaConfig;
@@ -23,6 +24,8 @@ pub struct Ledger {
     /// Shared with the journal's collector.
     pub(super) directory: Arc<Mutex<Directory>>,
     pub(super) events: Mutex<Vec<QuotaEvent>>,
+    /// Notices raised and not acknowledged by the host.
+    pub(super) outbox: OutboxState,
     /// Where every change is journaled, if durable.
     pub(super) journal: Option<Journal>,
     /// Journaled state not yet claimed by a registered company or user.
@@ -46,6 +49,7 @@ impl Ledger {
     /// An empty ledger.
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
+            outbox: OutboxState::new(config.notice_redeliver_after),
             config,
             keys: KeyMap::with_hasher(FingerprintBuildHasher),
             fingerprints: Fingerprinter::new(),
@@ -61,10 +65,12 @@ impl Ledger {
     /// and committed idempotency keys in `snapshot` (what [`Journal::open`] returned).
     /// Restored usage is attached to a company or user when it is registered
     /// ([`Ledger::upsert_company`], [`Ledger::add_user`]), so a restart re-registers them
-    /// and carries on counting. A notice is raised only once its journal entry is durable,
-    /// so it is raised at most once across restarts.
-    pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
+    /// and carries on counting. A notice enters the [outbox](Ledger::outbox) only once
+    /// its journal entry is durable, so it is raised once across restarts; the notices
+    /// the host had not acknowledged are pending again at once.
+    pub fn with_journal(config: QuotaConfig, journal: Journal, mut snapshot: Snapshot) -> Self {
         let mut l = Ledger::new(config);
+        l.outbox.restore(&std::mem::take(&mut snapshot.outbox));
         let directory = Arc::clone(&l.directory);
         journal.set_collector(Box::new(move |batch| {
             collect_usage(&directory.lock().unwrap_or_else(|p| p.into_inner()), batch);
@@ -72,6 +78,15 @@ impl Ledger {
         l.journal = Some(journal);
         l.restored = Mutex::new(snapshot);
         l
+    }
+
+    /// The notice outbox: the early warnings and overage notices raised and not yet
+    /// acknowledged by the host (see [`Outbox`]).
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox {
+            state: &self.outbox,
+            journal: self.journal.as_ref(),
+        }
     }
 
     /// The journal, if this ledger is durable (to `wait` on, `flush` or report from).
