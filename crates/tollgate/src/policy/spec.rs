@@ -579,6 +579,9 @@ pub struct QuotaSpec {
     pub durability: DurabilitySpec,
     /// What to do with unknown keys.
     pub unknown_key: UnknownKey,
+    /// How long a notice taken from the outbox and not acknowledged waits before it is
+    /// offered again (`notice_redeliver_after = "5m"`, the default).
+    pub notice_redeliver_after: Duration,
 }
 
 /// A whole policy.
