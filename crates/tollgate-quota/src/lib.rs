@@ -77,13 +77,13 @@ pub use jiff;
 mod loom_tests;
 
 #[doc(inline)]
+pub use journal::NoticeKind;
+#[doc(inline)]
 pub use ledger::{
     CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
     QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow,
     DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
 };
-#[doc(inline)]
-pub use journal::NoticeKind;
 #[doc(inline)]
 pub use outbox::{Notice, NoticeId, Outbox, OutboxStats};
 #[doc(inline)]

@@ -337,7 +337,10 @@ impl Outbox<'_> {
             in_flight: inner
                 .pending
                 .values()
-                .filter(|s| s.offered_at.is_some_and(|at| now.saturating_sub(at) < redeliver))
+                .filter(|s| {
+                    s.offered_at
+                        .is_some_and(|at| now.saturating_sub(at) < redeliver)
+                })
                 .count(),
             raised: inner.raised,
             acknowledged: inner.acknowledged,

@@ -390,7 +390,11 @@ fn journaled(path: &Path) -> Journaled {
     }
     let total = snap.company_total("c", NOV);
     // Every notice raised has its outbox row (schema 2 from the first round).
-    assert_eq!(snap.notices.len(), snap.outbox.len(), "notices without outbox rows");
+    assert_eq!(
+        snap.notices.len(),
+        snap.outbox.len(),
+        "notices without outbox rows"
+    );
     drop(journal);
     Journaled {
         per_user,
@@ -412,8 +416,7 @@ fn host_log(path: &Path) -> HostLog {
     let mut log = HostLog::default();
     for l in std::fs::read_to_string(path).unwrap_or_default().lines() {
         let mut words = l.split(' ');
-        let (Some(what), Some(Ok(id))) = (words.next(), words.next().map(str::parse::<u64>))
-        else {
+        let (Some(what), Some(Ok(id))) = (words.next(), words.next().map(str::parse::<u64>)) else {
             continue;
         };
         match what {
@@ -439,9 +442,20 @@ fn check_host(context: &str, host: &HostLog, outbox: &[OutboxRecord]) {
         let Some(r) = by_id.get(id) else {
             panic!("{context}: notice {id} was sent but is not in the outbox");
         };
-        assert_eq!(sent.len(), 1, "{context}: notice {id} was sent {} times", sent.len());
-        let expected = format!("{} {} {} {} {}", r.company, r.period, r.kind, r.used, r.limit);
-        assert_eq!(sent[0], expected, "{context}: notice {id} sent with other facts");
+        assert_eq!(
+            sent.len(),
+            1,
+            "{context}: notice {id} was sent {} times",
+            sent.len()
+        );
+        let expected = format!(
+            "{} {} {} {} {}",
+            r.company, r.period, r.kind, r.used, r.limit
+        );
+        assert_eq!(
+            sent[0], expected,
+            "{context}: notice {id} sent with other facts"
+        );
     }
     for r in outbox {
         if r.acked_at.is_some() {
@@ -545,7 +559,11 @@ fn crash_rounds(modes: &[&str], rounds: u64, delays_ms: (u64, u64)) -> (usize, u
             r.period,
             r.kind
         );
-        assert!(r.acked_at.is_some(), "{context}: notice {} not acknowledged", r.id);
+        assert!(
+            r.acked_at.is_some(),
+            "{context}: notice {} not acknowledged",
+            r.id
+        );
     }
     let crossed = j.outbox.len();
     let sent = log.sent.len();
@@ -562,7 +580,10 @@ fn crash_rounds(modes: &[&str], rounds: u64, delays_ms: (u64, u64)) -> (usize, u
     let used: u64 = before.iter().sum();
     // The test is only meaningful if the run went over the limit (both notices were due)
     // and, in bounded-loss mode, if calls older than the window were checked.
-    assert!(used > LIMIT, "{modes:?}: only {used} calls in {rounds} rounds");
+    assert!(
+        used > LIMIT,
+        "{modes:?}: only {used} calls in {rounds} rounds"
+    );
     if delays_ms.1 > (MAX_DELAY + SLACK).as_millis() as u64 * 2 && modes.contains(&"bounded") {
         assert!(checked_old > 0, "no call was older than the loss window");
     }
@@ -592,5 +613,8 @@ fn notices_are_delivered_exactly_once_across_sigkills() {
     let (crossed, sent, _, acknowledged) = crash_rounds(&["strict", "bounded"], rounds, (0, 60));
     assert_eq!((sent, acknowledged), (crossed, crossed));
     // Most rounds' companies crossed both thresholds before the kill.
-    assert!(crossed as u64 > rounds, "only {crossed} notices in {rounds} rounds");
+    assert!(
+        crossed as u64 > rounds,
+        "only {crossed} notices in {rounds} rounds"
+    );
 }

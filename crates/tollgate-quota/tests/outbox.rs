@@ -86,7 +86,10 @@ fn notices_wait_until_acknowledged_and_twice_is_harmless() {
     assert!(!outbox.ack(9_999, NOW).unwrap());
     // Released: offered again at once.
     assert!(outbox.release(taken[1].id));
-    assert_eq!(kinds(&outbox.take(10, NOW + 5 * MIN)), [NoticeKind::Overage]);
+    assert_eq!(
+        kinds(&outbox.take(10, NOW + 5 * MIN)),
+        [NoticeKind::Overage]
+    );
     assert!(outbox.ack(taken[1].id, NOW).unwrap());
     assert!(!outbox.release(taken[1].id));
     assert!(outbox.take(10, NOW + 60 * MIN).is_empty());
@@ -273,9 +276,11 @@ fn a_version_1_journal_is_migrated_and_its_notices_stay_raised() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     let n: i64 = conn
-        .query_row("SELECT count(*) FROM outbox WHERE acked_at IS NULL", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE acked_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
 }

@@ -11,7 +11,10 @@ const KEY: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
 
 fn policy(journal: Option<&std::path::Path>) -> Policy {
     let journal = journal.map_or(String::new(), |p| {
-        format!("journal = {:?}\ndurability = \"strict\"\n", p.display().to_string())
+        format!(
+            "journal = {:?}\ndurability = \"strict\"\n",
+            p.display().to_string()
+        )
     });
     let (policy, warnings) = Policy::from_toml(&format!(
         r#"
@@ -52,7 +55,11 @@ fn a_full_event_channel_loses_no_notice() {
     let kinds: Vec<_> = notices.iter().map(|n| n.kind).collect();
     assert_eq!(kinds, [NoticeKind::Warning, NoticeKind::Overage]);
     assert_eq!(
-        (notices[1].company.as_str(), notices[1].used, notices[1].limit),
+        (
+            notices[1].company.as_str(),
+            notices[1].used,
+            notices[1].limit
+        ),
         ("acme", 11, 10)
     );
     // Not acknowledged: offered again after `notice_redeliver_after`.

@@ -165,8 +165,10 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
         // Version 1 -> 2: the outbox. Notices raised before it keep their `notices`
         // row (so they are not raised again) and have no outbox row: they were
         // delivered, at most once, by the version that raised them.
-        tx.execute_batch(OUTBOX)
-            .map_err(sql_err(path, "cannot add the outbox table (migration to version 2)"))?;
+        tx.execute_batch(OUTBOX).map_err(sql_err(
+            path,
+            "cannot add the outbox table (migration to version 2)",
+        ))?;
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(sql_err(path, "cannot set user_version"))?;
         return tx
@@ -289,7 +291,10 @@ fn read_outbox(path: &Path, conn: &Connection) -> Result<Vec<OutboxRecord>, Jour
     while let Some(r) = rows.next().map_err(err())? {
         let kind: String = r.get(3).map_err(err())?;
         let Some(kind) = NoticeKind::parse(&kind) else {
-            return Err(refuse(path, format!("unknown notice kind {kind:?} in the outbox")));
+            return Err(refuse(
+                path,
+                format!("unknown notice kind {kind:?} in the outbox"),
+            ));
         };
         let id: i64 = r.get(0).map_err(err())?;
         let Ok(id) = u64::try_from(id) else {

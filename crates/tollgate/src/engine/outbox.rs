@@ -80,9 +80,7 @@ impl Engine {
     /// Gives back a taken notice without acknowledging it (the email could not be sent):
     /// it is offered again at the next take. Returns whether it was pending.
     pub fn release_notice(&self, id: NoticeId) -> bool {
-        self.ledger
-            .as_ref()
-            .is_some_and(|l| l.outbox().release(id))
+        self.ledger.as_ref().is_some_and(|l| l.outbox().release(id))
     }
 
     /// How many notices are pending, in flight, raised and acknowledged.

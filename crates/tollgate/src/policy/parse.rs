@@ -265,10 +265,9 @@ impl Policy {
                     journal: q.journal,
                     durability: q.durability,
                     unknown_key: q.unknown_key,
-                    notice_redeliver_after: q.notice_redeliver_after.map_or(
-                        tollgate_quota::DEFAULT_NOTICE_REDELIVER_AFTER,
-                        |d| d.0,
-                    ),
+                    notice_redeliver_after: q
+                        .notice_redeliver_after
+                        .map_or(tollgate_quota::DEFAULT_NOTICE_REDELIVER_AFTER, |d| d.0),
                 })
             }
         };
