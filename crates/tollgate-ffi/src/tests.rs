@@ -515,10 +515,8 @@ fn notices_are_taken_and_acknowledged() {
     };
     assert_eq!(rc, tollgate_result::Ok);
     // SAFETY: the reservation just made.
-    assert_eq!(
-        unsafe { tollgate_reservation_refund(r) },
-        tollgate_result::Ok
-    );
+    let rc = unsafe { tollgate_reservation_refund(r) };
+    assert_eq!(rc, tollgate_result::Ok);
     let mut tiny = [0 as c_char; 8];
     let (mut n, mut count) = (0usize, 99usize);
     // SAFETY: the engine, a local buffer of the stated size, local outputs.
@@ -556,28 +554,22 @@ fn notices_are_taken_and_acknowledged() {
         for expect in [true, false] {
             let mut acked = !expect;
             // SAFETY: the engine and a local output.
-            assert_eq!(
-                unsafe { tollgate_engine_notice_ack(e, id, &mut acked) },
-                tollgate_result::Ok
-            );
+            let rc = unsafe { tollgate_engine_notice_ack(e, id, &mut acked) };
+            assert_eq!(rc, tollgate_result::Ok);
             assert_eq!(acked, expect);
         }
     }
     // SAFETY: the engine; NULL out_acked is allowed.
-    assert_eq!(
-        unsafe { tollgate_engine_notice_ack(e, 12_345, std::ptr::null_mut()) },
-        tollgate_result::Ok
-    );
+    let rc = unsafe { tollgate_engine_notice_ack(e, 12_345, std::ptr::null_mut()) };
+    assert_eq!(rc, tollgate_result::Ok);
     // SAFETY: as above; NULL out_count is allowed.
     let json = text_of(|b, l, out_n| unsafe {
         tollgate_engine_notices_take(e, 16, NOW, b, l, out_n, std::ptr::null_mut())
     });
     assert_eq!(json.as_deref(), Some("[]"));
     // SAFETY: NULL engine is refused.
-    assert_eq!(
-        unsafe { tollgate_engine_notice_ack(std::ptr::null(), 1, std::ptr::null_mut()) },
-        tollgate_result::NullParameter
-    );
+    let rc = unsafe { tollgate_engine_notice_ack(std::ptr::null(), 1, std::ptr::null_mut()) };
+    assert_eq!(rc, tollgate_result::NullParameter);
     // SAFETY: the engine, freed once.
     unsafe { tollgate_engine_free(e) };
 }
