@@ -55,6 +55,47 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Quota notices: a tokio task drains the outbox
+//! The engine keeps each early warning and overage notice in its outbox until the host
+//! acknowledges it ([`Engine::take_notices`](tollgate::Engine::take_notices),
+//! [`Engine::ack_notice`](tollgate::Engine::ack_notice)); nothing here is needed beyond a
+//! task that polls it. `ack_notice` waits for one journal commit, so it runs on the
+//! blocking pool; a notice whose email fails is released and offered again, and one the
+//! process dies on is offered again after the restart with the same id (skip ids already
+//! sent, e.g. with a unique key on the id in the host's own store):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tollgate::Engine;
+//! use tollgate::quota::Notice;
+//!
+//! async fn send_email(n: &Notice) -> Result<(), std::io::Error> {
+//!     println!("{:?}: {} used {} of {} in {}", n.kind, n.company, n.used, n.limit, n.period);
+//!     Ok(())
+//! }
+//!
+//! async fn notifier(engine: Arc<Engine>) {
+//!     let mut tick = tokio::time::interval(Duration::from_secs(1));
+//!     loop {
+//!         tick.tick().await;
+//!         for n in engine.take_notices(64) {
+//!             if send_email(&n).await.is_err() {
+//!                 engine.release_notice(n.id); // offered again at the next tick
+//!                 continue;
+//!             }
+//!             let e = Arc::clone(&engine);
+//!             let acked = tokio::task::spawn_blocking(move || e.ack_notice(n.id)).await;
+//!             if !matches!(acked, Ok(Ok(_))) {
+//!                 // Not journaled: a restart offers it again.
+//!             }
+//!         }
+//!     }
+//! }
+//! # fn main() { let _ = notifier; }
+//! // tokio::spawn(notifier(Arc::clone(&engine)));
+//! ```
+//!
 //! # Contents
 //! * [`UntilReady`] / [`KeyedUntilReady`]: `limiter.until_ready(cost).await` and
 //!   `limiter.until_ready(&key, cost).await` on tollgate-core's limiters, with

@@ -157,6 +157,11 @@ enum tollgate_result
    * An internal error: a panic was caught at the boundary. Please report it.
    */
   TOLLGATE_RESULT_PANIC = 13,
+  /**
+   * The quota's journal could not record the change (a notice's acknowledgement:
+   * the notice is not offered again by this process, but a restart offers it again).
+   */
+  TOLLGATE_RESULT_JOURNAL = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -801,13 +806,15 @@ tollgate_result tollgate_engine_is_revoked(const struct tollgate_engine *engine,
                                            bool *out);
 
 /**
- * Takes the next event (a quota notice to send, a token revoked or restored) without
- * blocking, as one JSON object (see the README) in `buf`. Returns
+ * Takes the next event (a quota notice raised, a token revoked or restored) without
+ * blocking, as one JSON object (see the README) in `buf`. Quota notices here are a
+ * signal, dropped when the channel is full: deliver them with
+ * tollgate_engine_notices_take() and tollgate_engine_notice_ack(). Returns
  * TOLLGATE_RESULT_NO_EVENT when none is waiting. When `buf` is too small, `*out_n`
  * receives the size needed and the event stays first in line for the next call.
  *
  * Thread-safe; each event goes to exactly one caller. Poll it from one thread, e.g. a
- * timer, and turn notices into emails.
+ * timer.
  *
  * # Safety
  * `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
@@ -817,6 +824,57 @@ tollgate_result tollgate_engine_next_event(const struct tollgate_engine *engine,
                                            char *buf,
                                            size_t len,
                                            size_t *out_n);
+
+/**
+ * Takes up to `max` quota notices due at `now_unix_ns` (or TOLLGATE_ENGINE_CLOCK) from
+ * the engine's outbox, as one JSON array in `buf`, oldest first:
+ * `[{"id":7,"kind":"overage","company":"acme","period":"2026-11","used":1000001,
+ * "limit":1000000,"suggested_plan":"Enterprise","crossed_at":"2026-11-14T09:12:44Z",
+ * "attempt":1}]` (`suggested_plan` is null when no other plan covers the usage; a
+ * warning has none). `[]` when none is due, or the policy has no quota. `*out_count`,
+ * if not NULL, receives the number of notices.
+ *
+ * Each notice stays pending until tollgate_engine_notice_ack() is called with its id:
+ * act on it (send the email), then acknowledge it. One not acknowledged is offered
+ * again after `[quota] notice_redeliver_after` (5 minutes by default) and, with a
+ * journal, after a restart, with the same id: skip an id already acted on, and each
+ * notice is acted on exactly once. Without a journal a restart forgets them.
+ *
+ * When `buf` is too small, `*out_n` receives the size needed, nothing is taken (the
+ * notices are offered again at the next call) and TOLLGATE_RESULT_BUFFER_TOO_SMALL is
+ * returned.
+ *
+ * Thread-safe; a notice goes to one caller until its redelivery timeout.
+ *
+ * # Safety
+ * `engine` must be a live engine; `buf` must point to `len` writable bytes, `out_n` to
+ * a writable `size_t`, and `out_count` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_notices_take(const struct tollgate_engine *engine,
+                                             size_t max,
+                                             uint64_t now_unix_ns,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n,
+                                             size_t *out_count);
+
+/**
+ * Acknowledges the quota notice `id` (from tollgate_engine_notices_take()): the host
+ * acted on it and it is never offered again (with a journal, across restarts too: the
+ * call returns once the acknowledgement is committed, so it may block for one journal
+ * commit; call it from the thread that sends the emails, not a request thread).
+ * Acknowledging an id twice, or an unknown id, is harmless: `*out_acked`, if not NULL,
+ * receives true only when the notice was pending.
+ *
+ * Fails with TOLLGATE_RESULT_JOURNAL when the journal could not record it (the notice
+ * is not offered again by this process, but a restart offers it again).
+ *
+ * # Safety
+ * `engine` must be a live engine; `out_acked` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_notice_ack(const struct tollgate_engine *engine,
+                                           uint64_t id,
+                                           bool *out_acked);
 
 /**
  * Copies the engine's counters as Prometheus text (per limit: allowed, denied,

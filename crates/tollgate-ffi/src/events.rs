@@ -5,10 +5,10 @@ use std::ffi::c_char;
 
 use tollgate::Event;
 
-use crate::guard::{guard, non_null_mut, write_text};
+use crate::guard::{guard, non_null_mut, write_text, Fail};
 use crate::handle::engine_text;
 use crate::ownership::try_ref_from_ptr;
-use crate::types::{tollgate_engine, tollgate_result};
+use crate::types::{tollgate_engine, tollgate_result, TOLLGATE_ENGINE_CLOCK};
 
 /// An event as one JSON object: quota notices
 /// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
@@ -65,13 +65,15 @@ pub(crate) fn event_json(e: &Event) -> String {
     json.unwrap_or_else(|e| format!("{{\"kind\":\"error\",\"message\":{:?}}}", e.to_string()))
 }
 
-/// Takes the next event (a quota notice to send, a token revoked or restored) without
-/// blocking, as one JSON object (see the README) in `buf`. Returns
+/// Takes the next event (a quota notice raised, a token revoked or restored) without
+/// blocking, as one JSON object (see the README) in `buf`. Quota notices here are a
+/// signal, dropped when the channel is full: deliver them with
+/// tollgate_engine_notices_take() and tollgate_engine_notice_ack(). Returns
 /// TOLLGATE_RESULT_NO_EVENT when none is waiting. When `buf` is too small, `*out_n`
 /// receives the size needed and the event stays first in line for the next call.
 ///
 /// Thread-safe; each event goes to exactly one caller. Poll it from one thread, e.g. a
-/// timer, and turn notices into emails.
+/// timer.
 ///
 /// # Safety
 /// `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
@@ -100,6 +102,104 @@ pub unsafe extern "C" fn tollgate_engine_next_event(
         let r = unsafe { write_text(json, buf, len, out_n) }?;
         *pending = None;
         Ok(r)
+    })
+}
+
+/// Takes up to `max` quota notices due at `now_unix_ns` (or TOLLGATE_ENGINE_CLOCK) from
+/// the engine's outbox, as one JSON array in `buf`, oldest first:
+/// `[{"id":7,"kind":"overage","company":"acme","period":"2026-11","used":1000001,
+/// "limit":1000000,"suggested_plan":"Enterprise","crossed_at":"2026-11-14T09:12:44Z",
+/// "attempt":1}]` (`suggested_plan` is null when no other plan covers the usage; a
+/// warning has none). `[]` when none is due, or the policy has no quota. `*out_count`,
+/// if not NULL, receives the number of notices.
+///
+/// Each notice stays pending until tollgate_engine_notice_ack() is called with its id:
+/// act on it (send the email), then acknowledge it. One not acknowledged is offered
+/// again after `[quota] notice_redeliver_after` (5 minutes by default) and, with a
+/// journal, after a restart, with the same id: skip an id already acted on, and each
+/// notice is acted on exactly once. Without a journal a restart forgets them.
+///
+/// When `buf` is too small, `*out_n` receives the size needed, nothing is taken (the
+/// notices are offered again at the next call) and TOLLGATE_RESULT_BUFFER_TOO_SMALL is
+/// returned.
+///
+/// Thread-safe; a notice goes to one caller until its redelivery timeout.
+///
+/// # Safety
+/// `engine` must be a live engine; `buf` must point to `len` writable bytes, `out_n` to
+/// a writable `size_t`, and `out_count` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_notices_take(
+    engine: *const tollgate_engine,
+    max: usize,
+    now_unix_ns: u64,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+    out_count: *mut usize,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
+        non_null_mut(out_n, "out_n")?;
+        let notices = if now_unix_ns == TOLLGATE_ENGINE_CLOCK {
+            h.engine.take_notices(max)
+        } else {
+            h.engine.take_notices_at(max, now_unix_ns)
+        };
+        let json = serde_json::to_string(&notices).map_err(|e| {
+            Fail::new(
+                tollgate_result::Panic,
+                format!("cannot write the notices: {e}"),
+            )
+        })?;
+        // SAFETY: the caller's promises.
+        let written = unsafe { write_text(&json, buf, len, out_n) };
+        if written.is_err() {
+            // Nothing was handed over: offer them again at the next call.
+            for n in &notices {
+                h.engine.release_notice(n.id);
+            }
+        } else if !out_count.is_null() {
+            // SAFETY: non-null, and the caller promises it is writable.
+            unsafe { out_count.write(notices.len()) };
+        }
+        written
+    })
+}
+
+/// Acknowledges the quota notice `id` (from tollgate_engine_notices_take()): the host
+/// acted on it and it is never offered again (with a journal, across restarts too: the
+/// call returns once the acknowledgement is committed, so it may block for one journal
+/// commit; call it from the thread that sends the emails, not a request thread).
+/// Acknowledging an id twice, or an unknown id, is harmless: `*out_acked`, if not NULL,
+/// receives true only when the notice was pending.
+///
+/// Fails with TOLLGATE_RESULT_JOURNAL when the journal could not record it (the notice
+/// is not offered again by this process, but a restart offers it again).
+///
+/// # Safety
+/// `engine` must be a live engine; `out_acked` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_notice_ack(
+    engine: *const tollgate_engine,
+    id: u64,
+    out_acked: *mut bool,
+) -> tollgate_result {
+    guard(|| {
+        // SAFETY: NULL is refused; otherwise the caller promises a live engine, not
+        // freed during the call.
+        let h = unsafe { try_ref_from_ptr(engine) }?;
+        let acked = h
+            .engine
+            .ack_notice(id)
+            .map_err(|e| Fail::new(tollgate_result::Journal, e.to_string()))?;
+        if !out_acked.is_null() {
+            // SAFETY: non-null, and the caller promises it is writable.
+            unsafe { out_acked.write(acked) };
+        }
+        Ok(tollgate_result::Ok)
     })
 }
 

@@ -89,7 +89,10 @@ pub use admin::{
     tollgate_engine_revoke,
 };
 pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
-pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
+pub use events::{
+    tollgate_engine_metrics, tollgate_engine_next_event, tollgate_engine_notice_ack,
+    tollgate_engine_notices_take,
+};
 pub use guard::tollgate_last_error;
 pub use handle::{
     tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_file_err,

@@ -38,6 +38,7 @@ pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
         11 => "disabled_user\0",
         12 => "quota\0",
         13 => "panic\0",
+        14 => "journal\0",
         _ => "unknown\0",
     };
     name.as_ptr().cast()
@@ -66,6 +67,7 @@ pub extern "C" fn tollgate_result_message(result: u32) -> *const c_char {
         11 => "the key's user is disabled\0",
         12 => "the quota refused the call\0",
         13 => "internal error: a panic was caught at the C boundary (please report it)\0",
+        14 => "the quota's journal could not record the change\0",
         _ => "unknown result code\0",
     };
     text.as_ptr().cast()
@@ -144,11 +146,12 @@ mod tests {
             (tollgate_result::DisabledUser, "disabled_user"),
             (tollgate_result::Quota, "quota"),
             (tollgate_result::Panic, "panic"),
+            (tollgate_result::Journal, "journal"),
         ] {
             assert_eq!(text(tollgate_result_name(code as u32)), name);
         }
-        assert_eq!(text(tollgate_result_name(14)), "unknown");
-        for code in 0..=13 {
+        assert_eq!(text(tollgate_result_name(15)), "unknown");
+        for code in 0..=14 {
             let message = text(tollgate_result_message(code));
             assert!(
                 !message.is_empty() && message != "unknown result code",
@@ -159,7 +162,7 @@ mod tests {
             text(tollgate_result_message(4)),
             "the caller's buffer is too small"
         );
-        assert_eq!(text(tollgate_result_message(14)), "unknown result code");
+        assert_eq!(text(tollgate_result_message(15)), "unknown result code");
         assert_eq!(
             text(tollgate_result_message(u32::MAX)),
             "unknown result code"

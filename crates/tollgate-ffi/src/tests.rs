@@ -501,3 +501,75 @@ fn err_entry_points_give_the_message_of_their_own_call() {
     // SAFETY: freed once.
     unsafe { tollgate_engine_free(e) };
 }
+
+/// Quota notices through the outbox: a JSON array, nothing taken when the buffer is too
+/// small, acknowledged once (twice and unknown ids harmless).
+#[test]
+fn notices_are_taken_and_acknowledged() {
+    let e = new_engine();
+    let mut r = std::ptr::null_mut();
+    let mut st = tollgate_quota_status::default();
+    // SAFETY: the engine, a static key, local outputs.
+    let rc = unsafe {
+        tollgate_engine_quota_reserve(e, "k1".as_ptr().cast(), 2, 11, NOW, &mut r, &mut st)
+    };
+    assert_eq!(rc, tollgate_result::Ok);
+    // SAFETY: the reservation just made.
+    let rc = unsafe { tollgate_reservation_refund(r) };
+    assert_eq!(rc, tollgate_result::Ok);
+    let mut tiny = [0 as c_char; 8];
+    let (mut n, mut count) = (0usize, 99usize);
+    // SAFETY: the engine, a local buffer of the stated size, local outputs.
+    let rc = unsafe {
+        tollgate_engine_notices_take(
+            e,
+            16,
+            NOW,
+            tiny.as_mut_ptr(),
+            tiny.len(),
+            &mut n,
+            &mut count,
+        )
+    };
+    assert_eq!(rc, tollgate_result::BufferTooSmall);
+    assert!(n > tiny.len() && count == 99);
+    // SAFETY: the engine and buffers from text_of.
+    let json = text_of(|b, l, out_n| unsafe {
+        tollgate_engine_notices_take(e, 16, NOW, b, l, out_n, &mut count)
+    })
+    .unwrap();
+    assert_eq!(count, 2, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["kind"], "warning");
+    assert_eq!(v[1]["kind"], "overage");
+    assert_eq!(v[1]["company"], "acme");
+    assert_eq!(
+        (v[1]["used"].as_u64(), v[1]["limit"].as_u64()),
+        (Some(11), Some(10))
+    );
+    assert!(v[1]["crossed_at"].is_string(), "{json}");
+    assert!(!json.contains("k1"), "no key in a notice: {json}");
+    for n in v.as_array().unwrap() {
+        let id = n["id"].as_u64().unwrap();
+        for expect in [true, false] {
+            let mut acked = !expect;
+            // SAFETY: the engine and a local output.
+            let rc = unsafe { tollgate_engine_notice_ack(e, id, &mut acked) };
+            assert_eq!(rc, tollgate_result::Ok);
+            assert_eq!(acked, expect);
+        }
+    }
+    // SAFETY: the engine; NULL out_acked is allowed.
+    let rc = unsafe { tollgate_engine_notice_ack(e, 12_345, std::ptr::null_mut()) };
+    assert_eq!(rc, tollgate_result::Ok);
+    // SAFETY: as above; NULL out_count is allowed.
+    let json = text_of(|b, l, out_n| unsafe {
+        tollgate_engine_notices_take(e, 16, NOW, b, l, out_n, std::ptr::null_mut())
+    });
+    assert_eq!(json.as_deref(), Some("[]"));
+    // SAFETY: NULL engine is refused.
+    let rc = unsafe { tollgate_engine_notice_ack(std::ptr::null(), 1, std::ptr::null_mut()) };
+    assert_eq!(rc, tollgate_result::NullParameter);
+    // SAFETY: the engine, freed once.
+    unsafe { tollgate_engine_free(e) };
+}

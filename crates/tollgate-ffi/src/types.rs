@@ -66,6 +66,9 @@ pub enum tollgate_result {
     Quota = 12,
     /// An internal error: a panic was caught at the boundary. Please report it.
     Panic = 13,
+    /// The quota's journal could not record the change (a notice's acknowledgement:
+    /// the notice is not offered again by this process, but a restart offers it again).
+    Journal = 14,
 }
 
 /// Why a request was allowed or refused (the `reason` of a tollgate_decision).

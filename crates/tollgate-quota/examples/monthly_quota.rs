@@ -18,7 +18,7 @@
 use std::error::Error;
 
 use tollgate_quota::journal::{Durability, Journal};
-use tollgate_quota::{Company, Ledger, Outcome, QuotaConfig, QuotaError, QuotaEvent};
+use tollgate_quota::{Company, Ledger, NoticeKind, Outcome, QuotaConfig, QuotaError};
 
 const DAY: i128 = 86_400 * 1_000_000_000;
 /// 2026-11-01T00:00:00Z in Unix nanoseconds.
@@ -120,29 +120,32 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     ledger.sync()?;
 
+    // The notices wait in the outbox (in the journal) until acknowledged: a run killed
+    // before this point offers them again at the next run, with the same ids.
     println!("\nnotices:");
-    for e in ledger.drain_events() {
-        match e {
-            QuotaEvent::Warning {
-                company,
-                period,
-                used,
-                limit,
-            } => {
-                println!("  warning  {company} {period}: {used} of {limit} calls")
-            }
-            QuotaEvent::Overage {
-                company,
-                period,
-                used,
-                limit,
-                suggested_plan,
-            } => println!(
-                "  overage  {company} {period}: {used} of {limit} calls; suggested plan: {}",
-                suggested_plan.as_deref().unwrap_or("none covers it")
+    let end_of_month: i128 = 1_796_083_199 * 1_000_000_000;
+    let outbox = ledger.outbox();
+    for n in outbox.take(usize::MAX, end_of_month) {
+        match n.kind {
+            NoticeKind::Warning => println!(
+                "  #{} warning  {} {}: {} of {} calls",
+                n.id, n.company, n.period, n.used, n.limit
+            ),
+            NoticeKind::Overage => println!(
+                "  #{} overage  {} {}: {} of {} calls (crossed {}); suggested plan: {}",
+                n.id,
+                n.company,
+                n.period,
+                n.used,
+                n.limit,
+                n.crossed_at,
+                n.suggested_plan.as_deref().unwrap_or("none covers it")
             ),
         }
+        // ... the email went out: acknowledge it, durably.
+        outbox.ack(n.id, end_of_month)?;
     }
+    let _ = ledger.drain_events(); // the same notices as signals: not needed here
     println!("refused calls (hard cap or disabled user): {refused}");
     println!(
         "\nstatements (JSON):\n{}",

@@ -27,9 +27,11 @@
 //!   on disk. Collected changes nobody waits for are committed every 100 ms.
 //!
 //! In both modes a [`Entry::Notice`], a [`Journal::wait`] and a [`Journal::flush`] make the
-//! writer commit at once instead of waiting for `max_delay`; the caller raises a notice
-//! only after `wait` acknowledged its entry (see [`Journal::append_durable`]), so a
-//! notice is raised at most once per company, period and kind, across restarts too.
+//! writer commit at once instead of waiting for `max_delay`; the ledger puts a notice in
+//! its [outbox](crate::outbox) only after `wait` acknowledged its entry (see
+//! [`Journal::append_durable`]), so a notice is raised once per company, period and kind,
+//! across restarts too, and every notice the host is offered is durable; it stays pending
+//! in the `outbox` table until an [`Entry::NoticeAck`] is committed.
 //!
 //! Entries appended together with [`Journal::append_all`] always land in the same
 //! transaction (for instance a commit's idempotency key and the settled usage).
@@ -50,9 +52,12 @@
 //! file, a foreign SQLite database or a corrupted journal is refused with
 //! [`JournalError::NotAJournal`], naming the path and the reason, and is never modified.
 //! An empty file or an SQLite database without any table and without an application id
-//! (for instance a journal whose creation was interrupted) is initialized.
+//! (for instance a journal whose creation was interrupted) is initialized. A version 1
+//! journal is migrated to version 2 when opened (the `outbox` table is added, in one
+//! transaction; the notices version 1 raised keep their `notices` rows and get no outbox
+//! row).
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //! The file is in WAL mode; operators may read it with any SQLite tool while the service
 //! runs (`sqlite3 -readonly usage.db`).
 //!
@@ -76,6 +81,20 @@
 //!     raised_at INTEGER NOT NULL,              -- unix seconds
 //!     PRIMARY KEY (company, period, kind)
 //! );
+//! -- Version 2: the notice outbox, written in the transaction of the notice's row above;
+//! -- pending (acked_at NULL) until the host acknowledges it.
+//! CREATE TABLE outbox (
+//!     id             INTEGER PRIMARY KEY,   -- the notice's id, never reused
+//!     company        TEXT    NOT NULL,
+//!     period         TEXT    NOT NULL,
+//!     kind           TEXT    NOT NULL CHECK (kind IN ('warning', 'overage')),
+//!     used           INTEGER NOT NULL,      -- usage when crossed
+//!     quota_limit    INTEGER NOT NULL,      -- the limit then
+//!     suggested_plan TEXT,                  -- the plan an overage proposes
+//!     raised_at      INTEGER NOT NULL,      -- unix seconds
+//!     acked_at       INTEGER,               -- unix seconds; NULL while pending
+//!     UNIQUE (company, period, kind)
+//! );
 //! -- Idempotency keys of committed reservations, per company and period.
 //! CREATE TABLE commits (
 //!     company         TEXT    NOT NULL,
@@ -85,7 +104,9 @@
 //! );
 //! ```
 //!
-//! For example, this month's usage per company:
+//! For example, the notices the host has not acknowledged:
+//! `SELECT id, company, period, kind FROM outbox WHERE acked_at IS NULL;`
+//! and this month's usage per company:
 //! `SELECT company, calls FROM usage WHERE user = '' AND period = '2026-11' ORDER BY calls DESC;`
 //!
 //! # Modules
@@ -111,7 +132,9 @@ mod writer;
 mod tests;
 
 pub use durability::Durability;
-pub use entry::{CommitRecord, Entry, NoticeKind, NoticeRecord, Snapshot, UsageRecord};
+pub use entry::{
+    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
+};
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
 pub use health::{HealthChange, JournalHealth, JournalState};

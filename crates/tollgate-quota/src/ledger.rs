@@ -18,11 +18,13 @@
 //! period it checked. Administrative changes (a company's units, a key added) take a
 //! mutex and never block `record`.
 
-//! # Notices exactly once
+//! # Notices once, delivered until acknowledged
 //! Each period counter has a flag word. The move that takes usage over the warning
 //! threshold or the limit sets the flag with `fetch_or`; only the call that flipped the bit
-//! emits the [`QuotaEvent`], so each notice is raised once per company and period however
-//! many threads race, and even if the limit changes during the period. A record, a
+//! raises the notice, so each notice is raised once per company and period however
+//! many threads race, and even if the limit changes during the period. A raised notice
+//! goes to the [outbox](crate::outbox) ([`Ledger::outbox`]), where it waits until the host
+//! acknowledges it, and its [`QuotaEvent`] to [`Ledger::drain_events`] (a signal). A record, a
 //! reservation and a commit raise them the same way (a commit that crosses a threshold
 //! notifies at once; a move past both thresholds raises both). The counter is in its own
 //! module so that loom checks exactly this code.
@@ -33,9 +35,9 @@
 //! journaled when companies and users are registered again. The hot path does not touch
 //! the journal: its writer thread collects, once per batch, the change of every user's
 //! counters since the previous batch. A commit's idempotency key and its settled usage land
-//! in the same batch. A notice is raised only after its journal entry is durable, so it is
-//! raised at most once across restarts; if that write fails the notice is not raised and
-//! [`Ledger::journal_errors`] counts it. In strict mode, a caller that needs its call to be
+//! in the same batch. A notice enters the outbox only after its journal entry is durable,
+//! so it is raised once across restarts, and the outbox's pending notices are restored;
+//! if that write fails the notice is not raised and [`Ledger::journal_errors`] counts it. In strict mode, a caller that needs its call to be
 //! durable before answering calls [`Ledger::sync`] (or waits on [`Ledger::ticket`]):
 //! concurrent callers share one disk sync.
 //!
@@ -72,7 +74,7 @@ mod usage;
 mod tests;
 
 pub use crate::counter::{SharedCharge, MAX_USAGE};
-pub use config::QuotaConfig;
+pub use config::{QuotaConfig, DEFAULT_NOTICE_REDELIVER_AFTER};
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
 pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};

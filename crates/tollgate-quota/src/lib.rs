@@ -9,13 +9,16 @@
 //! * [`plan`] — plans from configuration and the limit a company gets from them (the
 //!   highest plan that applies, or an explicit override);
 //! * [`ledger`] — calls attributed by API key to users and companies with lock-free
-//!   counters, the early warning and the overage notice exactly once per company and
-//!   period, the hard cap, reserve/commit/refund with idempotency keys, disabled users and
+//!   counters, the early warning and the overage notice once per company and period,
+//!   the hard cap, reserve/commit/refund with idempotency keys, disabled users and
 //!   key rotation, reports as JSON and CSV; API keys are never stored or shown in full;
 //! * [`journal`] — the durable ledger in one SQLite file: batched writes by a background
 //!   thread that collects the counters' changes (the hot path never touches it),
 //!   bounded-loss (100 ms) and strict (group commit) modes, a snapshot to restore from,
-//!   foreign or corrupted files refused untouched.
+//!   foreign or corrupted files refused untouched;
+//! * [`outbox`] — the notices waiting for the host: taken, acknowledged after the host
+//!   acted, offered again after a timeout or a restart until then (durable with a
+//!   journal; in memory, forgotten by a restart, without one).
 //!
 //! ```
 //! use tollgate_quota::journal::{Durability, Journal};
@@ -40,6 +43,11 @@
 //! assert_eq!(d.resets_at.to_string(), "2026-12-01T00:00:00Z");
 //! assert!(matches!(d.event.as_deref(), Some(QuotaEvent::Overage { .. })));
 //!
+//! // The notices wait in the outbox until the host acknowledges them.
+//! for n in ledger.outbox().take(16, nov_10) {
+//!     println!("{:?} for {} in {}: {} of {}", n.kind, n.company, n.period, n.used, n.limit);
+//!     ledger.outbox().ack(n.id, nov_10)?; // after the email went out
+//! }
 //! ledger.sync()?; // durable now (on disk in strict mode)
 //! println!("{}", Ledger::usage_csv(&ledger.user_usage()));
 //! # Ok(())
@@ -56,6 +64,7 @@
 mod counter;
 pub mod journal;
 pub mod ledger;
+pub mod outbox;
 pub mod period;
 pub mod plan;
 mod sync;
@@ -68,11 +77,15 @@ pub use jiff;
 mod loom_tests;
 
 #[doc(inline)]
+pub use journal::NoticeKind;
+#[doc(inline)]
 pub use ledger::{
     CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
-    QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow, MAX_COST,
-    MAX_USAGE,
+    QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow,
+    DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
 };
+#[doc(inline)]
+pub use outbox::{Notice, NoticeId, Outbox, OutboxStats};
 #[doc(inline)]
 pub use period::{Period, PeriodError, PeriodKind, PeriodSpec};
 #[doc(inline)]

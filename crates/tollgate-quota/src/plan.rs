@@ -348,11 +348,14 @@ impl Plans {
     }
 
     /// The smallest configured plan that would give `company` at least `used` calls per
-    /// period: what an overage notice suggests to the administrator. `None` if no plan
-    /// would cover that usage. Plans whose limit overflows are skipped.
+    /// period and that it does not have already: what an overage notice suggests to the
+    /// administrator. A default plan (it applies to every company) and a plan the
+    /// company subscribes to are never suggested. `None` if no other plan would cover
+    /// that usage. Plans whose limit overflows are skipped.
     pub fn suggest_plan(&self, company: &Company, used: u64) -> Option<&Plan> {
         self.plans
             .iter()
+            .filter(|p| !p.default && !company.subscriptions.contains(&p.name))
             .filter_map(|p| p.calls_for(company).ok().map(|c| (c, p)))
             .filter(|(c, _)| *c >= used)
             .min_by_key(|(c, _)| *c)
@@ -520,13 +523,20 @@ mod tests {
         ])
         .unwrap();
         let c = Company::new("c").with_units(3, 0);
-        assert_eq!(plans.suggest_plan(&c, 250_000).unwrap().name, "free");
+        // The free plan (a default plan) applies already: never suggested, even where
+        // it would cover the usage (an override holds this company lower).
+        assert_eq!(plans.suggest_plan(&c, 250_000).unwrap().name, "API Access");
         assert_eq!(plans.suggest_plan(&c, 300_001).unwrap().name, "API Access");
         assert_eq!(
             plans.suggest_plan(&c, 1_000_001).unwrap().name,
             "Enterprise"
         );
         assert!(plans.suggest_plan(&c, 10_000_001).is_none());
+        // A plan the company subscribes to is never suggested either.
+        let paid = c.clone().with_subscription("API Access").with_override(500);
+        assert_eq!(plans.suggest_plan(&paid, 501).unwrap().name, "Enterprise");
+        let all = paid.with_subscription("Enterprise");
+        assert!(plans.suggest_plan(&all, 501).is_none());
     }
 
     #[test]

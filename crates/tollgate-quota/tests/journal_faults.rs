@@ -41,6 +41,7 @@ fn disk_full_is_retried_and_restart_counts_every_call() {
     };
     let path = fs.path().join("usage.db");
     let served;
+    let pending_ids;
     {
         // A limit of 300 calls: the warning (240) and the overage notice (300) are both
         // crossed while the disk is full.
@@ -117,11 +118,19 @@ fn disk_full_is_retried_and_restart_counts_every_call() {
             "{events:?}"
         );
         assert_eq!(events.len(), 2, "{events:?}");
+        // The deferred notices entered the outbox when their entry committed: the host
+        // takes both, and after a restart (below) they are pending again, same ids.
+        let taken = l.outbox().take(16, NOW);
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        pending_ids = taken.iter().map(|n| n.id).collect::<Vec<_>>();
         served = n;
     }
     let journaled = journaled_total(&path);
     eprintln!("served {served}, journaled {journaled}");
     assert_eq!(journaled, served as i64);
+    let l = ledger(&path, Durability::Strict, 300);
+    let again: Vec<_> = l.outbox().take(16, NOW).iter().map(|n| n.id).collect();
+    assert_eq!(again, pending_ids);
 }
 
 #[test]

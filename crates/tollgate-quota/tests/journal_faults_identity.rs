@@ -64,6 +64,46 @@ fn a_deleted_journal_is_recreated_with_every_call() {
     }
 }
 
+/// The notices survive a deleted journal as they are: the re-created file holds the
+/// acknowledged one as acknowledged (never offered again after a restart) and the pending
+/// one as pending, with its id.
+#[test]
+fn a_deleted_journal_keeps_the_outbox_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let overage_id;
+    {
+        // Limit 20: the warning at 16, the overage at 21 (the hard cap, 30, is not hit).
+        let l = ledger(&path, Durability::Strict, 20);
+        assert_eq!(calls(&l, 21), 21);
+        let taken = l.outbox().take(16, NOW);
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        let (warning, overage): (Vec<_>, Vec<_>) = taken
+            .iter()
+            .partition(|n| n.kind == tollgate_quota::journal::NoticeKind::Warning);
+        assert!(l.outbox().ack(warning[0].id, NOW).unwrap());
+        overage_id = overage[0].id;
+        remove_journal(&path);
+        let acked = calls(&l, 5);
+        assert!(sync_eventually(&l));
+        let h = l.journal_health().unwrap();
+        eprintln!("{acked} of 5 acknowledged after the deletion; {h:?}");
+        assert!(h.recreated >= 1, "{h:?}");
+    }
+    assert_eq!(journaled_total(&path), 26);
+    let l = ledger(&path, Durability::Strict, 20);
+    let pending = l.outbox().take(16, NOW);
+    assert_eq!(
+        pending.iter().map(|n| n.id).collect::<Vec<_>>(),
+        vec![overage_id],
+        "{pending:?}"
+    );
+    // Nothing is raised again: both notices' flags are in the new file.
+    assert_eq!(calls(&l, 3), 3);
+    assert!(l.drain_events().is_empty());
+    assert_eq!(l.outbox().take(16, NOW).len(), 0);
+}
+
 #[test]
 fn a_moved_journal_is_recreated_and_the_moved_file_is_left_whole() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,17 +27,25 @@
 //! fresh. Metrics follow limits by name. The quota keeps its ledger; companies in the new
 //! policy are registered or updated (a raised limit applies at once).
 //!
+//! # Notices
+//! Early warnings and overage notices wait in the quota's outbox until the host
+//! acknowledges them ([`Engine::take_notices`], then [`Engine::ack_notice`] after the
+//! email went out): a full event channel or a restart loses none of them (with a
+//! journal; without one a restart forgets them, as it forgets usage). See
+//! [`tollgate_quota::outbox`].
+//!
 //! # Events
-//! Overage and warning notices and revocations go to a bounded channel
-//! ([`Engine::events`]); a decision never waits on it. When the host does not drain it,
-//! events are dropped and counted (`events_dropped`).
+//! Notices (as [`Event::Quota`], a signal: the outbox delivers them) and revocations go
+//! to a bounded channel ([`Engine::events`]); a decision never waits on it. When the
+//! host does not drain it, events are dropped and counted (`events_dropped`).
 //!
 //! # Modules
 //! The decision's path, in the order a request meets it:
 //! [`request`] (what is asked) -> [`decide`](self) (revoked? each limit, the quota) over
 //! the compiled policy (`compile`: keys, backends, failure policies) -> [`decision`]
 //! (the answer) -> `headers`. Around it: `instance` (the engine value and its builder),
-//! `reload`, `revocation`, `quota` (reservations), `observe` (events and metrics),
+//! `reload`, `revocation`, `quota` (reservations), `outbox` (notices for the host),
+//! `observe` (events and metrics),
 //! [`extend`] (the traits a remote store implements), `error`, `events`.
 
 mod compile;
@@ -49,6 +57,7 @@ pub mod extend;
 mod headers;
 mod instance;
 mod observe;
+mod outbox;
 mod quota;
 mod reload;
 pub mod request;

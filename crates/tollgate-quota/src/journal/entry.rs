@@ -3,8 +3,11 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// The kind of a notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NoticeKind {
     /// The early warning.
     Warning,
@@ -53,8 +56,33 @@ pub enum Entry {
         /// The delta; negative for refunds.
         calls: i64,
     },
-    /// A notice was raised. Journaling the same company, period and kind again is a no-op.
+    /// A notice was raised: a row of the `notices` table (the flag that makes it once)
+    /// and, in the same transaction, its row in the `outbox` table, pending until the
+    /// host acknowledges it ([`Entry::NoticeAck`]). Journaling the same company, period
+    /// and kind again is a no-op.
     Notice {
+        /// The notice's id in the outbox (unique in the journal, never reused).
+        id: u64,
+        /// The company.
+        company: String,
+        /// The period's label.
+        period: String,
+        /// Which notice.
+        kind: NoticeKind,
+        /// The company's usage in the period when it was crossed.
+        used: u64,
+        /// The company's limit then.
+        limit: u64,
+        /// The plan the notice proposes, if any (overage notices).
+        suggested_plan: Option<String>,
+        /// When it was raised (the crossing), unix seconds.
+        raised_at: i64,
+    },
+    /// A notice's once-flag only (its `notices` row, no `outbox` row): what a rewrite of
+    /// the journal writes for a notice raised and delivered before the outbox existed
+    /// (schema 1), whose outbox facts nobody holds. Journaling it for a company, period
+    /// and kind already flagged is a no-op.
+    NoticeRaised {
         /// The company.
         company: String,
         /// The period's label.
@@ -63,6 +91,14 @@ pub enum Entry {
         kind: NoticeKind,
         /// When it was raised, unix seconds.
         raised_at: i64,
+    },
+    /// The host acknowledged the outbox notice `id`: it is not offered again. Journaling
+    /// it for an acknowledged or unknown id is a no-op.
+    NoticeAck {
+        /// The notice's id.
+        id: u64,
+        /// When it was acknowledged, unix seconds.
+        acked_at: i64,
     },
     /// A reservation was committed under an idempotency key. Journaling the same key again
     /// is a no-op.
@@ -104,6 +140,29 @@ pub struct NoticeRecord {
     pub raised_at: i64,
 }
 
+/// A row of the `outbox` table: a notice and whether the host acknowledged it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboxRecord {
+    /// The notice's id.
+    pub id: u64,
+    /// The company.
+    pub company: String,
+    /// The period's label.
+    pub period: String,
+    /// Which notice.
+    pub kind: NoticeKind,
+    /// The company's usage in the period when it was crossed.
+    pub used: u64,
+    /// The company's limit then.
+    pub limit: u64,
+    /// The plan the notice proposes, if any.
+    pub suggested_plan: Option<String>,
+    /// When it was crossed, unix seconds.
+    pub raised_at: i64,
+    /// When the host acknowledged it (unix seconds); `None` while pending.
+    pub acked_at: Option<i64>,
+}
+
 /// A row of the `commits` table.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CommitRecord {
@@ -122,6 +181,9 @@ pub struct Snapshot {
     pub usage: Vec<UsageRecord>,
     /// All notices raised.
     pub notices: Vec<NoticeRecord>,
+    /// The outbox: every notice raised since schema version 2, acknowledged or pending,
+    /// by id.
+    pub outbox: Vec<OutboxRecord>,
     /// All committed idempotency keys.
     pub commits: Vec<CommitRecord>,
 }

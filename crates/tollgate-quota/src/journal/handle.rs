@@ -110,7 +110,7 @@ impl Journal {
         let keep = st.failed.is_none() && !st.writer_gone;
         let mut urgent = false;
         for entry in entries {
-            urgent |= matches!(entry, Entry::Notice { .. });
+            urgent |= matches!(entry, Entry::Notice { .. } | Entry::NoticeRaised { .. });
             if !keep {
                 continue;
             }
@@ -158,7 +158,9 @@ impl Journal {
 
     /// Whether the batch of `ticket` (and every one before it) has committed.
     pub(crate) fn is_committed(&self, ticket: Ticket) -> bool {
-        self.shared.lock().committed >= ticket.0
+        // Lock-free: the owner calls it holding the lock its refill source takes, and the
+        // writer calls that source holding the journal's lock.
+        self.shared.committed.load(Ordering::Acquire) >= ticket.0
     }
 
     /// Calls `listener` on the writer thread each time the journal starts failing and

@@ -12,7 +12,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use super::durability::Durability;
 use super::entry::Snapshot;
 use super::error::{refuse, sql_err, JournalError};
-use super::schema::{init_schema, read_snapshot, APPLICATION_ID, SCHEMA_VERSION};
+use super::schema::{
+    init_schema, read_snapshot, tables_of, APPLICATION_ID, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION,
+};
 
 /// Pages the WAL grows to before a checkpoint.
 const WAL_PAGES: u32 = 16;
@@ -160,12 +162,12 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
             ),
         ));
     }
-    if version != SCHEMA_VERSION {
+    if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&version) {
         return Err(refuse(
             path,
             format!(
-                "schema version {version} is not supported (this build reads version \
-                 {SCHEMA_VERSION})"
+                "schema version {version} is not supported (this build reads versions \
+                 {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})"
             ),
         ));
     }
@@ -186,7 +188,7 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
             format!("corrupted (quick_check: {})", shown.join("; ")),
         ));
     }
-    for table in ["usage", "notices", "commits"] {
+    for &table in tables_of(version) {
         let n: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",

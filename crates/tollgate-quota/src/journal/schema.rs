@@ -1,17 +1,48 @@
-//! The SQLite schema (version 1) and the statements that write a batch and read the
-//! tables back.
+//! The SQLite schema (version 2) and the statements that write a batch and read the
+//! tables back; the migration of a version 1 file (the `outbox` table added).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::entry::{CommitRecord, Entry, NoticeKind, NoticeRecord, Snapshot, UsageRecord};
+use super::entry::{
+    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
+};
 use super::error::{refuse, sql_err, JournalError};
 
 /// `PRAGMA application_id` of a tollgate journal: "TGLQ".
 pub const APPLICATION_ID: i32 = 0x5447_4C51;
 /// `PRAGMA user_version` of the schema this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+/// The oldest schema version this build opens (and migrates to [`SCHEMA_VERSION`]).
+pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
+
+/// The tables a journal of schema `version` has.
+pub(super) fn tables_of(version: i32) -> &'static [&'static str] {
+    if version >= 2 {
+        &["usage", "notices", "commits", "outbox"]
+    } else {
+        &["usage", "notices", "commits"]
+    }
+}
+
+/// Version 2: the notice outbox. A notice is written here in the transaction that
+/// journals it, pending (`acked_at` NULL) until the host acknowledges it; one row per
+/// company, period and kind ever.
+const OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id             INTEGER PRIMARY KEY,
+    company        TEXT    NOT NULL,
+    period         TEXT    NOT NULL,
+    kind           TEXT    NOT NULL CHECK (kind IN ('warning', 'overage')),
+    used           INTEGER NOT NULL,
+    quota_limit    INTEGER NOT NULL,
+    suggested_plan TEXT,
+    raised_at      INTEGER NOT NULL,
+    acked_at       INTEGER,
+    UNIQUE (company, period, kind)
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS usage (
@@ -45,6 +76,10 @@ const UPSERT_USAGE: &str = "INSERT INTO usage (company, user, period_start, peri
          ELSE MAX(calls + excluded.calls, 0) END";
 const INSERT_NOTICE: &str =
     "INSERT OR IGNORE INTO notices (company, period, kind, raised_at) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox
+     (id, company, period, kind, used, quota_limit, suggested_plan, raised_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const ACK_OUTBOX: &str = "UPDATE outbox SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL";
 const INSERT_COMMIT: &str =
     "INSERT OR IGNORE INTO commits (company, period_start, idempotency_key) VALUES (?1, ?2, ?3)";
 const SELECT_USAGE: &str = "SELECT company, user, period_start, period, calls FROM usage
@@ -59,6 +94,10 @@ pub(super) fn apply<'a>(
         let mut usage = tx.prepare(UPSERT_USAGE)?;
         let mut notice = tx.prepare(INSERT_NOTICE)?;
         let mut commit = tx.prepare(INSERT_COMMIT)?;
+        let mut outbox = tx.prepare(INSERT_OUTBOX)?;
+        let mut ack = tx.prepare(ACK_OUTBOX)?;
+        // SQLite integers are signed: counts above i64::MAX are stored as i64::MAX.
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for entry in batch {
             match entry {
                 Entry::Usage {
@@ -74,12 +113,37 @@ pub(super) fn apply<'a>(
                     }
                 }
                 Entry::Notice {
+                    id,
+                    company,
+                    period,
+                    kind,
+                    used,
+                    limit,
+                    suggested_plan,
+                    raised_at,
+                } => {
+                    notice.execute(params![company, period, kind.as_str(), raised_at])?;
+                    outbox.execute(params![
+                        int(*id),
+                        company,
+                        period,
+                        kind.as_str(),
+                        int(*used),
+                        int(*limit),
+                        suggested_plan,
+                        raised_at
+                    ])?;
+                }
+                Entry::NoticeRaised {
                     company,
                     period,
                     kind,
                     raised_at,
                 } => {
                     notice.execute(params![company, period, kind.as_str(), raised_at])?;
+                }
+                Entry::NoticeAck { id, acked_at } => {
+                    ack.execute(params![int(*id), acked_at])?;
                 }
                 Entry::Commit {
                     company,
@@ -102,7 +166,25 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(sql_err(path, "cannot read application_id"))?;
     if app_id == APPLICATION_ID {
-        return Ok(()); // checked by check_existing; the transaction rolls back
+        // Checked by check_existing: a version this build opens. Migrate an older one.
+        let version: i32 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql_err(path, "cannot read user_version"))?;
+        if version >= SCHEMA_VERSION {
+            return Ok(()); // the transaction rolls back
+        }
+        // Version 1 -> 2: the outbox. Notices raised before it keep their `notices`
+        // row (so they are not raised again) and have no outbox row: they were
+        // delivered, at most once, by the version that raised them.
+        tx.execute_batch(OUTBOX).map_err(sql_err(
+            path,
+            "cannot add the outbox table (migration to version 2)",
+        ))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+            .map_err(sql_err(path, "cannot set user_version"))?;
+        return tx
+            .commit()
+            .map_err(sql_err(path, "cannot commit the migration to version 2"));
     }
     if app_id != 0 {
         // Another process replaced the file since it was checked.
@@ -112,6 +194,8 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
         ));
     }
     tx.execute_batch(SCHEMA)
+        .map_err(sql_err(path, "cannot create the schema"))?;
+    tx.execute_batch(OUTBOX)
         .map_err(sql_err(path, "cannot create the schema"))?;
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
@@ -194,9 +278,50 @@ pub(super) fn read_snapshot(path: &Path, conn: &Connection) -> Result<Snapshot, 
             .map_err(sql_err(path, "cannot read the commits table"))?
     };
     commits.sort();
+    let outbox = read_outbox(path, conn)?;
     Ok(Snapshot {
         usage,
         notices,
         commits,
+        outbox,
     })
+}
+
+/// The `outbox` table, by id.
+fn read_outbox(path: &Path, conn: &Connection) -> Result<Vec<OutboxRecord>, JournalError> {
+    let err = || sql_err(path, "cannot read the outbox table");
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, company, period, kind, used, quota_limit, suggested_plan, raised_at,
+                    acked_at FROM outbox ORDER BY id",
+        )
+        .map_err(err())?;
+    let mut rows = stmt.query([]).map_err(err())?;
+    let mut out = Vec::new();
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    while let Some(r) = rows.next().map_err(err())? {
+        let kind: String = r.get(3).map_err(err())?;
+        let Some(kind) = NoticeKind::parse(&kind) else {
+            return Err(refuse(
+                path,
+                format!("unknown notice kind {kind:?} in the outbox"),
+            ));
+        };
+        let id: i64 = r.get(0).map_err(err())?;
+        let Ok(id) = u64::try_from(id) else {
+            return Err(refuse(path, format!("negative outbox id {id}")));
+        };
+        out.push(OutboxRecord {
+            id,
+            company: r.get(1).map_err(err())?,
+            period: r.get(2).map_err(err())?,
+            kind,
+            used: count(r.get(4).map_err(err())?),
+            limit: count(r.get(5).map_err(err())?),
+            suggested_plan: r.get(6).map_err(err())?,
+            raised_at: r.get(7).map_err(err())?,
+            acked_at: r.get(8).map_err(err())?,
+        });
+    }
+    Ok(out)
 }

@@ -21,9 +21,13 @@ fn usage(company: &str, user: Option<&str>, start: i64, calls: i64) -> Entry {
 
 fn notice(company: &str, kind: NoticeKind, at: i64) -> Entry {
     Entry::Notice {
+        id: at.unsigned_abs() * 2 + u64::from(kind == NoticeKind::Overage),
         company: company.into(),
         period: "2026-11".into(),
         kind,
+        used: 10,
+        limit: 8,
+        suggested_plan: None,
         raised_at: at,
     }
 }
@@ -465,9 +469,9 @@ fn refuses_an_unknown_schema_version() {
     real_journal(&path);
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 2").unwrap();
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
     }
-    assert_refused(&path, "schema version 2");
+    assert_refused(&path, "schema version 3");
 }
 
 #[test]

@@ -204,6 +204,10 @@ pub(super) struct Shared {
     /// While failing, nanoseconds from `base` to the first failure, plus one; 0 when
     /// ok. Read without the lock by [`Journal::failing_for`](super::Journal::failing_for).
     pub(super) failing_since_ns: AtomicU64,
+    /// The last batch committed (`State::committed`), stored before the commit hook runs
+    /// and read without the lock by [`Journal::is_committed`](super::Journal::is_committed),
+    /// so an owner may check it while holding a lock its state source also takes.
+    pub(super) committed: AtomicU64,
 }
 
 impl Shared {
@@ -236,6 +240,7 @@ impl Shared {
             hooks: Mutex::new(Hooks::default()),
             base: Instant::now(),
             failing_since_ns: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
         }
     }
 
@@ -373,6 +378,7 @@ pub(super) fn writer_main(
         let change = match result {
             Ok(()) => {
                 st.committed = batch.number;
+                shared.committed.store(batch.number, Ordering::Release);
                 let was_failing = st.failing();
                 st.health.consecutive_failures = 0;
                 st.health.last_success = Some(now);

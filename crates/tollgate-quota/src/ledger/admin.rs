@@ -94,7 +94,12 @@ impl Ledger {
             usage,
             committed: Mutex::new(committed),
         };
-        d.companies.insert(company.id.clone(), Arc::new(entry));
+        let entry = Arc::new(entry);
+        d.companies.insert(company.id.clone(), Arc::clone(&entry));
+        drop(d); // raising a notice waits for the journal, whose collector locks it
+        if !rows.is_empty() {
+            self.recover_notices(&entry, now);
+        }
         Ok(limit)
     }
 

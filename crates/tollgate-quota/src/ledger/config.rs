@@ -1,6 +1,8 @@
 //! The ledger's configuration, and the thresholds it gives one company's period: the
 //! early warning, the limit and the hard cap, and the rules that apply them to a charge.
 
+use std::time::Duration;
+
 use crate::counter::{Counter, Crossings};
 use crate::period::PeriodSpec;
 use crate::plan::Plans;
@@ -20,7 +22,13 @@ pub struct QuotaConfig {
     /// Service stops above this percentage of the limit (e.g. 150): "excessive overuse".
     /// `None`: never refuse, only notify.
     pub hard_cap_percent: Option<u32>,
+    /// How long a notice [taken](crate::Outbox::take) from the outbox and not
+    /// acknowledged waits before it is offered again (5 minutes by default).
+    pub notice_redeliver_after: Duration,
 }
+
+/// The default [`QuotaConfig::notice_redeliver_after`]: 5 minutes.
+pub const DEFAULT_NOTICE_REDELIVER_AFTER: Duration = Duration::from_secs(300);
 
 impl Default for QuotaConfig {
     fn default() -> Self {
@@ -29,6 +37,7 @@ impl Default for QuotaConfig {
             period: PeriodSpec::monthly_utc(),
             warning_percent: Some(80),
             hard_cap_percent: Some(150),
+            notice_redeliver_after: DEFAULT_NOTICE_REDELIVER_AFTER,
         }
     }
 }

@@ -2,12 +2,16 @@
 //! every committed idempotency key (after the journal dropped appended entries at its
 //! pending bound), and, into a re-created journal file, every usage counter in full, so
 //! that a restart from the new file is exact. Also the notices whose journal entry was
-//! not acknowledged at once (the journal was failing): raised once it is.
+//! not acknowledged at once (the journal was failing): raised once it is. Notices are
+//! rewritten from the outbox (pending and acknowledged, with their ids and facts) and the
+//! deferred list; a raised flag neither holds (a notice journaled before schema 2) is
+//! rewritten as a flag only.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::journal::{Entry, NoticeKind, Refill, Snapshot, Ticket};
+use crate::outbox::{Held, Notice, OutboxState};
 
 use super::collect::collect_usage;
 use super::decision::QuotaEvent;
@@ -18,22 +22,32 @@ use super::directory::Directory;
 pub(super) fn refill(
     directory: &Directory,
     restored: &Mutex<Snapshot>,
+    outbox: &OutboxState,
+    deferred: &Mutex<Deferred>,
     what: Refill,
     batch: &mut Vec<Entry>,
 ) {
+    // The notices the outbox and the deferred list hold, with their identity and facts
+    // (no-ops for those the file has); every other raised flag as a flag only.
+    let mut held = outbox.journal_entries(batch);
+    deferred
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .journal_entries(batch, &mut held);
     // When a notice was raised is not kept in memory: the time of the rewrite stands in.
     let now = jiff::Timestamp::now().as_second();
     for company in directory.companies.values() {
         for (_, u) in company.usage.periods.iter() {
             let (warned, noticed) = u.counter.raised();
+            let period = u.period.label();
             for (raised, kind) in [
                 (warned, NoticeKind::Warning),
                 (noticed, NoticeKind::Overage),
             ] {
-                if raised {
-                    batch.push(Entry::Notice {
+                if raised && !held.contains(&(company.id.clone(), period.clone(), kind)) {
+                    batch.push(Entry::NoticeRaised {
                         company: company.id.clone(),
-                        period: u.period.label(),
+                        period: period.clone(),
                         kind,
                         raised_at: now,
                     });
@@ -74,7 +88,7 @@ pub(super) fn refill(
         });
     }
     for n in &snap.notices {
-        batch.push(Entry::Notice {
+        batch.push(Entry::NoticeRaised {
             company: n.company.clone(),
             period: n.period.clone(),
             kind: n.kind,
@@ -91,32 +105,47 @@ pub(super) fn refill(
 }
 
 /// Notices whose journal entry was not acknowledged when they were raised, waiting for
-/// the batch holding it to commit.
+/// the batch holding it to commit before they enter the outbox.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
-    waiting: Vec<(Ticket, QuotaEvent)>,
+    waiting: Vec<(Ticket, Notice)>,
 }
 
 impl Deferred {
-    /// Queues `event` until `ticket` commits.
-    pub(super) fn push(&mut self, ticket: Ticket, event: QuotaEvent) {
-        self.waiting.push((ticket, event));
+    /// Queues `notice` until `ticket` commits.
+    pub(super) fn push(&mut self, ticket: Ticket, notice: Notice) {
+        self.waiting.push((ticket, notice));
     }
 
-    /// Moves every notice whose batch (at most `committed`) committed to `events`.
-    pub(super) fn release(&mut self, committed: u64, events: &Arc<Mutex<Vec<QuotaEvent>>>) {
+    /// Moves every notice whose batch (at most `committed`) committed into `outbox`, and
+    /// its event to `events`.
+    pub(super) fn release(
+        &mut self,
+        committed: u64,
+        outbox: &OutboxState,
+        events: &Mutex<Vec<QuotaEvent>>,
+    ) {
         if self.waiting.is_empty() {
             return;
         }
         let mut out = events.lock().unwrap_or_else(|p| p.into_inner());
-        self.waiting.retain(|(t, e)| {
-            if t.number() <= committed {
-                out.push(e.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(t, _)| t.number() <= committed);
+        self.waiting = waiting;
+        for (_, notice) in due {
+            out.push(notice.to_event());
+            outbox.push(notice);
+        }
+    }
+
+    /// The journal entries of the waiting notices (a rewrite), adding each one's
+    /// company, period and kind to `held`.
+    fn journal_entries(&self, batch: &mut Vec<Entry>, held: &mut Held) {
+        for (_, n) in &self.waiting {
+            batch.push(n.journal_entry());
+            held.insert(n.identity());
+        }
     }
 
     /// How many notices wait.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_core::{FingerprintBuildHasher, Fingerprinter};
 
 use crate::journal::{Journal, JournalError, JournalHealth, Snapshot, Ticket};
+use crate::outbox::{Outbox, OutboxState};
 
 use super::collect::collect_usage;
 use super::config::QuotaConfig;
@@ -27,6 +28,9 @@ pub struct Ledger {
     pub(super) events: Arc<Mutex<Vec<QuotaEvent>>>,
     /// Notices waiting for their journal entry to commit (the journal was failing).
     pub(super) deferred: Arc<Mutex<Deferred>>,
+    /// Notices raised and not acknowledged by the host (shared with the journal's
+    /// commit hook and its rewrite source).
+    pub(super) outbox: Arc<OutboxState>,
     /// Where every change is journaled, if durable.
     pub(super) journal: Option<Journal>,
     /// Journaled state not yet claimed by a registered company or user.
@@ -51,6 +55,7 @@ impl Ledger {
     /// An empty ledger.
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
+            outbox: Arc::new(OutboxState::new(config.notice_redeliver_after)),
             config,
             keys: KeyMap::with_hasher(FingerprintBuildHasher),
             fingerprints: Fingerprinter::new(),
@@ -67,10 +72,12 @@ impl Ledger {
     /// and committed idempotency keys in `snapshot` (what [`Journal::open`] returned).
     /// Restored usage is attached to a company or user when it is registered
     /// ([`Ledger::upsert_company`], [`Ledger::add_user`]), so a restart re-registers them
-    /// and carries on counting. A notice is raised only once its journal entry is durable,
-    /// so it is raised at most once across restarts.
-    pub fn with_journal(config: QuotaConfig, journal: Journal, snapshot: Snapshot) -> Self {
+    /// and carries on counting. A notice enters the [outbox](Ledger::outbox) only once
+    /// its journal entry is durable, so it is raised once across restarts; the notices
+    /// the host had not acknowledged are pending again at once.
+    pub fn with_journal(config: QuotaConfig, journal: Journal, mut snapshot: Snapshot) -> Self {
         let mut l = Ledger::new(config);
+        l.outbox.restore(&std::mem::take(&mut snapshot.outbox));
         let directory = Arc::clone(&l.directory);
         journal.set_collector(Box::new(move |batch| {
             collect_usage(&directory.lock().unwrap_or_else(|p| p.into_inner()), batch);
@@ -80,21 +87,34 @@ impl Ledger {
         // file (see `refill`).
         let directory = Arc::clone(&l.directory);
         let restored = Arc::clone(&l.restored);
+        let outbox = Arc::clone(&l.outbox);
+        let deferred = Arc::clone(&l.deferred);
         journal.set_source(Box::new(move |what, batch| {
             let d = directory.lock().unwrap_or_else(|p| p.into_inner());
-            refill(&d, &restored, what, batch);
+            refill(&d, &restored, &outbox, &deferred, what, batch);
         }));
-        // Raises the notices that waited for their entry to commit.
+        // Puts in the outbox (and raises) the notices that waited for their entry to
+        // commit.
         let deferred = Arc::clone(&l.deferred);
         let events = Arc::clone(&l.events);
+        let outbox = Arc::clone(&l.outbox);
         journal.set_on_commit(Box::new(move |committed| {
             deferred
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .release(committed, &events);
+                .release(committed, &outbox, &events);
         }));
         l.journal = Some(journal);
         l
+    }
+
+    /// The notice outbox: the early warnings and overage notices raised and not yet
+    /// acknowledged by the host (see [`Outbox`]).
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox {
+            state: &self.outbox,
+            journal: self.journal.as_ref(),
+        }
     }
 
     /// The journal, if this ledger is durable (to `wait` on, `flush` or report from).

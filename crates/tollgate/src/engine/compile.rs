@@ -295,6 +295,7 @@ pub(super) fn open_ledger(q: &QuotaSpec) -> Result<Ledger, EngineError> {
         period: q.period.clone(),
         warning_percent: q.warning_percent,
         hard_cap_percent: q.hard_cap_percent,
+        notice_redeliver_after: q.notice_redeliver_after,
     };
     Ok(match &q.journal {
         None => Ledger::new(config),

@@ -6,7 +6,11 @@ use tollgate_quota::{KeyRef, QuotaEvent};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A quota notice (early warning or overage) to turn into an email.
+    /// A quota notice (early warning or overage) was raised. A signal only: like every
+    /// event it is dropped when the channel is full. Send the emails from the outbox
+    /// ([`Engine::take_notices`](crate::Engine::take_notices), then
+    /// [`Engine::ack_notice`](crate::Engine::ack_notice)), which keeps each notice until
+    /// it is acknowledged.
     Quota(QuotaEvent),
     /// A token was revoked for repeated denials (or by [`Engine::revoke`](crate::Engine::revoke)).
     Revoked {

@@ -197,6 +197,9 @@ impl Engine {
                     }
                 }
                 register_companies(ledger, q, now)?;
+                ledger
+                    .outbox()
+                    .set_redeliver_after(q.notice_redeliver_after);
                 Some(CompiledQuota {
                     attr: q.key.clone(),
                     cost: q.cost,

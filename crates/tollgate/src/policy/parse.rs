@@ -86,6 +86,8 @@ pub(super) struct RawQuota {
     durability: DurabilitySpec,
     #[serde(default)]
     unknown_key: UnknownKey,
+    #[serde(default)]
+    notice_redeliver_after: Option<HumanDuration>,
 }
 
 /// `journal = "usage.db"`, or `[quota.journal] path = "usage.db"` with
@@ -287,6 +289,9 @@ impl Policy {
                     }),
                     durability: q.durability,
                     unknown_key: q.unknown_key,
+                    notice_redeliver_after: q
+                        .notice_redeliver_after
+                        .map_or(tollgate_quota::DEFAULT_NOTICE_REDELIVER_AFTER, |d| d.0),
                 })
             }
         };

@@ -585,6 +585,9 @@ pub struct QuotaSpec {
     pub journal_fail_closed_after: Option<Duration>,
     /// What to do with unknown keys.
     pub unknown_key: UnknownKey,
+    /// How long a notice taken from the outbox and not acknowledged waits before it is
+    /// offered again (`notice_redeliver_after = "5m"`, the default).
+    pub notice_redeliver_after: Duration,
 }
 
 /// A whole policy.
