@@ -877,6 +877,24 @@ tollgate_result tollgate_engine_notice_ack(const struct tollgate_engine *engine,
                                            bool *out_acked);
 
 /**
+ * The quota journal's health as one JSON object in `buf`:
+ * `{"journal":true,"state":"ok"|"failing","consecutive_failures":0,"total_failures":3,
+ * "last_error":"..."|null,"last_success_unix_ns":..|null,"failing_since_unix_ns":..|null,
+ * "pending_entries":0,"dropped_entries":0,"recreated":0}`, or `{"journal":false}` when
+ * the engine has no journal. A gateway's health endpoint serves it (state "failing" for
+ * longer than the policy's `fail_closed_after` means quota-charged requests are
+ * refused). When `buf` is too small, `*out_n` receives the size needed.
+ *
+ * # Safety
+ * `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
+ * to a writable `size_t`.
+ */
+tollgate_result tollgate_engine_journal_health(const struct tollgate_engine *engine,
+                                               char *buf,
+                                               size_t len,
+                                               size_t *out_n);
+
+/**
  * Copies the engine's counters as Prometheus text (per limit: allowed, denied,
  * shadow-denied, errors, revocations; engine-wide totals) into `buf`.
  *

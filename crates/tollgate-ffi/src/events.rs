@@ -14,7 +14,9 @@ use crate::types::{tollgate_engine, tollgate_result, TOLLGATE_ENGINE_CLOCK};
 /// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
 /// overage with `"suggested_plan"`), revocations
 /// (`{"kind":"revoked","attribute":"token","key":"key#3f9a0c1e5b7d","automatic":true}`) and
-/// restorations (`{"kind":"restored",..}`). Tokens appear redacted.
+/// restorations (`{"kind":"restored",..}`), and the quota journal's health changes
+/// (`{"kind":"journal_failing","error":..,"since_unix_ns":..}`,
+/// `{"kind":"journal_recovered","failures":..}`). Tokens appear redacted.
 pub(crate) fn event_json(e: &Event) -> String {
     /// A revocation or restoration, its kind first like the quota notices'.
     #[derive(serde::Serialize)]
@@ -59,6 +61,18 @@ pub(crate) fn event_json(e: &Event) -> String {
             automatic: None,
             until_unix_ns: None,
         }),
+        Event::JournalFailing {
+            error,
+            since_unix_ns,
+        } => serde_json::to_string(&serde_json::json!({
+            "kind": "journal_failing",
+            "error": error,
+            "since_unix_ns": since_unix_ns,
+        })),
+        Event::JournalRecovered { failures } => serde_json::to_string(&serde_json::json!({
+            "kind": "journal_recovered",
+            "failures": failures,
+        })),
         // An event this ABI version does not describe yet.
         _ => Ok("{\"kind\":\"other\"}".to_owned()),
     };
@@ -201,6 +215,52 @@ pub unsafe extern "C" fn tollgate_engine_notice_ack(
         }
         Ok(tollgate_result::Ok)
     })
+}
+
+/// The quota journal's health as one JSON object in `buf`:
+/// `{"journal":true,"state":"ok"|"failing","consecutive_failures":0,"total_failures":3,
+/// "last_error":"..."|null,"last_success_unix_ns":..|null,"failing_since_unix_ns":..|null,
+/// "pending_entries":0,"dropped_entries":0,"recreated":0}`, or `{"journal":false}` when
+/// the engine has no journal. A gateway's health endpoint serves it (state "failing" for
+/// longer than the policy's `fail_closed_after` means quota-charged requests are
+/// refused). When `buf` is too small, `*out_n` receives the size needed.
+///
+/// # Safety
+/// `engine` must be a live engine; `buf` must point to `len` writable bytes and `out_n`
+/// to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tollgate_engine_journal_health(
+    engine: *const tollgate_engine,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe { engine_text(engine, buf, len, out_n, |h| journal_health_json(&h.engine)) }
+}
+
+/// The JSON of [`tollgate_engine_journal_health`].
+pub(crate) fn journal_health_json(engine: &tollgate::Engine) -> String {
+    fn unix_ns(t: Option<std::time::SystemTime>) -> Option<u64> {
+        let d = t?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+    let v = match engine.journal_health() {
+        None => serde_json::json!({ "journal": false }),
+        Some(h) => serde_json::json!({
+            "journal": true,
+            "state": if h.is_ok() { "ok" } else { "failing" },
+            "consecutive_failures": h.consecutive_failures,
+            "total_failures": h.total_failures,
+            "last_error": h.last_error,
+            "last_success_unix_ns": unix_ns(h.last_success),
+            "failing_since_unix_ns": unix_ns(h.failing_since),
+            "pending_entries": h.pending_entries,
+            "dropped_entries": h.dropped_entries,
+            "recreated": h.recreated,
+        }),
+    };
+    v.to_string()
 }
 
 /// Copies the engine's counters as Prometheus text (per limit: allowed, denied,

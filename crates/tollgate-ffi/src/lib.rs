@@ -90,8 +90,8 @@ pub use admin::{
 };
 pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
 pub use events::{
-    tollgate_engine_metrics, tollgate_engine_next_event, tollgate_engine_notice_ack,
-    tollgate_engine_notices_take,
+    tollgate_engine_journal_health, tollgate_engine_metrics, tollgate_engine_next_event,
+    tollgate_engine_notice_ack, tollgate_engine_notices_take,
 };
 pub use guard::tollgate_last_error;
 pub use handle::{

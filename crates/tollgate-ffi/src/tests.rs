@@ -573,3 +573,68 @@ fn notices_are_taken_and_acknowledged() {
     // SAFETY: the engine, freed once.
     unsafe { tollgate_engine_free(e) };
 }
+
+/// The journal's health as JSON: `{"journal":false}` without a journal, its state and
+/// counters with one; its health changes as event JSON.
+#[test]
+fn journal_health_and_events_as_json() {
+    let e = new_engine();
+    // SAFETY: the engine and buffers from text_of.
+    let json = text_of(|b, l, n| unsafe { tollgate_engine_journal_health(e, b, l, n) });
+    assert_eq!(json.as_deref(), Some("{\"journal\":false}"));
+    // SAFETY: the engine, freed once.
+    unsafe { tollgate_engine_free(e) };
+
+    let dir = std::env::temp_dir().join(format!("tollgate-ffi-health-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("usage.db");
+    let policy = format!(
+        "{POLICY}[quota.journal]\npath = {:?}\n",
+        path.display().to_string()
+    );
+    let mut e = std::ptr::null_mut();
+    // SAFETY: a local string and a local out-pointer.
+    let rc = unsafe { tollgate_engine_from_toml(policy.as_ptr().cast(), policy.len(), &mut e) };
+    assert_eq!(rc, tollgate_result::Ok);
+    let attrs = [attr("token", "k1")];
+    let mut d = tollgate_decision::default();
+    // SAFETY: a live engine, one attribute, a local output.
+    let rc =
+        unsafe { tollgate_engine_decide(e, attrs.as_ptr(), 1, TOLLGATE_CLASS_COST, NOW, &mut d) };
+    assert_eq!(rc, tollgate_result::Ok);
+    // SAFETY: the engine and buffers from text_of.
+    let json = text_of(|b, l, n| unsafe { tollgate_engine_journal_health(e, b, l, n) }).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["journal"], true, "{json}");
+    assert_eq!(v["state"], "ok", "{json}");
+    assert_eq!(v["total_failures"], 0, "{json}");
+    assert!(
+        v["last_error"].is_null() && v["failing_since_unix_ns"].is_null(),
+        "{json}"
+    );
+    assert_eq!(v["recreated"], 0, "{json}");
+    let mut tiny = [0 as c_char; 4];
+    let mut n = 0usize;
+    // SAFETY: the engine, a local buffer of the stated size, a local output.
+    let rc = unsafe { tollgate_engine_journal_health(e, tiny.as_mut_ptr(), tiny.len(), &mut n) };
+    assert_eq!(rc, tollgate_result::BufferTooSmall);
+    assert_eq!(n, json.len() + 1);
+    // SAFETY: NULL engine is refused.
+    let rc =
+        unsafe { tollgate_engine_journal_health(std::ptr::null(), tiny.as_mut_ptr(), 4, &mut n) };
+    assert_eq!(rc, tollgate_result::NullParameter);
+    // SAFETY: the engine, freed once.
+    unsafe { tollgate_engine_free(e) };
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let failing = crate::events::event_json(&tollgate::Event::JournalFailing {
+        error: "usage.db: database or disk is full".into(),
+        since_unix_ns: 7,
+    });
+    let v: serde_json::Value = serde_json::from_str(&failing).unwrap();
+    assert_eq!(v["kind"], "journal_failing");
+    assert_eq!(v["since_unix_ns"], 7);
+    assert!(v["error"].as_str().unwrap().contains("full"));
+    let recovered = crate::events::event_json(&tollgate::Event::JournalRecovered { failures: 3 });
+    assert_eq!(recovered, "{\"failures\":3,\"kind\":\"journal_recovered\"}");
+}
