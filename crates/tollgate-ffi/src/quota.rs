@@ -33,6 +33,7 @@ fn quota_fail(e: QuotaError) -> Fail {
     let code = match e {
         QuotaError::UnknownKey(_) => tollgate_result::UnknownKey,
         QuotaError::DisabledUser { .. } => tollgate_result::DisabledUser,
+        QuotaError::JournalFailing { .. } => tollgate_result::Journal,
         _ => tollgate_result::Quota,
     };
     Fail::new(code, e.to_string())

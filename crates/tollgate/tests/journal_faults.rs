@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tollgate::{Engine, Event, Policy, Reason, Request};
 use tollgate_quota::journal::{Durability, Journal, JournalState};
+use tollgate_quota::QuotaError;
 
 /// 2026-11-01T00:00:00Z.
 const NOV: i64 = 1_793_491_200;
@@ -175,13 +176,26 @@ fn fail_closed_after_refuses_charged_requests_until_the_journal_heals() {
     }
     let d = refused.expect("refused once the journal failed for 50 ms");
     assert_eq!(d.reason, Reason::JournalFailing);
+    // A reservation is refused the same way (it charged while the journal failed).
+    match e.reserve_quota("k0", 1, Some(NOW)) {
+        Some(Err(QuotaError::JournalFailing {
+            failing_for,
+            fail_closed_after,
+        })) => assert!(failing_for > fail_closed_after),
+        other => panic!("reserve while failing: {other:?}"),
+    }
     assert!(e
         .prometheus()
-        .contains("tollgate_journal_refused_total 1\n"));
+        .contains("tollgate_journal_refused_total 2\n"));
     std::fs::remove_file(&path).unwrap();
     let give_up = Instant::now() + Duration::from_secs(10);
     while e.ledger().unwrap().sync().is_err() && Instant::now() < give_up {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(e.decide(&Request::new().token("k0").at(NOW)).allowed());
+    let r = e
+        .reserve_quota("k0", 1, Some(NOW))
+        .unwrap()
+        .expect("healed");
+    e.refund_quota(r);
 }

@@ -157,6 +157,15 @@ pub enum QuotaError {
     Period(PeriodError),
     /// The store deciding the quota (a shared counter) could not decide.
     Unavailable(String),
+    /// The journal has been failing for longer than the bound its owner set (the
+    /// engine's `[quota.journal] fail_closed_after`): a call charged now would not be
+    /// billed durably, so it is refused.
+    JournalFailing {
+        /// How long the journal has been failing.
+        failing_for: std::time::Duration,
+        /// The bound.
+        fail_closed_after: std::time::Duration,
+    },
 }
 
 impl fmt::Display for QuotaError {
@@ -170,6 +179,16 @@ impl fmt::Display for QuotaError {
             QuotaError::Plan(e) => e.fmt(f),
             QuotaError::Period(e) => e.fmt(f),
             QuotaError::Unavailable(why) => write!(f, "quota store unavailable: {why}"),
+            QuotaError::JournalFailing {
+                failing_for,
+                fail_closed_after,
+            } => write!(
+                f,
+                "the quota journal has been failing for {:.1} s, longer than \
+                 fail_closed_after ({:.1} s): the call would not be billed durably",
+                failing_for.as_secs_f64(),
+                fail_closed_after.as_secs_f64()
+            ),
         }
     }
 }

@@ -63,7 +63,10 @@ impl Engine {
     /// once; settle it with [`commit_quota`](Self::commit_quota) or
     /// [`refund_quota`](Self::refund_quota) (or a [`QuotaSettler`], which may outlive
     /// the engine). A notice it raises goes to the [event channel](Self::events) like
-    /// those of [`decide`](Self::decide). `None` when the policy has no quota.
+    /// those of [`decide`](Self::decide). `None` when the policy has no quota. While the
+    /// journal has been failing for longer than `[quota.journal] fail_closed_after`, it
+    /// reserves nothing and answers [`QuotaError::JournalFailing`] (as `decide` refuses
+    /// with [`Reason::JournalFailing`](crate::Reason::JournalFailing)).
     pub fn reserve_quota(
         &self,
         key: &str,
@@ -71,6 +74,25 @@ impl Engine {
         now: Option<u64>,
     ) -> Option<Result<Reservation, QuotaError>> {
         let ledger = self.ledger.as_ref()?;
+        // Refused like `decide`'s requests while the journal has failed for too long.
+        let bound = self
+            .compiled
+            .load()
+            .policy
+            .quota
+            .as_ref()
+            .and_then(|q| q.journal_fail_closed_after);
+        if let Some(bound) = bound {
+            if let Some(failing) = ledger.journal().and_then(|j| j.failing_for()) {
+                if failing > bound {
+                    self.journal_refused.add(1);
+                    return Some(Err(QuotaError::JournalFailing {
+                        failing_for: failing,
+                        fail_closed_after: bound,
+                    }));
+                }
+            }
+        }
         let now = now.unwrap_or_else(|| self.now());
         let result = match &self.quota_store {
             Some(store) => store.reserve(ledger, key, cost, now),
