@@ -140,5 +140,5 @@ pub use clock::TokioClock;
 pub use extract::{forwarded, Attributes, Extractor, HeaderExtractor, TrustedProxies};
 pub use gate::{Gate, Refused};
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
-pub use server::{RateLimitLayer, RateLimitService};
+pub use server::{JsonRefusal, ProblemJson, RateLimitLayer, RateLimitService, Refusal, Responder};
 pub use wait::{Jitter, KeyedUntilReady, UntilReady};

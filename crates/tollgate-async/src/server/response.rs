@@ -1,11 +1,12 @@
-//! The answers the server writes: the status and JSON body of a refusal, and the
-//! `Retry-After` / `RateLimit-Policy` / `RateLimit` headers of a decision.
+//! The answers the server writes: the status of a refusal, its response (written by the
+//! layer's [`Responder`]), and the `Retry-After` / `RateLimit-Policy` / `RateLimit`
+//! headers of a decision.
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use tollgate::{EngineDecision, RateLimitHeaders, Reason};
 
+use super::refusal::{Refusal, Responder};
 use crate::headers::{RATELIMIT, RATELIMIT_POLICY};
 
 /// The status of a refusal.
@@ -41,23 +42,33 @@ pub(super) fn add_headers(h: &mut HeaderMap, headers: RateLimitHeaders) {
     }
 }
 
-/// The response to a refused request.
-pub(super) fn refusal<RB: From<Bytes>>(
+/// The response to a refused request: `responder` writes it from the [`Refusal`], then
+/// a 429 gets the standard headers it does not have yet.
+pub(super) fn refusal<B, RB, R>(
     d: &EngineDecision,
     headers: RateLimitHeaders,
-) -> http::Response<RB> {
+    limit: Option<&str>,
+    req: &http::Request<B>,
+    responder: &R,
+) -> http::Response<RB>
+where
+    R: Responder<RB> + ?Sized,
+{
     let status = refusal_status(d.reason);
-    let retry = d.retry_after_secs();
-    let body = match retry {
-        Some(s) => format!("{{\"error\":\"{}\",\"retry_after\":{s}}}\n", d.reason),
-        None => format!("{{\"error\":\"{}\",\"retry_after\":null}}\n", d.reason),
+    let r = Refusal {
+        status,
+        reason: d.reason,
+        limit,
+        retry_after: d.retry_after_secs(),
+        headers: &headers,
+        decision: d,
+        method: req.method(),
+        uri: req.uri(),
+        request_headers: req.headers(),
     };
-    let mut res = http::Response::new(RB::from(Bytes::from(body)));
-    *res.status_mut() = status;
-    let h = res.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut res = responder.respond(&r);
     if status == StatusCode::TOO_MANY_REQUESTS {
-        add_headers(h, headers);
+        add_headers(res.headers_mut(), headers);
     }
     res
 }

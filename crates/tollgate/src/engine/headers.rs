@@ -32,6 +32,20 @@ pub struct RateLimitHeaders {
 }
 
 impl Engine {
+    /// The name of the limit that decided `d` (the one its headers name), `"quota"` for
+    /// a refusal by the monthly quota, `None` otherwise (no limit applied, or the
+    /// decision is from a policy a reload replaced). For logs and refusal bodies.
+    pub fn deciding_limit(&self, d: &EngineDecision) -> Option<String> {
+        let c = self.compiled.load();
+        match deciding(&c, d) {
+            Some(l) => Some(l.spec.name.clone()),
+            None if d.reason == Reason::QuotaExceeded && d.quota.is_some() => {
+                Some("quota".to_owned())
+            }
+            None => None,
+        }
+    }
+
     /// The response header values for `d`. The deciding limit names the policy; a
     /// refusal by the quota names `"quota"`. Refused requests that may retry get
     /// `Retry-After` (seconds, rounded up).
@@ -48,11 +62,7 @@ impl Engine {
             ..RateLimitHeaders::default()
         };
         let secs = |ns: u64| ns.div_ceil(1_000_000_000);
-        if let Some(l) = d
-            .decided_by
-            .filter(|_| d.generation == c.generation)
-            .and_then(|i| c.limits.get(i))
-        {
+        if let Some(l) = deciding(&c, d) {
             h.policy = Some(l.policy_item.clone());
             // "<name>";r=<remaining>;t=<seconds>
             let mut v = String::with_capacity(l.spec.name.len() + 48);
@@ -95,6 +105,16 @@ pub(super) fn push_u64(out: &mut String, mut n: u64) {
     }
     // Only ASCII digits were written.
     out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
+/// The limit of the current policy that decided `d`, if any.
+fn deciding<'c>(
+    c: &'c super::compile::Compiled,
+    d: &EngineDecision,
+) -> Option<&'c super::compile::CompiledLimit> {
+    d.decided_by
+        .filter(|_| d.generation == c.generation)
+        .and_then(|i| c.limits.get(i))
 }
 
 #[cfg(test)]
