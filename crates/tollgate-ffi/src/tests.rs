@@ -585,6 +585,22 @@ fn journal_health_and_events_as_json() {
     // SAFETY: the engine, freed once.
     unsafe { tollgate_engine_free(e) };
 
+    let failing = crate::events::event_json(&tollgate::Event::JournalFailing {
+        error: "usage.db: database or disk is full".into(),
+        since_unix_ns: 7,
+    });
+    let v: serde_json::Value = serde_json::from_str(&failing).unwrap();
+    assert_eq!(v["kind"], "journal_failing");
+    assert_eq!(v["since_unix_ns"], 7);
+    assert!(v["error"].as_str().unwrap().contains("full"));
+    let recovered = crate::events::event_json(&tollgate::Event::JournalRecovered { failures: 3 });
+    assert_eq!(recovered, "{\"failures\":3,\"kind\":\"journal_recovered\"}");
+}
+
+/// The health of a real journal (SQLite) through the C call.
+#[test]
+#[cfg_attr(miri, ignore = "SQLite is C code, which miri cannot run")]
+fn journal_health_of_a_journaled_engine() {
     let dir = std::env::temp_dir().join(format!("tollgate-ffi-health-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("usage.db");
@@ -626,15 +642,4 @@ fn journal_health_and_events_as_json() {
     // SAFETY: the engine, freed once.
     unsafe { tollgate_engine_free(e) };
     let _ = std::fs::remove_dir_all(&dir);
-
-    let failing = crate::events::event_json(&tollgate::Event::JournalFailing {
-        error: "usage.db: database or disk is full".into(),
-        since_unix_ns: 7,
-    });
-    let v: serde_json::Value = serde_json::from_str(&failing).unwrap();
-    assert_eq!(v["kind"], "journal_failing");
-    assert_eq!(v["since_unix_ns"], 7);
-    assert!(v["error"].as_str().unwrap().contains("full"));
-    let recovered = crate::events::event_json(&tollgate::Event::JournalRecovered { failures: 3 });
-    assert_eq!(recovered, "{\"failures\":3,\"kind\":\"journal_recovered\"}");
 }
