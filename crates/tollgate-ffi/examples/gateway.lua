@@ -109,8 +109,10 @@ for line in io.lines() do
     else
       if d.allowed then
         io.write("200 OK\n")
-      elseif d.reason == tg.TOLLGATE_REASON_REVOKED then
+      elseif d.reason == tg.TOLLGATE_REASON_REVOKED or d.reason == tg.TOLLGATE_REASON_UNKNOWN_KEY then
         io.write("403 Forbidden (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
+      elseif d.reason == tg.TOLLGATE_REASON_UNAVAILABLE or d.reason == tg.TOLLGATE_REASON_JOURNAL_FAILING then
+        io.write("503 Service Unavailable (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
       else
         io.write("429 Too Many Requests (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
       end

@@ -207,6 +207,13 @@ enum tollgate_reason
    * A limit could not decide (its key store is full, or its backend is down).
    */
   TOLLGATE_REASON_UNAVAILABLE = 6,
+  /**
+   * The quota's journal has been failing for longer than its `fail_closed_after`:
+   * requests the quota would charge are refused until it heals (HTTP 503; retry after
+   * `retry_after_ms`, about a second). Appended after UNAVAILABLE, which earlier
+   * builds of this library answered instead.
+   */
+  TOLLGATE_REASON_JOURNAL_FAILING = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

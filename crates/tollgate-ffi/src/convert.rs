@@ -63,6 +63,7 @@ pub(crate) fn reason_from_c(r: u32) -> Option<Reason> {
         4 => Reason::UnknownKey,
         5 => Reason::CannotPass,
         6 => Reason::Unavailable,
+        7 => Reason::JournalFailing,
         _ => return None,
     })
 }
@@ -77,6 +78,7 @@ fn reason_to_c(r: Reason) -> tollgate_reason {
         Reason::UnknownKey => tollgate_reason::UnknownKey,
         Reason::CannotPass => tollgate_reason::CannotPass,
         Reason::Unavailable => tollgate_reason::Unavailable,
+        Reason::JournalFailing => tollgate_reason::JournalFailing,
         // A reason this ABI version has no code for yet: a refusal the host cannot act
         // on more precisely.
         _ => tollgate_reason::Unavailable,
@@ -412,6 +414,40 @@ pub(crate) fn report_to_c(r: &ReloadReport) -> tollgate_reload_report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every engine reason has its own C code (none falls into a catch-all), the code
+    /// reads back as the same reason, and the numbers of the ABI never move.
+    #[test]
+    fn every_reason_has_its_own_stable_code() {
+        let all = [
+            (Reason::Allowed, 0),
+            (Reason::Limited, 1),
+            (Reason::Revoked, 2),
+            (Reason::QuotaExceeded, 3),
+            (Reason::UnknownKey, 4),
+            (Reason::CannotPass, 5),
+            (Reason::Unavailable, 6),
+            (Reason::JournalFailing, 7),
+        ];
+        for (r, code) in all {
+            assert_eq!(reason_to_c(r) as u32, code, "{r}");
+            assert_eq!(reason_from_c(code), Some(r), "{code}");
+            let d = decision_to_c(&EngineDecision {
+                reason: r,
+                decided_by: None,
+                limit: 0,
+                remaining: 0,
+                retry_after: 0,
+                reset_after: 0,
+                shadow_denied: false,
+                degraded: false,
+                quota: None,
+                generation: 0,
+            });
+            assert_eq!(decision_from_c(&d).map(|d| d.reason).ok(), Some(r), "{r}");
+        }
+        assert_eq!(reason_from_c(8), None);
+    }
 
     #[test]
     fn known_names_match_exactly() {

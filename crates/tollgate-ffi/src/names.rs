@@ -86,6 +86,7 @@ pub extern "C" fn tollgate_reason_name(reason: u32) -> *const c_char {
             tollgate::Reason::UnknownKey => "unknown_key\0",
             tollgate::Reason::CannotPass => "cannot_pass\0",
             tollgate::Reason::Unavailable => "unavailable\0",
+            tollgate::Reason::JournalFailing => "journal_failing\0",
             _ => "unknown\0",
         },
         None => "unknown\0",
@@ -168,7 +169,8 @@ mod tests {
             "unknown result code"
         );
         assert_eq!(text(tollgate_reason_name(1)), "limited");
-        assert_eq!(text(tollgate_reason_name(7)), "unknown");
+        assert_eq!(text(tollgate_reason_name(7)), "journal_failing");
+        assert_eq!(text(tollgate_reason_name(8)), "unknown");
         assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");
         assert!(tollgate_header_name(3).is_null());
     }

@@ -89,6 +89,11 @@ pub enum tollgate_reason {
     CannotPass = 5,
     /// A limit could not decide (its key store is full, or its backend is down).
     Unavailable = 6,
+    /// The quota's journal has been failing for longer than its `fail_closed_after`:
+    /// requests the quota would charge are refused until it heals (HTTP 503; retry after
+    /// `retry_after_ms`, about a second). Appended after UNAVAILABLE, which earlier
+    /// builds of this library answered instead.
+    JournalFailing = 7,
 }
 
 /// The quota's verdict in a decision (`quota.outcome`).

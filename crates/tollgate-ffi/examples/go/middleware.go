@@ -33,7 +33,8 @@ func FromHeaders(r *http.Request) Request {
 
 // Status is the HTTP status of a refusal, as the reason says: 429 when retrying later
 // can pass (limited, over the quota, a cost above the capacity), 403 for a revoked
-// token or an unknown key, 503 when a limit could not decide. The same as the
+// token or an unknown key, 503 when a limit could not decide or the quota's journal
+// is failing (fail closed). The same as the
 // tollgate-async tower layer.
 func Status(reason Reason) int {
 	switch reason {
@@ -41,7 +42,7 @@ func Status(reason Reason) int {
 		return http.StatusOK
 	case ReasonLimited, ReasonQuotaExceeded, ReasonCannotPass:
 		return http.StatusTooManyRequests
-	case ReasonUnavailable:
+	case ReasonUnavailable, ReasonJournalFailing:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusForbidden

@@ -50,6 +50,10 @@ const (
 	ResultNoEvent         Result = C.TOLLGATE_RESULT_NO_EVENT
 	ResultNoValue         Result = C.TOLLGATE_RESULT_NO_VALUE
 	ResultPanic           Result = C.TOLLGATE_RESULT_PANIC
+	ResultNoQuota         Result = C.TOLLGATE_RESULT_NO_QUOTA
+	ResultUnknownKey      Result = C.TOLLGATE_RESULT_UNKNOWN_KEY
+	ResultDisabledUser    Result = C.TOLLGATE_RESULT_DISABLED_USER
+	ResultQuota           Result = C.TOLLGATE_RESULT_QUOTA
 )
 
 // Name is the code's name, e.g. "policy".
@@ -227,6 +231,9 @@ const (
 	ReasonUnknownKey    Reason = C.TOLLGATE_REASON_UNKNOWN_KEY
 	ReasonCannotPass    Reason = C.TOLLGATE_REASON_CANNOT_PASS
 	ReasonUnavailable   Reason = C.TOLLGATE_REASON_UNAVAILABLE
+	// ReasonJournalFailing: the quota's journal has been failing for longer than its
+	// fail_closed_after; retry after RetryAfter (HTTP 503).
+	ReasonJournalFailing Reason = C.TOLLGATE_REASON_JOURNAL_FAILING
 )
 
 func (r Reason) String() string { return C.GoString(C.tollgate_reason_name(C.uint32_t(r))) }
@@ -509,4 +516,97 @@ func (e *Engine) engineText(op string, call func(p *C.tollgate_engine, b *C.char
 		return err
 	})
 	return s, err
+}
+
+// Reservation holds part of a company's monthly quota for a call whose final cost is
+// known only afterwards (tollgate_engine_quota_reserve). Settle it exactly once with
+// Commit or Refund; a Reservation left unsettled and unreachable is refunded by a
+// finalizer. It may be settled after its engine is closed.
+type Reservation struct {
+	mu  sync.Mutex
+	ptr *C.tollgate_reservation
+	// Status is the quota's verdict at reservation time. When Status.Outcome is
+	// QuotaRefused (over the hard cap) the reservation holds nothing: refuse the call
+	// and Refund it.
+	Status Quota
+}
+
+// The quota outcomes (Quota.Outcome).
+const (
+	QuotaNone      = uint32(C.TOLLGATE_QUOTA_OUTCOME_NONE)
+	QuotaWithin    = uint32(C.TOLLGATE_QUOTA_OUTCOME_WITHIN)
+	QuotaOverLimit = uint32(C.TOLLGATE_QUOTA_OUTCOME_OVER_LIMIT)
+	QuotaRefused   = uint32(C.TOLLGATE_QUOTA_OUTCOME_REFUSED)
+)
+
+// MaxCommitCost is the largest final cost Commit accepts (TOLLGATE_MAX_COMMIT_COST).
+const MaxCommitCost = uint64(C.TOLLGATE_MAX_COMMIT_COST)
+
+// ErrSettled is returned by Commit or Refund on a reservation already settled.
+var ErrSettled = errors.New("tollgate: reservation already settled")
+
+// Reserve reserves cost of the monthly quota of API key apiKey at now (the engine's
+// clock when now is the zero time). It counts at once, so concurrent calls see it.
+// Fails with ResultNoQuota, ResultUnknownKey or ResultDisabledUser (as *Error).
+func (e *Engine) Reserve(apiKey string, cost uint64, now time.Time) (*Reservation, error) {
+	r := &Reservation{}
+	err := e.with(func(p *C.tollgate_engine) error {
+		k := cbytes(apiKey)
+		defer C.free(unsafe.Pointer(k))
+		at := C.uint64_t(C.TOLLGATE_ENGINE_CLOCK)
+		if !now.IsZero() {
+			at = C.uint64_t(now.UnixNano())
+		}
+		var st C.tollgate_quota_status
+		rc := C.tollgate_engine_quota_reserve(p, k, C.size_t(len(apiKey)), C.uint64_t(cost), at, &r.ptr, &st)
+		if err := fail("tollgate_engine_quota_reserve", rc); err != nil {
+			return err
+		}
+		r.Status = Quota{Outcome: uint32(st.outcome), Used: uint64(st.used), Limit: uint64(st.limit)}
+		if st.resets_at_unix != 0 {
+			r.Status.ResetsAt = time.Unix(int64(st.resets_at_unix), 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	runtime.SetFinalizer(r, func(r *Reservation) { _ = r.Refund() })
+	return r, nil
+}
+
+// Commit settles the reservation at finalCost. idempotencyKey (e.g. the request id)
+// makes a retried commit count once: duplicate says this key was already committed
+// this period and nothing was counted. A finalCost above MaxCommitCost is refused
+// (ResultInvalidArgument) before anything is settled: the reservation stays usable.
+func (r *Reservation) Commit(finalCost uint64, idempotencyKey string) (duplicate bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ptr == nil {
+		return false, ErrSettled
+	}
+	k := cbytes(idempotencyKey)
+	defer C.free(unsafe.Pointer(k))
+	var outcome C.uint32_t
+	rc := C.tollgate_reservation_commit(r.ptr, C.uint64_t(finalCost), k, C.size_t(len(idempotencyKey)), &outcome)
+	if rc == C.TOLLGATE_RESULT_OK || rc == C.TOLLGATE_RESULT_PANIC {
+		// Settled (or gone after a panic): never touch the pointer again.
+		r.ptr = nil
+	}
+	if err := fail("tollgate_reservation_commit", rc); err != nil {
+		return false, err
+	}
+	return outcome == C.TOLLGATE_COMMIT_OUTCOME_DUPLICATE, nil
+}
+
+// Refund releases the reservation without counting it (the call failed, not billed).
+func (r *Reservation) Refund() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ptr == nil {
+		return ErrSettled
+	}
+	rc := C.tollgate_reservation_refund(r.ptr)
+	r.ptr = nil
+	return fail("tollgate_reservation_refund", rc)
 }
