@@ -86,6 +86,8 @@ pub use window::{SlidingWindow, WindowError};
 
 #[cfg(all(test, tollgate_loom))]
 mod loom_tests;
+#[cfg(all(test, not(tollgate_loom)))]
+mod reserve_model;
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -345,6 +345,27 @@ mod tests {
     }
 
     #[test]
+    fn cancels_after_x_time_rate_loses_track() {
+        // burst 5, 1 per 100 ms, all at t0: r1 takes 3 at once, a grant 1 more, r2 takes
+        // 2 and waits for one of them (acts at t1). Cancel r2: its 2 come back. x/time/rate
+        // would keep t1 as its last event (r2's "previous event", t1 - 2 units, lies before
+        // now), so cancelling r1 would then give back only 3 - 1 = 2 units. No reservation
+        // stands after r1 any more, so all 3 come back here.
+        let l = limiter(10, 5);
+        let r1 = reserve(&l, t(0), 3, Some(t(0)));
+        assert_eq!(l.grant_at_most_at(1, t(0)).granted, 1);
+        let r2 = reserve(&l, t(0), 2, Some(t(1)));
+        l.cancel_at(r2, t(0));
+        assert_eq!(tokens(&l, t(0)), whole(1, &l));
+        l.cancel_at(r1, t(0));
+        assert_eq!(tokens(&l, t(0)), whole(4, &l));
+        // Never more than its own units.
+        let r = reserve(&l, t(0), 1, Some(t(0)));
+        l.cancel_at(r, t(0));
+        assert_eq!(tokens(&l, t(0)), whole(4, &l));
+    }
+
+    #[test]
     fn refused_reservations_change_nothing() {
         // TestReserveJumpBack without the jump back: a request above the burst, and one
         // that would wait longer than allowed, leave the state as it was.
