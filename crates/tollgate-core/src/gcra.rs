@@ -11,9 +11,16 @@
 //! and then `tat := new_tat`. A TAT at or before `now` means a full bucket: the same as a
 //! key never seen, which is why eviction and `FRESH == 0` work.
 //!
+//! A *reservation* ([`crate::reserve`]) takes its units even when they do not fit yet:
+//! `tat := max(tat, now) + n * T` unconditionally, and the request may act at
+//! `new_tat - tau`. The TAT then runs ahead of `now + tau` by the queue's debt; checks
+//! are denied until the queue has acted, and the state's time to act, `tat - tau`, is
+//! how far the standing reservations reach (which is what a cancel needs to know).
+//!
 //! Nothing overflows: products and sums are taken in `u128`, and time ends `tau` before
 //! the clock's 584-year range does ([`Gcra::end`]; a later `now` decides as at the end),
-//! so every TAT a request may leave fits in a `u64`. Near the top of the range a fresh
+//! so every TAT a request may leave fits in a `u64` (a reservation is refused when it
+//! would act after the end, so its TAT is at most `end + tau == u64::MAX`). Near the top of the range a fresh
 //! key is therefore admitted like anywhere else, and a key is refused with
 //! `retry_after == u64::MAX` (never) only when its wait would pass the end of time. A
 //! clock that goes backwards finds a TAT further ahead: the key waits as one that spent
