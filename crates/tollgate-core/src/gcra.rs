@@ -566,6 +566,63 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Reservations, cancels, partial grants and live changes over the whole u64
+        /// range of states, times and costs: no overflow, no panic; a reservation never
+        /// acts after the end of time and its state fits; a cancel never moves the state
+        /// forward nor back by more than the reservation's units; a grant never exceeds
+        /// what was asked nor what a check of that many would admit.
+        #[test]
+        fn extremes_of_the_new_operations(
+            rates in (prop::sample::select(vec!["1/s", "10/s burst 3", "5/min burst 2", "1000000/s burst 7", "1/100y"]),
+                      prop::sample::select(vec!["1/s", "3/s burst 9", "1/h", "1/ns burst 1"])),
+            state in prop_oneof![any::<u64>(), (0u64..4_000_000_000).prop_map(|d| u64::MAX - d)],
+            now in prop_oneof![any::<u64>(), (0u64..4_000_000_000).prop_map(|d| u64::MAX - d)],
+            cost in prop_oneof![0u64..9, any::<u64>()],
+            max_wait in prop_oneof![Just(u64::MAX), Just(0u64), any::<u64>()],
+            keep in prop_oneof![Just(Keep::Tokens), Just(Keep::Used)],
+        ) {
+            let (g, to) = (gcra(rates.0), gcra(rates.1));
+            let cost_ok = cost.min(g.capacity());
+            match g.reserve(state, now, cost_ok, max_wait) {
+                Ok(r) => {
+                    prop_assert!(r.act_at <= g.end() && r.act_at >= r.now);
+                    prop_assert!(r.act_at - r.now <= max_wait);
+                    prop_assert_eq!(r.next.is_some(), cost_ok > 0);
+                    let d = g.reserved_decision(&r);
+                    prop_assert!(d.allowed() && d.remaining <= g.capacity());
+                    if r.act_at == r.now {
+                        prop_assert_eq!(d, g.decide(state, now, cost_ok).0, "an immediate reservation is a check");
+                    }
+                    let after = r.next.unwrap_or(state);
+                    let back = g.cancel(after, now, cost_ok, r.act_at);
+                    prop_assert!(back <= after);
+                    prop_assert!(u128::from(after - back) <= u128::from(cost_ok) * u128::from(g.emission_interval()));
+                }
+                Err(wait) => prop_assert!(wait > max_wait || wait == u64::MAX, "past the end of time"),
+            }
+            let (granted, next) = g.grant(state, now, cost);
+            prop_assert!(granted <= cost && granted <= g.capacity());
+            prop_assert_eq!(next, if granted > 0 { g.admit(state, now, granted) } else { None });
+            let carried = g.carry(state, now, &to, keep);
+            if keep == Keep::Used && state <= now.min(g.end()) {
+                prop_assert_eq!(carried, state, "a full limit stays full");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reservation_past_the_end_of_time_is_refused() {
+        let g = gcra("1/s burst 2");
+        let now = g.end() - 500_000_000;
+        let (_, tat) = g.decide(0, now, 2);
+        let tat = tat.unwrap();
+        assert_eq!(g.reserve(tat, now, 1, u64::MAX), Err(u64::MAX));
+        assert_eq!(g.reserve(u64::MAX, u64::MAX, 2, u64::MAX), Err(u64::MAX));
+        let r = g.reserve(0, u64::MAX, 2, 0).unwrap();
+        assert_eq!((r.act_at, r.next), (g.end(), Some(u64::MAX)));
+    }
+
     #[test]
     fn divider_matches_hardware_division() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -346,6 +346,15 @@ mod tests {
             assert!(l.check(&k).unwrap().allowed());
         }
         assert!(matches!(l.check(&1000), Err(KeyedError::StoreFull(_))));
+        assert!(matches!(
+            l.reserve_n(&1000, 1, u64::MAX),
+            Err(ReserveError::StoreFull(_))
+        ));
+        assert!(l.grant_at_most(&1000, 1).is_err());
+        assert!(
+            l.grant_at_most(&1000, 0).is_ok(),
+            "a probe needs no room: nothing is stored"
+        );
         clock.advance(std::time::Duration::from_secs(1));
         assert!(l.check(&1000).unwrap().allowed(), "fresh keys make room");
     }
