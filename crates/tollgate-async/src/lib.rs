@@ -98,8 +98,10 @@
 //!
 //! # Contents
 //! * [`UntilReady`] / [`KeyedUntilReady`]: `limiter.until_ready(cost).await` and
-//!   `limiter.until_ready(&key, cost).await` on tollgate-core's limiters, with
-//!   [`Jitter`] to spread out waiters.
+//!   `limiter.until_ready(&key, cost).await` on tollgate-core's limiters: on a GCRA
+//!   limiter one reservation per waiter, served in arrival order, cancelled when the
+//!   waiter is dropped; on a sliding window a retry loop, with [`Jitter`] to spread out
+//!   waiters.
 //! * [`Gate`]: an engine with a time source: [`Gate::until_ready`] waits for a whole
 //!   engine request (every limit and the quota); [`Gate::hold`] holds a key back.
 //! * [`RateLimitLayer`] (server): decides each request; refusals get 429 (403 when

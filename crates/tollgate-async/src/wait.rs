@@ -1,24 +1,38 @@
 //! Waiting for a limiter of tollgate-core: [`UntilReady`] (one limit) and
-//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`]; the crate's one
-//! waiting loop, which [`Gate`](crate::Gate) uses too.
+//! [`KeyedUntilReady`] (one limit per key), with optional [`Jitter`]; and the crate's
+//! retry loop, which [`Gate`](crate::Gate) uses.
 //!
-//! # How it waits
-//! One decision; if it denies, one `tokio::time::sleep` of exactly the decision's
-//! `retry_after` (plus the jitter, if any); then one decision again. Never a polling
-//! loop: a waiter makes one decision per wake-up, and wakes up more than once only when
-//! others took the capacity it waited for. A request that can never pass (its cost is
-//! above the limit's capacity) is an error at once, as is a full key store.
+//! # How a GCRA limiter waits: a reservation
+//! `until_ready` on a GCRA limiter (direct or keyed) makes one reservation
+//! (tollgate-core's `reserve_n`, x/time/rate's `ReserveN`): the units are taken at once
+//! and the reservation says when the request may act; the waiter sleeps exactly until
+//! then (plus the jitter, if any) and returns. One decision per waiter, never a retry.
+//! Waiters are therefore served in the order they arrived (first come, first served): a
+//! heavy request is not overtaken by lighter ones that arrive after it, and waiters never
+//! wake up together to compete for the same unit.
+//!
+//! # How a sliding-window limiter waits: a retry loop
+//! A sliding window cannot reserve the future, so its waiters decide, sleep exactly the
+//! denial's `retry_after` (plus the jitter) and decide again; a waiter makes one decision
+//! per wake-up, and wakes up more than once only when others took the capacity it waited
+//! for. Order between its waiters is not guaranteed.
+//!
+//! Either way a request that can never pass (its cost is above the limit's capacity) is
+//! an error at once, as is a full key store.
 //!
 //! # Cancellation
-//! The only decision that takes capacity is the one that allows, and the future returns
-//! in the same poll that made it. Dropping the future at any other point (while it
-//! sleeps, or before it was first polled) consumed nothing.
+//! A future dropped before its first poll did nothing. A GCRA waiter dropped while it
+//! sleeps (its task cancelled, a `timeout` elapsed, a `select!` took another branch)
+//! cancels its reservation (x/time/rate's `Cancel`): its units come back, less any that
+//! waiters queued behind it depend on (those keep their place and their time). A
+//! sliding-window waiter takes capacity only in the poll that returns, so dropping it
+//! earlier consumed nothing.
 //!
 //! # Which clock
 //! The limiter's clock and tokio's timer must advance together: in production any clock
 //! of tollgate-core does; under tokio's paused time use [`TokioClock`](crate::TokioClock),
 //! which reads tokio's time. Tokio's timer has millisecond resolution and never fires
-//! early, so a waiter may wake up to 1 ms after `retry_after`.
+//! early, so a waiter may wake up to 1 ms after its time.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -26,7 +40,8 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use tollgate::core::{
-    Algorithm, Clock, Decision, InsufficientCapacity, KeyedError, KeyedRateLimiter, RateLimiter,
+    Clock, Decision, Gcra, InsufficientCapacity, KeyedError, KeyedRateLimiter, RateLimiter,
+    Reservation, ReserveError, SlidingWindow,
 };
 
 use crate::clock::nanos;
@@ -162,7 +177,66 @@ pub trait UntilReady {
     ) -> impl Future<Output = Result<Decision, InsufficientCapacity>> + Send + '_;
 }
 
-impl<A: Algorithm, C: Clock> UntilReady for RateLimiter<A, C> {
+/// Cancels a reservation unless the waiter that holds it got to act: dropping a
+/// sleeping waiter gives its units back.
+struct CancelOnDrop<F: FnMut(Reservation)> {
+    reservation: Option<Reservation>,
+    cancel: F,
+}
+
+impl<F: FnMut(Reservation)> CancelOnDrop<F> {
+    /// The waiter acts: the reservation is kept.
+    fn acted(mut self) -> Decision {
+        let r = self.reservation.take().expect("acted once");
+        r.decision()
+    }
+}
+
+impl<F: FnMut(Reservation)> Drop for CancelOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            (self.cancel)(r);
+        }
+    }
+}
+
+/// Sleeps until `reservation` may act (plus `jitter`), cancelling it with `cancel` if the
+/// future is dropped first; returns the decision it acts with.
+async fn act(
+    reservation: Reservation,
+    jitter: Jitter,
+    cancel: impl FnMut(Reservation),
+) -> Decision {
+    let delay = reservation.delay();
+    let guard = CancelOnDrop {
+        reservation: Some(reservation),
+        cancel,
+    };
+    if delay > 0 || jitter != Jitter::NONE {
+        tokio::time::sleep(jitter.wait(delay)).await;
+    }
+    guard.acted()
+}
+
+impl<C: Clock> UntilReady for RateLimiter<Gcra, C> {
+    /// One reservation, one sleep until it may act; FIFO; a dropped waiter cancels it.
+    async fn until_ready_with_jitter(
+        &self,
+        cost: u64,
+        jitter: Jitter,
+    ) -> Result<Decision, InsufficientCapacity> {
+        match self.reserve_n(cost, u64::MAX) {
+            Ok(r) => Ok(act(r, jitter, |r| self.cancel(r)).await),
+            Err(ReserveError::InsufficientCapacity(e)) => Err(e),
+            // Only a wait past the end of the clock's range (some 584 years): the retry
+            // loop sleeps that long.
+            Err(_) => retry(jitter, || Ok(Attempt::of(self.check_n(cost)?))).await,
+        }
+    }
+}
+
+impl<C: Clock> UntilReady for RateLimiter<SlidingWindow, C> {
+    /// The retry loop: decide, sleep `retry_after`, decide again.
     async fn until_ready_with_jitter(
         &self,
         cost: u64,
@@ -212,12 +286,37 @@ pub trait KeyedUntilReady<K: ?Sized> {
     ) -> impl Future<Output = Result<Decision, KeyedError>> + Send + 'a;
 }
 
-impl<K, A, C> KeyedUntilReady<K> for KeyedRateLimiter<K, A, C>
+impl<K, C> KeyedUntilReady<K> for KeyedRateLimiter<K, Gcra, C>
 where
     K: Hash + Sync + ?Sized,
-    A: Algorithm,
     C: Clock,
 {
+    /// One reservation for the key, one sleep until it may act; FIFO per key; a dropped
+    /// waiter cancels it.
+    async fn until_ready_with_jitter<'a>(
+        &'a self,
+        key: &'a K,
+        cost: u64,
+        jitter: Jitter,
+    ) -> Result<Decision, KeyedError> {
+        match self.reserve_n(key, cost, u64::MAX) {
+            Ok(r) => Ok(act(r, jitter, |r| self.cancel(key, r)).await),
+            Err(ReserveError::InsufficientCapacity(e)) => Err(e.into()),
+            Err(ReserveError::StoreFull(e)) => Err(e.into()),
+            // Only a wait past the end of the clock's range: the retry loop sleeps that long.
+            Err(ReserveError::TooLong { .. }) => {
+                retry(jitter, || Ok(Attempt::of(self.check_n(key, cost)?))).await
+            }
+        }
+    }
+}
+
+impl<K, C> KeyedUntilReady<K> for KeyedRateLimiter<K, SlidingWindow, C>
+where
+    K: Hash + Sync + ?Sized,
+    C: Clock,
+{
+    /// The retry loop: decide, sleep `retry_after`, decide again.
     async fn until_ready_with_jitter<'a>(
         &'a self,
         key: &'a K,

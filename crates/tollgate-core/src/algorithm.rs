@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 
-use crate::Decision;
+use crate::{Decision, Keep};
 
 /// The state of a key never seen. Both algorithms encode "nothing recorded" as zero, so
 /// an empty slot, a reset key and an evicted key all read as this.
@@ -52,5 +52,16 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
     fn debt(&self, state: u64, now: u64) -> Option<u64> {
         let d = self.decide(state, now, 0).0;
         (d.remaining > 0).then(|| d.limit - d.remaining)
+    }
+
+    /// A live change of parameters: `state`, a state of `self`, re-expressed as a state
+    /// of `to` at `now`, keeping what `keep` says; `None` when this algorithm cannot
+    /// carry it over (the caller starts the key fresh). A GCRA carries any change
+    /// ([`crate::Gcra::carry`]); a sliding window keeps its counts under [`Keep::Used`]
+    /// when the window length is unchanged, and carries nothing else. The default
+    /// carries nothing.
+    fn carry_state(&self, state: u64, now: u64, to: &Self, keep: Keep) -> Option<u64> {
+        let _ = (state, now, to, keep);
+        None
     }
 }

@@ -12,6 +12,9 @@
 //! * [`KeyedRateLimiter`] / [`KeyedStore`] — one limit per key; no lock on the path that
 //!   finds an existing key; bounded memory (about 20 bytes per key); eviction that never
 //!   changes a decision.
+//! * [`reserve`] — reservations ([`Reservation`], x/time/rate's `ReserveN` / `Cancel`),
+//!   partial grants ([`Grant`], redis_rate's `AllowAtMost`) and live rate and burst
+//!   changes ([`Keep`]) of the GCRA limiters, direct and keyed.
 //! * [`Clock`] — [`MonotonicClock`] (TSC, ~10 ns), [`StdClock`], [`ManualClock`],
 //!   [`UnixClock`] (wall-clock nanoseconds that never go backwards).
 //! * [`Fingerprinter`] — 128-bit key fingerprints under random seeds, the one way keys
@@ -58,6 +61,7 @@ mod hugepage;
 mod keyed;
 mod limiter;
 pub mod rate;
+pub mod reserve;
 pub mod store;
 mod sync;
 pub mod window;
@@ -68,11 +72,13 @@ pub use clock::{Clock, DefaultClock, ManualClock, MonotonicClock, StdClock, Unix
 pub use decision::{Decision, InsufficientCapacity, KeyedError, StoreFull};
 #[doc(inline)]
 pub use fingerprint::{FingerprintBuildHasher, Fingerprinter};
-pub use gcra::Gcra;
+pub use gcra::{Gcra, Keep};
 pub use keyed::{KeyedGcraLimiter, KeyedRateLimiter, KeyedSlidingWindowLimiter};
 pub use limiter::{GcraLimiter, RateLimiter, SlidingWindowLimiter};
 #[doc(inline)]
 pub use rate::{Rate, RateError};
+#[doc(inline)]
+pub use reserve::{Grant, Reservation, ReserveError};
 #[doc(inline)]
 pub use store::{KeyedStore, DISPLACE_GROUPS};
 #[doc(inline)]
@@ -80,6 +86,8 @@ pub use window::{SlidingWindow, WindowError};
 
 #[cfg(all(test, tollgate_loom))]
 mod loom_tests;
+#[cfg(all(test, not(tollgate_loom)))]
+mod reserve_model;
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -5,7 +5,10 @@ use crossbeam_utils::CachePadded;
 use crate::algorithm::{Algorithm, FRESH};
 use crate::clock::{Clock, DefaultClock};
 use crate::sync::{AtomicU64, Ordering};
-use crate::{Decision, Gcra, InsufficientCapacity, SlidingWindow};
+use crate::{
+    Decision, Gcra, Grant, InsufficientCapacity, Keep, Rate, Reservation, ReserveError,
+    SlidingWindow,
+};
 
 /// A limiter for one stream of requests (one key): the algorithm's state in a single
 /// cache-padded `AtomicU64`, updated by a compare-exchange loop. No lock, no allocation.
@@ -74,6 +77,55 @@ pub(crate) fn refund<A: Algorithm>(atom: &AtomicU64, alg: &A, now: u64, cost: u6
             Ok(_) => return,
             Err(actual) => cur = actual,
         }
+    }
+}
+
+/// Applies `f` to `atom` in a compare-exchange loop: `f` gets the current state and
+/// returns a result and, if the state should change, the new state; only the call whose
+/// state was installed counts.
+#[inline]
+pub(crate) fn transform<R>(atom: &AtomicU64, mut f: impl FnMut(u64) -> (R, Option<u64>)) -> R {
+    let mut cur = atom.load(Ordering::Relaxed);
+    loop {
+        let (r, next) = f(cur);
+        let Some(next) = next.filter(|n| *n != cur) else {
+            return r;
+        };
+        match atom.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return r,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// The reservation closure shared by the direct and keyed limiters: the result and the
+/// state to write.
+#[inline]
+pub(crate) fn reserve_step(
+    alg: &Gcra,
+    state: u64,
+    now: u64,
+    cost: u64,
+    max_wait: u64,
+) -> (Result<Reservation, ReserveError>, Option<u64>) {
+    match alg.reserve(state, now, cost, max_wait) {
+        Ok(r) => {
+            let decision = alg.reserved_decision(&r);
+            let res = Reservation::new(cost, &r, decision);
+            (Ok(res), r.next)
+        }
+        Err(wait) => (Err(ReserveError::TooLong { wait, max_wait }), None),
+    }
+}
+
+/// The decision reported with a partial grant of `granted` of `max` units decided on
+/// `state`.
+#[inline]
+pub(crate) fn grant_decision(alg: &Gcra, state: u64, now: u64, max: u64, granted: u64) -> Grant {
+    let cost = if granted > 0 { granted } else { max.min(1) };
+    Grant {
+        granted,
+        decision: alg.decide(state, now, cost).0,
     }
 }
 
@@ -172,10 +224,121 @@ impl<A: Algorithm, C: Clock> RateLimiter<A, C> {
     }
 }
 
+impl<A: Algorithm, C: Clock> RateLimiter<A, C> {
+    /// Replaces the algorithm's parameters at `now`, keeping the state as `keep` says
+    /// (see [`Algorithm::carry_state`]). Returns `false` when the state could not be
+    /// carried over and the limiter starts fresh. Taking `&mut self` keeps every check
+    /// free of any synchronisation with a change; a limiter shared between threads is
+    /// changed by building its successor from this one's state, as the engine's reload
+    /// does with [`Gcra::carry`].
+    pub fn set_algorithm_at(&mut self, alg: A, keep: Keep, now: u64) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        let carried = self.alg.carry_state(state, now, &alg, keep);
+        self.state
+            .store(carried.unwrap_or(FRESH), Ordering::Relaxed);
+        self.alg = alg;
+        carried.is_some()
+    }
+}
+
+/// Reservations, partial grants and live rate changes: see the [`reserve`](crate::reserve)
+/// module for their semantics.
+impl<C: Clock> RateLimiter<Gcra, C> {
+    /// Reserves `cost` units now, waiting at most `max_wait` nanoseconds. See
+    /// [`reserve_n_at`](Self::reserve_n_at).
+    pub fn reserve_n(&self, cost: u64, max_wait: u64) -> Result<Reservation, ReserveError> {
+        self.reserve_n_at(cost, self.clock.now(), max_wait)
+    }
+
+    /// Reserves `cost` units at `now` (x/time/rate's `ReserveN`): the units are taken now
+    /// and the request may act after [`Reservation::delay`]; later reservations queue
+    /// behind it. Refused, taking nothing, when the delay would exceed `max_wait`
+    /// nanoseconds (`u64::MAX`: no bound; 0: only at once, like a check) or the cost is
+    /// above the burst.
+    ///
+    /// ```
+    /// use tollgate_core::{GcraLimiter, ManualClock, Rate, ReserveError};
+    /// let l = GcraLimiter::with_clock(Rate::per_second(1).unwrap().into(), ManualClock::new(0));
+    /// assert_eq!(l.reserve_n_at(1, 0, 0).unwrap().delay(), 0);
+    /// let r = l.reserve_n_at(1, 0, u64::MAX).unwrap();
+    /// assert_eq!((r.delay(), r.act_at()), (1_000_000_000, 1_000_000_000));
+    /// assert!(!l.check_at(0).allowed(), "the reserved unit is taken");
+    /// assert!(matches!(l.reserve_n_at(2, 0, u64::MAX), Err(ReserveError::InsufficientCapacity(_))));
+    /// ```
+    pub fn reserve_n_at(
+        &self,
+        cost: u64,
+        now: u64,
+        max_wait: u64,
+    ) -> Result<Reservation, ReserveError> {
+        check_cost(&self.alg, cost)?;
+        let alg = &self.alg;
+        transform(&self.state, |state| {
+            reserve_step(alg, state, now, cost, max_wait)
+        })
+    }
+
+    /// Cancels `reservation` now. See [`cancel_at`](Self::cancel_at).
+    pub fn cancel(&self, reservation: Reservation) {
+        self.cancel_at(reservation, self.clock.now());
+    }
+
+    /// Cancels `reservation` at `now` (x/time/rate's `CancelAt`): gives back its units
+    /// less those later reservations depend on; nothing once its time to act is before
+    /// `now`. The reservation must come from this limiter.
+    pub fn cancel_at(&self, reservation: Reservation, now: u64) {
+        let alg = &self.alg;
+        let r = &reservation;
+        transform(&self.state, |state| {
+            ((), Some(alg.cancel(state, now, r.cost(), r.act_at())))
+        });
+    }
+
+    /// Grants up to `max` units now. See [`grant_at_most_at`](Self::grant_at_most_at).
+    pub fn grant_at_most(&self, max: u64) -> Grant {
+        self.grant_at_most_at(max, self.clock.now())
+    }
+
+    /// Grants as many whole units as are left at `now`, at most `max` (redis_rate's
+    /// `AllowAtMost`). Any `max` is accepted: a request above the burst gets what there
+    /// is.
+    ///
+    /// ```
+    /// use tollgate_core::{GcraLimiter, ManualClock, Rate};
+    /// let l = GcraLimiter::with_clock(Rate::per_second(10).unwrap().into(), ManualClock::new(0));
+    /// assert_eq!(l.grant_at_most_at(3, 0).granted, 3);
+    /// let g = l.grant_at_most_at(100, 0);
+    /// assert_eq!((g.granted, g.decision.remaining), (7, 0));
+    /// let g = l.grant_at_most_at(100, 0);
+    /// assert_eq!((g.granted, g.decision.retry_after), (0, 100_000_000));
+    /// ```
+    pub fn grant_at_most_at(&self, max: u64, now: u64) -> Grant {
+        let alg = &self.alg;
+        let (before, granted) = transform(&self.state, |state| {
+            let (granted, next) = alg.grant(state, now, max);
+            ((state, granted), next)
+        });
+        grant_decision(alg, before, now, max, granted)
+    }
+
+    /// Changes the rate and burst now. See [`set_rate_at`](Self::set_rate_at).
+    pub fn set_rate(&mut self, rate: Rate, keep: Keep) {
+        let now = self.clock.now();
+        self.set_rate_at(rate, keep, now);
+    }
+
+    /// Changes the rate and burst at `now`, keeping the state as `keep` says
+    /// ([`Keep::Tokens`]: x/time/rate's `SetLimitAt` / `SetBurstAt`; [`Keep::Used`]:
+    /// tollgate's reload rule). See [`Gcra::carry`].
+    pub fn set_rate_at(&mut self, rate: Rate, keep: Keep, now: u64) {
+        self.set_algorithm_at(Gcra::new(rate), keep, now);
+    }
+}
+
 #[cfg(all(test, not(tollgate_loom)))]
 mod tests {
     use super::*;
-    use crate::{ManualClock, Rate};
+    use crate::ManualClock;
 
     #[test]
     fn too_costly_is_an_error_not_a_denial() {

@@ -168,3 +168,93 @@ fn displacement_racing_a_check_of_the_victim() {
         assert_eq!(store.len(), 4);
     });
 }
+
+/// Three racing reservations of one unit against a burst of one: they queue in some
+/// order, acting at 0, 1 s and 2 s, and the final state is what three sequential
+/// reservations leave.
+#[test]
+fn racing_reservations_queue_up() {
+    loom::model(|| {
+        let l = Arc::new(GcraLimiter::with_clock(gcra("1/s burst 1"), Frozen));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let l = Arc::clone(&l);
+                thread::spawn(move || l.reserve_n_at(1, 0, u64::MAX).unwrap().act_at())
+            })
+            .collect();
+        let mut acts: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        acts.sort_unstable();
+        assert_eq!(acts, [0, 1_000_000_000, 2_000_000_000]);
+        assert_eq!(l.state(), 3_000_000_000);
+    });
+}
+
+/// A cancel racing a reservation behind it: either the cancel came first (its unit is
+/// back and the new reservation takes its place) or the reservation did (it depends on
+/// the cancelled unit, which stays taken). Nothing else.
+#[test]
+fn cancel_racing_reserve() {
+    loom::model(|| {
+        let l = Arc::new(GcraLimiter::with_clock(gcra("1/s burst 1"), Frozen));
+        let first = l.reserve_n_at(1, 0, u64::MAX).unwrap();
+        assert_eq!(first.act_at(), 0);
+        let second = l.reserve_n_at(1, 0, u64::MAX).unwrap();
+        assert_eq!(second.act_at(), 1_000_000_000);
+        let l2 = Arc::clone(&l);
+        let canceller = thread::spawn(move || l2.cancel_at(second, 0));
+        let third = l.reserve_n_at(1, 0, u64::MAX).unwrap().act_at();
+        canceller.join().unwrap();
+        match third {
+            // cancel, then reserve
+            1_000_000_000 => assert_eq!(l.state(), 2_000_000_000),
+            // reserve, then cancel (nothing back)
+            2_000_000_000 => assert_eq!(l.state(), 3_000_000_000),
+            other => panic!("acts at {other}"),
+        }
+    });
+}
+
+/// A partial grant racing a reservation for a burst of 3 with 2 units taken: whichever
+/// comes first takes the last unit at once; the other gets nothing (the grant) or waits
+/// (the reservation).
+#[test]
+fn grant_racing_reserve() {
+    loom::model(|| {
+        let l = Arc::new(GcraLimiter::with_clock(gcra("1/s burst 3"), Frozen));
+        assert_eq!(l.grant_at_most_at(2, 0).granted, 2);
+        let l2 = Arc::clone(&l);
+        let granter = thread::spawn(move || l2.grant_at_most_at(5, 0).granted);
+        let act = l.reserve_n_at(1, 0, u64::MAX).unwrap().act_at();
+        let granted = granter.join().unwrap();
+        assert!(
+            matches!((granted, act), (1, 1_000_000_000) | (0, 0)),
+            "{granted} {act}"
+        );
+        assert_eq!(l.state(), 3_000_000_000 + act);
+    });
+}
+
+/// Keyed: a cancel racing a reservation of the same key through the store's slot CAS.
+#[test]
+fn keyed_cancel_racing_reserve() {
+    use crate::KeyedGcraLimiter;
+    loom::model(|| {
+        let l = Arc::new(KeyedGcraLimiter::<u64, _>::with_clock(
+            gcra("1/s burst 1"),
+            4,
+            Frozen,
+        ));
+        let _ = l.reserve_n_at(&7, 1, 0, u64::MAX).unwrap();
+        let second = l.reserve_n_at(&7, 1, 0, u64::MAX).unwrap();
+        let l2 = Arc::clone(&l);
+        let canceller = thread::spawn(move || l2.cancel_at(&7, second, 0));
+        let third = l.reserve_n_at(&7, 1, 0, u64::MAX).unwrap().act_at();
+        canceller.join().unwrap();
+        let state = l.store().get(&7);
+        match third {
+            1_000_000_000 => assert_eq!(state, Some(2_000_000_000)),
+            2_000_000_000 => assert_eq!(state, Some(3_000_000_000)),
+            other => panic!("acts at {other}"),
+        }
+    });
+}

@@ -229,6 +229,13 @@ impl Algorithm for SlidingWindow {
         self.limit
     }
 
+    /// The counts carry under [`Keep::Used`](crate::Keep::Used) when the window length
+    /// is unchanged (a new limit then applies to the same counts); anything else starts
+    /// fresh.
+    fn carry_state(&self, state: u64, _now: u64, to: &Self, keep: crate::Keep) -> Option<u64> {
+        (keep == crate::Keep::Used && to.window == self.window).then_some(state)
+    }
+
     fn decide(&self, state: u64, now: u64, cost: u64) -> (Decision, Option<u64>) {
         let v = self.view(state, now);
         let win = u128::from(self.window);
