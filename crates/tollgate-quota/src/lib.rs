@@ -69,6 +69,7 @@ mod loom_tests;
 
 #[doc(inline)]
 pub use ledger::{
+    CompanyStatus,
     CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
     QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow, MAX_COST,
     MAX_USAGE,

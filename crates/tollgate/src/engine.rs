@@ -40,6 +40,7 @@
 //! `reload`, `revocation`, `quota` (reservations), `observe` (events and metrics),
 //! [`extend`] (the traits a remote store implements), `error`, `events`.
 
+mod admin;
 mod compile;
 mod decide;
 pub mod decision;
@@ -50,10 +51,12 @@ mod headers;
 mod instance;
 mod observe;
 mod quota;
+mod reconcile;
 mod reload;
 pub mod request;
 mod revocation;
 
+pub use admin::{Admin, AdminChange, AdminError};
 pub use decision::{EngineDecision, QuotaStatus, Reason};
 pub use error::EngineError;
 pub use events::Event;
@@ -63,7 +66,8 @@ pub use extend::{
 pub use headers::RateLimitHeaders;
 pub use instance::{Engine, EngineBuilder};
 pub use quota::QuotaSettler;
-pub use reload::ReloadReport;
+pub use reconcile::DirectoryChanges;
+pub use reload::{OverrideChange, OverrideChanges, ReloadReport};
 pub use request::Request;
 
 /// Most attributes a limit keys on (see [`crate::policy::MAX_KEY_ATTRS`]).

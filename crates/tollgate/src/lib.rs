@@ -41,7 +41,7 @@ pub mod metrics;
 pub mod policy;
 
 pub use engine::{
-    BackendFactory, CombinedBackend, CombinedDecision, Engine, EngineBuilder, EngineDecision,
+    Admin, AdminChange, AdminError,    BackendFactory, CombinedBackend, CombinedDecision, Engine, EngineBuilder, EngineDecision,
     EngineError, Event, LimitCall, QuotaCall, QuotaSettler, QuotaStatus, QuotaStore,
     RateLimitHeaders, Reason, ReloadReport, Request,
 };

@@ -15,7 +15,7 @@ pub fn refusal_status(reason: Reason) -> StatusCode {
         Reason::Limited | Reason::QuotaExceeded | Reason::CannotPass => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        Reason::Revoked | Reason::UnknownKey => StatusCode::FORBIDDEN,
+        Reason::Revoked | Reason::UnknownKey | Reason::Terminated => StatusCode::FORBIDDEN,
         Reason::Unavailable | Reason::JournalFailing => StatusCode::SERVICE_UNAVAILABLE,
         // A reason added later: refused, and not the client's fault to retry blindly.
         _ => StatusCode::FORBIDDEN,

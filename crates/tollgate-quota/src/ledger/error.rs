@@ -157,6 +157,23 @@ pub enum QuotaError {
     Period(PeriodError),
     /// The store deciding the quota (a shared counter) could not decide.
     Unavailable(String),
+    /// The key's company is suspended (refused until resumed).
+    CompanySuspended {
+        /// The company.
+        company: String,
+    },
+    /// The key's company is terminated (refused for good; its usage is kept).
+    CompanyTerminated {
+        /// The company.
+        company: String,
+    },
+    /// The user is registered with another company (a user belongs to one company).
+    UserOfOtherCompany {
+        /// The user.
+        user: String,
+        /// The company it belongs to.
+        company: String,
+    },
 }
 
 impl fmt::Display for QuotaError {
@@ -170,6 +187,15 @@ impl fmt::Display for QuotaError {
             QuotaError::Plan(e) => e.fmt(f),
             QuotaError::Period(e) => e.fmt(f),
             QuotaError::Unavailable(why) => write!(f, "quota store unavailable: {why}"),
+            QuotaError::CompanySuspended { company } => {
+                write!(f, "company {company:?} is suspended")
+            }
+            QuotaError::CompanyTerminated { company } => {
+                write!(f, "company {company:?} is terminated")
+            }
+            QuotaError::UserOfOtherCompany { user, company } => {
+                write!(f, "user {user:?} belongs to company {company:?}")
+            }
         }
     }
 }
