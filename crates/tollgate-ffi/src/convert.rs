@@ -63,6 +63,7 @@ pub(crate) fn reason_from_c(r: u32) -> Option<Reason> {
         4 => Reason::UnknownKey,
         5 => Reason::CannotPass,
         6 => Reason::Unavailable,
+        7 => Reason::Terminated,
         _ => return None,
     })
 }
@@ -77,6 +78,7 @@ fn reason_to_c(r: Reason) -> tollgate_reason {
         Reason::UnknownKey => tollgate_reason::UnknownKey,
         Reason::CannotPass => tollgate_reason::CannotPass,
         Reason::Unavailable => tollgate_reason::Unavailable,
+        Reason::Terminated => tollgate_reason::Terminated,
         // A reason this ABI version has no code for yet: a refusal the host cannot act
         // on more precisely.
         _ => tollgate_reason::Unavailable,

@@ -14,7 +14,9 @@ use crate::types::{tollgate_engine, tollgate_result};
 /// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
 /// overage with `"suggested_plan"`), revocations
 /// (`{"kind":"revoked","attribute":"token","key":"key#3f9a0c1e5b7d","automatic":true}`) and
-/// restorations (`{"kind":"restored",..}`). Tokens appear redacted.
+/// restorations (`{"kind":"restored",..}`), administrative changes
+/// (`{"kind":"admin","op":"company_status","company":"acme","status":"terminated"}`).
+/// Tokens and API keys appear redacted.
 pub(crate) fn event_json(e: &Event) -> String {
     /// A revocation or restoration, its kind first like the quota notices'.
     #[derive(serde::Serialize)]
@@ -59,6 +61,18 @@ pub(crate) fn event_json(e: &Event) -> String {
             automatic: None,
             until_unix_ns: None,
         }),
+        Event::Admin(change) => {
+            #[derive(serde::Serialize)]
+            struct Admin<'a> {
+                kind: &'static str,
+                #[serde(flatten)]
+                change: &'a tollgate::AdminChange,
+            }
+            serde_json::to_string(&Admin {
+                kind: "admin",
+                change,
+            })
+        }
         // An event this ABI version does not describe yet.
         _ => Ok("{\"kind\":\"other\"}".to_owned()),
     };

@@ -67,6 +67,9 @@ mod header;
 // tollgate_engine_reload_*() (and their _err forms), _revoke(), _restore(), _is_revoked().
 mod admin;
 
+// tollgate_engine_admin_*(): companies, users, keys, overrides, token suspension.
+mod manage;
+
 // tollgate_engine_next_event(), tollgate_engine_metrics().
 mod events;
 
@@ -89,6 +92,15 @@ pub use admin::{
     tollgate_engine_revoke,
 };
 pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
+pub use manage::{
+    parse_override_match, tollgate_engine_admin_add_company, tollgate_engine_admin_add_key,
+    tollgate_engine_admin_add_user, tollgate_engine_admin_company,
+    tollgate_engine_admin_remove_key, tollgate_engine_admin_remove_override,
+    tollgate_engine_admin_rotate_key, tollgate_engine_admin_set_company_limit,
+    tollgate_engine_admin_set_company_plans, tollgate_engine_admin_set_company_units,
+    tollgate_engine_admin_set_override, tollgate_engine_admin_suspend_token,
+    tollgate_engine_admin_user,
+};
 pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
 pub use guard::tollgate_last_error;
 pub use handle::{

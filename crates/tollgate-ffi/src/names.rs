@@ -38,6 +38,11 @@ pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
         11 => "disabled_user\0",
         12 => "quota\0",
         13 => "panic\0",
+        14 => "unknown_company\0",
+        15 => "unknown_user\0",
+        16 => "duplicate\0",
+        17 => "company_terminated\0",
+        18 => "unknown_limit\0",
         _ => "unknown\0",
     };
     name.as_ptr().cast()
@@ -66,6 +71,11 @@ pub extern "C" fn tollgate_result_message(result: u32) -> *const c_char {
         11 => "the key's user is disabled\0",
         12 => "the quota refused the call\0",
         13 => "internal error: a panic was caught at the C boundary (please report it)\0",
+        14 => "no such company\0",
+        15 => "no such user\0",
+        16 => "already registered\0",
+        17 => "the company is terminated\0",
+        18 => "no such limit or override\0",
         _ => "unknown result code\0",
     };
     text.as_ptr().cast()
@@ -84,6 +94,7 @@ pub extern "C" fn tollgate_reason_name(reason: u32) -> *const c_char {
             tollgate::Reason::UnknownKey => "unknown_key\0",
             tollgate::Reason::CannotPass => "cannot_pass\0",
             tollgate::Reason::Unavailable => "unavailable\0",
+            tollgate::Reason::Terminated => "terminated\0",
             _ => "unknown\0",
         },
         None => "unknown\0",
@@ -144,11 +155,16 @@ mod tests {
             (tollgate_result::DisabledUser, "disabled_user"),
             (tollgate_result::Quota, "quota"),
             (tollgate_result::Panic, "panic"),
+            (tollgate_result::UnknownCompany, "unknown_company"),
+            (tollgate_result::UnknownUser, "unknown_user"),
+            (tollgate_result::Duplicate, "duplicate"),
+            (tollgate_result::CompanyTerminated, "company_terminated"),
+            (tollgate_result::UnknownLimit, "unknown_limit"),
         ] {
             assert_eq!(text(tollgate_result_name(code as u32)), name);
         }
-        assert_eq!(text(tollgate_result_name(14)), "unknown");
-        for code in 0..=13 {
+        assert_eq!(text(tollgate_result_name(19)), "unknown");
+        for code in 0..=18 {
             let message = text(tollgate_result_message(code));
             assert!(
                 !message.is_empty() && message != "unknown result code",
@@ -159,13 +175,14 @@ mod tests {
             text(tollgate_result_message(4)),
             "the caller's buffer is too small"
         );
-        assert_eq!(text(tollgate_result_message(14)), "unknown result code");
+        assert_eq!(text(tollgate_result_message(19)), "unknown result code");
         assert_eq!(
             text(tollgate_result_message(u32::MAX)),
             "unknown result code"
         );
         assert_eq!(text(tollgate_reason_name(1)), "limited");
-        assert_eq!(text(tollgate_reason_name(7)), "unknown");
+        assert_eq!(text(tollgate_reason_name(7)), "terminated");
+        assert_eq!(text(tollgate_reason_name(8)), "unknown");
         assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");
         assert!(tollgate_header_name(3).is_null());
     }

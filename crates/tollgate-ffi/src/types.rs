@@ -66,6 +66,17 @@ pub enum tollgate_result {
     Quota = 12,
     /// An internal error: a panic was caught at the boundary. Please report it.
     Panic = 13,
+    /// An administrative change named a company that is not registered (or was removed).
+    UnknownCompany = 14,
+    /// An administrative change named a user that is not registered (or was removed).
+    UnknownUser = 15,
+    /// An administrative change would register a company, user or API key twice (or
+    /// move a user to another company).
+    Duplicate = 16,
+    /// The company is terminated: no change makes it active again.
+    CompanyTerminated = 17,
+    /// No limit of that name, or the limit has no such override.
+    UnknownLimit = 18,
 }
 
 /// Why a request was allowed or refused (the `reason` of a tollgate_decision).
@@ -86,6 +97,8 @@ pub enum tollgate_reason {
     CannotPass = 5,
     /// A limit could not decide (its key store is full, or its backend is down).
     Unavailable = 6,
+    /// Its API key's company is terminated: refused for good (HTTP 403).
+    Terminated = 7,
 }
 
 /// The quota's verdict in a decision (`quota.outcome`).

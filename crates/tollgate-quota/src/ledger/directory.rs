@@ -42,7 +42,8 @@ pub(super) struct CompanyEntry {
 /// Where a company stands: active, suspended (its keys refused until resumed), or
 /// terminated (its keys refused for good), or removed from the directory (its keys
 /// are gone; its usage is kept for billing statements).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CompanyStatus {
     /// Served.

@@ -21,8 +21,10 @@ use super::instance::Engine;
 use super::reload::ReloadReport;
 use crate::policy::{Attr, OverrideSpec};
 
-/// An administrative change, as [`Event::Admin`] reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An administrative change, as [`Event::Admin`] reports it (serialised with its
+/// operation's name in `op`, e.g. `{"op":"key_rotated","old":"key#..",..}`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AdminChange {
     /// A company was registered (or registered again after removal).
