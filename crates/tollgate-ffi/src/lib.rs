@@ -92,6 +92,13 @@ pub use admin::{
     tollgate_engine_revoke,
 };
 pub use decide::{tollgate_engine_decide, tollgate_engine_decide_request};
+pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
+pub use guard::tollgate_last_error;
+pub use handle::{
+    tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_file_err,
+    tollgate_engine_from_toml, tollgate_engine_from_toml_err, tollgate_engine_warnings,
+};
+pub use header::tollgate_engine_header;
 pub use manage::{
     parse_override_match, tollgate_engine_admin_add_company, tollgate_engine_admin_add_key,
     tollgate_engine_admin_add_user, tollgate_engine_admin_company,
@@ -101,13 +108,6 @@ pub use manage::{
     tollgate_engine_admin_set_override, tollgate_engine_admin_suspend_token,
     tollgate_engine_admin_user,
 };
-pub use events::{tollgate_engine_metrics, tollgate_engine_next_event};
-pub use guard::tollgate_last_error;
-pub use handle::{
-    tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_file_err,
-    tollgate_engine_from_toml, tollgate_engine_from_toml_err, tollgate_engine_warnings,
-};
-pub use header::tollgate_engine_header;
 pub use names::{
     tollgate_abi_version, tollgate_header_name, tollgate_reason_name, tollgate_result_message,
     tollgate_result_name, tollgate_version,

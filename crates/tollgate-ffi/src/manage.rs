@@ -72,7 +72,11 @@ pub fn parse_override_match(s: &str) -> Result<BTreeMap<String, String>, String>
             toml::Value::String(v) => {
                 out.insert(k.clone(), v.clone());
             }
-            _ => return Err(format!("override match {s:?}: the value of {k:?} is not a string")),
+            _ => {
+                return Err(format!(
+                    "override match {s:?}: the value of {k:?} is not a string"
+                ))
+            }
         }
     }
     if out.is_empty() {
@@ -325,7 +329,11 @@ pub unsafe extern "C" fn tollgate_engine_admin_rotate_key(
         let new = s!(new_key, new_len, "new_key");
         let grace = (grace_ms > 0).then(|| Duration::from_millis(grace_ms));
         // SAFETY: the caller's promise.
-        unsafe { with_admin(engine, |a| a.rotate_key(old, new, grace).map_err(admin_fail)) }
+        unsafe {
+            with_admin(engine, |a| {
+                a.rotate_key(old, new, grace).map_err(admin_fail)
+            })
+        }
     })
 }
 

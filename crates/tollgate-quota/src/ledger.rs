@@ -73,8 +73,8 @@ mod tests;
 
 pub use crate::counter::{SharedCharge, MAX_USAGE};
 pub use config::QuotaConfig;
-pub use directory::CompanyStatus;
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
+pub use directory::CompanyStatus;
 pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};
 pub use reservation::{CommitOutcome, Reservation, MAX_COST};

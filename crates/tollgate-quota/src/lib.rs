@@ -69,10 +69,9 @@ mod loom_tests;
 
 #[doc(inline)]
 pub use ledger::{
-    CompanyStatus,
-    CommitOutcome, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig, QuotaDecision,
-    QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement, UsageRow, MAX_COST,
-    MAX_USAGE,
+    CommitOutcome, CompanyStatus, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig,
+    QuotaDecision, QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement,
+    UsageRow, MAX_COST, MAX_USAGE,
 };
 #[doc(inline)]
 pub use period::{Period, PeriodError, PeriodKind, PeriodSpec};

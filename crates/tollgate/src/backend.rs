@@ -378,12 +378,9 @@ impl MemoryBackend {
             Some(state) => {
                 let alg = &self.alg;
                 // A store with no room keeps the key fresh: never refused for it.
-                let _ = self.store.update(
-                    &hash,
-                    now,
-                    |s, t| alg.is_fresh(s, t),
-                    |_| ((), Some(state)),
-                );
+                let _ =
+                    self.store
+                        .update(&hash, now, |s, t| alg.is_fresh(s, t), |_| ((), Some(state)));
             }
         }
         true

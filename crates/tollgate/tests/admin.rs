@@ -52,7 +52,12 @@ fn reason(e: &Engine, key: &str) -> Reason {
 #[test]
 fn a_reload_removes_keys_users_and_companies_and_reports_them() {
     let e = engine(DIRECTORY);
-    for k in ["ann-old-key-0001", "ann-new-key-0002", "bob-key-0003", "gil-key-0004"] {
+    for k in [
+        "ann-old-key-0001",
+        "ann-new-key-0002",
+        "bob-key-0003",
+        "gil-key-0004",
+    ] {
         assert_eq!(reason(&e, k), Reason::Allowed);
     }
     let without = DIRECTORY
@@ -63,9 +68,21 @@ fn a_reload_removes_keys_users_and_companies_and_reports_them() {
             "",
         );
     let report = e.reload(policy(&without)).unwrap();
-    assert_eq!(reason(&e, "ann-old-key-0001"), Reason::UnknownKey, "dropped key");
-    assert_eq!(reason(&e, "bob-key-0003"), Reason::UnknownKey, "removed user");
-    assert_eq!(reason(&e, "gil-key-0004"), Reason::UnknownKey, "removed company");
+    assert_eq!(
+        reason(&e, "ann-old-key-0001"),
+        Reason::UnknownKey,
+        "dropped key"
+    );
+    assert_eq!(
+        reason(&e, "bob-key-0003"),
+        Reason::UnknownKey,
+        "removed user"
+    );
+    assert_eq!(
+        reason(&e, "gil-key-0004"),
+        Reason::UnknownKey,
+        "removed company"
+    );
     assert_eq!(reason(&e, "ann-new-key-0002"), Reason::Allowed);
     let d = &report.directory;
     assert_eq!(d.keys_removed, vec![KeyRef::of("ann-old-key-0001")]);
@@ -120,22 +137,28 @@ fn an_added_override_carries_its_keys_used_capacity() {
     assert_eq!(served("up"), 1, "raised to 4/h after using 3: one more");
     assert_eq!(served("down"), 0, "lowered to 1/h after using 3: none");
     assert_eq!(report.overrides.added.len(), 2);
-    assert!(report.overrides.added.iter().all(|o| o.carried), "{report:?}");
+    assert!(
+        report.overrides.added.iter().all(|o| o.carried),
+        "{report:?}"
+    );
     // Changing and removing them carries too: "up" has used 4 of 4; back to 3/h it
     // has none left, and "down" none either.
     let report = e.reload(policy(PER_COMPANY)).unwrap();
     assert_eq!(report.overrides.removed.len(), 2);
     assert!(report.overrides.removed.iter().all(|o| o.carried));
-    assert_eq!(served("up"), 0, "an override removed never hands out a fresh burst");
+    assert_eq!(
+        served("up"),
+        0,
+        "an override removed never hands out a fresh burst"
+    );
     assert_eq!(served("down"), 0);
 }
 
 /// Item 2 through the admin API, for a token's override (reported redacted).
 #[test]
 fn an_override_set_at_runtime_carries_and_is_reported_redacted() {
-    let e = engine(
-        "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"3/h\"\n",
-    );
+    let e =
+        engine("version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"3/h\"\n");
     // The engine's own clock: a reload carries state as of the engine's now.
     let r = Request::new().token("secret-token-abcdef");
     for _ in 0..3 {
@@ -143,24 +166,39 @@ fn an_override_set_at_runtime_carries_and_is_reported_redacted() {
     }
     let report = e
         .admin()
-        .set_override("per-token", &[("token", "secret-token-abcdef")], "10/h".parse().unwrap())
+        .set_override(
+            "per-token",
+            &[("token", "secret-token-abcdef")],
+            "10/h".parse().unwrap(),
+        )
         .unwrap();
     let o = &report.overrides.added[0];
     assert!(o.carried);
-    assert_eq!(o.matches[0].1, KeyRef::of("secret-token-abcdef").to_string());
+    assert_eq!(
+        o.matches[0].1,
+        KeyRef::of("secret-token-abcdef").to_string()
+    );
     assert!(!format!("{report:?}").contains("secret-token-abcdef"));
     assert_eq!((0..20).filter(|_| e.decide(&r).allowed()).count(), 7);
     let report = e
         .admin()
-        .set_override("per-token", &[("token", "secret-token-abcdef")], "2/h".parse().unwrap())
+        .set_override(
+            "per-token",
+            &[("token", "secret-token-abcdef")],
+            "2/h".parse().unwrap(),
+        )
         .unwrap();
     assert_eq!(report.overrides.changed.len(), 1);
     assert_eq!((0..20).filter(|_| e.decide(&r).allowed()).count(), 0);
     let events = e.drain_events();
-    assert!(events.iter().any(|ev| matches!(ev, Event::Admin(AdminChange::OverrideSet { carried: true, .. }))));
+    assert!(events.iter().any(|ev| matches!(
+        ev,
+        Event::Admin(AdminChange::OverrideSet { carried: true, .. })
+    )));
     assert!(!format!("{events:?}").contains("secret-token-abcdef"));
     assert!(matches!(
-        e.admin().set_override("per-token", &[("route", "/x")], "1/h".parse().unwrap()),
+        e.admin()
+            .set_override("per-token", &[("route", "/x")], "1/h".parse().unwrap()),
         Err(AdminError::NotInKey { .. })
     ));
 }
@@ -174,17 +212,30 @@ fn a_terminated_company_is_refused_for_good_and_a_suspended_one_until_resumed() 
     let a = e.admin();
     a.suspend_company("globex").unwrap();
     assert_eq!(reason(&e, "gil-key-0004"), Reason::Revoked);
-    assert_eq!(reason(&e, "bob-key-0003"), Reason::Allowed, "another company");
+    assert_eq!(
+        reason(&e, "bob-key-0003"),
+        Reason::Allowed,
+        "another company"
+    );
     a.resume_company("globex").unwrap();
     assert_eq!(reason(&e, "gil-key-0004"), Reason::Allowed);
     a.terminate_company("globex").unwrap();
     assert_eq!(reason(&e, "gil-key-0004"), Reason::Terminated);
-    assert!(matches!(a.resume_company("globex"), Err(AdminError::CompanyTerminated(_))));
+    assert!(matches!(
+        a.resume_company("globex"),
+        Err(AdminError::CompanyTerminated(_))
+    ));
     // A reload re-registering it does not bring it back.
-    e.reload(policy(&DIRECTORY.replace("id = \"globex\"\nmachines = 1", "id = \"globex\"\nmachines = 2")))
-        .unwrap();
+    e.reload(policy(&DIRECTORY.replace(
+        "id = \"globex\"\nmachines = 1",
+        "id = \"globex\"\nmachines = 2",
+    )))
+    .unwrap();
     assert_eq!(reason(&e, "gil-key-0004"), Reason::Terminated);
-    assert_eq!(e.ledger().unwrap().company_status("globex"), Some(CompanyStatus::Terminated));
+    assert_eq!(
+        e.ledger().unwrap().company_status("globex"),
+        Some(CompanyStatus::Terminated)
+    );
     let used: u64 = e
         .ledger()
         .unwrap()
@@ -205,10 +256,14 @@ fn an_operators_revocation_is_enforced_without_a_revocation_section() {
     assert_eq!(reason(&e, "bob-key-0003"), Reason::Revoked);
     assert!(e.admin().restore("bob-key-0003"));
     assert_eq!(reason(&e, "bob-key-0003"), Reason::Allowed);
-    assert!(e.admin().suspend_token("bob-key-0003", Duration::from_secs(60)));
+    assert!(e
+        .admin()
+        .suspend_token("bob-key-0003", Duration::from_secs(60)));
     assert_eq!(reason(&e, "bob-key-0003"), Reason::Revoked);
     let later = e.now() + 61 * SEC;
-    assert!(e.decide(&Request::new().token("bob-key-0003").at(later)).allowed());
+    assert!(e
+        .decide(&Request::new().token("bob-key-0003").at(later))
+        .allowed());
 }
 
 #[test]
@@ -216,22 +271,40 @@ fn rotation_keeps_usage_and_honours_the_grace_period() {
     let e = engine(DIRECTORY);
     let now = e.now();
     for _ in 0..5 {
-        assert!(e.decide(&Request::new().token("bob-key-0003").at(now)).allowed());
+        assert!(e
+            .decide(&Request::new().token("bob-key-0003").at(now))
+            .allowed());
     }
     e.admin()
-        .rotate_key("bob-key-0003", "bob-key-0005", Some(Duration::from_secs(30)))
+        .rotate_key(
+            "bob-key-0003",
+            "bob-key-0005",
+            Some(Duration::from_secs(30)),
+        )
         .unwrap();
     let at = |k: &str, t: u64| e.decide(&Request::new().token(k).at(t));
-    assert!(at("bob-key-0003", now + SEC).allowed(), "in its grace period");
+    assert!(
+        at("bob-key-0003", now + SEC).allowed(),
+        "in its grace period"
+    );
     let d = at("bob-key-0005", now + SEC);
     assert!(d.allowed());
     assert_eq!(d.quota.unwrap().used, 7, "the user's usage carried on");
-    assert_eq!(at("bob-key-0003", now + 31 * SEC).reason, Reason::UnknownKey);
-    e.admin().rotate_key("bob-key-0005", "bob-key-0006", None).unwrap();
-    assert_eq!(at("bob-key-0005", now + 32 * SEC).reason, Reason::UnknownKey);
+    assert_eq!(
+        at("bob-key-0003", now + 31 * SEC).reason,
+        Reason::UnknownKey
+    );
+    e.admin()
+        .rotate_key("bob-key-0005", "bob-key-0006", None)
+        .unwrap();
+    assert_eq!(
+        at("bob-key-0005", now + 32 * SEC).reason,
+        Reason::UnknownKey
+    );
     assert!(at("bob-key-0006", now + 32 * SEC).allowed());
     assert!(matches!(
-        e.admin().rotate_key("bob-key-0006", "ann-new-key-0002", None),
+        e.admin()
+            .rotate_key("bob-key-0006", "ann-new-key-0002", None),
         Err(AdminError::DuplicateKey(_))
     ));
     assert!(matches!(
@@ -348,7 +421,8 @@ fn key(i: u8) -> String {
 /// Applies `op` to the engine and the model; returns a description on a mismatch.
 fn step(e: &Engine, m: &mut Model, op: &Op) -> Result<(), String> {
     let a = e.admin();
-    let live_company = |m: &Model, c: &str| m.companies.contains_key(c) && !m.removed_companies.contains(c);
+    let live_company =
+        |m: &Model, c: &str| m.companies.contains_key(c) && !m.removed_companies.contains(c);
     match op {
         Op::AddCompany(c) => {
             let id = company(*c);
@@ -440,7 +514,11 @@ fn step(e: &Engine, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::DisableUser(u) | Op::EnableUser(u) => {
             let uid = user(*u);
             let disabled = matches!(op, Op::DisableUser(_));
-            let got = if disabled { a.disable_user(&uid) } else { a.enable_user(&uid) };
+            let got = if disabled {
+                a.disable_user(&uid)
+            } else {
+                a.enable_user(&uid)
+            };
             if m.users.get(&uid).is_some_and(|(_, _, r)| !*r) {
                 got.map_err(|e| format!("{op:?}: {e}"))?;
                 m.users.get_mut(&uid).unwrap().1 = disabled;
@@ -466,13 +544,11 @@ fn step(e: &Engine, m: &mut Model, op: &Op) -> Result<(), String> {
                 if !matches!(got, Err(AdminError::UnknownUser(_))) {
                     return Err(format!("add_key to unknown user: {got:?}"));
                 }
-            } else if m.keys.contains_key(&kid) {
-                if !matches!(got, Err(AdminError::DuplicateKey(_))) {
-                    return Err(format!("add_key twice: {got:?}"));
-                }
-            } else {
+            } else if let std::collections::btree_map::Entry::Vacant(slot) = m.keys.entry(kid) {
                 got.map_err(|e| format!("add_key: {e}"))?;
-                m.keys.insert(kid, uid);
+                slot.insert(uid);
+            } else if !matches!(got, Err(AdminError::DuplicateKey(_))) {
+                return Err(format!("add_key twice: {got:?}"));
             }
         }
         Op::RotateKey(o, n) => {
@@ -529,7 +605,9 @@ fn step(e: &Engine, m: &mut Model, op: &Op) -> Result<(), String> {
         let got = e.peek_reason(&kid);
         let want = m.expect(&kid);
         if got != want {
-            return Err(format!("after {op:?}: {kid} is {got:?}, model says {want:?}\n{m:?}"));
+            return Err(format!(
+                "after {op:?}: {kid} is {got:?}, model says {want:?}\n{m:?}"
+            ));
         }
     }
     Ok(())
@@ -555,14 +633,51 @@ fn a_sequence_of_admin_operations_matches_the_model() {
     let mut m = Model::default();
     use Op::*;
     let ops = [
-        AddCompany(0), AddCompany(1), AddUser(0, 0), AddUser(1, 0), AddUser(2, 1),
-        AddKey(0, 0), AddKey(1, 1), AddKey(2, 2), Decide(0), Decide(1), Decide(2),
-        RotateKey(0, 3), Decide(0), Decide(3), DisableUser(1), Decide(1), EnableUser(1),
-        SuspendCompany(1), Decide(2), ResumeCompany(1), TerminateCompany(1), Decide(2),
-        ResumeCompany(1), RemoveUser(0), Decide(3), AddUser(0, 0), AddKey(4, 0), Decide(4),
-        Revoke(4), Decide(4), Restore(4), RemoveCompany(0), Decide(4), Decide(1),
-        AddCompany(0), AddKey(5, 0), AddUser(0, 0), AddKey(5, 0), Decide(5), RemoveKey(5),
-        Decide(5), AddUser(3, 1), RemoveCompany(1), AddCompany(1), Decide(2),
+        AddCompany(0),
+        AddCompany(1),
+        AddUser(0, 0),
+        AddUser(1, 0),
+        AddUser(2, 1),
+        AddKey(0, 0),
+        AddKey(1, 1),
+        AddKey(2, 2),
+        Decide(0),
+        Decide(1),
+        Decide(2),
+        RotateKey(0, 3),
+        Decide(0),
+        Decide(3),
+        DisableUser(1),
+        Decide(1),
+        EnableUser(1),
+        SuspendCompany(1),
+        Decide(2),
+        ResumeCompany(1),
+        TerminateCompany(1),
+        Decide(2),
+        ResumeCompany(1),
+        RemoveUser(0),
+        Decide(3),
+        AddUser(0, 0),
+        AddKey(4, 0),
+        Decide(4),
+        Revoke(4),
+        Decide(4),
+        Restore(4),
+        RemoveCompany(0),
+        Decide(4),
+        Decide(1),
+        AddCompany(0),
+        AddKey(5, 0),
+        AddUser(0, 0),
+        AddKey(5, 0),
+        Decide(5),
+        RemoveKey(5),
+        Decide(5),
+        AddUser(3, 1),
+        RemoveCompany(1),
+        AddCompany(1),
+        Decide(2),
     ];
     for op in &ops {
         step(&e, &mut m, op).unwrap();

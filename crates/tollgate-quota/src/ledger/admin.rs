@@ -74,7 +74,8 @@ impl Ledger {
             // terminated (that is for good).
             let status = old.status.load(Ordering::Relaxed);
             if status == CompanyStatus::Removed.to_u8() {
-                old.status.store(CompanyStatus::Active.to_u8(), Ordering::Relaxed);
+                old.status
+                    .store(CompanyStatus::Active.to_u8(), Ordering::Relaxed);
             } else if status == CompanyStatus::Removed.to_u8() | TERMINATED_BIT {
                 old.status
                     .store(CompanyStatus::Terminated.to_u8(), Ordering::Relaxed);

@@ -207,8 +207,20 @@ impl From<EngineError> for AdminError {
     }
 }
 
-/// The administration handle of an engine: see the [module docs](self). Cheap to
-/// make ([`Engine::admin`]); every operation takes effect for the next decision.
+/// The administration handle of an engine ([`Engine::admin`], cheap to make).
+///
+/// Each operation is applied atomically and never makes a decision wait: directory
+/// changes (companies, users, keys) change the ledger's lock-free key map and atomic
+/// flags under the ledger's administrative mutex, which decisions never take; override
+/// changes build a new compiled policy off to the side and swap it in, exactly as a
+/// reload does (keys keep their used capacity). The next decision sees the change.
+/// Each applied change is reported as an [`Event::Admin`] (keys as [`KeyRef`]s only).
+///
+/// An override set here is part of the policy in force: a later
+/// [`reload`](Engine::reload) replaces the policy, so an override it does not have is
+/// removed (and reported in [`ReloadReport::overrides`]). Directory changes made here
+/// stay across reloads unless the new policy file changes the same company, user or
+/// key (see [`DirectoryChanges`](super::DirectoryChanges)).
 #[derive(Clone, Copy)]
 pub struct Admin<'e> {
     engine: &'e Engine,
@@ -230,7 +242,10 @@ impl Engine {
 
 impl<'e> Admin<'e> {
     fn ledger(&self) -> Result<&'e Ledger, AdminError> {
-        self.engine.ledger().map(|l| &**l).ok_or(AdminError::NoQuota)
+        self.engine
+            .ledger()
+            .map(|l| &**l)
+            .ok_or(AdminError::NoQuota)
     }
 
     fn now(&self) -> i128 {
@@ -418,10 +433,16 @@ impl<'e> Admin<'e> {
     /// Rotates an API key: `new` serves `old`'s user (the user's usage and limits carry
     /// on: they are the user's, not the key's); `old` is refused at once, or after
     /// `grace`.
-    pub fn rotate_key(&self, old: &str, new: &str, grace: Option<Duration>) -> Result<(), AdminError> {
+    pub fn rotate_key(
+        &self,
+        old: &str,
+        new: &str,
+        grace: Option<Duration>,
+    ) -> Result<(), AdminError> {
         let now = self.now();
         self.ledger()?.rotate_key(old, new, grace, now)?;
-        let until = now.saturating_add(grace.map_or(0, |g| i128::try_from(g.as_nanos()).unwrap_or(i128::MAX)));
+        let until = now
+            .saturating_add(grace.map_or(0, |g| i128::try_from(g.as_nanos()).unwrap_or(i128::MAX)));
         self.emit(AdminChange::KeyRotated {
             old: KeyRef::of(old),
             new: KeyRef::of(new),

@@ -123,9 +123,7 @@ pub(super) fn reconcile(
     // Additions and changes.
     for (id, nc) in &new_c {
         let oc = old_c.get(id).copied();
-        let changed = oc.is_some_and(|oc| {
-            oc.company != nc.company || oc.time_zone != nc.time_zone
-        });
+        let changed = oc.is_some_and(|oc| oc.company != nc.company || oc.time_zone != nc.time_zone);
         if oc.is_none() || changed {
             ledger
                 .upsert_company(nc.company(), nc.time_zone.as_deref(), now)

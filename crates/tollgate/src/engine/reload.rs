@@ -11,9 +11,9 @@ use super::compile::{
     build_backend, policy_item, Backend, ClassTable, Compiled, CompiledLimit, CompiledOverride,
     CompiledQuota, CompiledRevocation,
 };
-use super::reconcile::{reconcile, DirectoryChanges};
 use super::error::EngineError;
 use super::instance::Engine;
+use super::reconcile::{reconcile, DirectoryChanges};
 use crate::backend::{CarriedKey, MemoryBackend};
 use crate::policy::{
     AlgorithmKind, Attr, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
@@ -71,6 +71,16 @@ pub struct ReloadReport {
     pub overrides: OverrideChanges,
     /// Companies, users and keys added, changed and removed.
     pub directory: DirectoryChanges,
+}
+
+/// A whole-key override's key as a reload found it before any store was rescaled:
+/// its values in key order, its fingerprint, which of the old overrides counted it
+/// (`None`: the limit's own state), and its state there.
+struct MovedKey {
+    parts: Vec<String>,
+    hash: u128,
+    was: Option<usize>,
+    taken: Option<CarriedKey>,
 }
 
 /// The values of an override naming every attribute of its limit's key (`n` of them),
@@ -177,8 +187,7 @@ impl Engine {
                 .collect();
             // The keys of whole-key overrides, old and new, with their state taken
             // before any store is rescaled: where each was counted, and how much it used.
-            let mut moved: Vec<(Vec<String>, u128, Option<usize>, Option<CarriedKey>)> =
-                Vec::new();
+            let mut moved: Vec<MovedKey> = Vec::new();
             if let Some(p) = same_backend.filter(|p| p.spec.key == spec.key) {
                 let mut seen = std::collections::BTreeSet::new();
                 let candidates = p
@@ -197,7 +206,12 @@ impl Engine {
                     let hash = self.hasher.of_parts(&refs);
                     let was = matching(&p.overrides, &parts);
                     let taken = memory(p.backend_for(was)).and_then(|m| m.take_key(hash));
-                    moved.push((parts, hash, was, taken));
+                    moved.push(MovedKey {
+                        parts,
+                        hash,
+                        was,
+                        taken,
+                    });
                 }
             }
             let (backend, carried) = build_backend(
@@ -235,7 +249,13 @@ impl Engine {
             // another override's, to its own), or removed (back to the limit's).
             let mut key_carried = std::collections::BTreeMap::new();
             if let Some(p) = same_backend {
-                for (parts, hash, was, taken) in moved {
+                for MovedKey {
+                    parts,
+                    hash,
+                    was,
+                    taken,
+                } in moved
+                {
                     let is = matching(&overrides, &parts);
                     let (Some(from), Some(to)) = (
                         memory(p.backend_for(was)),
@@ -247,12 +267,11 @@ impl Engine {
                     key_carried.insert(parts, ok);
                 }
             }
-            let carried_of = |matches: &[(usize, String)], changed: bool| {
-                match whole_key(key_len, matches) {
+            let carried_of =
+                |matches: &[(usize, String)], changed: bool| match whole_key(key_len, matches) {
                     Some(parts) => key_carried.get(&parts).copied().unwrap_or(false),
                     None => changed && carried,
-                }
-            };
+                };
             if let Some(p) = prev {
                 let names = |m: &[(usize, String)]| -> Vec<(String, String)> {
                     let mut v: Vec<(String, String)> = m
@@ -262,7 +281,8 @@ impl Engine {
                                 .key
                                 .get(*pos)
                                 .map_or_else(String::new, |a| a.name().to_owned());
-                            let shown = if attr == "token" || secret_attr.as_deref() == Some(&attr) {
+                            let shown = if attr == "token" || secret_attr.as_deref() == Some(&attr)
+                            {
                                 KeyRef::of(val).to_string()
                             } else {
                                 val.clone()
@@ -281,7 +301,10 @@ impl Engine {
                         carried,
                     };
                     match p.overrides.iter().find(|po| po.matches == o.matches) {
-                        None => report.overrides.added.push(change(carried_of(&o.matches, false))),
+                        None => report
+                            .overrides
+                            .added
+                            .push(change(carried_of(&o.matches, false))),
                         Some(po) => {
                             let old_spec =
                                 p.spec.overrides.iter().find(|os| os.matches == no.matches);
@@ -377,8 +400,7 @@ impl Engine {
                         );
                     }
                 }
-                report.directory =
-                    reconcile(ledger, old.quota.as_ref().map(|o| &o.spec), q, now)?;
+                report.directory = reconcile(ledger, old.quota.as_ref().map(|o| &o.spec), q, now)?;
                 Some(CompiledQuota {
                     attr: q.key.clone(),
                     cost: q.cost,
