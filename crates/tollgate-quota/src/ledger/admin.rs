@@ -68,6 +68,13 @@ impl Ledger {
         };
         let mut d = self.directory();
         if let Some(old) = d.companies.get(&company.id) {
+            // Ended periods keep the limit that was in force during them (the
+            // statement of a past period uses its own limit); the current period takes
+            // the new one from now, for the whole period.
+            let before = old.limit.load(Ordering::Relaxed);
+            if before != limit.calls {
+                old.usage.freeze_ended(before, now);
+            }
             old.settings.store(Arc::new(settings));
             old.limit.store(limit.calls, Ordering::Relaxed);
             // A removed company registered again is active again, unless it was
@@ -152,6 +159,8 @@ impl Ledger {
     pub fn add_key(&self, key: &str, user: &str) -> Result<(), QuotaError> {
         let mut d = self.directory();
         let u = live_user(&d, user)?;
+        // A rotated key whose grace period ended is gone, and may be added again.
+        self.sweep_graced(&mut d, jiff::Timestamp::now().as_nanosecond());
         let fp = self.fingerprints.of(key);
         let entry = KeyEntry {
             user: u,
