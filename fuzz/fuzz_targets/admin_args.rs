@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tollgate_ffi::*;
 
-const POLICY: &str = "version = 1\n[[limit]]\nname = \"l\"\nkey = [\"token\", \"company\"]\nrate = \"10/s\"\n\
+const POLICY: &str =
+    "version = 1\n[[limit]]\nname = \"l\"\nkey = [\"token\", \"company\"]\nrate = \"10/s\"\n\
     [quota]\nkey = \"token\"\n[[quota.plans]]\nname = \"p\"\ncalls = 5\ndefault = true\n\
     [[quota.plans]]\nname = \"x\"\ncalls = 5\n\
     [[quota.companies]]\nid = \"acme\"\nusers = [{ id = \"u\", keys = [\"k\"] }]\n";
@@ -90,7 +91,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for rc in codes {
         assert_ne!(rc, tollgate_result::Panic);
-        assert!((rc as u32) <= tollgate_result::UnknownLimit as u32, "{rc:?}");
+        assert!(
+            (rc as u32) <= tollgate_result::UnknownLimit as u32,
+            "{rc:?}"
+        );
     }
 });
 
@@ -100,7 +104,9 @@ fn toml_string(v: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -109,7 +115,10 @@ fn toml_string(v: &str) -> String {
 }
 
 fn toml_key(k: &str) -> String {
-    if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         k.to_owned()
     } else {
         toml_string(k)

@@ -78,6 +78,7 @@ mod tests {
         );
         assert_eq!(refusal_status(Reason::Revoked), StatusCode::FORBIDDEN);
         assert_eq!(refusal_status(Reason::UnknownKey), StatusCode::FORBIDDEN);
+        assert_eq!(refusal_status(Reason::Terminated), StatusCode::FORBIDDEN);
         assert_eq!(
             refusal_status(Reason::Unavailable),
             StatusCode::SERVICE_UNAVAILABLE

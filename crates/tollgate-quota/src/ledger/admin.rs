@@ -272,8 +272,10 @@ impl Ledger {
     pub fn remove_user(&self, user: &str) -> Result<(), QuotaError> {
         let mut d = self.directory();
         let u = live_user(&d, user)?;
-        self.remove_user_keys(&mut d, &u);
+        // The flag first: every key of the user is refused from this store on (one
+        // atomic step), then the keys are taken out.
         u.removed.store(true, Ordering::Relaxed);
+        self.remove_user_keys(&mut d, &u);
         Ok(())
     }
 
@@ -295,16 +297,8 @@ impl Ledger {
     pub fn remove_company(&self, company: &str) -> Result<(), QuotaError> {
         let mut d = self.directory();
         let c = live_company(&d, company)?;
-        let users: Vec<Arc<UserEntry>> = d
-            .users
-            .values()
-            .filter(|u| u.company.id == company)
-            .cloned()
-            .collect();
-        for u in users {
-            self.remove_user_keys(&mut d, &u);
-            u.removed.store(true, Ordering::Relaxed);
-        }
+        // The status first: every key of the company is refused from this store on
+        // (one atomic step), then its users' keys are taken out.
         let was = c.status.load(Ordering::Relaxed);
         let bit = if was == CompanyStatus::Terminated.to_u8() {
             TERMINATED_BIT
@@ -313,6 +307,16 @@ impl Ledger {
         };
         c.status
             .store(CompanyStatus::Removed.to_u8() | bit, Ordering::Relaxed);
+        let users: Vec<Arc<UserEntry>> = d
+            .users
+            .values()
+            .filter(|u| u.company.id == company)
+            .cloned()
+            .collect();
+        for u in users {
+            u.removed.store(true, Ordering::Relaxed);
+            self.remove_user_keys(&mut d, &u);
+        }
         Ok(())
     }
 
