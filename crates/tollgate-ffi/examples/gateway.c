@@ -120,7 +120,8 @@ int main(int argc, char **argv) {
         }
         if (d.allowed) {
             printf("200 OK\n");
-        } else if (d.reason == TOLLGATE_REASON_REVOKED || d.reason == TOLLGATE_REASON_UNKNOWN_KEY) {
+        } else if (d.reason == TOLLGATE_REASON_REVOKED || d.reason == TOLLGATE_REASON_UNKNOWN_KEY ||
+                   d.reason == TOLLGATE_REASON_TERMINATED) {
             printf("403 Forbidden (%s)\n", tollgate_reason_name(d.reason));
         } else if (d.reason == TOLLGATE_REASON_UNAVAILABLE || d.reason == TOLLGATE_REASON_JOURNAL_FAILING) {
             printf("503 Service Unavailable (%s)\n", tollgate_reason_name(d.reason));

@@ -109,7 +109,8 @@ for line in io.lines() do
     else
       if d.allowed then
         io.write("200 OK\n")
-      elseif d.reason == tg.TOLLGATE_REASON_REVOKED or d.reason == tg.TOLLGATE_REASON_UNKNOWN_KEY then
+      elseif d.reason == tg.TOLLGATE_REASON_REVOKED or d.reason == tg.TOLLGATE_REASON_UNKNOWN_KEY
+          or d.reason == tg.TOLLGATE_REASON_TERMINATED then
         io.write("403 Forbidden (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")
       elseif d.reason == tg.TOLLGATE_REASON_UNAVAILABLE or d.reason == tg.TOLLGATE_REASON_JOURNAL_FAILING then
         io.write("503 Service Unavailable (", ffi.string(tg.tollgate_reason_name(d.reason)), ")\n")

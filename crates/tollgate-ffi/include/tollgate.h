@@ -162,6 +162,27 @@ enum tollgate_result
    * the notice is not offered again by this process, but a restart offers it again).
    */
   TOLLGATE_RESULT_JOURNAL = 14,
+  /**
+   * An administrative change named a company that is not registered (or was removed).
+   */
+  TOLLGATE_RESULT_UNKNOWN_COMPANY = 15,
+  /**
+   * An administrative change named a user that is not registered (or was removed).
+   */
+  TOLLGATE_RESULT_UNKNOWN_USER = 16,
+  /**
+   * An administrative change would register a company, user or API key twice (or
+   * move a user to another company).
+   */
+  TOLLGATE_RESULT_DUPLICATE = 17,
+  /**
+   * The company is terminated: no change makes it active again.
+   */
+  TOLLGATE_RESULT_COMPANY_TERMINATED = 18,
+  /**
+   * No limit of that name, or the limit has no such override.
+   */
+  TOLLGATE_RESULT_UNKNOWN_LIMIT = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -214,6 +235,10 @@ enum tollgate_reason
    * builds of this library answered instead.
    */
   TOLLGATE_REASON_JOURNAL_FAILING = 7,
+  /**
+   * Its API key's company is terminated: refused for good (HTTP 403).
+   */
+  TOLLGATE_REASON_TERMINATED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -811,6 +836,185 @@ tollgate_result tollgate_engine_is_revoked(const struct tollgate_engine *engine,
                                            const char *value,
                                            size_t len,
                                            bool *out);
+
+/**
+ * Registers a new company with `machines` machines and `apps` apps on the default
+ * plan (its months in the quota's time zone). TOLLGATE_RESULT_DUPLICATE if it is
+ * registered already; a removed company is registered again with its usage.
+ *
+ * # Safety
+ * `engine` must be a live engine; `id` must point to `id_len` readable bytes.
+ */
+tollgate_result tollgate_engine_admin_add_company(const struct tollgate_engine *engine,
+                                                  const char *id,
+                                                  size_t id_len,
+                                                  uint64_t machines,
+                                                  uint64_t apps);
+
+/**
+ * Sets a company's units: its limit changes at once, its usage this period carries on.
+ *
+ * # Safety
+ * As for tollgate_engine_admin_add_company().
+ */
+tollgate_result tollgate_engine_admin_set_company_units(const struct tollgate_engine *engine,
+                                                        const char *id,
+                                                        size_t id_len,
+                                                        uint64_t machines,
+                                                        uint64_t apps);
+
+/**
+ * Sets the plans a company subscribes to: `plans` is a comma-separated list of plan
+ * names (empty: the default plan only).
+ *
+ * # Safety
+ * `engine` must be a live engine; `id` must point to `id_len` readable bytes, `plans`
+ * to `plans_len`.
+ */
+tollgate_result tollgate_engine_admin_set_company_plans(const struct tollgate_engine *engine,
+                                                        const char *id,
+                                                        size_t id_len,
+                                                        const char *plans,
+                                                        size_t plans_len);
+
+/**
+ * Sets a company's explicit quota limit to `calls` (`has_limit` true) or removes it
+ * (`has_limit` false: its plans decide again).
+ *
+ * # Safety
+ * As for tollgate_engine_admin_add_company().
+ */
+tollgate_result tollgate_engine_admin_set_company_limit(const struct tollgate_engine *engine,
+                                                        const char *id,
+                                                        size_t id_len,
+                                                        bool has_limit,
+                                                        uint64_t calls);
+
+/**
+ * Changes a company's standing: `op` 0 suspends it (its keys refused as
+ * TOLLGATE_REASON_REVOKED until resumed), 1 resumes it, 2 terminates it (its keys
+ * refused as TOLLGATE_REASON_TERMINATED for good; TOLLGATE_RESULT_COMPANY_TERMINATED
+ * for any later change), 3 removes it (its keys unknown). Usage is kept for billing.
+ *
+ * # Safety
+ * As for tollgate_engine_admin_add_company().
+ */
+tollgate_result tollgate_engine_admin_company(const struct tollgate_engine *engine,
+                                              const char *id,
+                                              size_t id_len,
+                                              uint32_t op);
+
+/**
+ * Adds a user to a company.
+ *
+ * # Safety
+ * `engine` must be a live engine; `user` must point to `user_len` readable bytes,
+ * `company` to `company_len`.
+ */
+tollgate_result tollgate_engine_admin_add_user(const struct tollgate_engine *engine,
+                                               const char *user,
+                                               size_t user_len,
+                                               const char *company,
+                                               size_t company_len);
+
+/**
+ * Changes a user: `op` 0 disables it (its keys refused as revoked), 1 enables it,
+ * 2 removes it (its keys unknown; its usage stays in its company's).
+ *
+ * # Safety
+ * `engine` must be a live engine; `user` must point to `user_len` readable bytes.
+ */
+tollgate_result tollgate_engine_admin_user(const struct tollgate_engine *engine,
+                                           const char *user,
+                                           size_t user_len,
+                                           uint32_t op);
+
+/**
+ * Adds an API key for a user.
+ *
+ * # Safety
+ * `engine` must be a live engine; `key` must point to `key_len` readable bytes,
+ * `user` to `user_len`.
+ */
+tollgate_result tollgate_engine_admin_add_key(const struct tollgate_engine *engine,
+                                              const char *key,
+                                              size_t key_len,
+                                              const char *user,
+                                              size_t user_len);
+
+/**
+ * Rotates an API key: `new_key` serves the old key's user (usage and limits carry
+ * on); the old key is refused after `grace_ms` milliseconds (0: at once).
+ *
+ * # Safety
+ * `engine` must be a live engine; `old_key` must point to `old_len` readable bytes,
+ * `new_key` to `new_len`.
+ */
+tollgate_result tollgate_engine_admin_rotate_key(const struct tollgate_engine *engine,
+                                                 const char *old_key,
+                                                 size_t old_len,
+                                                 const char *new_key,
+                                                 size_t new_len,
+                                                 uint64_t grace_ms);
+
+/**
+ * Removes an API key: refused at once.
+ *
+ * # Safety
+ * `engine` must be a live engine; `key` must point to `key_len` readable bytes.
+ */
+tollgate_result tollgate_engine_admin_remove_key(const struct tollgate_engine *engine,
+                                                 const char *key,
+                                                 size_t key_len);
+
+/**
+ * Sets (adds or changes) the override of limit `limit` matching `match` (a TOML inline
+ * table as in the policy, e.g. `{ company = "acme" }`) to `rate` (e.g. `"100/h"` or
+ * `"10/s burst 20"`). The keys it covers keep their used capacity when it names the
+ * limit's whole key. TOLLGATE_RESULT_UNKNOWN_LIMIT for no such limit.
+ *
+ * # Safety
+ * `engine` must be a live engine; `limit`, `match` and `rate` must point to
+ * `limit_len`, `match_len` and `rate_len` readable bytes.
+ */
+tollgate_result tollgate_engine_admin_set_override(const struct tollgate_engine *engine,
+                                                   const char *limit,
+                                                   size_t limit_len,
+                                                   const char *match,
+                                                   size_t match_len,
+                                                   const char *rate,
+                                                   size_t rate_len);
+
+/**
+ * Removes the override of `limit` matching exactly `match` (as for
+ * tollgate_engine_admin_set_override()). TOLLGATE_RESULT_UNKNOWN_LIMIT when there is
+ * no such limit or override.
+ *
+ * # Safety
+ * `engine` must be a live engine; `limit` and `match` must point to `limit_len` and
+ * `match_len` readable bytes.
+ */
+tollgate_result tollgate_engine_admin_remove_override(const struct tollgate_engine *engine,
+                                                      const char *limit,
+                                                      size_t limit_len,
+                                                      const char *match,
+                                                      size_t match_len);
+
+/**
+ * Suspends a token for `duration_ms` milliseconds: refused as revoked until then,
+ * served again afterwards. `*out_changed`, if not NULL, says whether it was not
+ * revoked already. (Revoke and restore: tollgate_engine_revoke(),
+ * tollgate_engine_restore().)
+ *
+ * # Safety
+ * `engine` must be a live engine; `token` must point to `len` readable bytes;
+ * `out_changed` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_admin_suspend_token(const struct tollgate_engine *engine,
+                                                    const char *token,
+                                                    size_t len,
+                                                    uint64_t duration_ms,
+                                                    bool *out_changed);
 
 /**
  * Takes the next event (a quota notice raised, a token revoked or restored) without

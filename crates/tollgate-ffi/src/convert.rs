@@ -64,6 +64,7 @@ pub(crate) fn reason_from_c(r: u32) -> Option<Reason> {
         5 => Reason::CannotPass,
         6 => Reason::Unavailable,
         7 => Reason::JournalFailing,
+        8 => Reason::Terminated,
         _ => return None,
     })
 }
@@ -79,6 +80,7 @@ fn reason_to_c(r: Reason) -> tollgate_reason {
         Reason::CannotPass => tollgate_reason::CannotPass,
         Reason::Unavailable => tollgate_reason::Unavailable,
         Reason::JournalFailing => tollgate_reason::JournalFailing,
+        Reason::Terminated => tollgate_reason::Terminated,
         // A reason this ABI version has no code for yet: a refusal the host cannot act
         // on more precisely.
         _ => tollgate_reason::Unavailable,
@@ -428,6 +430,7 @@ mod tests {
             (Reason::CannotPass, 5),
             (Reason::Unavailable, 6),
             (Reason::JournalFailing, 7),
+            (Reason::Terminated, 8),
         ];
         for (r, code) in all {
             assert_eq!(reason_to_c(r) as u32, code, "{r}");
@@ -446,7 +449,7 @@ mod tests {
             });
             assert_eq!(decision_from_c(&d).map(|d| d.reason).ok(), Some(r), "{r}");
         }
-        assert_eq!(reason_from_c(8), None);
+        assert_eq!(reason_from_c(9), None);
     }
 
     #[test]

@@ -14,9 +14,11 @@ use crate::types::{tollgate_engine, tollgate_result, TOLLGATE_ENGINE_CLOCK};
 /// (`{"kind":"warning"|"overage","company":..,"period":..,"used":..,"limit":..}`, an
 /// overage with `"suggested_plan"`), revocations
 /// (`{"kind":"revoked","attribute":"token","key":"key#3f9a0c1e5b7d","automatic":true}`) and
-/// restorations (`{"kind":"restored",..}`), and the quota journal's health changes
+/// restorations (`{"kind":"restored",..}`), the quota journal's health changes
 /// (`{"kind":"journal_failing","error":..,"since_unix_ns":..}`,
-/// `{"kind":"journal_recovered","failures":..}`). Tokens appear redacted.
+/// `{"kind":"journal_recovered","failures":..}`) and administrative changes
+/// (`{"kind":"admin","op":"company_status","company":"acme","status":"terminated"}`).
+/// Tokens and API keys appear redacted.
 pub(crate) fn event_json(e: &Event) -> String {
     /// A revocation or restoration, its kind first like the quota notices'.
     #[derive(serde::Serialize)]
@@ -73,6 +75,18 @@ pub(crate) fn event_json(e: &Event) -> String {
             "kind": "journal_recovered",
             "failures": failures,
         })),
+        Event::Admin(change) => {
+            #[derive(serde::Serialize)]
+            struct Admin<'a> {
+                kind: &'static str,
+                #[serde(flatten)]
+                change: &'a tollgate::AdminChange,
+            }
+            serde_json::to_string(&Admin {
+                kind: "admin",
+                change,
+            })
+        }
         // An event this ABI version does not describe yet.
         _ => Ok("{\"kind\":\"other\"}".to_owned()),
     };

@@ -67,6 +67,9 @@ mod header;
 // tollgate_engine_reload_*() (and their _err forms), _revoke(), _restore(), _is_revoked().
 mod admin;
 
+// tollgate_engine_admin_*(): companies, users, keys, overrides, token suspension.
+mod manage;
+
 // tollgate_engine_next_event(), tollgate_engine_metrics().
 mod events;
 
@@ -99,6 +102,15 @@ pub use handle::{
     tollgate_engine_from_toml, tollgate_engine_from_toml_err, tollgate_engine_warnings,
 };
 pub use header::tollgate_engine_header;
+pub use manage::{
+    parse_override_match, tollgate_engine_admin_add_company, tollgate_engine_admin_add_key,
+    tollgate_engine_admin_add_user, tollgate_engine_admin_company,
+    tollgate_engine_admin_remove_key, tollgate_engine_admin_remove_override,
+    tollgate_engine_admin_rotate_key, tollgate_engine_admin_set_company_limit,
+    tollgate_engine_admin_set_company_plans, tollgate_engine_admin_set_company_units,
+    tollgate_engine_admin_set_override, tollgate_engine_admin_suspend_token,
+    tollgate_engine_admin_user,
+};
 pub use names::{
     tollgate_abi_version, tollgate_header_name, tollgate_reason_name, tollgate_result_message,
     tollgate_result_name, tollgate_version,

@@ -39,6 +39,11 @@ pub extern "C" fn tollgate_result_name(result: u32) -> *const c_char {
         12 => "quota\0",
         13 => "panic\0",
         14 => "journal\0",
+        15 => "unknown_company\0",
+        16 => "unknown_user\0",
+        17 => "duplicate\0",
+        18 => "company_terminated\0",
+        19 => "unknown_limit\0",
         _ => "unknown\0",
     };
     name.as_ptr().cast()
@@ -68,6 +73,11 @@ pub extern "C" fn tollgate_result_message(result: u32) -> *const c_char {
         12 => "the quota refused the call\0",
         13 => "internal error: a panic was caught at the C boundary (please report it)\0",
         14 => "the quota's journal could not record the change\0",
+        15 => "no such company\0",
+        16 => "no such user\0",
+        17 => "already registered\0",
+        18 => "the company is terminated\0",
+        19 => "no such limit or override\0",
         _ => "unknown result code\0",
     };
     text.as_ptr().cast()
@@ -87,6 +97,7 @@ pub extern "C" fn tollgate_reason_name(reason: u32) -> *const c_char {
             tollgate::Reason::CannotPass => "cannot_pass\0",
             tollgate::Reason::Unavailable => "unavailable\0",
             tollgate::Reason::JournalFailing => "journal_failing\0",
+            tollgate::Reason::Terminated => "terminated\0",
             _ => "unknown\0",
         },
         None => "unknown\0",
@@ -148,11 +159,16 @@ mod tests {
             (tollgate_result::Quota, "quota"),
             (tollgate_result::Panic, "panic"),
             (tollgate_result::Journal, "journal"),
+            (tollgate_result::UnknownCompany, "unknown_company"),
+            (tollgate_result::UnknownUser, "unknown_user"),
+            (tollgate_result::Duplicate, "duplicate"),
+            (tollgate_result::CompanyTerminated, "company_terminated"),
+            (tollgate_result::UnknownLimit, "unknown_limit"),
         ] {
             assert_eq!(text(tollgate_result_name(code as u32)), name);
         }
-        assert_eq!(text(tollgate_result_name(15)), "unknown");
-        for code in 0..=14 {
+        assert_eq!(text(tollgate_result_name(20)), "unknown");
+        for code in 0..=19 {
             let message = text(tollgate_result_message(code));
             assert!(
                 !message.is_empty() && message != "unknown result code",
@@ -163,14 +179,15 @@ mod tests {
             text(tollgate_result_message(4)),
             "the caller's buffer is too small"
         );
-        assert_eq!(text(tollgate_result_message(15)), "unknown result code");
+        assert_eq!(text(tollgate_result_message(20)), "unknown result code");
         assert_eq!(
             text(tollgate_result_message(u32::MAX)),
             "unknown result code"
         );
         assert_eq!(text(tollgate_reason_name(1)), "limited");
         assert_eq!(text(tollgate_reason_name(7)), "journal_failing");
-        assert_eq!(text(tollgate_reason_name(8)), "unknown");
+        assert_eq!(text(tollgate_reason_name(8)), "terminated");
+        assert_eq!(text(tollgate_reason_name(9)), "unknown");
         assert_eq!(text(tollgate_header_name(0)), "RateLimit-Policy");
         assert!(tollgate_header_name(3).is_null());
     }

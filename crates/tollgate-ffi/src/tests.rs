@@ -643,3 +643,114 @@ fn journal_health_of_a_journaled_engine() {
     unsafe { tollgate_engine_free(e) };
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The administration entry points from Rust, as C calls them: a key rotated, a
+/// company terminated (its own reason code), an override set and removed, the typed
+/// result codes of refused changes, and NULL / bad UTF-8 refused.
+#[test]
+fn the_admin_entry_points_from_rust() {
+    let e = new_engine();
+    let s = |x: &'static str| (x.as_ptr().cast::<c_char>(), x.len());
+    let reason = |key: &'static str| {
+        let attrs = [attr("token", key)];
+        let mut d = tollgate_decision::default();
+        // SAFETY: a live engine, one attribute, a local output.
+        let rc =
+            unsafe { tollgate_engine_decide(e, attrs.as_ptr(), 1, TOLLGATE_CLASS_COST, 0, &mut d) };
+        assert_eq!(rc, tollgate_result::Ok);
+        d.reason
+    };
+    // SAFETY: every call below gets a live engine (or NULL, refused) and static
+    // strings of the given lengths.
+    unsafe {
+        let (k1, k1n) = s("k1");
+        let (k9, k9n) = s("k9-new");
+        assert_eq!(
+            tollgate_engine_admin_rotate_key(e, k1, k1n, k9, k9n, 0),
+            tollgate_result::Ok
+        );
+        assert_eq!(reason("k9-new"), tollgate_reason::Allowed as u32);
+        // The policy serves unknown keys uncounted: the old key is no longer the user's.
+        assert_eq!(
+            tollgate_engine_admin_remove_key(e, k1, k1n),
+            tollgate_result::UnknownKey
+        );
+        let (acme, acmen) = s("acme");
+        assert_eq!(
+            tollgate_engine_admin_company(e, acme, acmen, 2),
+            tollgate_result::Ok
+        );
+        assert_eq!(reason("k9-new"), tollgate_reason::Terminated as u32);
+        assert_eq!(
+            tollgate_engine_admin_company(e, acme, acmen, 1),
+            tollgate_result::CompanyTerminated
+        );
+        let (nope, nopen) = s("nope");
+        assert_eq!(
+            tollgate_engine_admin_company(e, nope, nopen, 0),
+            tollgate_result::UnknownCompany
+        );
+        assert_eq!(
+            tollgate_engine_admin_add_user(e, nope, nopen, nope, nopen),
+            tollgate_result::UnknownCompany
+        );
+        let (u, un) = s("a");
+        assert_eq!(tollgate_engine_admin_user(e, u, un, 0), tollgate_result::Ok);
+        let (lim, limn) = s("per-token");
+        let (m, mn) = s("{ token = \"t-1\" }");
+        let (r, rn) = s("5/min");
+        assert_eq!(
+            tollgate_engine_admin_set_override(e, lim, limn, m, mn, r, rn),
+            tollgate_result::Ok
+        );
+        assert_eq!(
+            tollgate_engine_admin_remove_override(e, lim, limn, m, mn),
+            tollgate_result::Ok
+        );
+        assert_eq!(
+            tollgate_engine_admin_remove_override(e, lim, limn, m, mn),
+            tollgate_result::UnknownLimit
+        );
+        assert_eq!(
+            tollgate_engine_admin_add_company(e, std::ptr::null(), 1, 0, 0),
+            tollgate_result::NullParameter
+        );
+        assert_eq!(
+            tollgate_engine_admin_add_company(std::ptr::null(), acme, acmen, 0, 0),
+            tollgate_result::NullParameter
+        );
+        let bad = [0xffu8];
+        assert_eq!(
+            tollgate_engine_admin_add_key(e, bad.as_ptr().cast(), 1, u, un),
+            tollgate_result::InvalidUtf8
+        );
+        let mut changed = false;
+        let (t, tn) = s("t-2");
+        assert_eq!(
+            tollgate_engine_admin_suspend_token(e, t, tn, 60_000, &mut changed),
+            tollgate_result::Ok
+        );
+        assert!(changed);
+        tollgate_engine_free(e);
+    }
+}
+
+#[test]
+fn override_match_text_is_parsed_strictly() {
+    let m = parse_override_match("{ company = \"acme\", route = \"/v1\" }").unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        parse_override_match("company = \"acme\"").unwrap()["company"],
+        "acme"
+    );
+    for bad in [
+        "",
+        "{}",
+        "company = 3",
+        "{",
+        "company",
+        "a = \"x\" } { b = \"y\"",
+    ] {
+        assert!(parse_override_match(bad).is_err(), "{bad:?}");
+    }
+}

@@ -69,6 +69,17 @@ pub enum tollgate_result {
     /// The quota's journal could not record the change (a notice's acknowledgement:
     /// the notice is not offered again by this process, but a restart offers it again).
     Journal = 14,
+    /// An administrative change named a company that is not registered (or was removed).
+    UnknownCompany = 15,
+    /// An administrative change named a user that is not registered (or was removed).
+    UnknownUser = 16,
+    /// An administrative change would register a company, user or API key twice (or
+    /// move a user to another company).
+    Duplicate = 17,
+    /// The company is terminated: no change makes it active again.
+    CompanyTerminated = 18,
+    /// No limit of that name, or the limit has no such override.
+    UnknownLimit = 19,
 }
 
 /// Why a request was allowed or refused (the `reason` of a tollgate_decision).
@@ -94,6 +105,8 @@ pub enum tollgate_reason {
     /// `retry_after_ms`, about a second). Appended after UNAVAILABLE, which earlier
     /// builds of this library answered instead.
     JournalFailing = 7,
+    /// Its API key's company is terminated: refused for good (HTTP 403).
+    Terminated = 8,
 }
 
 /// The quota's verdict in a decision (`quota.outcome`).

@@ -76,6 +76,7 @@ mod tests;
 pub use crate::counter::{SharedCharge, MAX_USAGE};
 pub use config::{QuotaConfig, DEFAULT_NOTICE_REDELIVER_AFTER};
 pub use decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
+pub use directory::CompanyStatus;
 pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};
 pub use reservation::{CommitOutcome, Reservation, MAX_COST};

@@ -216,6 +216,36 @@ impl Algorithm for AnyAlgorithm {
     }
 }
 
+/// One key's state as [`MemoryBackend::take_key`] took it: the raw state and the
+/// algorithm (and rate) it is expressed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CarriedKey {
+    alg: AnyAlgorithm,
+    state: u64,
+}
+
+/// `state` of `old` re-expressed under `new` at `now`, keeping the used capacity in cost
+/// units: a GCRA backlog `tat - now` is re-expressed in the new emission interval (a
+/// fresh state stays as it is); a sliding-window state carries as it is when the
+/// window length is the same. `None` when the algorithms differ or the windows do.
+fn rescale(old: &AnyAlgorithm, new: &AnyAlgorithm, state: u64, now: u64) -> Option<u64> {
+    match (old, new) {
+        (AnyAlgorithm::Window(o), AnyAlgorithm::Window(n)) => {
+            (o.window() == n.window()).then_some(state)
+        }
+        (AnyAlgorithm::Gcra(o), AnyAlgorithm::Gcra(n)) => {
+            let (t_old, t_new) = (o.emission_interval(), n.emission_interval());
+            if state <= now || t_old == t_new {
+                return Some(state);
+            }
+            let units = u128::from(state - now).div_ceil(u128::from(t_old));
+            let backlog = units * u128::from(t_new);
+            Some(u64::try_from(u128::from(now) + backlog).unwrap_or(u64::MAX))
+        }
+        _ => None,
+    }
+}
+
 /// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
 ///
 /// The store is shared behind an `Arc` so that a policy reload can give a limit a new
@@ -296,16 +326,9 @@ impl MemoryBackend {
                 }
             }
             (AnyAlgorithm::Gcra(old), AnyAlgorithm::Gcra(new)) => {
-                let (t_old, t_new) = (old.emission_interval(), new.emission_interval());
-                if t_old != t_new {
-                    self.store.remap(|tat| {
-                        if tat <= now {
-                            return tat;
-                        }
-                        let units = u128::from(tat - now).div_ceil(u128::from(t_old));
-                        let backlog = units * u128::from(t_new);
-                        u64::try_from(u128::from(now) + backlog).unwrap_or(u64::MAX)
-                    });
+                if old.emission_interval() != new.emission_interval() {
+                    self.store
+                        .remap(|tat| rescale(&self.alg, &alg, tat, now).unwrap_or(tat));
                 }
             }
             _ => return None,
@@ -318,6 +341,55 @@ impl MemoryBackend {
             on_full: self.on_full,
             full: Arc::clone(&self.full),
         })
+    }
+
+    /// One key's state and the algorithm it is expressed in, to carry into another
+    /// backend ([`put_key`](Self::put_key)): how a key keeps its used capacity when an
+    /// override added, changed or removed by a reload moves it from one limit's state to
+    /// another's. `None` if the key holds no state.
+    pub fn take_key(&self, hash: u128) -> Option<CarriedKey> {
+        self.store.get(&hash).map(|state| CarriedKey {
+            alg: self.alg,
+            state,
+        })
+    }
+
+    /// Writes a key taken from another backend ([`take_key`](Self::take_key)) into
+    /// this one, its used capacity carried over in cost units as
+    /// [`carry_over`](Self::carry_over) does for a whole store; `None` (`key` forgets
+    /// its history here) when it was fresh. Returns whether the used capacity could be
+    /// carried (same algorithm and, for the sliding window, the same window); when it
+    /// could not, the key starts fresh.
+    pub fn put_key(&self, hash: u128, key: Option<CarriedKey>, now: u64) -> bool {
+        let next = match key {
+            None => None,
+            Some(k) => match rescale(&k.alg, &self.alg, k.state, now) {
+                Some(s) => Some(s),
+                None => {
+                    self.store.reset(&hash);
+                    return false;
+                }
+            },
+        };
+        match next {
+            None => {
+                self.store.reset(&hash);
+            }
+            Some(state) => {
+                let alg = &self.alg;
+                // A store with no room keeps the key fresh: never refused for it.
+                let _ =
+                    self.store
+                        .update(&hash, now, |s, t| alg.is_fresh(s, t), |_| ((), Some(state)));
+            }
+        }
+        true
+    }
+
+    /// Whether both backends hold their keys in the same store (one was carried over
+    /// from the other).
+    pub fn shares_store(&self, other: &MemoryBackend) -> bool {
+        Arc::ptr_eq(&self.store, &other.store)
     }
 
     /// Keys the store holds (including idle ones not yet reused).

@@ -24,8 +24,19 @@
 //! a changed limit of the same algorithm keeps every key's *used capacity* (in cost
 //! units), so raising a limit takes effect at once (see
 //! [`MemoryBackend::carry_over`](crate::backend::MemoryBackend::carry_over)); a limit whose algorithm or window changed starts
-//! fresh. Metrics follow limits by name. The quota keeps its ledger; companies in the new
-//! policy are registered or updated (a raised limit applies at once).
+//! fresh. An override that names its limit's whole key carries that key's used capacity
+//! the same way when it is added, changed or removed (the key moves between the limit's
+//! state and the override's); an override matching part of the key carries when changed
+//! and starts its keys fresh when added or removed ([`ReloadReport::overrides`] says
+//! which). Metrics follow limits by name. The quota keeps its ledger, and the
+//! difference between the previous policy's directory and the new one's is applied:
+//! companies, users and keys added, changed and removed ([`DirectoryChanges`]); a
+//! removed key is refused at once, a removed company's usage is kept for statements.
+//!
+//! # Administration
+//! [`Engine::admin`] makes every operator change at run time (companies, users, keys,
+//! overrides, tokens): atomic, seen by the next decision, never waited on, reported as
+//! [`Event::Admin`].
 //!
 //! # Notices
 //! Early warnings and overage notices wait in the quota's outbox until the host
@@ -44,10 +55,12 @@
 //! [`request`] (what is asked) -> [`decide`](self) (revoked? each limit, the quota) over
 //! the compiled policy (`compile`: keys, backends, failure policies) -> [`decision`]
 //! (the answer) -> `headers`. Around it: `instance` (the engine value and its builder),
-//! `reload`, `revocation`, `quota` (reservations), `outbox` (notices for the host),
-//! `observe` (events and metrics),
+//! `reload` (with `reconcile`, the directory's difference), `admin`, `revocation`,
+//! `quota` (reservations), `outbox` (notices for the host), `observe` (events and
+//! metrics),
 //! [`extend`] (the traits a remote store implements), `error`, `events`.
 
+mod admin;
 mod compile;
 mod decide;
 pub mod decision;
@@ -59,10 +72,12 @@ mod instance;
 mod observe;
 mod outbox;
 mod quota;
+mod reconcile;
 mod reload;
 pub mod request;
 mod revocation;
 
+pub use admin::{Admin, AdminChange, AdminError};
 pub use decision::{EngineDecision, QuotaStatus, Reason};
 pub use error::EngineError;
 pub use events::Event;
@@ -72,7 +87,8 @@ pub use extend::{
 pub use headers::RateLimitHeaders;
 pub use instance::{Engine, EngineBuilder};
 pub use quota::QuotaSettler;
-pub use reload::ReloadReport;
+pub use reconcile::DirectoryChanges;
+pub use reload::{OverrideChange, OverrideChanges, ReloadReport};
 pub use request::Request;
 
 /// Most attributes a limit keys on (see [`crate::policy::MAX_KEY_ATTRS`]).

@@ -41,9 +41,9 @@ pub mod metrics;
 pub mod policy;
 
 pub use engine::{
-    BackendFactory, CombinedBackend, CombinedDecision, Engine, EngineBuilder, EngineDecision,
-    EngineError, Event, LimitCall, QuotaCall, QuotaSettler, QuotaStatus, QuotaStore,
-    RateLimitHeaders, Reason, ReloadReport, Request,
+    Admin, AdminChange, AdminError, BackendFactory, CombinedBackend, CombinedDecision, Engine,
+    EngineBuilder, EngineDecision, EngineError, Event, LimitCall, QuotaCall, QuotaSettler,
+    QuotaStatus, QuotaStore, RateLimitHeaders, Reason, ReloadReport, Request,
 };
 pub use policy::{FailurePolicy, Field, Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;

@@ -16,7 +16,7 @@ pub fn refusal_status(reason: Reason) -> StatusCode {
         Reason::Limited | Reason::QuotaExceeded | Reason::CannotPass => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        Reason::Revoked | Reason::UnknownKey => StatusCode::FORBIDDEN,
+        Reason::Revoked | Reason::UnknownKey | Reason::Terminated => StatusCode::FORBIDDEN,
         Reason::Unavailable | Reason::JournalFailing => StatusCode::SERVICE_UNAVAILABLE,
         // A reason added later: refused, and not the client's fault to retry blindly.
         _ => StatusCode::FORBIDDEN,
@@ -89,6 +89,7 @@ mod tests {
         );
         assert_eq!(refusal_status(Reason::Revoked), StatusCode::FORBIDDEN);
         assert_eq!(refusal_status(Reason::UnknownKey), StatusCode::FORBIDDEN);
+        assert_eq!(refusal_status(Reason::Terminated), StatusCode::FORBIDDEN);
         assert_eq!(
             refusal_status(Reason::Unavailable),
             StatusCode::SERVICE_UNAVAILABLE

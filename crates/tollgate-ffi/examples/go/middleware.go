@@ -33,7 +33,7 @@ func FromHeaders(r *http.Request) Request {
 
 // Status is the HTTP status of a refusal, as the reason says: 429 when retrying later
 // can pass (limited, over the quota, a cost above the capacity), 403 for a revoked
-// token or an unknown key, 503 when a limit could not decide or the quota's journal
+// token, an unknown key or a terminated company, 503 when a limit could not decide or the quota's journal
 // is failing (fail closed). The same as the
 // tollgate-async tower layer.
 func Status(reason Reason) int {

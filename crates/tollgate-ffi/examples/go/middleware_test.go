@@ -110,7 +110,7 @@ func TestFromHeaders(t *testing.T) {
 func TestStatusByReason(t *testing.T) {
 	for reason, want := range map[Reason]int{
 		ReasonAllowed: 200, ReasonLimited: 429, ReasonQuotaExceeded: 429, ReasonCannotPass: 429,
-		ReasonRevoked: 403, ReasonUnknownKey: 403, ReasonUnavailable: 503, ReasonJournalFailing: 503,
+		ReasonRevoked: 403, ReasonUnknownKey: 403, ReasonUnavailable: 503, ReasonJournalFailing: 503, ReasonTerminated: 403,
 	} {
 		if got := Status(reason); got != want {
 			t.Errorf("%v: %d, want %d", reason, got, want)

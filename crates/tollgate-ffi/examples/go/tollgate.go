@@ -234,6 +234,8 @@ const (
 	// ReasonJournalFailing: the quota's journal has been failing for longer than its
 	// fail_closed_after; retry after RetryAfter (HTTP 503).
 	ReasonJournalFailing Reason = C.TOLLGATE_REASON_JOURNAL_FAILING
+	// ReasonTerminated: the API key's company is terminated, refused for good (HTTP 403).
+	ReasonTerminated Reason = C.TOLLGATE_REASON_TERMINATED
 )
 
 func (r Reason) String() string { return C.GoString(C.tollgate_reason_name(C.uint32_t(r))) }

@@ -661,13 +661,13 @@ static void test_reload_and_metrics(void) {
 /* The stateless forms (issue 21): tollgate_result_message() for any code, and the _err
  * entry points write their own call's message into the caller's buffer. */
 static void test_stateless_errors(void) {
-    for (uint32_t code = 0; code <= 14; code++) {
+    for (uint32_t code = 0; code <= 19; code++) {
         const char *m = tollgate_result_message(code);
         CHECK(m != NULL && m[0] != '\0' && strcmp(m, "unknown result code") != 0);
     }
     CHECK(strcmp(tollgate_result_message(TOLLGATE_RESULT_BUFFER_TOO_SMALL),
                  "the caller's buffer is too small") == 0);
-    CHECK(strcmp(tollgate_result_message(15), "unknown result code") == 0);
+    CHECK(strcmp(tollgate_result_message(20), "unknown result code") == 0);
     CHECK(strcmp(tollgate_result_message(UINT32_MAX), "unknown result code") == 0);
 
     tollgate_engine *sentinel = (tollgate_engine *)&checks_run; /* never dereferenced */
@@ -740,6 +740,120 @@ static void test_last_error(void) {
     tollgate_engine_free(ok);
 }
 
+
+/* The administration API: a company, its users and keys changed while deciding. */
+static tollgate_reason key_reason(const tollgate_engine *e, const char *key) {
+    return decide(e, "GET", key, TOLLGATE_ENGINE_CLOCK).reason;
+}
+
+#define S(x) x, strlen(x)
+
+static void test_admin(void) {
+    tollgate_engine *e = engine_from(QUOTA_POLICY);
+    char buf[512];
+    CHECK_OK(tollgate_engine_admin_add_company(e, S("globex"), 2, 0));
+    CHECK_RC(tollgate_engine_admin_add_company(e, S("globex"), 2, 0), TOLLGATE_RESULT_DUPLICATE);
+    CHECK_OK(tollgate_engine_admin_add_user(e, S("gil"), S("globex")));
+    CHECK_RC(tollgate_engine_admin_add_user(e, S("gil"), S("nowhere")), TOLLGATE_RESULT_DUPLICATE);
+    CHECK_RC(tollgate_engine_admin_add_user(e, S("hal"), S("nowhere")), TOLLGATE_RESULT_UNKNOWN_COMPANY);
+    CHECK_OK(tollgate_engine_admin_add_key(e, S("key-gil-1"), S("gil")));
+    CHECK_RC(tollgate_engine_admin_add_key(e, S("key-gil-1"), S("gil")), TOLLGATE_RESULT_DUPLICATE);
+    CHECK_RC(tollgate_engine_admin_add_key(e, S("key-x"), S("nobody")), TOLLGATE_RESULT_UNKNOWN_USER);
+    CHECK(key_reason(e, "key-gil-1") == TOLLGATE_REASON_ALLOWED);
+
+    /* Rotation: the new key serves at once, the old one is refused at once. */
+    CHECK_OK(tollgate_engine_admin_rotate_key(e, S("key-gil-1"), S("key-gil-2"), 0));
+    CHECK(key_reason(e, "key-gil-1") == TOLLGATE_REASON_UNKNOWN_KEY);
+    CHECK(key_reason(e, "key-gil-2") == TOLLGATE_REASON_ALLOWED);
+    /* With a grace period the old key still works meanwhile. */
+    CHECK_OK(tollgate_engine_admin_rotate_key(e, S("key-gil-2"), S("key-gil-3"), 3600000));
+    CHECK(key_reason(e, "key-gil-2") == TOLLGATE_REASON_ALLOWED);
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_ALLOWED);
+    CHECK_OK(tollgate_engine_admin_remove_key(e, S("key-gil-2")));
+    CHECK(key_reason(e, "key-gil-2") == TOLLGATE_REASON_UNKNOWN_KEY);
+    CHECK_RC(tollgate_engine_admin_remove_key(e, S("key-gil-2")), TOLLGATE_RESULT_UNKNOWN_KEY);
+
+    /* Users: disable, enable, remove. */
+    CHECK_OK(tollgate_engine_admin_user(e, S("gil"), 0));
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_REVOKED);
+    CHECK_OK(tollgate_engine_admin_user(e, S("gil"), 1));
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_ALLOWED);
+    CHECK_RC(tollgate_engine_admin_user(e, S("gil"), 9), TOLLGATE_RESULT_INVALID_ARGUMENT);
+
+    /* Units, plans, the company's limit. */
+    CHECK_OK(tollgate_engine_admin_set_company_units(e, S("globex"), 3, 1));
+    CHECK_OK(tollgate_engine_admin_set_company_plans(e, S("globex"), S("")));
+    CHECK_RC(tollgate_engine_admin_set_company_plans(e, S("globex"), S("gold")), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK_OK(tollgate_engine_admin_set_company_limit(e, S("globex"), true, 500));
+    tollgate_decision d = decide(e, "GET", "key-gil-3", TOLLGATE_ENGINE_CLOCK);
+    CHECK(d.allowed && d.quota.limit == 500);
+    CHECK_OK(tollgate_engine_admin_set_company_limit(e, S("globex"), false, 0));
+
+    /* Suspend, resume, terminate (for good). */
+    CHECK_OK(tollgate_engine_admin_company(e, S("globex"), 0));
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_REVOKED);
+    CHECK_OK(tollgate_engine_admin_company(e, S("globex"), 1));
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_ALLOWED);
+    CHECK_OK(tollgate_engine_admin_company(e, S("globex"), 2));
+    CHECK(key_reason(e, "key-gil-3") == TOLLGATE_REASON_TERMINATED);
+    CHECK(strcmp(tollgate_reason_name(TOLLGATE_REASON_TERMINATED), "terminated") == 0);
+    CHECK_RC(tollgate_engine_admin_company(e, S("globex"), 1), TOLLGATE_RESULT_COMPANY_TERMINATED);
+    CHECK(strcmp(tollgate_result_name(TOLLGATE_RESULT_COMPANY_TERMINATED), "company_terminated") == 0);
+    CHECK_RC(tollgate_engine_admin_company(e, S("globex"), 7), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(tollgate_engine_admin_company(e, S("nowhere"), 0), TOLLGATE_RESULT_UNKNOWN_COMPANY);
+
+    /* Overrides: the key keeps its used capacity (on a limit of 3/h, so that no
+     * capacity comes back while the test runs, however slowly). */
+    static const char HOURLY[] =
+        "version = 1\n[[limit]]\nname = \"per-token\"\nkey = [\"token\"]\nrate = \"3/h\"\n";
+    tollgate_engine *h = engine_from(HOURLY);
+    for (int i = 0; i < 3; i++) {
+        CHECK(key_reason(h, "key-alice") == TOLLGATE_REASON_ALLOWED);
+    }
+    CHECK(key_reason(h, "key-alice") == TOLLGATE_REASON_LIMITED);
+    CHECK_OK(tollgate_engine_admin_set_override(h, S("per-token"), S("{ token = \"key-alice\" }"), S("4/h")));
+    CHECK(key_reason(h, "key-alice") == TOLLGATE_REASON_ALLOWED);
+    CHECK(key_reason(h, "key-alice") == TOLLGATE_REASON_LIMITED);
+    CHECK_OK(tollgate_engine_admin_remove_override(h, S("per-token"), S("token = \"key-alice\"")));
+    CHECK(key_reason(h, "key-alice") == TOLLGATE_REASON_LIMITED);
+    CHECK_RC(tollgate_engine_admin_remove_override(h, S("per-token"), S("token = \"key-alice\"")), TOLLGATE_RESULT_UNKNOWN_LIMIT);
+    CHECK_RC(tollgate_engine_admin_set_override(h, S("nope"), S("token = \"a\""), S("1/h")), TOLLGATE_RESULT_UNKNOWN_LIMIT);
+    CHECK_RC(tollgate_engine_admin_set_override(h, S("per-token"), S("token = 3"), S("1/h")), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(tollgate_engine_admin_set_override(h, S("per-token"), S("{"), S("1/h")), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(tollgate_engine_admin_set_override(h, S("per-token"), S("token = \"a\""), S("fast")), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(tollgate_engine_admin_set_override(h, S("per-token"), S("route = \"/x\""), S("1/h")), TOLLGATE_RESULT_INVALID_ARGUMENT);
+    while (next_event(h, buf, sizeof buf)) {
+        CHECK(strstr(buf, "key-alice") == NULL);
+    }
+    tollgate_engine_free(h);
+
+    /* A token suspended for a while. */
+    bool changed = false;
+    CHECK_OK(tollgate_engine_admin_suspend_token(e, S("key-alice"), 60000, &changed));
+    CHECK(changed);
+    CHECK(key_reason(e, "key-alice") == TOLLGATE_REASON_REVOKED);
+
+    /* Every change was an event, keys only as references. */
+    int admin_events = 0;
+    while (next_event(e, buf, sizeof buf)) {
+        if (strstr(buf, "\"kind\":\"admin\"") != NULL) {
+            admin_events++;
+        }
+        CHECK(strstr(buf, "key-gil") == NULL && strstr(buf, "key-alice") == NULL);
+    }
+    CHECK(admin_events >= 15);
+
+    /* Errors: NULL, bad UTF-8, no quota. */
+    CHECK_RC(tollgate_engine_admin_add_company(NULL, S("x"), 0, 0), TOLLGATE_RESULT_NULL_PARAMETER);
+    CHECK_RC(tollgate_engine_admin_add_company(e, NULL, 1, 0, 0), TOLLGATE_RESULT_NULL_PARAMETER);
+    CHECK_RC(tollgate_engine_admin_add_user(e, "\xff", 1, S("acme")), TOLLGATE_RESULT_INVALID_UTF8);
+    CHECK_RC(tollgate_engine_admin_rotate_key(e, S("a"), NULL, 1, 0), TOLLGATE_RESULT_NULL_PARAMETER);
+    tollgate_engine_free(e);
+    tollgate_engine *plain = engine_from(RATE_POLICY);
+    CHECK_RC(tollgate_engine_admin_add_user(plain, S("u"), S("c")), TOLLGATE_RESULT_NO_QUOTA);
+    tollgate_engine_free(plain);
+}
+
 int main(void) {
     test_versions();
     test_build_errors();
@@ -748,6 +862,7 @@ int main(void) {
     test_decide_request();
     test_revocation_and_events();
     test_quota();
+    test_admin();
     test_reload_and_metrics();
     test_last_error();
     test_stateless_errors();

@@ -43,7 +43,7 @@ impl Ledger {
     /// decides it. A refused call counts nothing.
     pub fn record(&self, key: &str, cost: u64, now: i128) -> Result<QuotaDecision, QuotaError> {
         let keys = self.keys.pin();
-        let user = self.resolve(&keys, key)?;
+        let user = self.resolve(&keys, key, now)?;
         self.charge(user, cost, now, Decider::Local, |d, _| d)
     }
 
@@ -63,7 +63,7 @@ impl Ledger {
         shared: SharedCharge,
     ) -> Result<QuotaDecision, QuotaError> {
         let keys = self.keys.pin();
-        let user = self.resolve(&keys, key)?;
+        let user = self.resolve(&keys, key, now)?;
         self.charge(user, cost, now, Decider::Shared(shared), |d, _| d)
     }
 
@@ -72,7 +72,7 @@ impl Ledger {
     /// are errors, as in [`record`](Self::record).
     pub fn target(&self, key: &str, now: i128) -> Result<QuotaTarget, QuotaError> {
         let keys = self.keys.pin();
-        let user = self.resolve(&keys, key)?;
+        let user = self.resolve(&keys, key, now)?;
         let company = &*user.company;
         let spec = || company.settings.load().spec.clone();
         let (_, cc) = company.usage.counter_at(spec, now)?;

@@ -166,6 +166,23 @@ pub enum QuotaError {
         /// The bound.
         fail_closed_after: std::time::Duration,
     },
+    /// The key's company is suspended (refused until resumed).
+    CompanySuspended {
+        /// The company.
+        company: String,
+    },
+    /// The key's company is terminated (refused for good; its usage is kept).
+    CompanyTerminated {
+        /// The company.
+        company: String,
+    },
+    /// The user is registered with another company (a user belongs to one company).
+    UserOfOtherCompany {
+        /// The user.
+        user: String,
+        /// The company it belongs to.
+        company: String,
+    },
 }
 
 impl fmt::Display for QuotaError {
@@ -189,6 +206,15 @@ impl fmt::Display for QuotaError {
                 failing_for.as_secs_f64(),
                 fail_closed_after.as_secs_f64()
             ),
+            QuotaError::CompanySuspended { company } => {
+                write!(f, "company {company:?} is suspended")
+            }
+            QuotaError::CompanyTerminated { company } => {
+                write!(f, "company {company:?} is terminated")
+            }
+            QuotaError::UserOfOtherCompany { user, company } => {
+                write!(f, "user {user:?} belongs to company {company:?}")
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Reports: usage per company or user and period, period-end statements, and CSV (the
 //! rows serialize to JSON with serde).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -31,7 +30,11 @@ pub struct Statement {
     pub period: String,
     /// Calls counted.
     pub used: u64,
-    /// The limit (as configured now).
+    /// The limit of the period: for a period that ended before the company's limit
+    /// last changed, the limit in force at its end (kept in memory: after a restart,
+    /// past periods restored from the journal use the limit as configured now); for the
+    /// current period, the limit in force now (a change in the middle of a period
+    /// applies to the whole period, as it does to counting).
     pub limit: u64,
     /// Calls above the limit.
     pub overage: u64,
@@ -77,22 +80,27 @@ impl Ledger {
         rows
     }
 
-    /// Period-end statements: per company and period, usage, the current limit and the
-    /// overage.
+    /// Period-end statements: per company and period (sorted by company then period),
+    /// usage, the period's limit (see [`Statement::limit`]) and the overage.
     pub fn statements(&self) -> Vec<Statement> {
-        let limits: BTreeMap<String, u64> = self
-            .directory()
+        let d = self.directory();
+        let mut out: Vec<Statement> = d
             .companies
             .values()
-            .map(|c| (c.id.clone(), c.limit.load(Ordering::Relaxed)))
-            .collect();
-        self.company_usage()
-            .into_iter()
-            .map(|row| {
-                let limit = limits.get(&row.company).copied().unwrap_or(0);
-                Statement::new(row.company, row.period, row.used, limit)
+            .flat_map(|c| {
+                let current = c.limit.load(Ordering::Relaxed);
+                c.usage.periods().into_iter().map(move |p| {
+                    Statement::new(
+                        c.id.clone(),
+                        p.period.label(),
+                        p.counter.used(),
+                        p.statement_limit(current),
+                    )
+                })
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| (&a.company, &a.period).cmp(&(&b.company, &b.period)));
+        out
     }
 
     /// Each company's statement for the period `now` (Unix nanoseconds) falls in, so

@@ -106,7 +106,7 @@ impl Ledger {
     /// which holds nothing.
     pub fn reserve(&self, key: &str, cost: u64, now: i128) -> Result<Reservation, QuotaError> {
         let keys = self.keys.pin();
-        let user = self.resolve(&keys, key)?;
+        let user = self.resolve(&keys, key, now)?;
         self.charge(user, cost, now, Decider::Local, |decision, taken| {
             Reservation::of(Arc::clone(user), taken, cost, now, decision)
         })
@@ -124,7 +124,7 @@ impl Ledger {
         shared: SharedCharge,
     ) -> Result<Reservation, QuotaError> {
         let keys = self.keys.pin();
-        let user = self.resolve(&keys, key)?;
+        let user = self.resolve(&keys, key, now)?;
         self.charge(
             user,
             cost,

@@ -13,7 +13,7 @@ use crate::outbox::{Outbox, OutboxState};
 use super::collect::collect_usage;
 use super::config::QuotaConfig;
 use super::decision::QuotaEvent;
-use super::directory::{Directory, KeyMap, UserEntry};
+use super::directory::{CompanyStatus, Directory, KeyEntry, KeyMap, UserEntry, TERMINATED_BIT};
 use super::error::{KeyRef, QuotaError};
 use super::refill::{refill, Deferred};
 
@@ -175,19 +175,29 @@ impl Ledger {
         keys: &'g papaya::HashMapRef<
             '_,
             u128,
-            Arc<UserEntry>,
+            KeyEntry,
             FingerprintBuildHasher,
             impl papaya::Guard,
         >,
         key: &str,
+        now: i128,
     ) -> Result<&'g Arc<UserEntry>, QuotaError> {
-        let user = keys
+        let entry = keys
             .get(&self.fingerprints.of(key))
+            .filter(|e| e.until > now)
             .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
+        let user = &entry.user;
+        if user.removed.load(Ordering::Relaxed) {
+            return Err(QuotaError::UnknownKey(KeyRef::of(key)));
+        }
         if user.disabled.load(Ordering::Relaxed) {
             return Err(QuotaError::DisabledUser {
                 user: user.id.clone(),
             });
+        }
+        let status = user.company.status.load(Ordering::Relaxed);
+        if status != 0 {
+            return Err(company_refusal(&user.company.id, status, key));
         }
         Ok(user)
     }
@@ -196,8 +206,33 @@ impl Ledger {
     /// known and its user enabled, the error [`record`](Self::record) would answer
     /// otherwise. Charges nothing and writes nothing; the engine asks this before it
     /// takes any limit, so that an unknown key costs no limit state and no round trip.
+    ///
+    /// Uses the current time for a key in its rotation grace period; the engine asks
+    /// [`check_key_at`](Self::check_key_at) with the decision's time.
     pub fn check_key(&self, key: &str) -> Result<(), QuotaError> {
+        let now = jiff::Timestamp::now().as_nanosecond();
+        self.check_key_at(key, now)
+    }
+
+    /// [`check_key`](Self::check_key) at `now` (Unix nanoseconds): a rotated key whose
+    /// grace period ended by `now` is unknown.
+    pub fn check_key_at(&self, key: &str, now: i128) -> Result<(), QuotaError> {
         let keys = self.keys.pin();
-        self.resolve(&keys, key).map(|_| ())
+        self.resolve(&keys, key, now).map(|_| ())
+    }
+}
+
+/// The refusal for a key of a company whose status byte is not active.
+#[cold]
+fn company_refusal(company: &str, status: u8, key: &str) -> QuotaError {
+    let company = company.to_owned();
+    if status & TERMINATED_BIT != 0 {
+        return QuotaError::CompanyTerminated { company };
+    }
+    match CompanyStatus::from_u8(status) {
+        CompanyStatus::Suspended => QuotaError::CompanySuspended { company },
+        CompanyStatus::Terminated => QuotaError::CompanyTerminated { company },
+        // A removed company's keys are gone; a key found meanwhile is unknown.
+        _ => QuotaError::UnknownKey(KeyRef::of(key)),
     }
 }

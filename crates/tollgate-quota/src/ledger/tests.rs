@@ -569,3 +569,108 @@ fn reports_as_json_and_csv() {
     );
     assert!(!Ledger::usage_csv(&l.user_usage()).contains(KEY));
 }
+
+/// Issue 17, item 3: a past period's statement keeps the limit in force during it. A
+/// November overage of 20,000 stays 20,000 when machines are added in December.
+#[test]
+fn a_past_statement_keeps_the_limit_of_its_period() {
+    let l = ledger(1, QuotaConfig::default()); // 100,000 calls per machine
+    l.record(KEY, 120_000, ns("2026-11-20T00:00:00Z")).unwrap();
+    l.record(KEY, 1, ns("2026-12-02T00:00:00Z")).unwrap();
+    l.upsert_company(
+        Company::new("acme").with_units(3, 0),
+        None,
+        ns("2026-12-03T00:00:00Z"),
+    )
+    .unwrap();
+    let st = l.statements();
+    let nov = st.iter().find(|s| s.period == "2026-11").unwrap();
+    assert_eq!(
+        (nov.used, nov.limit, nov.overage),
+        (120_000, 100_000, 20_000)
+    );
+    let dec = st.iter().find(|s| s.period == "2026-12").unwrap();
+    assert_eq!(
+        (dec.used, dec.limit),
+        (1, 300_000),
+        "the current period takes the new limit"
+    );
+    // A second change keeps November's, and freezes nothing else that has not ended.
+    l.upsert_company(
+        Company::new("acme").with_units(5, 0),
+        None,
+        ns("2026-12-10T00:00:00Z"),
+    )
+    .unwrap();
+    let st = l.statements();
+    assert_eq!(
+        st.iter().find(|s| s.period == "2026-11").unwrap().limit,
+        100_000
+    );
+    assert_eq!(
+        st.iter().find(|s| s.period == "2026-12").unwrap().limit,
+        500_000
+    );
+}
+
+/// A rotated key is honoured until its grace ends, then unknown, and may be added again.
+#[test]
+fn a_rotated_keys_grace_ends_and_it_can_be_added_again() {
+    let l = ledger(1, QuotaConfig::default());
+    let t = ns("2026-11-02T00:00:00Z");
+    l.rotate_key(KEY, KEY2, Some(std::time::Duration::from_secs(3600)), t)
+        .unwrap();
+    assert!(l.record(KEY, 1, t + 1).is_ok(), "in its grace period");
+    assert!(l.record(KEY2, 1, t + 1).is_ok());
+    let later = t + 3_600_000_000_001;
+    assert!(matches!(
+        l.record(KEY, 1, later),
+        Err(QuotaError::UnknownKey(_))
+    ));
+    assert_eq!(
+        l.keys_of("alice").len(),
+        2,
+        "until swept by the next change"
+    );
+    l.add_key(KEY, "alice")
+        .expect("the ended key may be added again");
+    assert!(l.record(KEY, 1, later).is_ok());
+    // Usage followed the user across the keys.
+    assert_eq!(l.user_usage()[0].used, 3);
+}
+
+/// A removed company's keys are refused as unknown at once, its usage stays; registering
+/// it again makes it active (its users must be added again), unless it was terminated.
+#[test]
+fn a_removed_company_keeps_its_usage_and_a_terminated_one_stays_terminated() {
+    let l = ledger(1, QuotaConfig::default());
+    let t = ns("2026-11-02T00:00:00Z");
+    l.record(KEY, 7, t).unwrap();
+    l.remove_company("acme").unwrap();
+    assert!(matches!(
+        l.record(KEY, 1, t),
+        Err(QuotaError::UnknownKey(_))
+    ));
+    assert_eq!(l.statements()[0].used, 7);
+    assert_eq!(l.company_status("acme"), Some(CompanyStatus::Removed));
+    l.upsert_company(Company::new("acme").with_units(1, 0), None, t)
+        .unwrap();
+    assert_eq!(l.company_status("acme"), Some(CompanyStatus::Active));
+    assert!(matches!(
+        l.record(KEY, 1, t),
+        Err(QuotaError::UnknownKey(_))
+    ));
+    l.add_user("alice", "acme", t).unwrap();
+    l.add_key(KEY, "alice").unwrap();
+    assert_eq!(l.record(KEY, 1, t).unwrap().used, 8, "usage carried on");
+    l.set_company_status("acme", CompanyStatus::Terminated)
+        .unwrap();
+    assert!(matches!(
+        l.record(KEY, 1, t),
+        Err(QuotaError::CompanyTerminated { .. })
+    ));
+    l.remove_company("acme").unwrap();
+    l.upsert_company(Company::new("acme"), None, t).unwrap();
+    assert_eq!(l.company_status("acme"), Some(CompanyStatus::Terminated));
+    assert!(l.set_company_status("acme", CompanyStatus::Active).is_err());
+}

@@ -29,7 +29,14 @@ pub(super) struct PeriodUsage {
     /// The usage the journal has been handed so far (only the journal's writer thread
     /// changes it, under the journal's lock).
     pub(super) journaled: AtomicU64,
+    /// The company's limit in force at the end of this period, once the period has
+    /// ended and the limit changed since ([`NO_LIMIT_RECORDED`] until then: the limit in
+    /// force now is the period's). Company periods only; kept in memory.
+    pub(super) limit: AtomicU64,
 }
+
+/// [`PeriodUsage::limit`] before a limit was recorded for the period.
+pub(super) const NO_LIMIT_RECORDED: u64 = u64::MAX;
 
 impl PeriodUsage {
     fn new(period: Period) -> Self {
@@ -43,11 +50,21 @@ impl PeriodUsage {
             period,
             counter,
             journaled: AtomicU64::new(journaled),
+            limit: AtomicU64::new(NO_LIMIT_RECORDED),
         }
     }
 
     pub(super) fn contains(&self, now: i128) -> bool {
         self.start_ns <= now && now < self.end_ns
+    }
+
+    /// The limit of this period's statement: the one recorded when the limit changed
+    /// after the period ended, else `current` (the limit in force now).
+    pub(super) fn statement_limit(&self, current: u64) -> u64 {
+        match self.limit.load(Ordering::Relaxed) {
+            NO_LIMIT_RECORDED => current,
+            l => l,
+        }
     }
 }
 
@@ -161,6 +178,22 @@ impl Usage {
     }
 
     /// Every period, oldest first.
+    /// Records `limit` (the limit in force until `now`) as the statement limit of every
+    /// period that ended by `now` and has none yet: called before the limit changes, so
+    /// that a period's statement keeps the limit in force during it.
+    pub(super) fn freeze_ended(&self, limit: u64, now: i128) {
+        for (_, p) in self.periods.iter() {
+            if p.end_ns <= now {
+                let _ = p.limit.compare_exchange(
+                    NO_LIMIT_RECORDED,
+                    limit,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     pub(super) fn periods(&self) -> Vec<&PeriodUsage> {
         let mut all: Vec<_> = self.periods.iter().map(|(_, u)| u).collect();
         all.sort_by_key(|u| u.period.start());

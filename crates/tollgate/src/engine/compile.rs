@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tollgate_core::{Algorithm, Decision, Fingerprinter, Rate};
 use tollgate_quota::journal::{Durability, Journal};
-use tollgate_quota::{KeyRef, Ledger, QuotaConfig, QuotaError};
+use tollgate_quota::{KeyRef, Ledger, QuotaConfig};
 
 use super::error::EngineError;
 use super::extend::BackendFactory;
@@ -367,31 +367,4 @@ pub(super) fn build_backend(
     let b = factory.1.build(spec, rate).map_err(err)?;
     let failure = Failure::of(&*b, spec, rate).map_err(err)?;
     Ok((Backend::Custom(b, failure), false))
-}
-pub(super) fn register_companies(
-    ledger: &Ledger,
-    q: &QuotaSpec,
-    now: u64,
-) -> Result<(), EngineError> {
-    let now = i128::from(now);
-    for c in &q.companies {
-        ledger
-            .upsert_company(c.company(), c.time_zone.as_deref(), now)
-            .map_err(EngineError::Quota)?;
-        for u in &c.users {
-            ledger
-                .add_user(&u.id, &c.company.id, now)
-                .map_err(EngineError::Quota)?;
-            ledger
-                .set_user_disabled(&u.id, u.disabled)
-                .map_err(EngineError::Quota)?;
-            for k in &u.keys {
-                match ledger.add_key(k, &u.id) {
-                    Ok(()) | Err(QuotaError::DuplicateKey(_)) => {}
-                    Err(e) => return Err(EngineError::Quota(e)),
-                }
-            }
-        }
-    }
-    Ok(())
 }

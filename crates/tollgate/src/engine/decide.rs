@@ -159,7 +159,7 @@ impl Engine {
         // no limit state (an attacker's made-up keys fill no store) and no round trip.
         if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
             let checked = match req.get(&q.attr) {
-                Some(key) => ledger.check_key(key),
+                Some(key) => ledger.check_key_at(key, i128::from(now)),
                 None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
             match checked {
@@ -463,9 +463,13 @@ impl Engine {
     #[cold]
     fn quota_error_reason(&self, e: &QuotaError) -> Reason {
         match e {
-            QuotaError::DisabledUser { .. } => {
+            QuotaError::DisabledUser { .. } | QuotaError::CompanySuspended { .. } => {
                 self.metrics.revoked.add(1);
                 Reason::Revoked
+            }
+            QuotaError::CompanyTerminated { .. } => {
+                self.metrics.revoked.add(1);
+                Reason::Terminated
             }
             QuotaError::UnknownKey(_) => {
                 self.metrics.unknown_key.add(1);

@@ -30,11 +30,15 @@ pub enum Reason {
     /// fail_closed_after`: the request would not be billed durably, so it is refused
     /// (503-like: retry later).
     JournalFailing,
+    /// Its API key's company is terminated: refused for good (403-like; the company's
+    /// usage is kept for billing). A *suspended* company's keys are refused as
+    /// [`Reason::Revoked`], like a disabled user's (both are reversible).
+    Terminated,
 }
 
 impl Reason {
     /// The reason's name: `allowed`, `limited`, `revoked`, `quota_exceeded`,
-    /// `unknown_key`, `cannot_pass`, `unavailable`, `journal_failing`.
+    /// `unknown_key`, `cannot_pass`, `unavailable`, `journal_failing`, `terminated`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Allowed => "allowed",
@@ -45,6 +49,7 @@ impl Reason {
             Reason::CannotPass => "cannot_pass",
             Reason::Unavailable => "unavailable",
             Reason::JournalFailing => "journal_failing",
+            Reason::Terminated => "terminated",
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum Event {
         /// When the failures started (Unix nanoseconds).
         since_unix_ns: u64,
     },
+    /// An administrative change was applied ([`Engine::admin`](crate::Engine::admin)).
+    Admin(crate::engine::AdminChange),
     /// The quota's journal recovered: a batch committed after failures, and everything
     /// collected meanwhile is journaled (the notices that waited are sent after this).
     JournalRecovered {

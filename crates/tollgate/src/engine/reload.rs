@@ -5,19 +5,55 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tollgate_core::Rate;
+use tollgate_quota::KeyRef;
 
 use super::compile::{
-    build_backend, policy_item, register_companies, ClassTable, Compiled, CompiledLimit,
-    CompiledOverride, CompiledQuota, CompiledRevocation,
+    build_backend, policy_item, Backend, ClassTable, Compiled, CompiledLimit, CompiledOverride,
+    CompiledQuota, CompiledRevocation,
 };
 use super::error::EngineError;
 use super::instance::Engine;
-use crate::backend::MemoryBackend;
+use super::reconcile::{reconcile, DirectoryChanges};
+use crate::backend::{CarriedKey, MemoryBackend};
 use crate::policy::{
     AlgorithmKind, Attr, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
 };
 
-/// What a reload did, limit by limit.
+/// An override a reload added, changed or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverrideChange {
+    /// The limit it belongs to.
+    pub limit: String,
+    /// What it matches: attribute name and value, in name order; a `token` value (or
+    /// the quota's key attribute's) is shown as its [`KeyRef`](tollgate_quota::KeyRef),
+    /// never in full.
+    pub matches: Vec<(String, String)>,
+    /// The override's rate (for a removed one: the rate it had).
+    pub rate: String,
+    /// Whether its keys kept their used capacity across the change (as a changed
+    /// limit's do: raising takes effect at once, lowering never hands out a fresh
+    /// burst). True for an override that names its limit's whole key (one key: carried
+    /// from wherever the key was counted before), and for a changed override of any
+    /// kind (its own keys, rescaled). False for an override matching part of the key
+    /// added or removed (its keys cannot be told apart by fingerprint: they start
+    /// fresh under their new rate) and when the limit's algorithm or window changed.
+    pub carried: bool,
+}
+
+/// What a reload did to the limits' overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OverrideChanges {
+    /// Overrides new in the policy.
+    pub added: Vec<OverrideChange>,
+    /// Overrides whose rate or capacity changed.
+    pub changed: Vec<OverrideChange>,
+    /// Overrides no longer in the policy (their keys are counted under the limit's own
+    /// rate again).
+    pub removed: Vec<OverrideChange>,
+}
+
+/// What a reload did, limit by limit, override by override, and to the quota's
+/// directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReloadReport {
     /// Limits whose definition did not change: state untouched.
@@ -30,6 +66,51 @@ pub struct ReloadReport {
     pub removed: Vec<String>,
     /// Anything else worth knowing (e.g. quota settings that need a restart).
     pub notes: Vec<String>,
+    /// Overrides added, changed and removed, and whether their keys' used capacity
+    /// carried over.
+    pub overrides: OverrideChanges,
+    /// Companies, users and keys added, changed and removed.
+    pub directory: DirectoryChanges,
+}
+
+/// A whole-key override's key as a reload found it before any store was rescaled:
+/// its values in key order, its fingerprint, which of the old overrides counted it
+/// (`None`: the limit's own state), and its state there.
+struct MovedKey {
+    parts: Vec<String>,
+    hash: u128,
+    was: Option<usize>,
+    taken: Option<CarriedKey>,
+}
+
+/// The values of an override naming every attribute of its limit's key (`n` of them),
+/// in key order; `None` for an override matching part of the key.
+fn whole_key(n: usize, matches: &[(usize, String)]) -> Option<Vec<String>> {
+    let mut parts = vec![None; n];
+    for (pos, v) in matches {
+        if let Some(slot) = parts.get_mut(*pos) {
+            *slot = Some(v.clone());
+        }
+    }
+    parts.into_iter().collect()
+}
+
+/// The override of `overrides` a key of `parts` matches (the first), as the decision
+/// finds it.
+fn matching(overrides: &[CompiledOverride], parts: &[String]) -> Option<usize> {
+    overrides.iter().position(|o| {
+        o.matches
+            .iter()
+            .all(|(pos, v)| parts.get(*pos).is_some_and(|p| p == v))
+    })
+}
+
+/// The in-memory state behind `b`, if it is in memory.
+fn memory(b: &Backend) -> Option<&MemoryBackend> {
+    match b {
+        Backend::Memory(m) => Some(m),
+        _ => None,
+    }
 }
 
 impl Engine {
@@ -60,6 +141,8 @@ impl Engine {
         let mut report = ReloadReport::default();
         let classes = ClassTable::new(&policy.classes);
         let mut limits = Vec::with_capacity(policy.limits.len());
+        // Override values of these attributes are secrets: reported as references.
+        let secret_attr = policy.quota.as_ref().map(|q| q.key.name().to_owned());
         for spec in &policy.limits {
             let prev = old.limits.iter().find(|l| l.spec.name == spec.name);
             let metrics = prev.map_or_else(Arc::default, |p| Arc::clone(&p.metrics));
@@ -84,6 +167,53 @@ impl Engine {
                 continue;
             }
             let same_backend = prev.filter(|p| p.spec.backend == spec.backend);
+            let key_len = spec.key.len();
+            let new_matches: Vec<Vec<(usize, String)>> = spec
+                .overrides
+                .iter()
+                .map(|o| {
+                    o.matches
+                        .iter()
+                        .map(|(attr, v)| {
+                            let pos = spec
+                                .key
+                                .iter()
+                                .position(|a| *a == Attr::named(attr))
+                                .unwrap_or(0);
+                            (pos, v.clone())
+                        })
+                        .collect()
+                })
+                .collect();
+            // The keys of whole-key overrides, old and new, with their state taken
+            // before any store is rescaled: where each was counted, and how much it used.
+            let mut moved: Vec<MovedKey> = Vec::new();
+            if let Some(p) = same_backend.filter(|p| p.spec.key == spec.key) {
+                let mut seen = std::collections::BTreeSet::new();
+                let candidates = p
+                    .overrides
+                    .iter()
+                    .map(|o| o.matches.as_slice())
+                    .chain(new_matches.iter().map(Vec::as_slice));
+                for m in candidates {
+                    let Some(parts) = whole_key(key_len, m) else {
+                        continue;
+                    };
+                    if !seen.insert(parts.clone()) {
+                        continue;
+                    }
+                    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                    let hash = self.hasher.of_parts(&refs);
+                    let was = matching(&p.overrides, &parts);
+                    let taken = memory(p.backend_for(was)).and_then(|m| m.take_key(hash));
+                    moved.push(MovedKey {
+                        parts,
+                        hash,
+                        was,
+                        taken,
+                    });
+                }
+            }
             let (backend, carried) = build_backend(
                 &self.factories,
                 spec,
@@ -93,19 +223,7 @@ impl Engine {
                 now,
             )?;
             let mut overrides = Vec::new();
-            for o in &spec.overrides {
-                let matches: Vec<(usize, String)> = o
-                    .matches
-                    .iter()
-                    .map(|(attr, v)| {
-                        let pos = spec
-                            .key
-                            .iter()
-                            .position(|a| *a == Attr::named(attr))
-                            .unwrap_or(0);
-                        (pos, v.clone())
-                    })
-                    .collect();
+            for (o, matches) in spec.overrides.iter().zip(new_matches) {
                 let prev_override = same_backend.and_then(|p| {
                     p.overrides
                         .iter()
@@ -125,6 +243,92 @@ impl Engine {
                     rate: o.rate,
                     backend: b,
                 });
+            }
+            // Each whole-key override's key keeps its used capacity wherever it is
+            // counted now: an override added (the key moves from the limit's state, or
+            // another override's, to its own), or removed (back to the limit's).
+            let mut key_carried = std::collections::BTreeMap::new();
+            if let Some(p) = same_backend {
+                for MovedKey {
+                    parts,
+                    hash,
+                    was,
+                    taken,
+                } in moved
+                {
+                    let is = matching(&overrides, &parts);
+                    let (Some(from), Some(to)) = (
+                        memory(p.backend_for(was)),
+                        memory(is.map_or(&backend, |i| &overrides[i].backend)),
+                    ) else {
+                        continue;
+                    };
+                    let ok = to.shares_store(from) || to.put_key(hash, taken, now);
+                    key_carried.insert(parts, ok);
+                }
+            }
+            let carried_of =
+                |matches: &[(usize, String)], changed: bool| match whole_key(key_len, matches) {
+                    Some(parts) => key_carried.get(&parts).copied().unwrap_or(false),
+                    None => changed && carried,
+                };
+            if let Some(p) = prev {
+                let names = |m: &[(usize, String)]| -> Vec<(String, String)> {
+                    let mut v: Vec<(String, String)> = m
+                        .iter()
+                        .map(|(pos, val)| {
+                            let attr = spec
+                                .key
+                                .get(*pos)
+                                .map_or_else(String::new, |a| a.name().to_owned());
+                            let shown = if attr == "token" || secret_attr.as_deref() == Some(&attr)
+                            {
+                                KeyRef::of(val).to_string()
+                            } else {
+                                val.clone()
+                            };
+                            (attr, shown)
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                };
+                for (o, no) in overrides.iter().zip(&spec.overrides) {
+                    let change = |carried| OverrideChange {
+                        limit: spec.name.clone(),
+                        matches: names(&o.matches),
+                        rate: no.rate.to_string(),
+                        carried,
+                    };
+                    match p.overrides.iter().find(|po| po.matches == o.matches) {
+                        None => report
+                            .overrides
+                            .added
+                            .push(change(carried_of(&o.matches, false))),
+                        Some(po) => {
+                            let old_spec =
+                                p.spec.overrides.iter().find(|os| os.matches == no.matches);
+                            if po.rate != o.rate
+                                || old_spec.map(|os| os.capacity) != Some(no.capacity)
+                            {
+                                report
+                                    .overrides
+                                    .changed
+                                    .push(change(carried_of(&o.matches, true)));
+                            }
+                        }
+                    }
+                }
+                for po in &p.overrides {
+                    if !overrides.iter().any(|o| o.matches == po.matches) {
+                        report.overrides.removed.push(OverrideChange {
+                            limit: spec.name.clone(),
+                            matches: names(&po.matches),
+                            rate: po.rate.to_string(),
+                            carried: carried_of(&po.matches, false),
+                        });
+                    }
+                }
             }
             if prev.is_none() || !carried {
                 report.fresh.push(spec.name.clone());
@@ -196,7 +400,7 @@ impl Engine {
                         );
                     }
                 }
-                register_companies(ledger, q, now)?;
+                report.directory = reconcile(ledger, old.quota.as_ref().map(|o| &o.spec), q, now)?;
                 ledger
                     .outbox()
                     .set_redeliver_after(q.notice_redeliver_after);
