@@ -1,7 +1,8 @@
 // Package tollgate is a Go binding of the tollgate engine's C library (an example,
 // standard library only): an engine built from a policy file or text, decisions from
 // the struct entry point tollgate_engine_decide_request, the RateLimit headers,
-// events, revocation, reloads and metrics, and a net/http middleware (middleware.go).
+// events, revocation, reloads, metrics, quota reservations, the
+// administration calls (admin.go) and a net/http middleware (middleware.go).
 //
 // It links the installed library through pkg-config (`#cgo pkg-config: tollgate`):
 //
@@ -54,6 +55,14 @@ const (
 	ResultUnknownKey      Result = C.TOLLGATE_RESULT_UNKNOWN_KEY
 	ResultDisabledUser    Result = C.TOLLGATE_RESULT_DISABLED_USER
 	ResultQuota           Result = C.TOLLGATE_RESULT_QUOTA
+	// ResultJournal: the quota's journal could not record the change.
+	ResultJournal Result = C.TOLLGATE_RESULT_JOURNAL
+	// The refusals of administrative changes (admin.go).
+	ResultUnknownCompany    Result = C.TOLLGATE_RESULT_UNKNOWN_COMPANY
+	ResultUnknownUser       Result = C.TOLLGATE_RESULT_UNKNOWN_USER
+	ResultDuplicate         Result = C.TOLLGATE_RESULT_DUPLICATE
+	ResultCompanyTerminated Result = C.TOLLGATE_RESULT_COMPANY_TERMINATED
+	ResultUnknownLimit      Result = C.TOLLGATE_RESULT_UNKNOWN_LIMIT
 )
 
 // Name is the code's name, e.g. "policy".
