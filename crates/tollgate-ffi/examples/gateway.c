@@ -41,13 +41,22 @@ static void drain_events(const tollgate_engine *engine) {
 }
 
 static void print_metrics(const tollgate_engine *engine) {
+    /* The text can grow between two calls (a counter gains a digit): ask for the size,
+     * add some slack, and ask again with the size the library reports until it fits. */
     size_t n = 0;
     char probe[1];
-    if (tollgate_engine_metrics(engine, probe, sizeof probe, &n) != TOLLGATE_RESULT_BUFFER_TOO_SMALL) {
-        fail("metrics");
+    tollgate_result rc = tollgate_engine_metrics(engine, probe, sizeof probe, &n);
+    char *text = NULL;
+    for (int attempt = 0; rc == TOLLGATE_RESULT_BUFFER_TOO_SMALL && attempt < 8; attempt++) {
+        size_t size = n + n / 8 + 64;
+        free(text);
+        text = malloc(size);
+        if (text == NULL) {
+            fail("metrics");
+        }
+        rc = tollgate_engine_metrics(engine, text, size, &n);
     }
-    char *text = malloc(n);
-    if (text == NULL || tollgate_engine_metrics(engine, text, n, &n) != TOLLGATE_RESULT_OK) {
+    if (rc != TOLLGATE_RESULT_OK || text == NULL) {
         fail("metrics");
     }
     fputs(text, stdout);

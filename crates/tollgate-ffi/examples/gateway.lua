@@ -86,10 +86,18 @@ local event = ffi.new("char[1024]")
 
 for line in io.lines() do
   if line:match("^metrics") then
+    -- The text can grow between two calls (a counter gains a digit): retry with the
+    -- size the library reports, plus some slack, until it fits.
     local probe = ffi.new("char[1]")
-    tg.tollgate_engine_metrics(engine, probe, 1, n)
-    local text = ffi.new("char[?]", n[0])
-    tg.tollgate_engine_metrics(engine, text, n[0], n)
+    local rc = tg.tollgate_engine_metrics(engine, probe, 1, n)
+    local text
+    for _ = 1, 8 do
+      if rc ~= tg.TOLLGATE_RESULT_BUFFER_TOO_SMALL then break end
+      local size = n[0] + math.floor(tonumber(n[0]) / 8) + 64
+      text = ffi.new("char[?]", size)
+      rc = tg.tollgate_engine_metrics(engine, text, size, n)
+    end
+    if rc ~= tg.TOLLGATE_RESULT_OK then error("tollgate_engine_metrics: " .. ffi.string(tg.tollgate_result_name(rc))) end
     io.write(ffi.string(text, n[0]))
   elseif line ~= "" and not line:match("^#") then
     local fields = {}
