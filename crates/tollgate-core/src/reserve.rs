@@ -27,7 +27,7 @@
 //!
 //! # Live rate and burst changes
 //! [`set_rate_at`](crate::RateLimiter::set_rate_at) replaces a limiter's rate and burst
-//! and keeps its state as [`Keep`] says ([`Gcra::carry`](crate::Gcra::carry) is the
+//! and keeps its state as [`Keep`](crate::Keep) says ([`Gcra::carry`](crate::Gcra::carry) is the
 //! arithmetic, for callers that keep the state themselves).
 //!
 //! ```
