@@ -32,6 +32,9 @@
 //! difference between the previous policy's directory and the new one's is applied:
 //! companies, users and keys added, changed and removed ([`DirectoryChanges`]); a
 //! removed key is refused at once, a removed company's usage is kept for statements.
+//! Changed quota plans and thresholds apply at once to every company
+//! ([`ReloadReport::quota_limits_changed`]); a changed period or journal path waits for
+//! the next restart (a note says so).
 //!
 //! # Administration
 //! [`Engine::admin`] makes every operator change at run time (companies, users, keys,

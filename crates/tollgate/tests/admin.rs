@@ -706,3 +706,65 @@ proptest! {
         }
     }
 }
+
+const PLANS: &str = r#"
+version = 1
+[[limit]]
+name = "per-token"
+key = ["token"]
+rate = "1000/s"
+[quota]
+warning_percent = 80
+hard_cap_percent = 150
+[[quota.plans]]
+name = "free"
+calls_per_unit = 10
+default = true
+[[quota.companies]]
+id = "acme"
+machines = 1
+users = [ { id = "ann", keys = ["ann-key-0001"] } ]
+"#;
+
+/// Item 4: a reload that changes the plans and the thresholds applies them at once,
+/// with the usage counted so far (it needed a restart: the limit stayed 10 and the
+/// report said so in a note).
+#[test]
+fn plans_and_thresholds_change_without_a_restart() {
+    let e = engine(PLANS);
+    let call = || e.decide(&Request::new().token("ann-key-0001"));
+    for _ in 0..12 {
+        assert!(call().allowed());
+    }
+    let q = call().quota.unwrap();
+    assert_eq!(
+        (q.used, q.limit, q.outcome),
+        (13, 10, tollgate::quota::Outcome::OverLimit)
+    );
+    // Twice the calls per unit, and a hard cap at 110 %: limit 20, cap 22.
+    let changed = PLANS
+        .replace("calls_per_unit = 10", "calls_per_unit = 20")
+        .replace("hard_cap_percent = 150", "hard_cap_percent = 110");
+    let report = e.reload(policy(&changed)).unwrap();
+    assert_eq!(report.quota_limits_changed, vec!["acme".to_owned()]);
+    assert!(
+        report.notes.iter().all(|n| !n.contains("restart")),
+        "{:?}",
+        report.notes
+    );
+    let q = call().quota.unwrap();
+    assert_eq!(
+        (q.used, q.limit, q.outcome),
+        (14, 20, tollgate::quota::Outcome::Within)
+    );
+    let served = (0..20).filter(|_| call().allowed()).count();
+    assert_eq!(served, 8, "up to the new hard cap of 22");
+    // A period change still needs a restart, and says so.
+    let weekly = changed.replace("[quota]\n", "[quota]\nperiod = { kind = \"week\" }\n");
+    let report = e.reload(policy(&weekly)).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("restart")),
+        "{report:?}"
+    );
+    assert!(report.quota_limits_changed.is_empty());
+}

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use crate::period::PeriodSpec;
 use crate::plan::{Company, QuotaLimit};
 
+use super::config::QuotaConfig;
 use super::directory::{
     CompanyEntry, CompanyStatus, Directory, KeyEntry, Settings, UserEntry, TERMINATED_BIT,
 };
@@ -42,6 +43,55 @@ impl Ledger {
         (rows, notices)
     }
 
+    /// Replaces the plans, the early-warning and hard-cap percentages and the notice
+    /// redelivery delay of the running ledger at `now` (Unix nanoseconds), and recomputes
+    /// every company's limit from the new plans; returns the companies whose limit
+    /// changed, sorted.
+    ///
+    /// Mid-period rule (as for [`Ledger::upsert_company`]): the current period takes the
+    /// new limit and thresholds for the whole period, its usage carries on; ended periods
+    /// keep the limit that was in force during them (their statements). A notice already
+    /// raised this period is not raised again; a threshold moved below the usage already
+    /// counted raises its notice at the next counted call only if that call crosses it
+    /// (so a lowered warning is not sent for this period once passed).
+    ///
+    /// Atomic: every company's new limit is computed first; if one cannot be (a plan it
+    /// subscribes to is gone: [`QuotaError::Plan`]) nothing changes. The period itself
+    /// (kind, time zone, anchor day) is not changed by this call: `config.period` is
+    /// ignored, and a period change needs a restart.
+    pub fn reconfigure(&self, config: QuotaConfig, now: i128) -> Result<Vec<String>, QuotaError> {
+        let d = self.directory();
+        let mut limits = Vec::with_capacity(d.companies.len());
+        for c in d.companies.values() {
+            let removed = c.status.load(Ordering::Relaxed) & !TERMINATED_BIT
+                == CompanyStatus::Removed.to_u8();
+            match config.plans.limit_for(&c.settings.load().company) {
+                Ok(l) => limits.push((Arc::clone(c), l.calls)),
+                // A removed company keeps its last limit (its statements).
+                Err(_) if removed => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut config = config;
+        config.period = self.config.load().period.clone();
+        self.percents.set(&config);
+        self.outbox()
+            .set_redeliver_after(config.notice_redeliver_after);
+        self.config.store(Arc::new(config));
+        let mut changed = Vec::new();
+        for (c, calls) in limits {
+            let before = c.limit.load(Ordering::Relaxed);
+            if before != calls {
+                c.usage.freeze_ended(before, now);
+                c.limit.store(calls, Ordering::Relaxed);
+                changed.push(c.id.clone());
+            }
+        }
+        drop(d);
+        changed.sort();
+        Ok(changed)
+    }
+
     /// Registers or updates a company (units, subscriptions, override, time zone) at
     /// `now` (Unix nanoseconds). Its usage so far is kept: a machine added mid-month
     /// raises the limit at once. `time_zone` overrides the configured period's zone.
@@ -51,14 +101,11 @@ impl Ledger {
         time_zone: Option<&str>,
         now: i128,
     ) -> Result<QuotaLimit, QuotaError> {
-        let limit = self.config.plans.limit_for(&company)?;
+        let config = self.config.load();
+        let limit = config.plans.limit_for(&company)?;
         let spec = match time_zone {
-            Some(tz) => PeriodSpec::new(
-                self.config.period.kind(),
-                tz,
-                self.config.period.anchor_day(),
-            )?,
-            None => self.config.period.clone(),
+            Some(tz) => PeriodSpec::new(config.period.kind(), tz, config.period.anchor_day())?,
+            None => config.period.clone(),
         };
         let t = timestamp_of(now)?;
         let period = spec.try_period_at(t)?;
@@ -398,7 +445,7 @@ impl Ledger {
         let d = self.directory();
         let c = d.companies.get(company)?;
         let spec = &c.settings.load().spec;
-        (spec.time_zone_name() != self.config.period.time_zone_name())
+        (spec.time_zone_name() != self.config.load().period.time_zone_name())
             .then(|| spec.time_zone_name().to_owned())
     }
 

@@ -84,7 +84,7 @@ impl Ledger {
             period_end: cc.period.end().as_second(),
             period: cc.period.label(),
             limit,
-            hard_cap: self.config.thresholds(limit).hard_cap(),
+            hard_cap: self.percents.thresholds(limit).hard_cap(),
             local_used: cc.counter.used(),
         })
     }
@@ -121,7 +121,7 @@ impl Ledger {
             Decider::Local => {
                 let charge = cc
                     .counter
-                    .charge(cost, self.config.thresholds(limit).hard_cap());
+                    .charge(cost, self.percents.thresholds(limit).hard_cap());
                 if let SharedCharge::Counted { prev, used } = charge {
                     taken.company = used - prev;
                 }
@@ -210,7 +210,7 @@ impl Ledger {
         shared: bool,
         now: i128,
     ) -> (Outcome, Option<Box<QuotaEvent>>) {
-        let thresholds = self.config.thresholds(limit);
+        let thresholds = self.percents.thresholds(limit);
         let outcome = thresholds.outcome(used);
         let crossings = thresholds.crossing(&cc.counter, prev, used, shared);
         if crossings.is_none() {

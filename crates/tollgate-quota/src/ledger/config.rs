@@ -1,6 +1,7 @@
 //! The ledger's configuration, and the thresholds it gives one company's period: the
 //! early warning, the limit and the hard cap, and the rules that apply them to a charge.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::counter::{Counter, Crossings};
@@ -43,13 +44,40 @@ impl Default for QuotaConfig {
 }
 
 impl QuotaConfig {
+    /// The two percentages in one word, for [`LivePercents`].
+    fn packed_percents(&self) -> u64 {
+        let one = |p: Option<u32>| u64::from(p.map_or(u32::MAX, |p| p.min(u32::MAX - 1)));
+        (one(self.warning_percent) << 32) | one(self.hard_cap_percent)
+    }
+}
+
+/// The warning and hard-cap percentages a running ledger applies, in one atomic word
+/// (each half `u32::MAX` for "none"), so that a reconfiguration changes both at once and
+/// the hot path reads them with one relaxed load.
+#[derive(Debug)]
+pub(crate) struct LivePercents(AtomicU64);
+
+impl LivePercents {
+    pub(crate) fn new(config: &QuotaConfig) -> Self {
+        LivePercents(AtomicU64::new(config.packed_percents()))
+    }
+
+    pub(crate) fn set(&self, config: &QuotaConfig) {
+        self.0.store(config.packed_percents(), Ordering::Relaxed);
+    }
+
     /// The thresholds of a period whose limit is `limit`.
     #[inline]
     pub(crate) fn thresholds(&self, limit: u64) -> Thresholds {
+        let w = self.0.load(Ordering::Relaxed);
+        let half = |h: u64| {
+            let h = h as u32;
+            (h != u32::MAX).then_some(h)
+        };
         Thresholds {
             limit,
-            warning_percent: self.warning_percent,
-            hard_cap_percent: self.hard_cap_percent,
+            warning_percent: half(w >> 32),
+            hard_cap_percent: half(w & u64::from(u32::MAX)),
         }
     }
 }

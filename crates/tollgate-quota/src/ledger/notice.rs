@@ -43,6 +43,7 @@ impl Ledger {
             NoticeKind::Warning => None,
             NoticeKind::Overage => self
                 .config
+                .load()
                 .plans
                 .suggest_plan(company, used)
                 .map(|p| p.name.clone()),
@@ -110,7 +111,7 @@ impl Ledger {
             return;
         };
         let limit = company.limit.load(Ordering::Relaxed);
-        let thresholds = self.config.thresholds(limit);
+        let thresholds = self.percents.thresholds(limit);
         let used = cc.counter.used();
         let overage = cc.counter.take(Crossings {
             warning: false,

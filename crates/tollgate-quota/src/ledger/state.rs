@@ -2,6 +2,8 @@
 //! lookup every call starts with.
 
 use std::fmt;
+
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -11,7 +13,7 @@ use crate::journal::{Journal, JournalError, JournalHealth, Snapshot, Ticket};
 use crate::outbox::{Outbox, OutboxState};
 
 use super::collect::collect_usage;
-use super::config::QuotaConfig;
+use super::config::{LivePercents, QuotaConfig};
 use super::decision::QuotaEvent;
 use super::directory::{CompanyStatus, Directory, KeyEntry, KeyMap, UserEntry, TERMINATED_BIT};
 use super::error::{KeyRef, QuotaError};
@@ -19,7 +21,11 @@ use super::refill::{refill, Deferred};
 
 /// The in-memory usage ledger. See the [module docs](super).
 pub struct Ledger {
-    pub(super) config: QuotaConfig,
+    /// The configuration in force: plans and period are read when a company is
+    /// registered or notified, replaced whole by [`Ledger::reconfigure`].
+    pub(super) config: ArcSwap<QuotaConfig>,
+    /// The warning and hard-cap percentages of `config`, read by every charge.
+    pub(super) percents: LivePercents,
     pub(super) keys: KeyMap,
     pub(super) fingerprints: Fingerprinter,
     /// Shared with the journal's collector.
@@ -56,7 +62,8 @@ impl Ledger {
     pub fn new(config: QuotaConfig) -> Self {
         Ledger {
             outbox: Arc::new(OutboxState::new(config.notice_redeliver_after)),
-            config,
+            percents: LivePercents::new(&config),
+            config: ArcSwap::from_pointee(config),
             keys: KeyMap::with_hasher(FingerprintBuildHasher),
             fingerprints: Fingerprinter::new(),
             directory: Arc::new(Mutex::new(Directory::default())),

@@ -674,3 +674,66 @@ fn a_removed_company_keeps_its_usage_and_a_terminated_one_stays_terminated() {
     assert_eq!(l.company_status("acme"), Some(CompanyStatus::Terminated));
     assert!(l.set_company_status("acme", CompanyStatus::Active).is_err());
 }
+
+/// `reconfigure` changes plans and thresholds at once for the current period, keeps a
+/// past period's limit, and changes nothing when a company's plan would be gone.
+#[test]
+fn reconfigure_is_live_and_atomic() {
+    let l = ledger(1, small_limits());
+    l.upsert_company(
+        Company::new("globex").with_subscription("API Access"),
+        None,
+        ns("2026-11-01T00:00:00Z"),
+    )
+    .unwrap();
+    let oct = ns("2026-10-20T00:00:00Z");
+    let nov = ns("2026-11-20T00:00:00Z");
+    for _ in 0..12 {
+        l.record(KEY, 1, oct).unwrap();
+    }
+    let d = l.record(KEY, 1, nov).unwrap();
+    assert_eq!(d.limit, 10);
+    // Plans without "API Access": refused, nothing changed.
+    let without: Plans =
+        toml::from_str("[[plans]]\nname = \"free\"\ncalls_per_unit = 20\ndefault = true\n")
+            .unwrap();
+    let err = l
+        .reconfigure(
+            QuotaConfig {
+                plans: without,
+                ..small_limits()
+            },
+            nov,
+        )
+        .unwrap_err();
+    assert!(matches!(err, QuotaError::Plan(_)), "{err}");
+    assert_eq!(l.record(KEY, 1, nov).unwrap().limit, 10);
+    // Twice the calls per unit, no hard cap, warning at 50 %.
+    let doubled: Plans = toml::from_str(
+        "[[plans]]\nname = \"free\"\ncalls_per_unit = 20\ndefault = true\n\
+         [[plans]]\nname = \"API Access\"\ncalls = 100\n",
+    )
+    .unwrap();
+    let changed = l
+        .reconfigure(
+            QuotaConfig {
+                plans: doubled,
+                warning_percent: Some(50),
+                hard_cap_percent: None,
+                ..QuotaConfig::default()
+            },
+            nov,
+        )
+        .unwrap();
+    assert_eq!(changed, vec!["acme".to_owned()]);
+    let d = l.record(KEY, 1, nov).unwrap();
+    assert_eq!((d.used, d.limit), (3, 20));
+    assert_eq!(l.target(KEY, nov).unwrap().hard_cap, None);
+    // October's statement keeps the limit of October.
+    let oct_statement = l
+        .statements()
+        .into_iter()
+        .find(|s| s.company == "acme" && s.period == "2026-10")
+        .unwrap();
+    assert_eq!((oct_statement.used, oct_statement.limit), (12, 10));
+}

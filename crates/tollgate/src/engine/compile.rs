@@ -289,14 +289,19 @@ pub(super) struct Compiled {
     pub(super) remote_limits: bool,
 }
 
-pub(super) fn open_ledger(q: &QuotaSpec) -> Result<Ledger, EngineError> {
-    let config = QuotaConfig {
+/// The ledger's configuration of a policy's quota section.
+pub(super) fn quota_config(q: &QuotaSpec) -> QuotaConfig {
+    QuotaConfig {
         plans: q.plans.clone(),
         period: q.period.clone(),
         warning_percent: q.warning_percent,
         hard_cap_percent: q.hard_cap_percent,
         notice_redeliver_after: q.notice_redeliver_after,
-    };
+    }
+}
+
+pub(super) fn open_ledger(q: &QuotaSpec) -> Result<Ledger, EngineError> {
+    let config = quota_config(q);
     Ok(match &q.journal {
         None => Ledger::new(config),
         Some(path) => {

@@ -8,8 +8,8 @@ use tollgate_core::Rate;
 use tollgate_quota::KeyRef;
 
 use super::compile::{
-    build_backend, policy_item, Backend, ClassTable, Compiled, CompiledLimit, CompiledOverride,
-    CompiledQuota, CompiledRevocation,
+    build_backend, policy_item, quota_config, Backend, ClassTable, Compiled, CompiledLimit,
+    CompiledOverride, CompiledQuota, CompiledRevocation,
 };
 use super::error::EngineError;
 use super::instance::Engine;
@@ -71,6 +71,9 @@ pub struct ReloadReport {
     pub overrides: OverrideChanges,
     /// Companies, users and keys added, changed and removed.
     pub directory: DirectoryChanges,
+    /// Companies whose quota limit changed because the plans or their thresholds
+    /// changed ([`Ledger::reconfigure`](tollgate_quota::Ledger::reconfigure)); sorted.
+    pub quota_limits_changed: Vec<String>,
 }
 
 /// A whole-key override's key as a reload found it before any store was rescaled:
@@ -387,15 +390,22 @@ impl Engine {
         let quota = match (&policy.quota, &self.ledger) {
             (Some(q), Some(ledger)) => {
                 if let Some(old_q) = &old.quota {
+                    // Plans and thresholds change live, before the directory's
+                    // difference is applied (so a company added by this reload gets
+                    // the new plans); a plan a company still subscribes to must exist.
                     if old_q.spec.plans != q.plans
-                        || old_q.spec.period.kind() != q.period.kind()
                         || old_q.spec.warning_percent != q.warning_percent
                         || old_q.spec.hard_cap_percent != q.hard_cap_percent
-                        || old_q.spec.journal != q.journal
                     {
+                        report.quota_limits_changed = ledger
+                            .reconfigure(quota_config(q), i128::from(now))
+                            .map_err(EngineError::Quota)?;
+                    }
+                    if old_q.spec.period != q.period || old_q.spec.journal != q.journal {
                         report.notes.push(
-                            "quota plans, period, thresholds or journal changed: they take \
-                             effect at the next restart; companies, users and keys were updated"
+                            "the quota's period or journal changed: they take effect at the \
+                             next restart (plans, thresholds, companies, users and keys were \
+                             updated)"
                                 .into(),
                         );
                     }
