@@ -91,7 +91,9 @@ impl Ledger {
             .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
         let spec = || entry.settings.load().spec.clone();
         let (_, cc) = entry.usage.counter_at(spec, now)?;
-        let crossings = cc.counter.take(crate::counter::Crossings { warning, overage });
+        let crossings = cc
+            .counter
+            .take(crate::counter::Crossings { warning, overage });
         if crossings.is_none() {
             return Ok(None);
         }
