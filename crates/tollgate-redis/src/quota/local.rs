@@ -26,8 +26,16 @@ pub(super) struct Local {
     pub(super) last_shared: u64,
     /// Calls decided locally and not yet sent.
     pub(super) pending: u64,
-    /// A batch sent and not yet acknowledged: (id, calls). Retried with the same id.
-    pub(super) inflight: Option<(u64, u64)>,
+    /// A batch sent and not yet acknowledged: (id, calls, the uncertain calls it
+    /// carries). Retried with the same id.
+    pub(super) inflight: Option<(u64, u64, Vec<Uncertain>)>,
+    /// Calls sent whose reply was lost (Redis may have counted them), not yet in a
+    /// batch: the next flush looks them up (see `lua/quota_flush.lua`).
+    pub(super) uncertain: Vec<Uncertain>,
+    /// The next call's sequence number on this counter (its bit in the call-id bitmaps).
+    pub(super) next_seq: u64,
+    /// The instances with a share in the counter, as Redis last reported (at least 1).
+    pub(super) shares: u64,
     pub(super) last_flush: Instant,
     /// Reservations settled here while Redis was unreachable, oldest first: retried
     /// with their ids until Redis acknowledges them.
@@ -48,6 +56,9 @@ impl Local {
             last_shared,
             pending: 0,
             inflight: None,
+            uncertain: Vec::new(),
+            next_seq: 0,
+            shares: 1,
             last_flush: Instant::now(),
             settles: Vec::new(),
             settle_delta: 0,
@@ -55,7 +66,24 @@ impl Local {
     }
 
     pub(super) fn unsent(&self) -> u64 {
-        self.pending + self.inflight.map_or(0, |(_, n)| n)
+        self.pending + self.inflight.as_ref().map_or(0, |(_, n, _)| *n)
+    }
+
+    /// A sequence number for a new call.
+    pub(super) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Call `seq` of `cost` was sent and its reply lost. At most [`MAX_UNCERTAIN`] wait;
+    /// returns false (the call cannot be looked up) beyond.
+    pub(super) fn lost_reply(&mut self, seq: u64, cost: u64) -> bool {
+        if self.uncertain.len() >= MAX_UNCERTAIN {
+            return false;
+        }
+        self.uncertain.push(Uncertain { seq, cost });
+        true
     }
 
     /// Redis reported `used` for a counter this instance's share is in.
@@ -64,11 +92,29 @@ impl Local {
         self.last_shared = self.last_shared.max(used);
     }
 
-    /// Whether something waits to be sent (calls or settlements).
+    /// Whether something waits to be sent (calls, calls to look up, settlements).
     pub(super) fn waiting(&self) -> bool {
-        self.unsent() > 0 || !self.settles.is_empty()
+        self.unsent() > 0
+            || !self.uncertain.is_empty()
+            || self.inflight.is_some()
+            || !self.settles.is_empty()
     }
 }
+
+/// The most calls with a lost reply one counter keeps for lookup (a stall loses the
+/// replies of the calls in flight until the breaker opens: a few per thread).
+pub(super) const MAX_UNCERTAIN: usize = 65_536;
+
+/// A call sent whose reply was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Uncertain {
+    /// Its sequence number on the counter (chunk `seq >> 20`, bit `seq & 0xFFFFF`).
+    pub(super) seq: u64,
+    pub(super) cost: u64,
+}
+
+/// Bits per call-id bitmap chunk (128 KiB).
+pub(super) const CHUNK_BITS: u32 = 20;
 
 /// A reservation's settlement for the counter (see `lua/quota_settle.lua`).
 #[derive(Clone, Debug)]
@@ -193,7 +239,7 @@ mod tests {
         let mut l = Local::new("2027-01".into(), 100, 5);
         assert!(!l.waiting());
         l.pending = 2;
-        l.inflight = Some((9, 3));
+        l.inflight = Some((9, 3, Vec::new()));
         assert_eq!(l.unsent(), 5);
         l.saw(4);
         assert!(l.seen);
