@@ -20,7 +20,8 @@
 -- ARGV[8]  u, the number of uncertain calls; then four per call: its bitmap (index
 --          into KEYS[4..], from 1), its bit, its cost, its id (its claim value)
 --
--- Returns {status, used, won, taken_back}: status 1 added, 2 already added (a retry),
+-- Returns {status, used, won, taken_back}: status 1 added, 2 already added (a retry:
+-- won is then what the batch claimed when it was added),
 -- -1/-2 as in quota.lua (the instance re-seeds from its ledger, which holds these calls
 -- too); won as in quota.lua; taken_back the uncertain calls Redis had counted.
 local inst = 'i:' .. ARGV[1]
@@ -30,7 +31,15 @@ if missing then
 end
 local flushed = 'f:' .. ARGV[1]
 if redis.call('HGET', KEYS[1], flushed) == ARGV[2] then
-  return {2, tonumber(redis.call('HGET', KEYS[1], 'used') or '0'), 0, 0}
+  -- A retry: what the batch claimed then (its reply may be what was lost).
+  local won = 0
+  if redis.call('GET', KEYS[2]) == ARGV[7] then
+    won = won + 1
+  end
+  if redis.call('GET', KEYS[3]) == ARGV[7] then
+    won = won + 2
+  end
+  return {2, tonumber(redis.call('HGET', KEYS[1], 'used') or '0'), won, 0}
 end
 local add = tonumber(ARGV[3])
 local back = 0

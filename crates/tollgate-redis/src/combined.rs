@@ -117,20 +117,23 @@ impl CombinedBackend for RedisCombined {
         if limits.len() + usize::from(quota.is_some()) < 2 {
             return None;
         }
-        let mut keys: Vec<String> = backends
+        let keys: Vec<String> = backends
             .iter()
             .zip(limits)
             .map(|(b, c)| b.key_of(&c.key))
             .collect();
-        if let Some((_, _, p)) = &quota {
-            keys.push(p.key.clone());
-        }
         if self.store.config().cluster {
-            let tag = keys::hash_tag(&keys[0]);
-            if keys.iter().any(|k| keys::hash_tag(k) != tag) {
+            // The quota's keys (counter, call ids, claims) share the company's tag.
+            let quota_key = quota.as_ref().map(|(_, _, p)| &p.keys.counter);
+            let mut all = keys.iter().chain(quota_key);
+            let tag = all.next().map(|k| keys::hash_tag(k));
+            if all.any(|k| Some(keys::hash_tag(k)) != tag) {
                 return None;
             }
         }
+        let quota_args = quota
+            .as_ref()
+            .map(|(q, rq, p)| (&p.keys, rq.request_args(p, q.cost)));
 
         let sent_limits: Vec<RequestLimit> = backends
             .iter()
@@ -147,7 +150,7 @@ impl CombinedBackend for RedisCombined {
             &keys,
             &self.store.clock_args(now),
             &sent_limits,
-            quota.as_ref().map(|(q, rq, p)| rq.request_args(p, q.cost)),
+            quota_args.as_ref().map(|(k, a)| (*k, a)),
         );
 
         // A seed must not read the ledger between Redis counting the call and the
@@ -161,6 +164,10 @@ impl CombinedBackend for RedisCombined {
             Ok(r) => r,
             Err(e) => {
                 drop(counting);
+                if let Some((q, rq, p)) = &quota {
+                    // Redis may have counted the quota call: the flush looks it up.
+                    rq.lost_prepared(p, q.cost, &e);
+                }
                 // Every limit reports it; the engine applies their failure policies in
                 // order, then (if they allowed) the quota's, without a second attempt.
                 return Some(CombinedDecision {

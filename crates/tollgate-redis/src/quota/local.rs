@@ -36,6 +36,9 @@ pub(super) struct Local {
     pub(super) next_seq: u64,
     /// The instances with a share in the counter, as Redis last reported (at least 1).
     pub(super) shares: u64,
+    /// The warning threshold and the limit, as the ledger last said (a flush claims
+    /// the notices its usage reaches).
+    pub(super) thresholds: (Option<u64>, u64),
     pub(super) last_flush: Instant,
     /// Reservations settled here while Redis was unreachable, oldest first: retried
     /// with their ids until Redis acknowledges them.
@@ -59,6 +62,7 @@ impl Local {
             uncertain: Vec::new(),
             next_seq: 0,
             shares: 1,
+            thresholds: (None, u64::MAX),
             last_flush: Instant::now(),
             settles: Vec::new(),
             settle_delta: 0,
@@ -160,6 +164,15 @@ impl LocalMap {
         self.lock().values().map(Local::unsent).sum()
     }
 
+    /// The end of the period labelled `label` of `company`'s counter, if this instance
+    /// holds it.
+    pub(super) fn period_end(&self, company: &str, label: &str) -> Option<i64> {
+        self.lock()
+            .iter()
+            .find(|(id, l)| id.0 == company && l.label == label)
+            .map(|(_, l)| l.period_end)
+    }
+
     /// The counters with something waiting to be sent.
     pub(super) fn waiting(&self) -> Vec<CounterId> {
         self.lock()
@@ -185,7 +198,10 @@ impl LocalMap {
         self.with_entry(
             id,
             || Local::new(t.period.clone(), t.period_end, t.local_used),
-            f,
+            |l| {
+                l.thresholds = (t.warning, t.limit);
+                f(l)
+            },
         )
     }
 

@@ -249,8 +249,9 @@ pub(crate) enum FlushReply {
     /// Status 1: the batch was added; the counter's usage after, the notices it
     /// claimed, the uncertain calls Redis had counted and took back.
     Added { used: u64, won: Won, taken_back: u64 },
-    /// Status 2: Redis had added it already (a retry).
-    Duplicate { used: u64 },
+    /// Status 2: Redis had added it already (a retry); the notices the batch had
+    /// claimed then (its reply may have been lost).
+    Duplicate { used: u64, won: Won },
     /// Status -1/-2: this instance's share is missing.
     MissingShare,
 }
@@ -267,7 +268,10 @@ impl FlushReply {
                 won: Won::parse(won, S)?,
                 taken_back: count(back),
             }),
-            2 => Ok(FlushReply::Duplicate { used }),
+            2 => Ok(FlushReply::Duplicate {
+                used,
+                won: Won::parse(won, S)?,
+            }),
             -1 | -2 => Ok(FlushReply::MissingShare),
             s => Err(ReplyError::new(S, format!("status {s}"))),
         }
@@ -406,8 +410,14 @@ mod tests {
             Ok(FlushReply::Added { used: 9, won: Won { warning: true, overage: false }, taken_back: 2 })
         );
         assert_eq!(
-            FlushReply::parse(&[2, 9, 0, 0]),
-            Ok(FlushReply::Duplicate { used: 9 })
+            FlushReply::parse(&[2, 9, 2, 0]),
+            Ok(FlushReply::Duplicate {
+                used: 9,
+                won: Won {
+                    warning: false,
+                    overage: true
+                }
+            })
         );
         assert_eq!(FlushReply::parse(&[-2, 9, 0, 0]), Ok(FlushReply::MissingShare));
         assert!(FlushReply::parse(&[0, 9, 0, 0]).is_err());
