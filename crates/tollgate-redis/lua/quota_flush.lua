@@ -5,10 +5,11 @@
 --
 -- A batch also carries the calls whose reply this instance never got (a timeout, a
 -- connection lost after the call was sent): Redis may have counted them. Each is looked
--- up in the instance's call-id bitmap; one Redis did count is taken back (its bit
--- cleared, its cost subtracted, a notice claim it won released), since the instance
--- counted it locally (it is in the batch's calls) or refused it. So every call is in the
--- counter once, whatever became of its reply.
+-- up in the instance's call-id bitmap; one Redis did count is taken back (its cost
+-- subtracted, a notice claim it won released), since the instance counted it locally
+-- (it is in the batch's calls) or refused it. Either way its bit is left set, so the
+-- call arriving later still (it waited in a socket buffer) is refused by quota.lua and
+-- counts nothing. So every call is in the counter once, whatever became of its reply.
 --
 -- KEYS[1]  the counter; KEYS[2], KEYS[3] the warning's and the overage's claim keys
 -- KEYS[4..] the call-id bitmaps the uncertain calls are in
@@ -17,7 +18,8 @@
 -- ARGV[3]  calls in the batch
 -- ARGV[4]  the warning threshold (-1: none); ARGV[5] the limit
 -- ARGV[6]  when the claim keys expire, Unix seconds; ARGV[7] the batch's claim value
--- ARGV[8]  u, the number of uncertain calls; then four per call: its bitmap (index
+-- ARGV[8]  how long the bitmaps are kept, seconds (as quota.lua's ARGV[5])
+-- ARGV[9]  u, the number of uncertain calls; then four per call: its bitmap (index
 --          into KEYS[4..], from 1), its bit, its cost, its id (its claim value)
 --
 -- Returns {status, used, won, taken_back}: status 1 added, 2 already added (a retry:
@@ -43,11 +45,10 @@ if redis.call('HGET', KEYS[1], flushed) == ARGV[2] then
 end
 local add = tonumber(ARGV[3])
 local back = 0
-for i = 1, tonumber(ARGV[8]) do
-  local b = 8 + (i - 1) * 4
+for i = 1, tonumber(ARGV[9]) do
+  local b = 9 + (i - 1) * 4
   local ids = KEYS[3 + tonumber(ARGV[b + 1])]
-  if redis.call('GETBIT', ids, ARGV[b + 2]) == 1 then
-    redis.call('SETBIT', ids, ARGV[b + 2], 0)
+  if redis.call('SETBIT', ids, ARGV[b + 2], 1) == 1 then
     add = add - tonumber(ARGV[b + 3])
     back = back + 1
     for k = 2, 3 do
@@ -56,6 +57,9 @@ for i = 1, tonumber(ARGV[8]) do
       end
     end
   end
+end
+for k = 4, #KEYS do
+  redis.call('EXPIRE', KEYS[k], ARGV[8])
 end
 redis.call('HSET', KEYS[1], flushed, ARGV[2])
 redis.call('HINCRBY', KEYS[1], inst, add)

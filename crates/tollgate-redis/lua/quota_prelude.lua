@@ -10,7 +10,10 @@
 -- check_and_add(key, inst, cost, cap, ids, bit, ttl, kw, ko, warn, limit, who, exat):
 -- quota.lua's check-and-add of one call (see there for the reply); a counted call sets
 -- bit `bit` of the bitmap `ids` (this process's call ids, kept `ttl` seconds), so that
--- a call whose reply was lost can be found at the next flush (quota_flush.lua).
+-- a call whose reply was lost can be found at the next flush (quota_flush.lua). A call
+-- whose bit is set already was decided before (a late or repeated arrival of a call the
+-- flush has settled, see quota_flush.lua): it is refused and counts nothing, so it is
+-- never counted twice (and a combined request carrying it writes nothing).
 local function missing_share(key, inst)
   if redis.call('HEXISTS', key, inst) == 1 then
     return nil
@@ -39,6 +42,9 @@ local function check_and_add(key, inst, cost, cap, ids, bit, ttl, kw, ko, warn, 
   end
   local used = tonumber(redis.call('HGET', key, 'used') or '0')
   local shares = tonumber(redis.call('HGET', key, 'n') or '1')
+  if redis.call('GETBIT', ids, bit) == 1 then
+    return {0, used, 0, shares}
+  end
   if cap >= 0 and used + cost > cap then
     return {0, used, 0, shares}
   end

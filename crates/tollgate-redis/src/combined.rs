@@ -247,20 +247,20 @@ mod tests {
         let denied = vec![0, 0, 9, 0, 0, 0];
         let windows = [false, false];
         // Stopped at the first denial: fine.
-        assert!(parse(&[vec![0, 1, 9, 0], denied.clone()], &limits, &windows).is_ok());
+        assert!(parse(&[vec![0, 1, 9, 0, 0, 0], denied.clone()], &limits, &windows).is_ok());
         assert!(parse(
-            &[vec![1, 2, 9, 0], allowed.clone(), allowed.clone()],
+            &[vec![1, 2, 9, 0, 0, 0], allowed.clone(), allowed.clone()],
             &limits,
             &windows
         )
         .is_ok());
         // Went on past an enforced denial, or stopped after an allowed limit.
         assert!(parse(
-            &[vec![0, 2, 9, 0], denied.clone(), allowed.clone()],
+            &[vec![0, 2, 9, 0, 0, 0], denied.clone(), allowed.clone()],
             &limits,
             &windows
         )
         .is_err());
-        assert!(parse(&[vec![0, 1, 9, 0], allowed], &limits, &windows).is_err());
+        assert!(parse(&[vec![0, 1, 9, 0, 0, 0], allowed], &limits, &windows).is_err());
     }
 }

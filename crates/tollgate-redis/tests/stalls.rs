@@ -25,6 +25,7 @@ fn server(persistent: bool) -> Option<RedisServer> {
     RedisServer::start_with(&args)
 }
 
+/// `hard_cap`: the percent of the plan's calls (`None`: the default, 150%).
 fn policy(calls: u64, warning: Option<u32>, hard_cap: Option<u32>) -> Policy {
     let warning = warning.map_or(String::new(), |w| format!("warning_percent = {w}\n"));
     let cap = hard_cap.map_or(String::new(), |c| format!("hard_cap_percent = {c}\n"));
@@ -230,8 +231,8 @@ fn one_notice_per_company_and_period_across_the_fleet() {
         return;
     };
     let mut gws = [
-        Gw::new(&server, "gw-1", "key-ann", policy(10, Some(80), None)),
-        Gw::new(&server, "gw-2", "key-bob", policy(10, Some(80), None)),
+        Gw::new(&server, "gw-1", "key-ann", policy(10, Some(80), Some(300))),
+        Gw::new(&server, "gw-2", "key-bob", policy(10, Some(80), Some(300))),
     ];
     for (gw, n) in gws.iter_mut().zip([4, 3]) {
         for _ in 0..n {

@@ -15,6 +15,9 @@ use crate::script::calls::{self, CountKeys, FlushArgs, UncertainArg};
 use crate::script::reply::FlushReply;
 use crate::store::StoreError;
 
+/// The most calls with a lost reply one batch looks up.
+const MAX_LOOKUPS: usize = 4096;
+
 /// The thread [`RedisQuota::spawn_flusher`] started; dropping it stops the thread (after
 /// a last flush).
 #[derive(Debug)]
@@ -70,8 +73,16 @@ impl RedisQuota {
     /// Sends counter `id`'s unsent calls: the batch in flight (retried with its id),
     /// then what accumulated since, as a new batch; then its settlements.
     pub(super) fn flush_counter(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
-        for _ in 0..2 {
+        // The batch in flight, then a new one with what accumulated since; more while
+        // lost replies wait to be looked up (bounded: MAX_UNCERTAIN / MAX_LOOKUPS).
+        for _ in 0..(2 + super::local::MAX_UNCERTAIN / MAX_LOOKUPS) {
             self.flush_batch(ledger, id)?;
+            let more = self
+                .local
+                .update(id, |l| l.unsent() > 0 || !l.uncertain.is_empty());
+            if more != Some(true) {
+                break;
+            }
         }
         self.flush_settles(ledger, id)
     }
@@ -85,7 +96,10 @@ impl RedisQuota {
         let batch = self.local.update(id, |l| {
             l.last_flush = Instant::now();
             if l.inflight.is_none() && (l.pending > 0 || !l.uncertain.is_empty()) {
-                let lost = std::mem::take(&mut l.uncertain);
+                // At most MAX_LOOKUPS per batch (a bounded script call); the rest
+                // go with the next batch.
+                let n = l.uncertain.len().min(MAX_LOOKUPS);
+                let lost: Vec<_> = l.uncertain.drain(..n).collect();
                 l.inflight = Some((self.next_id(17), l.pending, lost));
                 l.pending = 0;
             }
@@ -126,6 +140,7 @@ impl RedisQuota {
             limit,
             claims_expire_at: self.claims_expire_at(period_end),
             id: format!("{}:{:016x}:b{batch}", self.instance, self.nonce),
+            ids_ttl: self.options.call_ids_ttl.as_secs().max(1),
         };
         for _ in 0..2 {
             let inv = calls::quota_flush(&self.store.scripts, &keys, &ids, &args, &uncertain);

@@ -3,7 +3,7 @@
 //! ([`LocalMap`]), which sweeps out the counters of ended periods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -140,13 +140,22 @@ pub(super) struct LocalMap {
     /// The size of `map` at which a new counter sweeps out the ended ones (read and
     /// written under `map`'s lock).
     sweep_at: AtomicUsize,
+    /// Counters made so far: each new one numbers its calls from `made << SEQ_GEN_SHIFT`,
+    /// so a counter swept out and made again never reuses a call id (its bits in the
+    /// call-id bitmaps are settled, and Redis refuses a call whose bit is set).
+    made: AtomicU64,
 }
+
+/// Where a counter's generation starts in its calls' sequence numbers (2^40 calls per
+/// counter and generation).
+const SEQ_GEN_SHIFT: u32 = 40;
 
 impl LocalMap {
     pub(super) fn new() -> Self {
         LocalMap {
             map: Mutex::new(HashMap::new()),
             sweep_at: AtomicUsize::new(SWEEP_MIN),
+            made: AtomicU64::new(0),
         }
     }
 
@@ -220,7 +229,12 @@ impl LocalMap {
         if map.len() >= self.sweep_at.load(Ordering::Relaxed) {
             self.sweep(&mut map, id.1);
         }
-        f(map.entry(id.clone()).or_insert_with(make))
+        let generation = self.made.fetch_add(1, Ordering::Relaxed);
+        f(map.entry(id.clone()).or_insert_with(|| {
+            let mut l = make();
+            l.next_seq = generation << SEQ_GEN_SHIFT;
+            l
+        }))
     }
 
     /// Drops the counters of periods that ended before the newest one began (and have

@@ -195,6 +195,8 @@ pub(crate) struct FlushArgs<'q> {
     pub(crate) claims_expire_at: i64,
     /// The claim keys' value when the batch claims a notice.
     pub(crate) id: String,
+    /// How long the call-id bitmaps are kept, seconds.
+    pub(crate) ids_ttl: u64,
 }
 
 /// `quota_flush.lua`: add a batch to the counter `keys.counter`, taking back the
@@ -218,6 +220,7 @@ pub(crate) fn quota_flush<'a>(
         .arg(args.limit.min(i64::MAX as u64))
         .arg(args.claims_expire_at)
         .arg(&args.id)
+        .arg(args.ids_ttl)
         .arg(uncertain.len());
     for &(k, bit, cost, id) in uncertain {
         inv.arg(k + 1).arg(bit).arg(cost).arg(id);
