@@ -168,10 +168,15 @@ impl CombinedBackend for RedisCombined {
                     // Redis may have counted the quota call: the flush looks it up.
                     rq.lost_prepared(p, q.cost, &e);
                 }
-                // Every limit reports it; the engine applies their failure policies in
-                // order, then (if they allowed) the quota's, without a second attempt.
+                // Every limit answers by its failure policy (its fallback limiter, or
+                // Unavailable for the engine to apply it), then (if they allowed) the
+                // quota's, without a second attempt.
                 return Some(CombinedDecision {
-                    limits: backends.iter().map(|b| Err(b.unavailable(&e))).collect(),
+                    limits: backends
+                        .iter()
+                        .zip(limits)
+                        .map(|(b, c)| b.on_failure(&c.key, c.cost, now, true, &e))
+                        .collect(),
                     quota: None,
                     // Only a quota call this script carried has had its attempt; one it
                     // did not carry (calls waiting to be flushed first) is asked as usual.
@@ -186,6 +191,7 @@ impl CombinedBackend for RedisCombined {
         let mut out = CombinedDecision::default();
         for ((b, c), r) in backends.iter().zip(limits).zip(&reply.limits) {
             let (d, undo) = b.answer(r, c.cost);
+            b.saw(&c.key, &d, now);
             b.remember(&c.key, c.cost, &d, sent);
             out.limits.push(Ok((d, undo.filter(|_| reply.committed))));
         }

@@ -416,6 +416,7 @@ fn settlements_during_an_outage_reach_redis_once() {
             tollgate_redis::BreakerConfig {
                 failures: 1,
                 cooldown: Duration::ZERO,
+                first_cooldown: Duration::ZERO,
             },
         ))
         .unwrap();

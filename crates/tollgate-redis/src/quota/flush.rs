@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tollgate::quota::Ledger;
 
-use super::redis_quota::RedisQuota;
 use super::local::CHUNK_BITS;
+use super::redis_quota::RedisQuota;
 use super::types::CounterId;
 use crate::script::calls::{self, CountKeys, FlushArgs, UncertainArg};
 use crate::script::reply::FlushReply;

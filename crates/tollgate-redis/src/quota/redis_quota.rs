@@ -152,7 +152,8 @@ impl RedisQuota {
     /// When the claim keys of counter `id`'s notices expire (Unix seconds): with the
     /// counter, [`QuotaOptions::retention`] after the period's end.
     pub(super) fn claims_expire_at(&self, period_end: i64) -> i64 {
-        period_end.saturating_add(i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX))
+        period_end
+            .saturating_add(i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX))
     }
 
     /// The claim keys (warning, overage) of `company`'s notices for the period
@@ -276,11 +277,7 @@ impl RedisQuota {
             // The fleet as this instance assumes it: every other instance has counted
             // as much as this one since Redis last answered, so each admits only its
             // share of the room left under the hard cap (see DURABILITY.md).
-            let n = self
-                .options
-                .instances
-                .map_or(l.shares, u64::from)
-                .max(1);
+            let n = self.options.instances.map_or(l.shares, u64::from).max(1);
             let est = l.last_shared.saturating_add(l.unsent().saturating_mul(n));
             let charge = match t.hard_cap {
                 Some(cap) if !over_cap && est.saturating_add(cost.saturating_mul(n)) > cap => {
@@ -565,11 +562,15 @@ impl RedisQuota {
         });
         match reply {
             Ok(Some(_)) => {
-                self.counters.notices_claimed.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .notices_claimed
+                    .fetch_add(1, Ordering::Relaxed);
                 NoticeClaim::Claimed
             }
             Ok(None) => {
-                self.counters.notices_skipped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .notices_skipped
+                    .fetch_add(1, Ordering::Relaxed);
                 NoticeClaim::AlreadyClaimed
             }
             Err(_) => NoticeClaim::Unavailable,

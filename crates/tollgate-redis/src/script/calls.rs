@@ -268,7 +268,10 @@ pub(crate) fn request<'a>(
         inv.key(k);
     }
     if let Some((k, _)) = quota {
-        inv.key(&k.counter).key(&k.ids).key(&k.warning).key(&k.overage);
+        inv.key(&k.counter)
+            .key(&k.ids)
+            .key(&k.warning)
+            .key(&k.overage);
     }
     inv.arg(now).arg(*ttl).arg(limits.len());
     for l in limits {

@@ -248,7 +248,11 @@ impl RequestReply {
 pub(crate) enum FlushReply {
     /// Status 1: the batch was added; the counter's usage after, the notices it
     /// claimed, the uncertain calls Redis had counted and took back.
-    Added { used: u64, won: Won, taken_back: u64 },
+    Added {
+        used: u64,
+        won: Won,
+        taken_back: u64,
+    },
     /// Status 2: Redis had added it already (a retry); the notices the batch had
     /// claimed then (its reply may have been lost).
     Duplicate { used: u64, won: Won },
@@ -393,21 +397,44 @@ mod tests {
     fn quota_replies() {
         assert_eq!(
             CountReply::parse(&[1, 7, 2, 1]),
-            Ok(CountReply::Counted { used: 7, won: Won { warning: false, overage: true }, shares: 1 })
+            Ok(CountReply::Counted {
+                used: 7,
+                won: Won {
+                    warning: false,
+                    overage: true
+                },
+                shares: 1
+            })
         );
         assert_eq!(
             CountReply::parse(&[0, 18, 0, 2]),
-            Ok(CountReply::Refused { used: 18, shares: 2 })
+            Ok(CountReply::Refused {
+                used: 18,
+                shares: 2
+            })
         );
-        assert_eq!(CountReply::parse(&[-1, 0, 0, 0]), Ok(CountReply::MissingShare));
-        assert_eq!(CountReply::parse(&[-2, 5, 0, 0]), Ok(CountReply::MissingShare));
+        assert_eq!(
+            CountReply::parse(&[-1, 0, 0, 0]),
+            Ok(CountReply::MissingShare)
+        );
+        assert_eq!(
+            CountReply::parse(&[-2, 5, 0, 0]),
+            Ok(CountReply::MissingShare)
+        );
         assert!(CountReply::parse(&[3, 5, 0, 0]).is_err());
         assert!(CountReply::parse(&[1, 5, 4, 0]).is_err(), "claims won 4");
         assert!(CountReply::parse(&[1]).is_err());
 
         assert_eq!(
             FlushReply::parse(&[1, 9, 1, 2]),
-            Ok(FlushReply::Added { used: 9, won: Won { warning: true, overage: false }, taken_back: 2 })
+            Ok(FlushReply::Added {
+                used: 9,
+                won: Won {
+                    warning: true,
+                    overage: false
+                },
+                taken_back: 2
+            })
         );
         assert_eq!(
             FlushReply::parse(&[2, 9, 2, 0]),
@@ -419,7 +446,10 @@ mod tests {
                 }
             })
         );
-        assert_eq!(FlushReply::parse(&[-2, 9, 0, 0]), Ok(FlushReply::MissingShare));
+        assert_eq!(
+            FlushReply::parse(&[-2, 9, 0, 0]),
+            Ok(FlushReply::MissingShare)
+        );
         assert!(FlushReply::parse(&[0, 9, 0, 0]).is_err());
 
         assert_eq!(
@@ -466,7 +496,14 @@ mod tests {
         assert_eq!(r.quota, None);
         let r = RequestReply::parse(&[vec![1, 1, 1, 7, 0, 1], gcra.clone()], &[false]).unwrap();
         assert!(r.committed);
-        assert_eq!(r.quota, Some(CountReply::Counted { used: 7, won: Won::default(), shares: 1 }));
+        assert_eq!(
+            r.quota,
+            Some(CountReply::Counted {
+                used: 7,
+                won: Won::default(),
+                shares: 1
+            })
+        );
         let r = RequestReply::parse(&[vec![0, 1, -1, 0, 0, 0], gcra.clone()], &[false]).unwrap();
         assert_eq!(r.quota, Some(CountReply::MissingShare));
     }
@@ -477,10 +514,14 @@ mod tests {
         // Empty; a short head; more decided than replies; more than sent; a bad limit.
         assert!(RequestReply::parse(&[], &[false]).is_err());
         assert!(RequestReply::parse(&[vec![1, 1, 9]], &[false]).is_err());
-        assert!(RequestReply::parse(&[vec![1, 2, 9, 0, 0, 0], gcra.clone()], &[false, false]).is_err());
         assert!(
-            RequestReply::parse(&[vec![1, 2, 9, 0, 0, 0], gcra.clone(), gcra.clone()], &[false]).is_err()
+            RequestReply::parse(&[vec![1, 2, 9, 0, 0, 0], gcra.clone()], &[false, false]).is_err()
         );
+        assert!(RequestReply::parse(
+            &[vec![1, 2, 9, 0, 0, 0], gcra.clone(), gcra.clone()],
+            &[false]
+        )
+        .is_err());
         assert!(RequestReply::parse(&[vec![1, 1, 9, 0, 0, 0], gcra.clone()], &[true]).is_err());
         assert!(RequestReply::parse(&[vec![1, -1, 9, 0]], &[false]).is_err());
         assert!(RequestReply::parse(&[vec![1, 1, 4, 0], gcra], &[false]).is_err());
