@@ -7,6 +7,8 @@
 -- ARGV[2]  the instance's own count for the period (from its ledger)
 -- ARGV[3]  when the counter expires, Unix seconds (after the period's end)
 --
+-- "n" counts the instances with a share (each share is seeded once per counter).
+--
 -- Returns {seeded, used, existed}: seeded 1 if the share was added, existed 1 if the
 -- counter was there before (rebuilt by another instance).
 local inst = 'i:' .. ARGV[1]
@@ -15,6 +17,7 @@ if redis.call('HEXISTS', KEYS[1], inst) == 1 then
   return {0, tonumber(redis.call('HGET', KEYS[1], 'used') or '0'), existed}
 end
 redis.call('HSET', KEYS[1], inst, ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'n', 1)
 local used = redis.call('HINCRBY', KEYS[1], 'used', ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return {1, used, existed}

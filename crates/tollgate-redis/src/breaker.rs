@@ -1,7 +1,9 @@
 //! The circuit breaker: after a few failures in a row, calls stop reaching the network
 //! for a cool-down, so an outage costs each request a local decision instead of a
 //! timeout. After the cool-down one call (the probe) is let through; its success closes
-//! the breaker, its failure opens it for another cool-down.
+//! the breaker, its failure opens it for another cool-down, twice as long as the last
+//! (from [`BreakerConfig::first_cooldown`] up to [`BreakerConfig::cooldown`]), so a
+//! short stall costs a short stay on the fallback and a long outage few probes.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,8 +13,11 @@ use std::time::{Duration, Instant};
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker (at least 1; default 3).
     pub failures: u32,
-    /// How long it stays open before one probe is let through (default 500 ms).
+    /// The longest it stays open before one probe is let through (default 500 ms).
     pub cooldown: Duration,
+    /// How long it stays open after it opens, before the first probe (default 50 ms,
+    /// at most `cooldown`); each failed probe doubles it, up to `cooldown`.
+    pub first_cooldown: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -20,6 +25,7 @@ impl Default for BreakerConfig {
         BreakerConfig {
             failures: 3,
             cooldown: Duration::from_millis(500),
+            first_cooldown: Duration::from_millis(50),
         }
     }
 }
@@ -44,6 +50,9 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     opened_at: AtomicU64,
     probing: AtomicU32,
+    /// The cool-down in force, ns: `first_cooldown` when it opens, doubled by each
+    /// failed probe up to `cooldown`.
+    current: AtomicU64,
 }
 
 /// What a caller may do.
@@ -68,7 +77,22 @@ impl Breaker {
             failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
             probing: AtomicU32::new(0),
+            current: AtomicU64::new(0),
         }
+    }
+
+    fn ns(d: Duration) -> u64 {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The first cool-down, ns (at most the longest).
+    fn first(&self) -> u64 {
+        Self::ns(self.config.first_cooldown).min(Self::ns(self.config.cooldown))
+    }
+
+    /// The cool-down in force, ns.
+    pub(crate) fn cooldown_ns(&self) -> u64 {
+        self.current.load(Ordering::Relaxed)
     }
 
     fn now(&self) -> u64 {
@@ -80,8 +104,7 @@ impl Breaker {
         if opened == 0 {
             return Permit::Call;
         }
-        let cooldown = u64::try_from(self.config.cooldown.as_nanos()).unwrap_or(u64::MAX);
-        if self.now().saturating_sub(opened) < cooldown {
+        if self.now().saturating_sub(opened) < self.cooldown_ns() {
             return Permit::Refuse;
         }
         if self
@@ -105,12 +128,19 @@ impl Breaker {
 
     pub(crate) fn failure(&self, permit: Permit) {
         if permit == Permit::Probe {
+            let longest = Self::ns(self.config.cooldown);
+            let next = self
+                .cooldown_ns()
+                .saturating_mul(2)
+                .clamp(1, longest.max(1));
+            self.current.store(next.min(longest), Ordering::Relaxed);
             self.opened_at.store(self.now(), Ordering::Release);
             self.probing.store(0, Ordering::Release);
             return;
         }
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.config.failures && self.opened_at.load(Ordering::Relaxed) == 0 {
+            self.current.store(self.first(), Ordering::Relaxed);
             self.opened_at.store(self.now(), Ordering::Release);
         }
     }
@@ -135,6 +165,7 @@ mod tests {
         let b = Breaker::new(BreakerConfig {
             failures: 2,
             cooldown: Duration::ZERO,
+            first_cooldown: Duration::ZERO,
         });
         assert_eq!(b.permit(), Permit::Call);
         b.failure(Permit::Call);
@@ -158,6 +189,7 @@ mod tests {
         let b = Breaker::new(BreakerConfig {
             failures: 1,
             cooldown: Duration::from_secs(3600),
+            first_cooldown: Duration::from_secs(3600),
         });
         b.failure(Permit::Call);
         for _ in 0..100 {
@@ -166,5 +198,35 @@ mod tests {
         // A success reported by a call that was already in flight closes it.
         b.success(Permit::Call);
         assert_eq!(b.permit(), Permit::Call);
+    }
+
+    #[test]
+    fn each_failed_probe_doubles_the_cooldown_up_to_the_longest() {
+        let ms = |n: u64| n * 1_000_000;
+        let b = Breaker::new(BreakerConfig {
+            failures: 1,
+            cooldown: Duration::from_millis(500),
+            first_cooldown: Duration::from_millis(50),
+        });
+        b.failure(Permit::Call);
+        assert_eq!(b.cooldown_ns(), ms(50));
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            b.failure(Permit::Probe);
+            seen.push(b.cooldown_ns() / ms(1));
+        }
+        assert_eq!(seen, [100, 200, 400, 500, 500, 500]);
+        // Closed, then opened again: the first cool-down again.
+        b.success(Permit::Probe);
+        b.failure(Permit::Call);
+        assert_eq!(b.cooldown_ns(), ms(50));
+        // A first cool-down longer than the longest is the longest.
+        let c = Breaker::new(BreakerConfig {
+            failures: 1,
+            cooldown: Duration::from_millis(10),
+            first_cooldown: Duration::from_secs(1),
+        });
+        c.failure(Permit::Call);
+        assert_eq!(c.cooldown_ns(), ms(10));
     }
 }

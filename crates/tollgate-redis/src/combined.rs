@@ -117,20 +117,23 @@ impl CombinedBackend for RedisCombined {
         if limits.len() + usize::from(quota.is_some()) < 2 {
             return None;
         }
-        let mut keys: Vec<String> = backends
+        let keys: Vec<String> = backends
             .iter()
             .zip(limits)
             .map(|(b, c)| b.key_of(&c.key))
             .collect();
-        if let Some((_, _, p)) = &quota {
-            keys.push(p.key.clone());
-        }
         if self.store.config().cluster {
-            let tag = keys::hash_tag(&keys[0]);
-            if keys.iter().any(|k| keys::hash_tag(k) != tag) {
+            // The quota's keys (counter, call ids, claims) share the company's tag.
+            let quota_key = quota.as_ref().map(|(_, _, p)| &p.keys.counter);
+            let mut all = keys.iter().chain(quota_key);
+            let tag = all.next().map(|k| keys::hash_tag(k));
+            if all.any(|k| Some(keys::hash_tag(k)) != tag) {
                 return None;
             }
         }
+        let quota_args = quota
+            .as_ref()
+            .map(|(q, rq, p)| (&p.keys, rq.request_args(p, q.cost)));
 
         let sent_limits: Vec<RequestLimit> = backends
             .iter()
@@ -147,7 +150,7 @@ impl CombinedBackend for RedisCombined {
             &keys,
             &self.store.clock_args(now),
             &sent_limits,
-            quota.as_ref().map(|(q, rq, p)| rq.request_args(p, q.cost)),
+            quota_args.as_ref().map(|(k, a)| (*k, a)),
         );
 
         // A seed must not read the ledger between Redis counting the call and the
@@ -161,10 +164,19 @@ impl CombinedBackend for RedisCombined {
             Ok(r) => r,
             Err(e) => {
                 drop(counting);
-                // Every limit reports it; the engine applies their failure policies in
-                // order, then (if they allowed) the quota's, without a second attempt.
+                if let Some((q, rq, p)) = &quota {
+                    // Redis may have counted the quota call: the flush looks it up.
+                    rq.lost_prepared(p, q.cost, &e);
+                }
+                // Every limit answers by its failure policy (its fallback limiter, or
+                // Unavailable for the engine to apply it), then (if they allowed) the
+                // quota's, without a second attempt.
                 return Some(CombinedDecision {
-                    limits: backends.iter().map(|b| Err(b.unavailable(&e))).collect(),
+                    limits: backends
+                        .iter()
+                        .zip(limits)
+                        .map(|(b, c)| b.on_failure(&c.key, c.cost, now, true, &e))
+                        .collect(),
                     quota: None,
                     // Only a quota call this script carried has had its attempt; one it
                     // did not carry (calls waiting to be flushed first) is asked as usual.
@@ -179,6 +191,7 @@ impl CombinedBackend for RedisCombined {
         let mut out = CombinedDecision::default();
         for ((b, c), r) in backends.iter().zip(limits).zip(&reply.limits) {
             let (d, undo) = b.answer(r, c.cost);
+            b.saw(&c.key, &d, now);
             b.remember(&c.key, c.cost, &d, sent);
             out.limits.push(Ok((d, undo.filter(|_| reply.committed))));
         }
@@ -240,20 +253,20 @@ mod tests {
         let denied = vec![0, 0, 9, 0, 0, 0];
         let windows = [false, false];
         // Stopped at the first denial: fine.
-        assert!(parse(&[vec![0, 1, 9, 0], denied.clone()], &limits, &windows).is_ok());
+        assert!(parse(&[vec![0, 1, 9, 0, 0, 0], denied.clone()], &limits, &windows).is_ok());
         assert!(parse(
-            &[vec![1, 2, 9, 0], allowed.clone(), allowed.clone()],
+            &[vec![1, 2, 9, 0, 0, 0], allowed.clone(), allowed.clone()],
             &limits,
             &windows
         )
         .is_ok());
         // Went on past an enforced denial, or stopped after an allowed limit.
         assert!(parse(
-            &[vec![0, 2, 9, 0], denied.clone(), allowed.clone()],
+            &[vec![0, 2, 9, 0, 0, 0], denied.clone(), allowed.clone()],
             &limits,
             &windows
         )
         .is_err());
-        assert!(parse(&[vec![0, 1, 9, 0], allowed], &limits, &windows).is_err());
+        assert!(parse(&[vec![0, 1, 9, 0, 0, 0], allowed], &limits, &windows).is_err());
     }
 }

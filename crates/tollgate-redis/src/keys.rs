@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | `{prefix}:{k:<fp(limit, parts)>}:l:<limit>:<fp(limit, parts)>` | string | a rate-limit key's state: GCRA (`"<TAT us>:<interval us>"`) or sliding window (`"<window number>:<prev>:<cur>:<window us>"`) |
 //! | `{prefix}:{c:<fp(company)>}:l:<limit>:<fp(limit, parts)>` | string | the same, for a limit whose key includes the company |
-//! | `{prefix}:{c:<fp(company)>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `i:<instance>`, `f:<instance>`, `c:<idempotency key>` (committed reservations), `s:<instance>:<id>` (settlements applied) |
+//! | `{prefix}:{c:<fp(company)>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `n` (instances with a share), `i:<instance>`, `f:<instance>`, `c:<idempotency key>` (committed reservations), `s:<instance>:<id>` (settlements applied) |
+//! | `{prefix}:{c:<fp(company)>}:qx:<period start>:<process>:<chunk>` | string (bitmap) | the ids of one process's calls counted on that counter: bit `seq mod 2^20` of chunk `seq / 2^20` (`<process>` is 16 random hex digits per [`RedisQuota`](crate::RedisQuota)); kept [`QuotaOptions::call_ids_ttl`](crate::QuotaOptions::call_ids_ttl) after its last call, at most 128 KiB |
+//! | `{prefix}:{c:<fp(company)>}:qn:<period label, escaped>:<w or o>` | string | the fleet's claim of the warning (`w`) or overage (`o`) notice for the period: who claimed it; expires after the period (see [`RedisQuota::claim_notice`](crate::RedisQuota::claim_notice)) |
 //!
 //! `fp(...)` is 32 hex digits: SipHash-2-4 with 128-bit output, keyed by the fleet's
 //! key secret ([`RedisConfig::key_secret`](crate::RedisConfig::key_secret) or
@@ -168,6 +170,44 @@ impl KeyNamer {
     }
 }
 
+impl KeyNamer {
+    /// `{prefix}:{c:<fp(company)>}`: the start of every key of the company's quota.
+    fn company_part(&self, prefix: &str, company: &str) -> String {
+        let mut k = String::with_capacity(prefix.len() + 80);
+        k.push_str(prefix);
+        k.push_str(":{c:");
+        k.push_str(&self.fingerprint(&[company]));
+        k.push('}');
+        k
+    }
+
+    /// The bitmap of call ids `chunk` of process `process` (random, per quota store) on
+    /// the company's counter for the period starting at `period_start`.
+    pub fn quota_ids_key(
+        &self,
+        prefix: &str,
+        company: &str,
+        period_start: i64,
+        process: u64,
+        chunk: u64,
+    ) -> String {
+        let mut k = self.company_part(prefix, company);
+        let _ = write!(k, ":qx:{period_start}:{process:016x}:{chunk}");
+        k
+    }
+
+    /// The claim key of a notice (`kind` `'w'` warning, `'o'` overage) of the company
+    /// for the period labelled `period`.
+    pub fn notice_key(&self, prefix: &str, company: &str, period: &str, kind: char) -> String {
+        let mut k = self.company_part(prefix, company);
+        k.push_str(":qn:");
+        escape_into(&mut k, period);
+        k.push(':');
+        k.push(kind);
+        k
+    }
+}
+
 /// The hash tag of `key`, as Redis Cluster computes it: the part between the first `{`
 /// and the first `}` after it, if not empty; otherwise the whole key.
 pub fn hash_tag(key: &str) -> &str {
@@ -204,6 +244,15 @@ mod tests {
         assert_eq!(k.len(), "tg:{k:}:l:window-token:".len() + 64, "{k}");
         let q = n.quota_key("tg", "acme", 1_798_761_600);
         assert!(q.ends_with("}:q:1798761600") && !q.contains("acme"), "{q}");
+        let ids = n.quota_ids_key("tg", "acme", 1_798_761_600, 0xab, 3);
+        let claim = n.notice_key("tg", "acme", "2027-01", 'o');
+        assert!(ids.ends_with(":qx:1798761600:00000000000000ab:3"), "{ids}");
+        assert!(claim.ends_with("}:qn:2027-01:o"), "{claim}");
+        // Same slot as the counter, no company id, and not matched by `*:q:*`.
+        for k in [&ids, &claim] {
+            assert_eq!(hash_tag(k), hash_tag(&q));
+            assert!(!k.contains("acme") && !k.contains(":q:"), "{k}");
+        }
         // The limit's key and the company's quota counter share the slot.
         assert_eq!(
             hash_tag(&n.limit_key("tg", "x", &["u", "acme"], Some(1))),

@@ -83,5 +83,5 @@ pub mod testing;
 pub use breaker::{BreakerConfig, BreakerState};
 pub use combined::RedisCombined;
 pub use limit::{LimitOptions, LimitStats, RedisBackend, RedisFactory};
-pub use quota::{Flusher, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
+pub use quota::{Flusher, NoticeClaim, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
 pub use store::{ClockSource, RedisConfig, RedisStore, StoreError, StoreStats};

@@ -43,6 +43,7 @@
 pub(crate) mod backend;
 mod cache;
 mod factory;
+mod fallback;
 mod options;
 mod stats;
 

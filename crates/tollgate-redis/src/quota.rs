@@ -74,4 +74,4 @@ mod types;
 
 pub use flush::Flusher;
 pub use redis_quota::RedisQuota;
-pub use types::{QuotaOptions, QuotaStats, Reseeded};
+pub use types::{NoticeClaim, QuotaOptions, QuotaStats, Reseeded};

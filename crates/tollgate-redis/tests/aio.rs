@@ -69,6 +69,7 @@ async fn async_tasks_share_one_connection_and_never_exceed_the_limit() {
         tollgate_redis::testing::config(server.url()).breaker(BreakerConfig {
             failures: 1,
             cooldown: std::time::Duration::from_secs(3600),
+            first_cooldown: std::time::Duration::from_secs(3600),
         }),
         "aio",
     );

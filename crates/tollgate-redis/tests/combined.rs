@@ -348,6 +348,7 @@ fn redis_down_the_failure_policies_answer_after_one_attempt() {
     let config = tollgate_redis::testing::config(server.url()).breaker(BreakerConfig {
         failures: 1_000,
         cooldown: std::time::Duration::ZERO,
+        first_cooldown: std::time::Duration::ZERO,
     });
     let policy = POLICY.replace("rate = \"6/s burst 4\"", "rate = \"1000/s burst 100\"");
     let i = instance(config, &policy, "gw", true);

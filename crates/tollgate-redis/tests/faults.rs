@@ -50,12 +50,14 @@ fn decide(e: &Engine, company: &str) -> Reason {
 const LONG: BreakerConfig = BreakerConfig {
     failures: 3,
     cooldown: Duration::from_secs(3600),
+    first_cooldown: Duration::from_secs(3600),
 };
 
 /// A breaker that lets a probe through at once (every call while Redis is down).
 const PROBE_ALWAYS: BreakerConfig = BreakerConfig {
     failures: 1,
     cooldown: Duration::ZERO,
+    first_cooldown: Duration::ZERO,
 };
 
 #[test]
@@ -156,6 +158,7 @@ fn after_the_cooldown_one_probe_closes_the_breaker() {
         BreakerConfig {
             failures: 2,
             cooldown: Duration::from_millis(100),
+            first_cooldown: Duration::from_millis(100),
         },
     );
     let (e, f) = engine(&s, FailurePolicy::Fallback);

@@ -38,6 +38,7 @@ fn breaker_calls_errors_and_latency_are_exported() {
         .breaker(BreakerConfig {
             failures: 3,
             cooldown: Duration::from_secs(3600),
+            first_cooldown: Duration::from_secs(3600),
         });
     let store = RedisStore::new(config).unwrap();
     let factory = Arc::new(RedisFactory::new(Arc::clone(&store)).options(LimitOptions {

@@ -223,19 +223,31 @@ fn a_retried_flush_is_counted_once() {
         return;
     };
     let mut c = server.connection();
-    let flush = redis::Script::new(tollgate_redis::store::scripts::QUOTA_FLUSH);
-    let seed = redis::Script::new(tollgate_redis::store::scripts::QUOTA_SEED);
     let k = "tg:{c:acme}:q:0";
-    let r: Vec<i64> = flush
-        .key(k)
-        .arg("gw-1")
-        .arg(77)
-        .arg(5)
-        .invoke(&mut c)
-        .unwrap();
+    let flush = redis::Script::new(tollgate_redis::store::scripts::QUOTA_FLUSH);
+    // A batch of `calls` with id `batch`, no notice thresholds, no lost replies.
+    let flush_batch = |c: &mut redis::Connection, inst: &str, batch: u64, calls: u64| {
+        flush
+            .key(k)
+            .key("tg:{c:acme}:n:w")
+            .key("tg:{c:acme}:n:o")
+            .arg(inst)
+            .arg(batch)
+            .arg(calls)
+            .arg(-1)
+            .arg(i64::MAX)
+            .arg(4_000_000_000u64)
+            .arg(format!("{inst}:b{batch}"))
+            .arg(3600)
+            .arg(0)
+            .invoke::<Vec<i64>>(c)
+            .unwrap()
+    };
+    let seed = redis::Script::new(tollgate_redis::store::scripts::QUOTA_SEED);
+    let r: Vec<i64> = flush_batch(&mut c, "gw-1", 77, 5);
     assert_eq!(
         r,
-        [-1, 0],
+        [-1, 0, 0, 0],
         "a missing counter is reported, not created at 5"
     );
     let r: Vec<i64> = seed
@@ -254,40 +266,16 @@ fn a_retried_flush_is_counted_once() {
         .invoke(&mut c)
         .unwrap();
     assert_eq!(r, [0, 10, 1], "a retried seed counts once");
-    let r: Vec<i64> = flush
-        .key(k)
-        .arg("gw-1")
-        .arg(77)
-        .arg(5)
-        .invoke(&mut c)
-        .unwrap();
-    assert_eq!(r, [1, 15]);
-    let r: Vec<i64> = flush
-        .key(k)
-        .arg("gw-1")
-        .arg(77)
-        .arg(5)
-        .invoke(&mut c)
-        .unwrap();
-    assert_eq!(r, [2, 15], "the same batch again: counted once");
-    let r: Vec<i64> = flush
-        .key(k)
-        .arg("gw-1")
-        .arg(78)
-        .arg(1)
-        .invoke(&mut c)
-        .unwrap();
-    assert_eq!(r, [1, 16]);
-    let r: Vec<i64> = flush
-        .key(k)
-        .arg("gw-2")
-        .arg(78)
-        .arg(1)
-        .invoke(&mut c)
-        .unwrap();
+    let r: Vec<i64> = flush_batch(&mut c, "gw-1", 77, 5);
+    assert_eq!(r, [1, 15, 0, 0]);
+    let r: Vec<i64> = flush_batch(&mut c, "gw-1", 77, 5);
+    assert_eq!(r, [2, 15, 0, 0], "the same batch again: counted once");
+    let r: Vec<i64> = flush_batch(&mut c, "gw-1", 78, 1);
+    assert_eq!(r, [1, 16, 0, 0]);
+    let r: Vec<i64> = flush_batch(&mut c, "gw-2", 78, 1);
     assert_eq!(
         r,
-        [-2, 16],
+        [-2, 16, 0, 0],
         "another instance without its share seeds first"
     );
 }
@@ -428,6 +416,7 @@ fn settlements_during_an_outage_reach_redis_once() {
             tollgate_redis::BreakerConfig {
                 failures: 1,
                 cooldown: Duration::ZERO,
+                first_cooldown: Duration::ZERO,
             },
         ))
         .unwrap();

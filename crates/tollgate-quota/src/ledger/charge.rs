@@ -67,6 +67,40 @@ impl Ledger {
         self.charge(user, cost, now, Decider::Shared(shared), |d, _| d)
     }
 
+    /// Raises the notices a counter shared with other ledgers has *claimed* for this
+    /// ledger: `warning` and/or `overage` of `company` in the period at `now` (Unix
+    /// nanoseconds), with the shared usage `used`. A shared store that makes each notice
+    /// once for the whole fleet (it claims the crossing atomically, e.g. in Redis) calls
+    /// [`record_shared`](Self::record_shared) with a charge that crosses nothing and
+    /// this for what it claimed, also later than the call (a crossing decided during an
+    /// outage is claimed when the store answers again). Each kind is still raised at
+    /// most once per ledger, company and period (the counter's flags), journaled before
+    /// it is raised like every notice. Returns the most severe notice raised.
+    pub fn notify_shared(
+        &self,
+        company: &str,
+        now: i128,
+        (warning, overage): (bool, bool),
+        used: u64,
+    ) -> Result<Option<Box<QuotaEvent>>, QuotaError> {
+        let entry = self
+            .directory()
+            .companies
+            .get(company)
+            .cloned()
+            .ok_or_else(|| QuotaError::UnknownCompany(company.to_owned()))?;
+        let spec = || entry.settings.load().spec.clone();
+        let (_, cc) = entry.usage.counter_at(spec, now)?;
+        let crossings = cc
+            .counter
+            .take(crate::counter::Crossings { warning, overage });
+        if crossings.is_none() {
+            return Ok(None);
+        }
+        let limit = entry.limit.load(Ordering::Relaxed);
+        Ok(self.raise_all(&entry, cc, crossings, used, limit, now))
+    }
+
     /// Where a call of `key` at `now` would be charged, and this ledger's own count for
     /// the company and period, without charging anything. Unknown keys and disabled users
     /// are errors, as in [`record`](Self::record).
@@ -77,6 +111,7 @@ impl Ledger {
         let spec = || company.settings.load().spec.clone();
         let (_, cc) = company.usage.counter_at(spec, now)?;
         let limit = company.limit.load(Ordering::Relaxed);
+        let thresholds = self.percents.thresholds(limit);
         Ok(QuotaTarget {
             company: company.id.clone(),
             user: user.id.clone(),
@@ -84,7 +119,8 @@ impl Ledger {
             period_end: cc.period.end().as_second(),
             period: cc.period.label(),
             limit,
-            hard_cap: self.percents.thresholds(limit).hard_cap(),
+            hard_cap: thresholds.hard_cap(),
+            warning: thresholds.warning(),
             local_used: cc.counter.used(),
         })
     }

@@ -84,6 +84,10 @@ pub struct QuotaTarget {
     pub limit: u64,
     /// Usage above which calls are refused (`None`: never refused).
     pub hard_cap: Option<u64>,
+    /// Usage at which the early warning is raised (`None`: no warning configured): a
+    /// shared store that claims each notice once for the fleet needs to know when a
+    /// move crossed it.
+    pub warning: Option<u64>,
     /// The company's usage in the period as *this* ledger counted it: the calls it
     /// recorded, including what its journal restored.
     pub local_used: u64,
@@ -111,6 +115,7 @@ impl QuotaTarget {
     ///     period: "2026-11".into(),
     ///     limit: 100,
     ///     hard_cap: Some(150),
+    ///     warning: Some(80),
     ///     local_used: 0,
     /// };
     /// assert_eq!(t.admit(149, 1), SharedCharge::Counted { prev: 149, used: 150 });

@@ -13,6 +13,7 @@ use tollgate::policy::{Attr, FailurePolicy, LimitSpec};
 use redis::ScriptInvocation;
 
 use super::cache::OverLimitCache;
+use super::fallback::Fallback;
 use super::options::LimitOptions;
 use super::stats::Counters;
 use crate::script::calls::{self, Op};
@@ -33,6 +34,10 @@ pub struct RedisBackend {
     /// Keys the engine's fallback limiter holds.
     fallback_capacity: usize,
     cache: Option<OverLimitCache>,
+    /// With [`LimitOptions::fallback_instances`] under [`FailurePolicy::Fallback`]: the
+    /// local limiter that decides while Redis cannot (this instance's share, from the
+    /// last state Redis reported).
+    fallback: Option<Fallback>,
     counters: Arc<Counters>,
 }
 
@@ -58,17 +63,24 @@ impl RedisBackend {
         counters: Arc<Counters>,
     ) -> Result<Self, String> {
         let params = Params::new(spec.algorithm, rate)?;
+        let failure = options.failure_for(spec.on_failure);
+        let fallback = options
+            .fallback_instances
+            .filter(|_| failure == FailurePolicy::Fallback)
+            .map(|n| Fallback::new(spec.algorithm, rate, n, options.local_keys()))
+            .transpose()?;
         Ok(RedisBackend {
             store,
             name: spec.name.clone(),
             rate,
             params,
             tag_part: spec.key.iter().position(|a| *a == Attr::Company),
-            failure: options.failure_for(spec.on_failure),
+            failure,
             fallback_capacity: options.local_keys(),
             cache: options
                 .over_limit_cache
                 .then(|| OverLimitCache::new(options.local_keys())),
+            fallback,
             counters,
         })
     }
@@ -128,11 +140,32 @@ impl RedisBackend {
         (r.decision(self.params.capacity()), r.undo(cost))
     }
 
-    /// What this backend reports when Redis could not decide (counted in
-    /// [`LimitStats`](crate::LimitStats)); the engine answers it by the limit's policy.
-    pub(crate) fn unavailable(&self, e: &StoreError) -> BackendError {
+    /// The answer when Redis could not decide a request of `cost` for `key` at `now`
+    /// (`take`: an acquire, else a peek), counted in [`LimitStats`](crate::LimitStats):
+    /// with [`LimitOptions::fallback_instances`] this backend's fallback limiter decides (this
+    /// instance's share, from the last state Redis reported: see `limit/fallback.rs`;
+    /// no undo, so a request refused later keeps its local cost), else
+    /// [`BackendError::Unavailable`] and the engine applies the limit's policy.
+    pub(crate) fn on_failure(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+        take: bool,
+        e: &StoreError,
+    ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.counters.failure(self.failure);
-        BackendError::Unavailable(e.to_string())
+        match &self.fallback {
+            Some(f) => Ok((f.decide(key.hash, cost, now, take), None)),
+            None => Err(BackendError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Redis answered `d` for `key` at `now`: the fallback limiter starts there.
+    pub(crate) fn saw(&self, key: &LimitKey<'_>, d: &Decision, now: u64) {
+        if let Some(f) = &self.fallback {
+            f.saw(key.hash, d, now);
+        }
     }
 
     /// What an acquire checks before it asks Redis: the cost, then the over-limit
@@ -146,15 +179,20 @@ impl RedisBackend {
         Ok(self.cached(key, cost))
     }
 
-    /// An acquire's answer from Redis's reply to the request sent at `sent`.
+    /// An acquire's answer from Redis's reply to the request sent at `sent` (`now`).
     fn acquired(
         &self,
         key: &LimitKey<'_>,
-        cost: u64,
+        (cost, now): (u64, u64),
         sent: Instant,
         reply: Result<RateReply, StoreError>,
     ) -> Result<(Decision, Option<Undo>), BackendError> {
-        let (d, undo) = self.answer(&reply.map_err(|e| self.unavailable(&e))?, cost);
+        let r = match reply {
+            Ok(r) => r,
+            Err(e) => return self.on_failure(key, cost, now, true, &e),
+        };
+        let (d, undo) = self.answer(&r, cost);
+        self.saw(key, &d, now);
         self.remember(key, cost, &d, sent);
         Ok((d, undo))
     }
@@ -162,12 +200,17 @@ impl RedisBackend {
     /// A peek's answer from Redis's reply.
     fn peeked(
         &self,
-        cost: u64,
+        key: &LimitKey<'_>,
+        (cost, now): (u64, u64),
         reply: Result<RateReply, StoreError>,
     ) -> Result<Decision, BackendError> {
         match reply {
-            Ok(r) => Ok(self.answer(&r, cost).0),
-            Err(e) => Err(self.unavailable(&e)),
+            Ok(r) => {
+                let d = self.answer(&r, cost).0;
+                self.saw(key, &d, now);
+                Ok(d)
+            }
+            Err(e) => self.on_failure(key, cost, now, false, &e).map(|(d, _)| d),
         }
     }
 
@@ -221,7 +264,7 @@ impl LimitBackend for RedisBackend {
         let sent = Instant::now();
         let call = self.decide_call(key, cost, now, Op::Acquire);
         let reply = self.store.call(&call, |r: &Vec<i64>| self.parse(r));
-        self.acquired(key, cost, sent, reply)
+        self.acquired(key, (cost, now), sent, reply)
     }
 
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
@@ -231,7 +274,8 @@ impl LimitBackend for RedisBackend {
     fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError> {
         self.check_cost(cost)?;
         let call = self.decide_call(key, cost, now, Op::Peek);
-        self.peeked(cost, self.store.call(&call, |r: &Vec<i64>| self.parse(r)))
+        let reply = self.store.call(&call, |r: &Vec<i64>| self.parse(r));
+        self.peeked(key, (cost, now), reply)
     }
 
     fn reset(&self, key: &LimitKey<'_>) {
@@ -278,7 +322,7 @@ impl RedisBackend {
             .store
             .call_async(&call, |r: &Vec<i64>| self.parse(r))
             .await;
-        self.acquired(key, cost, sent, reply)
+        self.acquired(key, (cost, now), sent, reply)
     }
 
     /// [`undo`](LimitBackend::undo) on the async path.
@@ -300,6 +344,6 @@ impl RedisBackend {
             .store
             .call_async(&call, |r: &Vec<i64>| self.parse(r))
             .await;
-        self.peeked(cost, reply)
+        self.peeked(key, (cost, now), reply)
     }
 }

@@ -4,15 +4,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tollgate::quota::Ledger;
 
+use super::local::CHUNK_BITS;
 use super::redis_quota::RedisQuota;
 use super::types::CounterId;
-use crate::script::calls;
+use crate::script::calls::{self, CountKeys, FlushArgs, UncertainArg};
 use crate::script::reply::FlushReply;
 use crate::store::StoreError;
+
+/// The most calls with a lost reply one batch looks up.
+const MAX_LOOKUPS: usize = 4096;
 
 /// The thread [`RedisQuota::spawn_flusher`] started; dropping it stops the thread (after
 /// a last flush).
@@ -69,32 +73,92 @@ impl RedisQuota {
     /// Sends counter `id`'s unsent calls: the batch in flight (retried with its id),
     /// then what accumulated since, as a new batch; then its settlements.
     pub(super) fn flush_counter(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
-        for _ in 0..2 {
+        // The batch in flight, then a new one with what accumulated since; more while
+        // lost replies wait to be looked up (bounded: MAX_UNCERTAIN / MAX_LOOKUPS).
+        for _ in 0..(2 + super::local::MAX_UNCERTAIN / MAX_LOOKUPS) {
             self.flush_batch(ledger, id)?;
+            let more = self
+                .local
+                .update(id, |l| l.unsent() > 0 || !l.uncertain.is_empty());
+            if more != Some(true) {
+                break;
+            }
         }
         self.flush_settles(ledger, id)
     }
 
-    /// Sends one batch of counter `id` (the one in flight, or a new one).
+    /// Sends one batch of counter `id` (the one in flight, or a new one): the calls
+    /// counted locally, and the calls whose reply was lost, which the script looks up by
+    /// their ids and takes back where Redis counted them (so each is counted once). The
+    /// notices the batch's usage reaches are claimed for the fleet in the same script;
+    /// the ones this instance wins are raised through the ledger.
     fn flush_batch(&self, ledger: &Ledger, id: &CounterId) -> Result<(), StoreError> {
         let batch = self.local.update(id, |l| {
             l.last_flush = Instant::now();
-            if l.inflight.is_none() && l.pending > 0 {
-                l.inflight = Some((self.next_id(17), l.pending));
+            if l.inflight.is_none() && (l.pending > 0 || !l.uncertain.is_empty()) {
+                // At most MAX_LOOKUPS per batch (a bounded script call); the rest
+                // go with the next batch.
+                let n = l.uncertain.len().min(MAX_LOOKUPS);
+                let lost: Vec<_> = l.uncertain.drain(..n).collect();
+                l.inflight = Some((self.next_id(17), l.pending, lost));
                 l.pending = 0;
             }
-            l.inflight
+            let view = (l.label.clone(), l.period_end, l.thresholds, l.last_shared);
+            l.inflight.clone().map(|b| (b, view))
         });
-        let Some((batch, calls)) = batch.flatten() else {
+        let Some(((batch, calls, lost), (label, period_end, (warning, limit), before))) =
+            batch.flatten()
+        else {
             return Ok(());
         };
-        let k = self.key(id);
+        let (w, o) = self.claim_keys(&id.0, &label);
+        let keys = CountKeys {
+            counter: self.key(id),
+            ids: String::new(),
+            warning: w,
+            overage: o,
+        };
+        // The bitmaps the lost calls are in, each once.
+        let mut chunks: Vec<u64> = lost.iter().map(|u| u.seq >> CHUNK_BITS).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        let ids: Vec<String> = chunks.iter().map(|&c| self.ids_key(id, c)).collect();
+        let call_ids: Vec<String> = lost.iter().map(|u| self.call_id(u.seq)).collect();
+        let uncertain: Vec<UncertainArg<'_>> = lost
+            .iter()
+            .zip(&call_ids)
+            .map(|(u, cid)| {
+                let chunk = chunks.partition_point(|&c| c < u.seq >> CHUNK_BITS);
+                (chunk, u.seq & ((1 << CHUNK_BITS) - 1), u.cost, cid.as_str())
+            })
+            .collect();
+        let args = FlushArgs {
+            instance: &self.instance,
+            batch,
+            calls,
+            warning: calls::cap_arg(warning),
+            limit,
+            claims_expire_at: self.claims_expire_at(period_end),
+            id: format!("{}:{:016x}:b{batch}", self.instance, self.nonce),
+            ids_ttl: self.options.call_ids_ttl.as_secs().max(1),
+        };
         for _ in 0..2 {
-            let inv = calls::quota_flush(&self.store.scripts, &k, &self.instance, batch, calls);
-            let (counter, used) =
+            let inv = calls::quota_flush(&self.store.scripts, &keys, &ids, &args, &uncertain);
+            let (counter, used, won) =
                 match self.store.call(&inv, |r: &Vec<i64>| FlushReply::parse(r))? {
-                    FlushReply::Added { used } => (&self.counters.flushes, used),
-                    FlushReply::Duplicate { used } => (&self.counters.duplicate_flushes, used),
+                    FlushReply::Added {
+                        used,
+                        won,
+                        taken_back,
+                    } => {
+                        self.counters
+                            .taken_back
+                            .fetch_add(taken_back, Ordering::Relaxed);
+                        (&self.counters.flushes, used, won)
+                    }
+                    FlushReply::Duplicate { used, won } => {
+                        (&self.counters.duplicate_flushes, used, won)
+                    }
                     FlushReply::MissingShare => {
                         self.seed(ledger, id)?;
                         continue;
@@ -102,11 +166,21 @@ impl RedisQuota {
                 };
             counter.fetch_add(1, Ordering::Relaxed);
             self.local.update(id, |l| {
-                if l.inflight.map(|(b, _)| b) == Some(batch) {
+                if l.inflight.as_ref().map(|(b, _, _)| *b) == Some(batch) {
                     l.inflight = None;
                 }
                 l.saw(used);
             });
+            let crossed = (
+                warning.is_some_and(|w| before < w && used >= w),
+                before <= limit && used > limit,
+            );
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            // Its event waits in the ledger (`Ledger::drain_events`, the engine's
+            // `drain_events`); the notice itself is in the ledger's outbox.
+            let _ = self.raise_claimed(ledger, (&id.0, period_end), now, won, crossed, used);
             return Ok(());
         }
         Ok(())

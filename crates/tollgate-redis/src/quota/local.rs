@@ -3,7 +3,7 @@
 //! ([`LocalMap`]), which sweeps out the counters of ended periods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -26,8 +26,19 @@ pub(super) struct Local {
     pub(super) last_shared: u64,
     /// Calls decided locally and not yet sent.
     pub(super) pending: u64,
-    /// A batch sent and not yet acknowledged: (id, calls). Retried with the same id.
-    pub(super) inflight: Option<(u64, u64)>,
+    /// A batch sent and not yet acknowledged: (id, calls, the uncertain calls it
+    /// carries). Retried with the same id.
+    pub(super) inflight: Option<(u64, u64, Vec<Uncertain>)>,
+    /// Calls sent whose reply was lost (Redis may have counted them), not yet in a
+    /// batch: the next flush looks them up (see `lua/quota_flush.lua`).
+    pub(super) uncertain: Vec<Uncertain>,
+    /// The next call's sequence number on this counter (its bit in the call-id bitmaps).
+    pub(super) next_seq: u64,
+    /// The instances with a share in the counter, as Redis last reported (at least 1).
+    pub(super) shares: u64,
+    /// The warning threshold and the limit, as the ledger last said (a flush claims
+    /// the notices its usage reaches).
+    pub(super) thresholds: (Option<u64>, u64),
     pub(super) last_flush: Instant,
     /// Reservations settled here while Redis was unreachable, oldest first: retried
     /// with their ids until Redis acknowledges them.
@@ -48,6 +59,10 @@ impl Local {
             last_shared,
             pending: 0,
             inflight: None,
+            uncertain: Vec::new(),
+            next_seq: 0,
+            shares: 1,
+            thresholds: (None, u64::MAX),
             last_flush: Instant::now(),
             settles: Vec::new(),
             settle_delta: 0,
@@ -55,7 +70,24 @@ impl Local {
     }
 
     pub(super) fn unsent(&self) -> u64 {
-        self.pending + self.inflight.map_or(0, |(_, n)| n)
+        self.pending + self.inflight.as_ref().map_or(0, |(_, n, _)| *n)
+    }
+
+    /// A sequence number for a new call.
+    pub(super) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Call `seq` of `cost` was sent and its reply lost. At most [`MAX_UNCERTAIN`] wait;
+    /// returns false (the call cannot be looked up) beyond.
+    pub(super) fn lost_reply(&mut self, seq: u64, cost: u64) -> bool {
+        if self.uncertain.len() >= MAX_UNCERTAIN {
+            return false;
+        }
+        self.uncertain.push(Uncertain { seq, cost });
+        true
     }
 
     /// Redis reported `used` for a counter this instance's share is in.
@@ -64,11 +96,29 @@ impl Local {
         self.last_shared = self.last_shared.max(used);
     }
 
-    /// Whether something waits to be sent (calls or settlements).
+    /// Whether something waits to be sent (calls, calls to look up, settlements).
     pub(super) fn waiting(&self) -> bool {
-        self.unsent() > 0 || !self.settles.is_empty()
+        self.unsent() > 0
+            || !self.uncertain.is_empty()
+            || self.inflight.is_some()
+            || !self.settles.is_empty()
     }
 }
+
+/// The most calls with a lost reply one counter keeps for lookup (a stall loses the
+/// replies of the calls in flight until the breaker opens: a few per thread).
+pub(super) const MAX_UNCERTAIN: usize = 65_536;
+
+/// A call sent whose reply was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Uncertain {
+    /// Its sequence number on the counter (chunk `seq >> 20`, bit `seq & 0xFFFFF`).
+    pub(super) seq: u64,
+    pub(super) cost: u64,
+}
+
+/// Bits per call-id bitmap chunk (128 KiB).
+pub(super) const CHUNK_BITS: u32 = 20;
 
 /// A reservation's settlement for the counter (see `lua/quota_settle.lua`).
 #[derive(Clone, Debug)]
@@ -90,13 +140,22 @@ pub(super) struct LocalMap {
     /// The size of `map` at which a new counter sweeps out the ended ones (read and
     /// written under `map`'s lock).
     sweep_at: AtomicUsize,
+    /// Counters made so far: each new one numbers its calls from `made << SEQ_GEN_SHIFT`,
+    /// so a counter swept out and made again never reuses a call id (its bits in the
+    /// call-id bitmaps are settled, and Redis refuses a call whose bit is set).
+    made: AtomicU64,
 }
+
+/// Where a counter's generation starts in its calls' sequence numbers (2^40 calls per
+/// counter and generation).
+const SEQ_GEN_SHIFT: u32 = 40;
 
 impl LocalMap {
     pub(super) fn new() -> Self {
         LocalMap {
             map: Mutex::new(HashMap::new()),
             sweep_at: AtomicUsize::new(SWEEP_MIN),
+            made: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +171,15 @@ impl LocalMap {
     /// Calls counted locally and not yet in Redis, over all counters.
     pub(super) fn unsent(&self) -> u64 {
         self.lock().values().map(Local::unsent).sum()
+    }
+
+    /// The end of the period labelled `label` of `company`'s counter, if this instance
+    /// holds it.
+    pub(super) fn period_end(&self, company: &str, label: &str) -> Option<i64> {
+        self.lock()
+            .iter()
+            .find(|(id, l)| id.0 == company && l.label == label)
+            .map(|(_, l)| l.period_end)
     }
 
     /// The counters with something waiting to be sent.
@@ -139,7 +207,10 @@ impl LocalMap {
         self.with_entry(
             id,
             || Local::new(t.period.clone(), t.period_end, t.local_used),
-            f,
+            |l| {
+                l.thresholds = (t.warning, t.limit);
+                f(l)
+            },
         )
     }
 
@@ -158,7 +229,12 @@ impl LocalMap {
         if map.len() >= self.sweep_at.load(Ordering::Relaxed) {
             self.sweep(&mut map, id.1);
         }
-        f(map.entry(id.clone()).or_insert_with(make))
+        let generation = self.made.fetch_add(1, Ordering::Relaxed);
+        f(map.entry(id.clone()).or_insert_with(|| {
+            let mut l = make();
+            l.next_seq = generation << SEQ_GEN_SHIFT;
+            l
+        }))
     }
 
     /// Drops the counters of periods that ended before the newest one began (and have
@@ -193,7 +269,7 @@ mod tests {
         let mut l = Local::new("2027-01".into(), 100, 5);
         assert!(!l.waiting());
         l.pending = 2;
-        l.inflight = Some((9, 3));
+        l.inflight = Some((9, 3, Vec::new()));
         assert_eq!(l.unsent(), 5);
         l.saw(4);
         assert!(l.seen);

@@ -13,18 +13,18 @@ use tollgate::quota::{Ledger, QuotaDecision, QuotaError, QuotaTarget};
 
 use super::redis_quota::RedisQuota;
 use super::types::CounterId;
-use crate::script::calls::{self, RequestQuota};
+use crate::script::calls::{CountArgs, CountKeys};
 use crate::script::reply::CountReply;
-use crate::store::RedisStore;
+use crate::store::{RedisStore, StoreError};
 
 /// A quota call the combined request script carries.
 pub(crate) struct Prepared {
     id: CounterId,
     t: QuotaTarget,
-    /// The counter's key.
-    pub(crate) key: String,
-    /// The hard cap, -1 for none.
-    cap: i64,
+    /// The call's sequence number on the counter (its id).
+    seq: u64,
+    /// The call's keys: the counter, its call-id bitmap, the notice claims.
+    pub(crate) keys: CountKeys,
 }
 
 impl RedisQuota {
@@ -43,24 +43,30 @@ impl RedisQuota {
         }
         let t = ledger.target(key, i128::from(now)).ok()?;
         let id: CounterId = (t.company.clone(), t.period_start);
-        if self.local.with_target(&id, &t, |l| l.waiting()) {
-            return None;
-        }
+        let seq = self.local.with_target(&id, &t, |l| {
+            if l.waiting() {
+                None
+            } else {
+                Some(l.take_seq())
+            }
+        })?;
         Some(Prepared {
-            key: self.key(&id),
-            cap: calls::cap_arg(t.hard_cap),
+            keys: self.count_keys(&id, &t, seq),
+            seq,
             id,
             t,
         })
     }
 
     /// The request script's arguments for a prepared call of `cost`.
-    pub(crate) fn request_args(&self, p: &Prepared, cost: u64) -> RequestQuota<'_> {
-        RequestQuota {
-            instance: &self.instance,
-            cost,
-            cap: p.cap,
-        }
+    pub(crate) fn request_args(&self, p: &Prepared, cost: u64) -> CountArgs<'_> {
+        self.count_args(&p.t, cost, p.seq)
+    }
+
+    /// The combined script carrying prepared call `p` of `cost` failed with `e`: if it
+    /// may have reached Redis, the next flush looks the call up.
+    pub(crate) fn lost_prepared(&self, p: &Prepared, cost: u64, e: &StoreError) {
+        self.lost(&p.id, p.seq, cost, e);
     }
 
     /// [`answer`](RedisQuota::answer) for a prepared call of `cost` by the holder of
@@ -74,7 +80,7 @@ impl RedisQuota {
         reply: CountReply,
     ) -> Option<Result<QuotaDecision, QuotaError>> {
         let at = i128::from(now);
-        self.answer((&p.id, &p.t), cost, reply, &|c| {
+        self.answer((&p.id, &p.t), (ledger, cost, now), reply, &|c| {
             ledger.record_shared(key, cost, at, c)
         })
     }

@@ -21,6 +21,19 @@ pub struct QuotaOptions {
     /// How long a counter lives after its period ends (default 7 days), for late calls
     /// and reports.
     pub retention: Duration,
+    /// How long Redis keeps the ids of this instance's calls after its last call on a
+    /// counter (default 1 hour): a call whose reply is lost (a timeout, a connection
+    /// lost after sending) is looked up by its id at the next flush, so it is counted
+    /// once whether or not Redis ran it. A call whose flush comes later than this is
+    /// taken as not counted by Redis (see `DURABILITY.md`). One bit per call, in chunks
+    /// of at most 128 KiB.
+    pub call_ids_ttl: Duration,
+    /// The fleet's size as this instance assumes it while Redis is unreachable: each
+    /// instance admits only its share (`1 / instances`) of the room left under the hard
+    /// cap, so the fleet keeps the cap within the bound stated in `DURABILITY.md`.
+    /// `None` (the default): the instances with a share in the counter, as Redis last
+    /// reported (each instance that counted in the period has one).
+    pub instances: Option<u32>,
 }
 
 impl Default for QuotaOptions {
@@ -29,6 +42,8 @@ impl Default for QuotaOptions {
             failure: FailurePolicy::Fallback,
             batch: None,
             retention: Duration::from_secs(7 * 86_400),
+            call_ids_ttl: Duration::from_secs(3600),
+            instances: None,
         }
     }
 }
@@ -65,6 +80,28 @@ pub struct QuotaStats {
     pub reseeded: u64,
     /// Counters (company and period) this instance holds local state for now.
     pub tracked: u64,
+    /// Calls whose reply was lost (a timeout, a connection lost after sending) and whose
+    /// fate a flush had to look up.
+    pub uncertain: u64,
+    /// Of those, the ones Redis had counted: taken back by the flush, since the instance
+    /// counted them locally (or refused them).
+    pub taken_back: u64,
+    /// Notices this instance claimed for the fleet and raised.
+    pub notices_claimed: u64,
+    /// Notices another instance had claimed already: not raised here.
+    pub notices_skipped: u64,
+}
+
+/// The answer of [`RedisQuota::claim_notice`](crate::RedisQuota::claim_notice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeClaim {
+    /// This call claimed the notice: raise it (exactly one claim per company, period
+    /// and kind succeeds across the fleet, while Redis keeps its data).
+    Claimed,
+    /// Another instance (or an earlier call) claimed it: stay silent.
+    AlreadyClaimed,
+    /// Redis could not answer: try again later (an outbox keeps the notice).
+    Unavailable,
 }
 
 /// A counter: the company and the period's start (Unix seconds).
@@ -88,4 +125,8 @@ pub(super) struct Counters {
     pub(super) duplicate_flushes: AtomicU64,
     pub(super) seeds: AtomicU64,
     pub(super) reseeded: AtomicU64,
+    pub(super) uncertain: AtomicU64,
+    pub(super) taken_back: AtomicU64,
+    pub(super) notices_claimed: AtomicU64,
+    pub(super) notices_skipped: AtomicU64,
 }

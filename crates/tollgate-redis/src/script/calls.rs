@@ -109,15 +109,64 @@ fn on_counter<'a>(
     inv
 }
 
-/// `quota.lua`: check and add a call of `cost` by `instance` to the counter `key`.
+/// The keys of one check-and-add: the counter, this process's call-id bitmap chunk the
+/// call's bit is in, the warning's and the overage's claim keys.
+#[derive(Clone, Debug)]
+pub(crate) struct CountKeys {
+    pub(crate) counter: String,
+    pub(crate) ids: String,
+    pub(crate) warning: String,
+    pub(crate) overage: String,
+}
+
+/// The arguments of one check-and-add (`quota.lua`, and the quota part of
+/// `request.lua`), in the scripts' order.
+#[derive(Clone, Debug)]
+pub(crate) struct CountArgs<'q> {
+    pub(crate) instance: &'q str,
+    pub(crate) cost: u64,
+    /// The hard cap ([`cap_arg`]).
+    pub(crate) cap: i64,
+    /// The call's bit in its bitmap chunk.
+    pub(crate) bit: u64,
+    /// How long the bitmap is kept, seconds.
+    pub(crate) ids_ttl: u64,
+    /// The warning threshold ([`cap_arg`]: -1 for none).
+    pub(crate) warning: i64,
+    pub(crate) limit: u64,
+    /// The call's id: the claim keys' value when it claims a notice.
+    pub(crate) id: String,
+    /// When the claim keys expire, Unix seconds.
+    pub(crate) claims_expire_at: i64,
+}
+
+impl CountArgs<'_> {
+    fn push(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.arg(self.instance)
+            .arg(self.cost)
+            .arg(self.cap)
+            .arg(self.bit)
+            .arg(self.ids_ttl)
+            .arg(self.warning)
+            .arg(self.limit.min(i64::MAX as u64))
+            .arg(&self.id)
+            .arg(self.claims_expire_at);
+    }
+}
+
+/// `quota.lua`: check and add one call.
 pub(crate) fn quota_count<'a>(
     s: &'a Scripts,
-    key: &str,
-    instance: &str,
-    cost: u64,
-    cap: i64,
+    keys: &CountKeys,
+    args: &CountArgs<'_>,
 ) -> ScriptInvocation<'a> {
-    on_counter(&s.quota, key, instance, (cost, cap))
+    let mut inv = s.quota.prepare_invoke();
+    inv.key(&keys.counter)
+        .key(&keys.ids)
+        .key(&keys.warning)
+        .key(&keys.overage);
+    args.push(&mut inv);
+    inv
 }
 
 /// `quota_seed.lua`: seed `instance`'s `share` of the counter `key`, expiring at
@@ -132,15 +181,51 @@ pub(crate) fn quota_seed<'a>(
     on_counter(&s.quota_seed, key, instance, (share, expire_at))
 }
 
-/// `quota_flush.lua`: add batch `batch` of `calls` by `instance` to the counter `key`.
+/// A call whose reply was lost, as a flush sends it: its bitmap (index into the flush's
+/// bitmap keys), its bit, its cost, its id.
+pub(crate) type UncertainArg<'u> = (usize, u64, u64, &'u str);
+
+/// A flush's batch: its id, the calls in it, and the claim arguments.
+pub(crate) struct FlushArgs<'q> {
+    pub(crate) instance: &'q str,
+    pub(crate) batch: u64,
+    pub(crate) calls: u64,
+    pub(crate) warning: i64,
+    pub(crate) limit: u64,
+    pub(crate) claims_expire_at: i64,
+    /// The claim keys' value when the batch claims a notice.
+    pub(crate) id: String,
+    /// How long the call-id bitmaps are kept, seconds.
+    pub(crate) ids_ttl: u64,
+}
+
+/// `quota_flush.lua`: add a batch to the counter `keys.counter`, taking back the
+/// `uncertain` calls Redis counted (they are in bitmaps `ids`).
 pub(crate) fn quota_flush<'a>(
     s: &'a Scripts,
-    key: &str,
-    instance: &str,
-    batch: u64,
-    calls: u64,
+    keys: &CountKeys,
+    ids: &[String],
+    args: &FlushArgs<'_>,
+    uncertain: &[UncertainArg<'_>],
 ) -> ScriptInvocation<'a> {
-    on_counter(&s.quota_flush, key, instance, (batch, calls))
+    let mut inv = s.quota_flush.prepare_invoke();
+    inv.key(&keys.counter).key(&keys.warning).key(&keys.overage);
+    for k in ids {
+        inv.key(k);
+    }
+    inv.arg(args.instance)
+        .arg(args.batch)
+        .arg(args.calls)
+        .arg(args.warning)
+        .arg(args.limit.min(i64::MAX as u64))
+        .arg(args.claims_expire_at)
+        .arg(&args.id)
+        .arg(args.ids_ttl)
+        .arg(uncertain.len());
+    for &(k, bit, cost, id) in uncertain {
+        inv.arg(k + 1).arg(bit).arg(cost).arg(id);
+    }
+    inv
 }
 
 /// `quota_settle.lua`: settlement `id` of a reservation that held `held`; `commit` is
@@ -169,26 +254,24 @@ pub(crate) struct RequestLimit {
     pub(crate) cost: u64,
 }
 
-/// The quota call of a combined request: this instance, the cost, the cap
-/// ([`cap_arg`]).
-pub(crate) struct RequestQuota<'q> {
-    pub(crate) instance: &'q str,
-    pub(crate) cost: u64,
-    pub(crate) cap: i64,
-}
-
-/// `request.lua`: `limits` on `keys` (one per limit, then the quota counter's when
-/// `quota` is given), in order.
+/// `request.lua`: `limits` on `keys` (one per limit), then the quota's call on its
+/// keys when `quota` is given, in order.
 pub(crate) fn request<'a>(
     s: &'a Scripts,
     keys: &[String],
     (now, ttl): &ClockArgs,
     limits: &[RequestLimit],
-    quota: Option<RequestQuota<'_>>,
+    quota: Option<(&CountKeys, &CountArgs<'_>)>,
 ) -> ScriptInvocation<'a> {
     let mut inv = s.request.prepare_invoke();
     for k in keys {
         inv.key(k);
+    }
+    if let Some((k, _)) = quota {
+        inv.key(&k.counter)
+            .key(&k.ids)
+            .key(&k.warning)
+            .key(&k.overage);
     }
     inv.arg(now).arg(*ttl).arg(limits.len());
     for l in limits {
@@ -199,8 +282,8 @@ pub(crate) fn request<'a>(
         };
         inv.arg(kind).arg(enforced).arg(l.cost).arg(p1).arg(p2);
     }
-    if let Some(q) = quota {
-        inv.arg(q.instance).arg(q.cost).arg(q.cap);
+    if let Some((_, q)) = quota {
+        q.push(&mut inv);
     }
     inv
 }

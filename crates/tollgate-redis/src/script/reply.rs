@@ -130,34 +130,66 @@ impl RateReply {
 }
 
 /// A quota counter's answer to a call (`check_and_add()` of `quota_prelude.lua`:
-/// `{status, used}`).
+/// `{status, used, won, shares}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CountReply {
-    /// Status 1: counted; the counter's usage after.
-    Counted { used: u64 },
-    /// Status 0: refused over the hard cap; the counter's usage.
-    Refused { used: u64 },
+    /// Status 1: counted; the counter's usage after, the notices the call claimed
+    /// ([`Won`]), the instances with a share.
+    Counted { used: u64, won: Won, shares: u64 },
+    /// Status 0: refused over the hard cap; the counter's usage, the instances with a
+    /// share.
+    Refused { used: u64, shares: u64 },
     /// Status -1/-2: this instance's share is missing (seed it and call again).
     MissingShare,
+}
+
+/// The notice claims a script won for the fleet (see `claim_crossed` in
+/// `quota_prelude.lua`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Won {
+    pub(crate) warning: bool,
+    pub(crate) overage: bool,
+}
+
+impl Won {
+    fn parse(v: i64, script: &'static str) -> Result<Self, ReplyError> {
+        if !(0..=3).contains(&v) {
+            return Err(ReplyError::new(script, format!("claims won {v}")));
+        }
+        Ok(Won {
+            warning: v & 1 != 0,
+            overage: v & 2 != 0,
+        })
+    }
+
+    /// Whether any claim was won.
+    pub(crate) fn any(self) -> bool {
+        self.warning || self.overage
+    }
 }
 
 impl CountReply {
     const SCRIPT: &'static str = "quota.lua";
 
-    fn of(status: i64, used: i64) -> Result<Self, ReplyError> {
+    fn of(status: i64, used: i64, won: i64, shares: i64) -> Result<Self, ReplyError> {
         let used = count(used);
+        let shares = count(shares);
         match status {
-            1 => Ok(CountReply::Counted { used }),
-            0 => Ok(CountReply::Refused { used }),
+            1 => Ok(CountReply::Counted {
+                used,
+                won: Won::parse(won, Self::SCRIPT)?,
+                shares,
+            }),
+            0 => Ok(CountReply::Refused { used, shares }),
             -1 | -2 => Ok(CountReply::MissingShare),
             s => Err(ReplyError::new(Self::SCRIPT, format!("status {s}"))),
         }
     }
 
-    /// Parses `{status, used}`.
+    /// Parses `{status, used, won, shares}`.
     pub(crate) fn parse(r: &[i64]) -> Result<Self, ReplyError> {
-        let [status, used] = exact::<2>(r, Self::SCRIPT)?;
-        Self::of(status, used)
+        let [status, used, won, shares] = exact::<4>(r, Self::SCRIPT)?;
+        Self::of(status, used, won, shares)
     }
 }
 
@@ -181,7 +213,7 @@ impl RequestReply {
         let (head, replies) = r
             .split_first()
             .ok_or_else(|| ReplyError::new(Self::SCRIPT, "empty reply"))?;
-        let [committed, decided, status, used] = exact::<4>(head, Self::SCRIPT)?;
+        let [committed, decided, status, used, won, shares] = exact::<6>(head, Self::SCRIPT)?;
         usize::try_from(decided)
             .ok()
             .filter(|&d| d <= windows.len() && d == replies.len())
@@ -205,32 +237,45 @@ impl RequestReply {
             limits,
             quota: match status {
                 9 => None,
-                s => Some(CountReply::of(s, used)?),
+                s => Some(CountReply::of(s, used, won, shares)?),
             },
         })
     }
 }
 
-/// A flush's reply (`lua/quota_flush.lua`: `{status, used}`).
+/// A flush's reply (`lua/quota_flush.lua`: `{status, used, won, taken_back}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FlushReply {
-    /// Status 1: the batch was added; the counter's usage after.
-    Added { used: u64 },
-    /// Status 2: Redis had added it already (a retry).
-    Duplicate { used: u64 },
+    /// Status 1: the batch was added; the counter's usage after, the notices it
+    /// claimed, the uncertain calls Redis had counted and took back.
+    Added {
+        used: u64,
+        won: Won,
+        taken_back: u64,
+    },
+    /// Status 2: Redis had added it already (a retry); the notices the batch had
+    /// claimed then (its reply may have been lost).
+    Duplicate { used: u64, won: Won },
     /// Status -1/-2: this instance's share is missing.
     MissingShare,
 }
 
 impl FlushReply {
-    /// Parses `{status, used}`.
+    /// Parses `{status, used, won, taken_back}`.
     pub(crate) fn parse(r: &[i64]) -> Result<Self, ReplyError> {
         const S: &str = "quota_flush.lua";
-        let [status, used] = exact::<2>(r, S)?;
+        let [status, used, won, back] = exact::<4>(r, S)?;
         let used = count(used);
         match status {
-            1 => Ok(FlushReply::Added { used }),
-            2 => Ok(FlushReply::Duplicate { used }),
+            1 => Ok(FlushReply::Added {
+                used,
+                won: Won::parse(won, S)?,
+                taken_back: count(back),
+            }),
+            2 => Ok(FlushReply::Duplicate {
+                used,
+                won: Won::parse(won, S)?,
+            }),
             -1 | -2 => Ok(FlushReply::MissingShare),
             s => Err(ReplyError::new(S, format!("status {s}"))),
         }
@@ -351,28 +396,61 @@ mod tests {
     #[test]
     fn quota_replies() {
         assert_eq!(
-            CountReply::parse(&[1, 7]),
-            Ok(CountReply::Counted { used: 7 })
+            CountReply::parse(&[1, 7, 2, 1]),
+            Ok(CountReply::Counted {
+                used: 7,
+                won: Won {
+                    warning: false,
+                    overage: true
+                },
+                shares: 1
+            })
         );
         assert_eq!(
-            CountReply::parse(&[0, 18]),
-            Ok(CountReply::Refused { used: 18 })
+            CountReply::parse(&[0, 18, 0, 2]),
+            Ok(CountReply::Refused {
+                used: 18,
+                shares: 2
+            })
         );
-        assert_eq!(CountReply::parse(&[-1, 0]), Ok(CountReply::MissingShare));
-        assert_eq!(CountReply::parse(&[-2, 5]), Ok(CountReply::MissingShare));
-        assert!(CountReply::parse(&[3, 5]).is_err());
+        assert_eq!(
+            CountReply::parse(&[-1, 0, 0, 0]),
+            Ok(CountReply::MissingShare)
+        );
+        assert_eq!(
+            CountReply::parse(&[-2, 5, 0, 0]),
+            Ok(CountReply::MissingShare)
+        );
+        assert!(CountReply::parse(&[3, 5, 0, 0]).is_err());
+        assert!(CountReply::parse(&[1, 5, 4, 0]).is_err(), "claims won 4");
         assert!(CountReply::parse(&[1]).is_err());
 
         assert_eq!(
-            FlushReply::parse(&[1, 9]),
-            Ok(FlushReply::Added { used: 9 })
+            FlushReply::parse(&[1, 9, 1, 2]),
+            Ok(FlushReply::Added {
+                used: 9,
+                won: Won {
+                    warning: true,
+                    overage: false
+                },
+                taken_back: 2
+            })
         );
         assert_eq!(
-            FlushReply::parse(&[2, 9]),
-            Ok(FlushReply::Duplicate { used: 9 })
+            FlushReply::parse(&[2, 9, 2, 0]),
+            Ok(FlushReply::Duplicate {
+                used: 9,
+                won: Won {
+                    warning: false,
+                    overage: true
+                }
+            })
         );
-        assert_eq!(FlushReply::parse(&[-2, 9]), Ok(FlushReply::MissingShare));
-        assert!(FlushReply::parse(&[0, 9]).is_err());
+        assert_eq!(
+            FlushReply::parse(&[-2, 9, 0, 0]),
+            Ok(FlushReply::MissingShare)
+        );
+        assert!(FlushReply::parse(&[0, 9, 0, 0]).is_err());
 
         assert_eq!(
             SeedReply::parse(&[1, 12, 0]),
@@ -408,7 +486,7 @@ mod tests {
         let gcra = vec![1, 4, 0, 200, 10, 30];
         let window = vec![0, 0, 50, 9, 3, 1, 2, 3, 1, 2];
         let r = RequestReply::parse(
-            &[vec![0, 2, 9, 0], gcra.clone(), window.clone()],
+            &[vec![0, 2, 9, 0, 0, 0], gcra.clone(), window.clone()],
             &[false, true, false],
         )
         .unwrap();
@@ -416,10 +494,17 @@ mod tests {
         assert_eq!(r.limits.len(), 2);
         assert!(r.limits[0].allowed && !r.limits[1].allowed);
         assert_eq!(r.quota, None);
-        let r = RequestReply::parse(&[vec![1, 1, 1, 7], gcra.clone()], &[false]).unwrap();
+        let r = RequestReply::parse(&[vec![1, 1, 1, 7, 0, 1], gcra.clone()], &[false]).unwrap();
         assert!(r.committed);
-        assert_eq!(r.quota, Some(CountReply::Counted { used: 7 }));
-        let r = RequestReply::parse(&[vec![0, 1, -1, 0], gcra.clone()], &[false]).unwrap();
+        assert_eq!(
+            r.quota,
+            Some(CountReply::Counted {
+                used: 7,
+                won: Won::default(),
+                shares: 1
+            })
+        );
+        let r = RequestReply::parse(&[vec![0, 1, -1, 0, 0, 0], gcra.clone()], &[false]).unwrap();
         assert_eq!(r.quota, Some(CountReply::MissingShare));
     }
 
@@ -429,11 +514,15 @@ mod tests {
         // Empty; a short head; more decided than replies; more than sent; a bad limit.
         assert!(RequestReply::parse(&[], &[false]).is_err());
         assert!(RequestReply::parse(&[vec![1, 1, 9]], &[false]).is_err());
-        assert!(RequestReply::parse(&[vec![1, 2, 9, 0], gcra.clone()], &[false, false]).is_err());
         assert!(
-            RequestReply::parse(&[vec![1, 2, 9, 0], gcra.clone(), gcra.clone()], &[false]).is_err()
+            RequestReply::parse(&[vec![1, 2, 9, 0, 0, 0], gcra.clone()], &[false, false]).is_err()
         );
-        assert!(RequestReply::parse(&[vec![1, 1, 9, 0], gcra.clone()], &[true]).is_err());
+        assert!(RequestReply::parse(
+            &[vec![1, 2, 9, 0, 0, 0], gcra.clone(), gcra.clone()],
+            &[false]
+        )
+        .is_err());
+        assert!(RequestReply::parse(&[vec![1, 1, 9, 0, 0, 0], gcra.clone()], &[true]).is_err());
         assert!(RequestReply::parse(&[vec![1, -1, 9, 0]], &[false]).is_err());
         assert!(RequestReply::parse(&[vec![1, 1, 4, 0], gcra], &[false]).is_err());
     }
