@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::revocation::RevocationRecord;
+
 /// The kind of a notice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +111,15 @@ pub enum Entry {
         period_start: i64,
         /// The idempotency key.
         idempotency_key: String,
+    },
+    /// A value was revoked or suspended: its row of the `revocations` table, replacing
+    /// any row of the same fingerprint.
+    Revoked(RevocationRecord),
+    /// A value was restored: its row of the `revocations` table is deleted (a no-op if
+    /// there is none).
+    Unrevoked {
+        /// [`RevocationKey::fingerprint`](super::RevocationKey::fingerprint) of the value.
+        fingerprint: u128,
     },
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use tollgate_core::{Clock, Fingerprinter, UnixClock};
+use tollgate_quota::journal::RevocationKey;
 use tollgate_quota::Ledger;
 
 use super::compile::{open_ledger, Compiled, Revoked};
@@ -22,6 +23,10 @@ pub struct Engine {
     pub(super) compiled: ArcSwap<Compiled>,
     pub(super) clock: UnixClock,
     pub(super) hasher: Fingerprinter,
+    /// With a quota journal: the journal's revocation key, under which the revoked set
+    /// (and the offender table) key values, so that the journal's `revocations` rows
+    /// match them after a restart (see [`Engine::token_hash`]).
+    pub(super) revocation_key: Option<RevocationKey>,
     pub(super) factories: Vec<(String, Arc<dyn BackendFactory>)>,
     /// The factories' combined backends, asked in turn before the limits one by one.
     pub(super) combined: Vec<Arc<dyn CombinedBackend>>,
@@ -117,6 +122,14 @@ impl EngineBuilder {
             None => None,
             Some(q) => Some(Arc::new(open_ledger(q)?)),
         };
+        let revocations = match ledger.as_ref().and_then(|l| l.journal()) {
+            None => None,
+            Some(j) => Some(j.revocations().map_err(EngineError::Journal)?),
+        };
+        let (revocation_key, restored) = match revocations {
+            None => (None, Vec::new()),
+            Some((key, rows)) => (Some(key), rows),
+        };
         let engine = Engine {
             compiled: ArcSwap::from_pointee(Compiled {
                 generation: 0,
@@ -129,6 +142,7 @@ impl EngineBuilder {
             }),
             clock,
             hasher: Fingerprinter::new(),
+            revocation_key,
             combined: self
                 .factories
                 .iter()
@@ -150,6 +164,7 @@ impl EngineBuilder {
             journal_events_dropped: Arc::new(AtomicU64::new(0)),
         };
         engine.watch_journal();
+        engine.restore_revocations(restored);
         engine.reload_valid(self.policy)?;
         Ok(engine)
     }
