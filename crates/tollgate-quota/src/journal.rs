@@ -145,6 +145,6 @@ pub use entry::{
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
 pub use health::{HealthChange, JournalHealth, JournalState};
-pub use revocation::{RevocationKey, RevocationRecord};
+pub use revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub(crate) use writer::Refill;

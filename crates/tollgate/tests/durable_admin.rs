@@ -269,3 +269,82 @@ fn a_revocation_made_while_the_journal_fails_is_restored_after_it_heals() {
     drop(e);
     assert_no_secret_in(&path, &["ann-key-0001"]);
 }
+
+fn directory(journal: &Path, extra_companies: &str, acme_machines: u64) -> Policy {
+    Policy::from_toml(&format!(
+        "version = 1\n[quota]\ndurability = \"strict\"\n\
+         [quota.journal]\npath = {:?}\n\
+         [[quota.plans]]\nname = \"free\"\ncalls_per_unit = 1000\ndefault = true\n\
+         [[quota.companies]]\nid = \"acme\"\nmachines = {acme_machines}\n\
+         users = [{{ id = \"ann\", keys = [\"ann-key-0001\"] }}, {{ id = \"bob\", keys = [\"bob-key-0002\"] }}]\n\
+         [[quota.companies]]\nid = \"beta\"\nmachines = 1\n\
+         users = [{{ id = \"cid\", keys = [\"cid-key-0003\"] }}]\n{extra_companies}",
+        journal.display().to_string()
+    ))
+    .unwrap()
+    .0
+}
+
+const GAMMA: &str = "[[quota.companies]]\nid = \"gamma\"\nmachines = 1\n\
+                     users = [{ id = \"dan\", keys = [\"dan-key-0004\"] }]\n";
+
+fn machines_of(e: &Engine, company: &str) -> u64 {
+    e.ledger().unwrap().company(company).unwrap().machines
+}
+
+/// Item 2 (companies and users): admin changes survive a restart on the same journal,
+/// applied on top of the policy file; where the file differs, the journal's change wins
+/// and the engine says so.
+#[test]
+fn admin_changes_to_companies_and_users_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let now;
+    {
+        let e = Engine::new(directory(&path, GAMMA, 1)).unwrap();
+        now = e.now();
+        assert!(e.journal_conflicts().is_empty());
+        let a = e.admin();
+        a.terminate_company("beta").unwrap();
+        a.disable_user("bob").unwrap();
+        a.set_company_units("acme", 3, 0).unwrap();
+        a.add_company(tollgate::quota::Company::new("delta"), None)
+            .unwrap();
+        a.add_user("eve", "delta").unwrap();
+        a.suspend_company("gamma").unwrap();
+        assert_eq!(machines_of(&e, "acme"), 3);
+        assert_eq!(reason_at(&e, "cid-key-0003", now), Reason::Terminated);
+        assert_eq!(reason_at(&e, "bob-key-0002", now), Reason::Revoked);
+    }
+    // The same file: every change is back.
+    {
+        let e = Engine::new(directory(&path, GAMMA, 1)).unwrap();
+        assert_eq!(reason_at(&e, "cid-key-0003", now), Reason::Terminated);
+        assert_eq!(reason_at(&e, "bob-key-0002", now), Reason::Revoked);
+        assert_eq!(reason_at(&e, "ann-key-0001", now), Reason::Allowed);
+        assert_ne!(reason_at(&e, "dan-key-0004", now), Reason::Allowed);
+        assert_eq!(machines_of(&e, "acme"), 3);
+        assert!(e.ledger().unwrap().company("delta").is_some());
+        assert_eq!(
+            e.ledger().unwrap().company_of_user("eve").as_deref(),
+            Some("delta")
+        );
+        let notes = e.journal_conflicts();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("\"acme\""), "{notes:?}");
+        e.admin().resume_company("gamma").unwrap();
+        e.admin().enable_user("bob").unwrap();
+    }
+    // The file changed acme's machines and dropped gamma: the journal's later change to
+    // acme wins; gamma's changes no longer apply; both are reported.
+    let e = Engine::new(directory(&path, "", 5)).unwrap();
+    assert_eq!(machines_of(&e, "acme"), 3);
+    assert_eq!(reason_at(&e, "bob-key-0002", now), Reason::Allowed);
+    assert_eq!(reason_at(&e, "cid-key-0003", now), Reason::Terminated);
+    let notes = e.journal_conflicts();
+    assert!(notes.iter().any(|n| n.contains("\"acme\"")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("gamma")),
+        "gamma is gone from the file: {notes:?}"
+    );
+}

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::revocation::RevocationRecord;
+use super::revocation::{AdminRecord, RevocationRecord};
 
 /// The kind of a notice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -120,6 +120,13 @@ pub enum Entry {
     Unrevoked {
         /// [`RevocationKey::fingerprint`](super::RevocationKey::fingerprint) of the value.
         fingerprint: u128,
+    },
+    /// An administrative change: a row appended to the `admin_changes` table.
+    Admin {
+        /// When it was made, unix nanoseconds.
+        at: i64,
+        /// The change.
+        change: AdminRecord,
     },
 }
 

@@ -97,3 +97,57 @@ pub struct RevocationRecord {
     /// When it was revoked, unix nanoseconds.
     pub revoked_at: u64,
 }
+
+/// An administrative change to the quota's directory, as the journal's `admin_changes`
+/// table keeps it (in order) to apply again at start on top of the policy file. Only
+/// changes that name no secret are kept this way: API keys (and overrides, which may
+/// match a token) are not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminRecord {
+    /// A company was added or changed (units, plans, limit): its whole entry after the
+    /// change, and its months' zone if it has its own.
+    Company {
+        /// The company after the change.
+        company: crate::plan::Company,
+        /// Its time zone, if not the quota's.
+        time_zone: Option<String>,
+    },
+    /// A company was suspended, resumed, terminated or removed.
+    CompanyStatus {
+        /// The company.
+        company: String,
+        /// Its status after the change.
+        status: crate::ledger::CompanyStatus,
+    },
+    /// A user was added to a company.
+    UserAdded {
+        /// The user.
+        user: String,
+        /// Its company.
+        company: String,
+    },
+    /// A user was disabled or enabled.
+    UserDisabled {
+        /// The user.
+        user: String,
+        /// Whether it is disabled after the change.
+        disabled: bool,
+    },
+    /// A user was removed.
+    UserRemoved {
+        /// The user.
+        user: String,
+    },
+}
+
+/// A row of the `admin_changes` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminChangeRecord {
+    /// Its place in the table's order (increasing).
+    pub seq: i64,
+    /// When it was made, unix nanoseconds.
+    pub at: i64,
+    /// The change.
+    pub change: AdminRecord,
+}

@@ -10,8 +10,8 @@ use super::entry::{
     CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
 };
 use super::error::{refuse, sql_err, JournalError};
-use super::revocation::{RevocationKey, RevocationRecord};
-use crate::ledger::KeyRef;
+use super::revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
+use crate::ledger::{CompanyStatus, KeyRef};
 
 /// `PRAGMA application_id` of a tollgate journal: "TGLQ".
 pub const APPLICATION_ID: i32 = 0x5447_4C51;
@@ -30,6 +30,7 @@ pub(super) fn tables_of(version: i32) -> &'static [&'static str] {
             "outbox",
             "meta",
             "revocations",
+            "admin_changes",
         ]
     } else if version >= 2 {
         &["usage", "notices", "commits", "outbox"]
@@ -72,6 +73,13 @@ CREATE TABLE IF NOT EXISTS revocations (
     until_ns    INTEGER,
     automatic   INTEGER NOT NULL CHECK (automatic IN (0, 1)),
     revoked_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admin_changes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    op      TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    detail  TEXT
 );
 ";
 
@@ -119,6 +127,8 @@ const INSERT_COMMIT: &str =
 const UPSERT_REVOCATION: &str = "INSERT OR REPLACE INTO revocations
      (fingerprint, key_ref, filter_bit, until_ns, automatic, revoked_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_ADMIN: &str =
+    "INSERT INTO admin_changes (at, op, subject, detail) VALUES (?1, ?2, ?3, ?4)";
 const DELETE_REVOCATION: &str = "DELETE FROM revocations WHERE fingerprint = ?1";
 const SELECT_USAGE: &str = "SELECT company, user, period_start, period, calls FROM usage
      ORDER BY company, period_start, user";
@@ -136,6 +146,7 @@ pub(super) fn apply<'a>(
         let mut ack = tx.prepare(ACK_OUTBOX)?;
         let mut revoke = tx.prepare(UPSERT_REVOCATION)?;
         let mut unrevoke = tx.prepare(DELETE_REVOCATION)?;
+        let mut admin = tx.prepare(INSERT_ADMIN)?;
         // SQLite integers are signed: counts above i64::MAX are stored as i64::MAX.
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for entry in batch {
@@ -205,6 +216,10 @@ pub(super) fn apply<'a>(
                 Entry::Unrevoked { fingerprint } => {
                     unrevoke.execute(params![format!("{fingerprint:032x}")])?;
                 }
+                Entry::Admin { at, change } => {
+                    let (op, subject, detail) = admin_row(change);
+                    admin.execute(params![at, op, subject, detail])?;
+                }
             }
         }
     }
@@ -263,6 +278,105 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
     .map_err(sql_err(path, "cannot set application_id and user_version"))?;
     tx.commit()
         .map_err(sql_err(path, "cannot commit the schema"))
+}
+
+/// The `(op, subject, detail)` columns of an admin change.
+fn admin_row(change: &AdminRecord) -> (&'static str, String, Option<String>) {
+    match change {
+        AdminRecord::Company { company, time_zone } => (
+            "company",
+            company.id.clone(),
+            Some(serde_json::json!({ "company": company, "time_zone": time_zone }).to_string()),
+        ),
+        AdminRecord::CompanyStatus { company, status } => (
+            "company_status",
+            company.clone(),
+            Some(status_name(*status).to_owned()),
+        ),
+        AdminRecord::UserAdded { user, company } => {
+            ("user_added", user.clone(), Some(company.clone()))
+        }
+        AdminRecord::UserDisabled { user, disabled } => (
+            "user_disabled",
+            user.clone(),
+            Some(if *disabled { "true" } else { "false" }.to_owned()),
+        ),
+        AdminRecord::UserRemoved { user } => ("user_removed", user.clone(), None),
+    }
+}
+
+fn status_name(s: CompanyStatus) -> &'static str {
+    match s {
+        CompanyStatus::Active => "active",
+        CompanyStatus::Suspended => "suspended",
+        CompanyStatus::Terminated => "terminated",
+        _ => "removed",
+    }
+}
+
+/// The `admin_changes` table, in order. A row this build cannot read is refused (the
+/// directory restored without it would be wrong).
+pub(super) fn read_admin_changes(
+    path: &Path,
+    conn: &Connection,
+) -> Result<Vec<AdminChangeRecord>, JournalError> {
+    let err = || sql_err(path, "cannot read the admin_changes table");
+    let mut stmt = conn
+        .prepare("SELECT seq, at, op, subject, detail FROM admin_changes ORDER BY seq")
+        .map_err(err())?;
+    let mut rows = stmt.query([]).map_err(err())?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err())? {
+        let seq: i64 = r.get(0).map_err(err())?;
+        let at: i64 = r.get(1).map_err(err())?;
+        let op: String = r.get(2).map_err(err())?;
+        let subject: String = r.get(3).map_err(err())?;
+        let detail: Option<String> = r.get(4).map_err(err())?;
+        let bad = || refuse(path, format!("admin change {seq} ({op:?}) cannot be read"));
+        let change = match op.as_str() {
+            "company" => {
+                #[derive(serde::Deserialize)]
+                struct Body {
+                    company: crate::plan::Company,
+                    time_zone: Option<String>,
+                }
+                let body: Body = detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .ok_or_else(bad)?;
+                AdminRecord::Company {
+                    company: body.company,
+                    time_zone: body.time_zone,
+                }
+            }
+            "company_status" => AdminRecord::CompanyStatus {
+                company: subject,
+                status: match detail.as_deref() {
+                    Some("active") => CompanyStatus::Active,
+                    Some("suspended") => CompanyStatus::Suspended,
+                    Some("terminated") => CompanyStatus::Terminated,
+                    Some("removed") => CompanyStatus::Removed,
+                    _ => return Err(bad()),
+                },
+            },
+            "user_added" => AdminRecord::UserAdded {
+                user: subject,
+                company: detail.ok_or_else(bad)?,
+            },
+            "user_disabled" => AdminRecord::UserDisabled {
+                user: subject,
+                disabled: match detail.as_deref() {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => return Err(bad()),
+                },
+            },
+            "user_removed" => AdminRecord::UserRemoved { user: subject },
+            _ => return Err(bad()),
+        };
+        out.push(AdminChangeRecord { seq, at, change });
+    }
+    Ok(out)
 }
 
 /// Creates the version 3 tables and stores a fresh revocation key (unless one is there).

@@ -53,6 +53,8 @@ pub struct Engine {
     pub(super) journal_refused: crate::metrics::StripedCounter,
     /// Events the journal's writer thread could not send (the channel was full).
     pub(super) journal_events_dropped: Arc<AtomicU64>,
+    /// What [`Engine::replay_admin`] noted at start.
+    pub(super) journal_conflicts: Vec<String>,
 }
 
 impl fmt::Debug for Engine {
@@ -126,11 +128,15 @@ impl EngineBuilder {
             None => None,
             Some(j) => Some(j.revocations().map_err(EngineError::Journal)?),
         };
+        let admin_changes = match ledger.as_ref().and_then(|l| l.journal()) {
+            None => Vec::new(),
+            Some(j) => j.admin_changes().map_err(EngineError::Journal)?,
+        };
         let (revocation_key, restored) = match revocations {
             None => (None, Vec::new()),
             Some((key, rows)) => (Some(key), rows),
         };
-        let engine = Engine {
+        let mut engine = Engine {
             compiled: ArcSwap::from_pointee(Compiled {
                 generation: 0,
                 policy: Policy::default(),
@@ -162,10 +168,12 @@ impl EngineBuilder {
             generation: AtomicU64::new(0),
             journal_refused: Default::default(),
             journal_events_dropped: Arc::new(AtomicU64::new(0)),
+            journal_conflicts: Vec::new(),
         };
         engine.watch_journal();
         engine.restore_revocations(restored);
         engine.reload_valid(self.policy)?;
+        engine.journal_conflicts = engine.replay_admin(admin_changes);
         Ok(engine)
     }
 }
@@ -190,6 +198,14 @@ impl Engine {
     pub fn from_file(path: impl AsRef<Path>) -> Result<(Engine, Vec<PolicyWarning>), EngineError> {
         let (policy, warnings) = Policy::from_file(path)?;
         Ok((Engine::new(policy)?, warnings))
+    }
+
+    /// What applying the quota journal's administrative changes at start noted: each
+    /// change that replaced a different entry of the policy file (the journal's later
+    /// change wins over the file's seed) and each that no longer applied (its company or
+    /// user is gone from the file, ...). Empty without a journal.
+    pub fn journal_conflicts(&self) -> &[String] {
+        &self.journal_conflicts
     }
 
     /// The engine's clock: Unix nanoseconds, never going backwards.
