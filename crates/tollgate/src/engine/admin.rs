@@ -659,7 +659,7 @@ impl Engine {
                 }
                 AdminRecord::UserAdded { user, company } => {
                     if l.company_of_user(&user).as_deref() == Some(company.as_str())
-                        && l.users_of(&company).iter().any(|u| *u == user)
+                        && l.users_of(&company).contains(&user)
                     {
                         Ok(())
                     } else {
