@@ -33,6 +33,12 @@
 //! across restarts too, and every notice the host is offered is durable; it stays pending
 //! in the `outbox` table until an [`Entry::NoticeAck`] is committed.
 //!
+//! # Revocations
+//! Since schema version 3 the journal also keeps the engine's revocations and suspensions
+//! ([`Entry::Revoked`], [`Entry::Unrevoked`], read back with [`Journal::revocations`]),
+//! keyed by a fingerprint of the value under the file's random [`RevocationKey`]: the
+//! revoked values themselves are never written.
+//!
 //! Entries appended together with [`Journal::append_all`] always land in the same
 //! transaction (for instance a commit's idempotency key and the settled usage).
 //!
@@ -125,6 +131,7 @@ mod error;
 mod handle;
 mod health;
 mod open;
+mod revocation;
 mod schema;
 mod writer;
 
@@ -138,5 +145,6 @@ pub use entry::{
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
 pub use health::{HealthChange, JournalHealth, JournalState};
+pub use revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub(crate) use writer::Refill;

@@ -34,6 +34,16 @@ fn sync_eventually(l: &tollgate_quota::Ledger) -> Result<(), String> {
     Err(last)
 }
 
+/// `PRAGMA wal_checkpoint(TRUNCATE)` over a second connection (the writer is idle).
+fn checkpoint_truncate(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint was blocked");
+}
+
 #[test]
 fn disk_full_is_retried_and_restart_counts_every_call() {
     let Some(fs) = TinyFs::mount("256k") else {
@@ -52,6 +62,9 @@ fn disk_full_is_retried_and_restart_counts_every_call() {
             n += 1;
             l.sync().expect("sync before the disk is full");
         }
+        // Start the WAL from nothing, so that the next commits need blocks the full disk
+        // no longer has (a WAL already at its size limit is rewritten in place).
+        checkpoint_truncate(&path);
         let filled = fs.fill();
         eprintln!(
             "filled {filled} bytes; journal {} B, wal {} B",
@@ -149,6 +162,8 @@ fn bounded_loss_journal_heals_without_waiters() {
         );
         l.record(KEY, 1, NOW).unwrap();
         l.sync().unwrap();
+        // As above: an empty WAL, so the next batches need blocks the full disk lacks.
+        checkpoint_truncate(&path);
         fs.fill();
         // Nobody waits: the collector's batches fail on their own, and are counted.
         let give_up = Instant::now() + Duration::from_secs(10);

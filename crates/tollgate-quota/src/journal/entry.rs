@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::revocation::{AdminRecord, RevocationRecord};
+
 /// The kind of a notice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +111,22 @@ pub enum Entry {
         period_start: i64,
         /// The idempotency key.
         idempotency_key: String,
+    },
+    /// A value was revoked or suspended: its row of the `revocations` table, replacing
+    /// any row of the same fingerprint.
+    Revoked(RevocationRecord),
+    /// A value was restored: its row of the `revocations` table is deleted (a no-op if
+    /// there is none).
+    Unrevoked {
+        /// [`RevocationKey::fingerprint`](super::RevocationKey::fingerprint) of the value.
+        fingerprint: u128,
+    },
+    /// An administrative change: a row appended to the `admin_changes` table.
+    Admin {
+        /// When it was made, unix nanoseconds.
+        at: i64,
+        /// The change.
+        change: AdminRecord,
     },
 }
 

@@ -15,7 +15,8 @@ use super::durability::Durability;
 use super::entry::{Entry, Snapshot, UsageRecord};
 use super::error::{sql_err, JournalError};
 use super::open::{connect, file_id};
-use super::schema::read_usage;
+use super::revocation::{AdminChangeRecord, RevocationKey, RevocationRecord};
+use super::schema::{read_admin_changes, read_revocations, read_usage};
 use super::writer::{writer_main, Collector, CommitHook, HealthListener, Shared, StateSource};
 
 /// Names the batch an entry (or a collected change) belongs to, for [`Journal::wait`].
@@ -303,6 +304,34 @@ impl Journal {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
         read_usage(&self.path, &conn)
+    }
+
+    /// The journal's revocation key and the `revocations` table as committed now (every
+    /// row, ended suspensions included), read over a separate read-only connection.
+    /// Revoked values are not in the file: rows are keyed by
+    /// [`RevocationKey::fingerprint`].
+    pub fn revocations(&self) -> Result<(RevocationKey, Vec<RevocationRecord>), JournalError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(&self.path, "cannot open for reading"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        read_revocations(&self.path, &conn)
+    }
+
+    /// The `admin_changes` table as committed now, in order, read over a separate
+    /// read-only connection.
+    pub fn admin_changes(&self) -> Result<Vec<AdminChangeRecord>, JournalError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(&self.path, "cannot open for reading"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        read_admin_changes(&self.path, &conn)
     }
 
     /// Commits what is pending, stops the writer and closes the file.

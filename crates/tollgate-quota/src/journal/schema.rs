@@ -1,25 +1,38 @@
-//! The SQLite schema (version 2) and the statements that write a batch and read the
-//! tables back; the migration of a version 1 file (the `outbox` table added).
+//! The SQLite schema (version 3) and the statements that write a batch and read the
+//! tables back; the migrations of older files (version 2 added the `outbox` table,
+//! version 3 the `meta` and `revocations` tables).
 
 use std::path::Path;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::entry::{
     CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
 };
 use super::error::{refuse, sql_err, JournalError};
+use super::revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
+use crate::ledger::{CompanyStatus, KeyRef};
 
 /// `PRAGMA application_id` of a tollgate journal: "TGLQ".
 pub const APPLICATION_ID: i32 = 0x5447_4C51;
 /// `PRAGMA user_version` of the schema this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// The oldest schema version this build opens (and migrates to [`SCHEMA_VERSION`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
 
 /// The tables a journal of schema `version` has.
 pub(super) fn tables_of(version: i32) -> &'static [&'static str] {
-    if version >= 2 {
+    if version >= 3 {
+        &[
+            "usage",
+            "notices",
+            "commits",
+            "outbox",
+            "meta",
+            "revocations",
+            "admin_changes",
+        ]
+    } else if version >= 2 {
         &["usage", "notices", "commits", "outbox"]
     } else {
         &["usage", "notices", "commits"]
@@ -43,6 +56,35 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (company, period, kind)
 );
 ";
+
+/// Version 3: durable revocations. `meta` holds the journal's revocation key (32 random
+/// bytes, see [`RevocationKey`]); `revocations` one row per revoked or suspended value,
+/// keyed by its fingerprint under that key (32 hex digits), never by the value.
+/// `until_ns` NULL: until restored.
+const REVOCATIONS: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    fingerprint TEXT    PRIMARY KEY CHECK (length(fingerprint) = 32),
+    key_ref     TEXT    NOT NULL,
+    filter_bit  INTEGER NOT NULL CHECK (filter_bit BETWEEN 0 AND 1023),
+    until_ns    INTEGER,
+    automatic   INTEGER NOT NULL CHECK (automatic IN (0, 1)),
+    revoked_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admin_changes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    op      TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    detail  TEXT
+);
+";
+
+/// The `meta` row holding the revocation key.
+const REVOCATION_KEY: &str = "revocation_key";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS usage (
@@ -82,6 +124,12 @@ const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox
 const ACK_OUTBOX: &str = "UPDATE outbox SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL";
 const INSERT_COMMIT: &str =
     "INSERT OR IGNORE INTO commits (company, period_start, idempotency_key) VALUES (?1, ?2, ?3)";
+const UPSERT_REVOCATION: &str = "INSERT OR REPLACE INTO revocations
+     (fingerprint, key_ref, filter_bit, until_ns, automatic, revoked_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_ADMIN: &str =
+    "INSERT INTO admin_changes (at, op, subject, detail) VALUES (?1, ?2, ?3, ?4)";
+const DELETE_REVOCATION: &str = "DELETE FROM revocations WHERE fingerprint = ?1";
 const SELECT_USAGE: &str = "SELECT company, user, period_start, period, calls FROM usage
      ORDER BY company, period_start, user";
 
@@ -96,6 +144,9 @@ pub(super) fn apply<'a>(
         let mut commit = tx.prepare(INSERT_COMMIT)?;
         let mut outbox = tx.prepare(INSERT_OUTBOX)?;
         let mut ack = tx.prepare(ACK_OUTBOX)?;
+        let mut revoke = tx.prepare(UPSERT_REVOCATION)?;
+        let mut unrevoke = tx.prepare(DELETE_REVOCATION)?;
+        let mut admin = tx.prepare(INSERT_ADMIN)?;
         // SQLite integers are signed: counts above i64::MAX are stored as i64::MAX.
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for entry in batch {
@@ -152,6 +203,23 @@ pub(super) fn apply<'a>(
                 } => {
                     commit.execute(params![company, period_start, idempotency_key])?;
                 }
+                Entry::Revoked(r) => {
+                    revoke.execute(params![
+                        format!("{:032x}", r.fingerprint),
+                        r.key.to_string(),
+                        r.filter_bit.min(1023),
+                        r.until.map(int),
+                        r.automatic,
+                        int(r.revoked_at)
+                    ])?;
+                }
+                Entry::Unrevoked { fingerprint } => {
+                    unrevoke.execute(params![format!("{fingerprint:032x}")])?;
+                }
+                Entry::Admin { at, change } => {
+                    let (op, subject, detail) = admin_row(change);
+                    admin.execute(params![at, op, subject, detail])?;
+                }
             }
         }
     }
@@ -173,18 +241,24 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
         if version >= SCHEMA_VERSION {
             return Ok(()); // the transaction rolls back
         }
-        // Version 1 -> 2: the outbox. Notices raised before it keep their `notices`
-        // row (so they are not raised again) and have no outbox row: they were
-        // delivered, at most once, by the version that raised them.
-        tx.execute_batch(OUTBOX).map_err(sql_err(
-            path,
-            "cannot add the outbox table (migration to version 2)",
-        ))?;
+        if version < 2 {
+            // Version 1 -> 2: the outbox. Notices raised before it keep their `notices`
+            // row (so they are not raised again) and have no outbox row: they were
+            // delivered, at most once, by the version that raised them.
+            tx.execute_batch(OUTBOX).map_err(sql_err(
+                path,
+                "cannot add the outbox table (migration to version 2)",
+            ))?;
+        }
+        // Version 2 -> 3: durable revocations (none were kept before: an empty table)
+        // and a fresh revocation key.
+        add_revocations(path, &tx)?;
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(sql_err(path, "cannot set user_version"))?;
-        return tx
-            .commit()
-            .map_err(sql_err(path, "cannot commit the migration to version 2"));
+        return tx.commit().map_err(sql_err(
+            path,
+            "cannot commit the migration to the current schema version",
+        ));
     }
     if app_id != 0 {
         // Another process replaced the file since it was checked.
@@ -197,12 +271,182 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
         .map_err(sql_err(path, "cannot create the schema"))?;
     tx.execute_batch(OUTBOX)
         .map_err(sql_err(path, "cannot create the schema"))?;
+    add_revocations(path, &tx)?;
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
     .map_err(sql_err(path, "cannot set application_id and user_version"))?;
     tx.commit()
         .map_err(sql_err(path, "cannot commit the schema"))
+}
+
+/// The `(op, subject, detail)` columns of an admin change.
+fn admin_row(change: &AdminRecord) -> (&'static str, String, Option<String>) {
+    match change {
+        AdminRecord::Company { company, time_zone } => (
+            "company",
+            company.id.clone(),
+            Some(serde_json::json!({ "company": company, "time_zone": time_zone }).to_string()),
+        ),
+        AdminRecord::CompanyStatus { company, status } => (
+            "company_status",
+            company.clone(),
+            Some(status_name(*status).to_owned()),
+        ),
+        AdminRecord::UserAdded { user, company } => {
+            ("user_added", user.clone(), Some(company.clone()))
+        }
+        AdminRecord::UserDisabled { user, disabled } => (
+            "user_disabled",
+            user.clone(),
+            Some(if *disabled { "true" } else { "false" }.to_owned()),
+        ),
+        AdminRecord::UserRemoved { user } => ("user_removed", user.clone(), None),
+    }
+}
+
+fn status_name(s: CompanyStatus) -> &'static str {
+    match s {
+        CompanyStatus::Active => "active",
+        CompanyStatus::Suspended => "suspended",
+        CompanyStatus::Terminated => "terminated",
+        _ => "removed",
+    }
+}
+
+/// The `admin_changes` table, in order. A row this build cannot read is refused (the
+/// directory restored without it would be wrong).
+pub(super) fn read_admin_changes(
+    path: &Path,
+    conn: &Connection,
+) -> Result<Vec<AdminChangeRecord>, JournalError> {
+    let err = || sql_err(path, "cannot read the admin_changes table");
+    let mut stmt = conn
+        .prepare("SELECT seq, at, op, subject, detail FROM admin_changes ORDER BY seq")
+        .map_err(err())?;
+    let mut rows = stmt.query([]).map_err(err())?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err())? {
+        let seq: i64 = r.get(0).map_err(err())?;
+        let at: i64 = r.get(1).map_err(err())?;
+        let op: String = r.get(2).map_err(err())?;
+        let subject: String = r.get(3).map_err(err())?;
+        let detail: Option<String> = r.get(4).map_err(err())?;
+        let bad = || refuse(path, format!("admin change {seq} ({op:?}) cannot be read"));
+        let change = match op.as_str() {
+            "company" => {
+                #[derive(serde::Deserialize)]
+                struct Body {
+                    company: crate::plan::Company,
+                    time_zone: Option<String>,
+                }
+                let body: Body = detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .ok_or_else(bad)?;
+                AdminRecord::Company {
+                    company: body.company,
+                    time_zone: body.time_zone,
+                }
+            }
+            "company_status" => AdminRecord::CompanyStatus {
+                company: subject,
+                status: match detail.as_deref() {
+                    Some("active") => CompanyStatus::Active,
+                    Some("suspended") => CompanyStatus::Suspended,
+                    Some("terminated") => CompanyStatus::Terminated,
+                    Some("removed") => CompanyStatus::Removed,
+                    _ => return Err(bad()),
+                },
+            },
+            "user_added" => AdminRecord::UserAdded {
+                user: subject,
+                company: detail.ok_or_else(bad)?,
+            },
+            "user_disabled" => AdminRecord::UserDisabled {
+                user: subject,
+                disabled: match detail.as_deref() {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => return Err(bad()),
+                },
+            },
+            "user_removed" => AdminRecord::UserRemoved { user: subject },
+            _ => return Err(bad()),
+        };
+        out.push(AdminChangeRecord { seq, at, change });
+    }
+    Ok(out)
+}
+
+/// Creates the version 3 tables and stores a fresh revocation key (unless one is there).
+fn add_revocations(path: &Path, tx: &rusqlite::Transaction<'_>) -> Result<(), JournalError> {
+    tx.execute_batch(REVOCATIONS).map_err(sql_err(
+        path,
+        "cannot add the revocations tables (schema version 3)",
+    ))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
+        params![REVOCATION_KEY, RevocationKey::random().to_bytes()],
+    )
+    .map_err(sql_err(path, "cannot store the revocation key"))?;
+    Ok(())
+}
+
+/// The journal's revocation key and its `revocations` table (a file that lacks the key,
+/// or holds a malformed row, is refused: its revocations could not be matched).
+pub(super) fn read_revocations(
+    path: &Path,
+    conn: &Connection,
+) -> Result<(RevocationKey, Vec<RevocationRecord>), JournalError> {
+    let err = || sql_err(path, "cannot read the revocations table");
+    let key: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            [REVOCATION_KEY],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err(path, "cannot read the meta table"))?;
+    let Some(key) = key.as_deref().and_then(RevocationKey::from_bytes) else {
+        return Err(refuse(path, "the revocation key is missing or malformed"));
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT fingerprint, key_ref, filter_bit, until_ns, automatic, revoked_at
+             FROM revocations ORDER BY fingerprint",
+        )
+        .map_err(err())?;
+    let mut rows = stmt.query([]).map_err(err())?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err())? {
+        let fp: String = r.get(0).map_err(err())?;
+        let Ok(fingerprint) = u128::from_str_radix(&fp, 16) else {
+            return Err(refuse(
+                path,
+                "a malformed fingerprint in the revocations table",
+            ));
+        };
+        let key_ref: String = r.get(1).map_err(err())?;
+        let Some(key_ref) = KeyRef::from_stored(&key_ref) else {
+            return Err(refuse(
+                path,
+                "a malformed key reference in the revocations table",
+            ));
+        };
+        let bit: i64 = r.get(2).map_err(err())?;
+        let until: Option<i64> = r.get(3).map_err(err())?;
+        let at: i64 = r.get(5).map_err(err())?;
+        out.push(RevocationRecord {
+            fingerprint,
+            key: key_ref,
+            filter_bit: u16::try_from(bit).unwrap_or(0).min(1023),
+            until: until.map(|u| u64::try_from(u).unwrap_or(0)),
+            automatic: r.get(4).map_err(err())?,
+            revoked_at: u64::try_from(at).unwrap_or(0),
+        });
+    }
+    Ok((key, out))
 }
 
 pub(super) fn read_usage(path: &Path, conn: &Connection) -> Result<Vec<UsageRecord>, JournalError> {

@@ -469,9 +469,9 @@ fn refuses_an_unknown_schema_version() {
     real_journal(&path);
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
     }
-    assert_refused(&path, "schema version 3");
+    assert_refused(&path, "schema version 4");
 }
 
 #[test]
@@ -516,4 +516,97 @@ fn refuses_a_directory() {
 fn file_uri_escapes() {
     let uri = file_uri(Path::new("/tmp/a b?c#d%e.db"), "mode=ro").unwrap();
     assert_eq!(uri, "file:/tmp/a%20b%3Fc%23d%25e.db?mode=ro");
+}
+
+fn revoked(key: &RevocationKey, value: &str, until: Option<u64>) -> Entry {
+    Entry::Revoked(RevocationRecord {
+        fingerprint: key.fingerprint(value),
+        key: crate::KeyRef::of(value),
+        filter_bit: 17,
+        until,
+        automatic: until.is_some(),
+        revoked_at: 5,
+    })
+}
+
+#[test]
+fn revocations_round_trip_by_fingerprint_and_never_store_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let key = {
+        let (j, _) = Journal::open(&path, strict()).unwrap();
+        let (key, rows) = j.revocations().unwrap();
+        assert!(rows.is_empty());
+        j.append_all([
+            revoked(&key, "sk_live_first_token", None),
+            revoked(&key, "sk_live_second_token", Some(99)),
+            revoked(&key, "sk_live_third_token", None),
+        ]);
+        j.flush().unwrap();
+        // A later row of the same fingerprint replaces it; a restoration deletes it.
+        j.append_all([
+            revoked(&key, "sk_live_second_token", None),
+            Entry::Unrevoked {
+                fingerprint: key.fingerprint("sk_live_third_token"),
+            },
+        ]);
+        j.close().unwrap();
+        key
+    };
+    let (j, _) = Journal::open(&path, strict()).unwrap();
+    let (again, rows) = j.revocations().unwrap();
+    assert_eq!(again, key, "the key is kept in the file");
+    assert_eq!(format!("{again:?}"), "RevocationKey { .. }");
+    let mut want = vec![
+        (key.fingerprint("sk_live_first_token"), None),
+        (key.fingerprint("sk_live_second_token"), None),
+    ];
+    want.sort();
+    let got: Vec<_> = rows.iter().map(|r| (r.fingerprint, r.until)).collect();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r.filter_bit == 17 && r.revoked_at == 5));
+    assert_eq!(rows[0].key.to_string().len(), 16);
+    j.close().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.windows(7).any(|w| w == b"sk_live"));
+}
+
+#[test]
+fn a_version_2_journal_is_migrated_to_version_3_with_a_revocation_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    real_journal(&path);
+    {
+        // Back to what version 2 had.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE revocations; DROP TABLE meta; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let (j, snap) = Journal::open(&path, strict()).unwrap();
+    assert!(!snap.usage.is_empty(), "usage kept: {snap:?}");
+    let (key, rows) = j.revocations().unwrap();
+    assert!(rows.is_empty());
+    j.append(revoked(&key, "tok", None));
+    j.close().unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(count_rows(&path, "revocations"), 1);
+    assert_eq!(count_rows(&path, "meta"), 1);
+}
+
+#[test]
+fn a_journal_without_its_revocation_key_is_refused_for_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    real_journal(&path);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DELETE FROM meta").unwrap();
+    }
+    let (j, _) = Journal::open(&path, strict()).unwrap();
+    let err = j.revocations().unwrap_err().to_string();
+    assert!(err.contains("revocation key"), "{err}");
 }

@@ -66,6 +66,14 @@ impl KeyRef {
         ))
     }
 
+    /// A reference as the journal stored it (`key#` and 12 lowercase hex digits); `None`
+    /// for anything else.
+    pub(crate) fn from_stored(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("key#")?;
+        (hex.len() == 12 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| KeyRef(s.to_owned()))
+    }
+
     /// Makes every reference of this process be computed under `secret` (at least
     /// [`KEY_REF_SECRET_MIN_LEN`] bytes, for instance 32 random bytes a fleet shares from
     /// its secret store), so that every process given the same secret gives a key the

@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tollgate_core::Rate;
+use tollgate_quota::journal::{AdminChangeRecord, AdminRecord, Entry};
 use tollgate_quota::{Company, CompanyStatus, KeyRef, Ledger, QuotaError, QuotaLimit};
 
 use super::error::EngineError;
@@ -256,6 +257,27 @@ impl<'e> Admin<'e> {
         self.engine.emit(Event::Admin(change));
     }
 
+    /// Writes an applied change to the quota journal (if any) and waits for its commit;
+    /// a failing journal keeps it queued and answers at once (the change is in force).
+    fn journal(&self, change: AdminRecord) {
+        let Some(j) = self.engine.ledger().and_then(|l| l.journal()) else {
+            return;
+        };
+        let at = i64::try_from(self.engine.now()).unwrap_or(i64::MAX);
+        let ticket = j.append(Entry::Admin { at, change });
+        let _ = j.wait(ticket);
+    }
+
+    /// Journals a company's whole entry after a change.
+    fn journal_company(&self, l: &Ledger, id: &str) {
+        if let Some(company) = l.company(id) {
+            self.journal(AdminRecord::Company {
+                company,
+                time_zone: l.company_time_zone(id),
+            });
+        }
+    }
+
     // --- companies ---
 
     /// Registers a new company (`time_zone`: its months' zone, default the quota's).
@@ -272,6 +294,7 @@ impl<'e> Admin<'e> {
         }
         let id = company.id.clone();
         let limit = l.upsert_company(company, time_zone, self.now())?;
+        self.journal_company(l, &id);
         self.emit(AdminChange::CompanyAdded { company: id });
         Ok(limit)
     }
@@ -288,6 +311,7 @@ impl<'e> Admin<'e> {
         f(&mut c);
         let tz = l.company_time_zone(id);
         let limit = l.upsert_company(c, tz.as_deref(), self.now())?;
+        self.journal_company(l, id);
         self.emit(AdminChange::CompanyChanged {
             company: id.to_owned(),
             limit: limit.calls,
@@ -332,6 +356,10 @@ impl<'e> Admin<'e> {
         let l = self.ledger()?;
         let prev = l.set_company_status(company, status)?;
         if prev != status {
+            self.journal(AdminRecord::CompanyStatus {
+                company: company.to_owned(),
+                status,
+            });
             self.emit(AdminChange::CompanyStatus {
                 company: company.to_owned(),
                 status,
@@ -382,6 +410,10 @@ impl<'e> Admin<'e> {
             }
         }
         l.add_user(user, company, self.now())?;
+        self.journal(AdminRecord::UserAdded {
+            user: user.to_owned(),
+            company: company.to_owned(),
+        });
         self.emit(AdminChange::UserAdded {
             user: user.to_owned(),
             company: company.to_owned(),
@@ -391,6 +423,10 @@ impl<'e> Admin<'e> {
 
     fn user_disabled(&self, user: &str, disabled: bool) -> Result<(), AdminError> {
         self.ledger()?.set_user_disabled(user, disabled)?;
+        self.journal(AdminRecord::UserDisabled {
+            user: user.to_owned(),
+            disabled,
+        });
         self.emit(AdminChange::UserDisabled {
             user: user.to_owned(),
             disabled,
@@ -412,6 +448,9 @@ impl<'e> Admin<'e> {
     /// its company's statements.
     pub fn remove_user(&self, user: &str) -> Result<(), AdminError> {
         self.ledger()?.remove_user(user)?;
+        self.journal(AdminRecord::UserRemoved {
+            user: user.to_owned(),
+        });
         self.emit(AdminChange::UserRemoved {
             user: user.to_owned(),
         });
@@ -584,4 +623,62 @@ fn override_matches(
         m.insert((*attr).to_owned(), (*value).to_owned());
     }
     Ok(m)
+}
+
+impl Engine {
+    /// Applies the journal's administrative changes again at start, in order, on top of
+    /// the directory the policy file seeded: the journal's later change wins over the
+    /// file's entry. Returns a note for each change applied over a different entry of the
+    /// file, and for each change that no longer applies (its company or user is gone
+    /// from the file, ...); see [`Engine::journal_conflicts`].
+    pub(super) fn replay_admin(&self, records: Vec<AdminChangeRecord>) -> Vec<String> {
+        let Some(l) = self.ledger() else {
+            return Vec::new();
+        };
+        let now = i128::from(self.now());
+        let mut notes = Vec::new();
+        let mut overridden = std::collections::HashSet::new();
+        for r in records {
+            let seq = r.seq;
+            let result = match r.change {
+                AdminRecord::Company { company, time_zone } => {
+                    if let Some(seed) = l.company(&company.id) {
+                        if seed != company && overridden.insert(company.id.clone()) {
+                            notes.push(format!(
+                                "company {:?}: the journal's admin change {seq} replaces the \
+                                 policy file's entry ({seed:?} -> {company:?})",
+                                company.id
+                            ));
+                        }
+                    }
+                    l.upsert_company(company, time_zone.as_deref(), now)
+                        .map(|_| ())
+                }
+                AdminRecord::CompanyStatus { company, status } => {
+                    l.set_company_status(&company, status).map(|_| ())
+                }
+                AdminRecord::UserAdded { user, company } => {
+                    if l.company_of_user(&user).as_deref() == Some(company.as_str())
+                        && l.users_of(&company).contains(&user)
+                    {
+                        Ok(())
+                    } else {
+                        l.add_user(&user, &company, now)
+                    }
+                }
+                AdminRecord::UserDisabled { user, disabled } => {
+                    l.set_user_disabled(&user, disabled)
+                }
+                AdminRecord::UserRemoved { user } => l.remove_user(&user),
+                other => {
+                    notes.push(format!("admin change {seq} not understood: {other:?}"));
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                notes.push(format!("admin change {seq} no longer applies: {e}"));
+            }
+        }
+        notes
+    }
 }

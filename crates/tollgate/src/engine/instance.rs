@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use tollgate_core::{Clock, Fingerprinter, UnixClock};
+use tollgate_quota::journal::RevocationKey;
 use tollgate_quota::Ledger;
 
 use super::compile::{open_ledger, Compiled, Revoked};
@@ -22,6 +23,10 @@ pub struct Engine {
     pub(super) compiled: ArcSwap<Compiled>,
     pub(super) clock: UnixClock,
     pub(super) hasher: Fingerprinter,
+    /// With a quota journal: the journal's revocation key, under which the revoked set
+    /// (and the offender table) key values, so that the journal's `revocations` rows
+    /// match them after a restart (see [`Engine::token_hash`]).
+    pub(super) revocation_key: Option<RevocationKey>,
     pub(super) factories: Vec<(String, Arc<dyn BackendFactory>)>,
     /// The factories' combined backends, asked in turn before the limits one by one.
     pub(super) combined: Vec<Arc<dyn CombinedBackend>>,
@@ -48,6 +53,8 @@ pub struct Engine {
     pub(super) journal_refused: crate::metrics::StripedCounter,
     /// Events the journal's writer thread could not send (the channel was full).
     pub(super) journal_events_dropped: Arc<AtomicU64>,
+    /// What [`Engine::replay_admin`] noted at start.
+    pub(super) journal_conflicts: Vec<String>,
 }
 
 impl fmt::Debug for Engine {
@@ -117,7 +124,19 @@ impl EngineBuilder {
             None => None,
             Some(q) => Some(Arc::new(open_ledger(q)?)),
         };
-        let engine = Engine {
+        let revocations = match ledger.as_ref().and_then(|l| l.journal()) {
+            None => None,
+            Some(j) => Some(j.revocations().map_err(EngineError::Journal)?),
+        };
+        let admin_changes = match ledger.as_ref().and_then(|l| l.journal()) {
+            None => Vec::new(),
+            Some(j) => j.admin_changes().map_err(EngineError::Journal)?,
+        };
+        let (revocation_key, restored) = match revocations {
+            None => (None, Vec::new()),
+            Some((key, rows)) => (Some(key), rows),
+        };
+        let mut engine = Engine {
             compiled: ArcSwap::from_pointee(Compiled {
                 generation: 0,
                 policy: Policy::default(),
@@ -129,6 +148,7 @@ impl EngineBuilder {
             }),
             clock,
             hasher: Fingerprinter::new(),
+            revocation_key,
             combined: self
                 .factories
                 .iter()
@@ -148,9 +168,12 @@ impl EngineBuilder {
             generation: AtomicU64::new(0),
             journal_refused: Default::default(),
             journal_events_dropped: Arc::new(AtomicU64::new(0)),
+            journal_conflicts: Vec::new(),
         };
         engine.watch_journal();
+        engine.restore_revocations(restored);
         engine.reload_valid(self.policy)?;
+        engine.journal_conflicts = engine.replay_admin(admin_changes);
         Ok(engine)
     }
 }
@@ -175,6 +198,14 @@ impl Engine {
     pub fn from_file(path: impl AsRef<Path>) -> Result<(Engine, Vec<PolicyWarning>), EngineError> {
         let (policy, warnings) = Policy::from_file(path)?;
         Ok((Engine::new(policy)?, warnings))
+    }
+
+    /// What applying the quota journal's administrative changes at start noted: each
+    /// change that replaced a different entry of the policy file (the journal's later
+    /// change wins over the file's seed) and each that no longer applied (its company or
+    /// user is gone from the file, ...). Empty without a journal.
+    pub fn journal_conflicts(&self) -> &[String] {
+        &self.journal_conflicts
     }
 
     /// The engine's clock: Unix nanoseconds, never going backwards.

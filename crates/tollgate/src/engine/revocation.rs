@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use tollgate_quota::journal::{Entry, Journal, RevocationRecord};
 use tollgate_quota::KeyRef;
 
 use super::compile::{Compiled, Revoked};
@@ -13,10 +14,50 @@ use crate::policy::Attr;
 
 impl Engine {
     /// The revoked set's key for a value of the revocation attribute (also the offender
-    /// store's key: see `count_denial`).
+    /// store's key: see `count_denial`): with a journal, the value's fingerprint under
+    /// the journal's revocation key (what its `revocations` rows are keyed by), else the
+    /// engine's own keyed hash.
     #[inline]
     pub(super) fn token_hash(&self, value: &str) -> u128 {
-        self.hasher.of_parts(&[value])
+        match &self.revocation_key {
+            Some(key) => key.fingerprint(value),
+            None => self.hasher.of_parts(&[value]),
+        }
+    }
+
+    /// The quota journal, if the engine has one.
+    fn journal(&self) -> Option<&Journal> {
+        self.ledger.as_ref().and_then(|l| l.journal())
+    }
+
+    /// Puts the journal's revocations back in the revoked set at start: every revocation
+    /// and every suspension that has not ended (the rows of ended ones are deleted).
+    pub(super) fn restore_revocations(&self, rows: Vec<RevocationRecord>) {
+        let now = self.now();
+        let set = self.revoked.pin();
+        let mut ended = Vec::new();
+        for row in rows {
+            let until = row.until.unwrap_or(u64::MAX);
+            if until <= now {
+                ended.push(Entry::Unrevoked {
+                    fingerprint: row.fingerprint,
+                });
+                continue;
+            }
+            set.insert(
+                row.fingerprint,
+                Revoked {
+                    key: row.key,
+                    until,
+                },
+            );
+            let bit = usize::from(row.filter_bit) % 1024;
+            self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
+            self.revoked_any.store(true, Ordering::Release);
+        }
+        if let (Some(j), false) = (self.journal(), ended.is_empty()) {
+            j.append_all(ended);
+        }
     }
 
     /// Counts a denial towards revoking the request's revocation attribute; returns
@@ -96,6 +137,22 @@ impl Engine {
             let bit = quick_bit(value);
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             self.revoked_any.store(true, Ordering::Release);
+            if let Some(j) = self.journal() {
+                let ticket = j.append(Entry::Revoked(RevocationRecord {
+                    fingerprint: hash,
+                    key: key.clone(),
+                    filter_bit: bit as u16,
+                    until: (until != u64::MAX).then_some(until),
+                    automatic,
+                    revoked_at: now,
+                }));
+                // An operator's change returns once committed (a failing journal keeps
+                // it queued and answers at once); an automatic one, on a decision's
+                // path, never waits.
+                if !automatic {
+                    let _ = j.wait(ticket);
+                }
+            }
             match (automatic, until == u64::MAX) {
                 (true, true) => self.metrics.revocations.add(1),
                 (true, false) => self.metrics.auto_suspensions.add(1),
@@ -204,11 +261,14 @@ impl Engine {
     pub fn restore(&self, value: &str) -> bool {
         let hash = self.token_hash(value);
         let now = self.now();
-        let was = self
-            .revoked
-            .pin()
-            .remove(&hash)
-            .is_some_and(|r| r.until > now);
+        let removed = self.revoked.pin().remove(&hash).cloned();
+        let was = removed.as_ref().is_some_and(|r| r.until > now);
+        // Journaled even when nothing was in the set here: the row goes whatever state
+        // the set was in.
+        if let Some(j) = self.journal() {
+            let ticket = j.append(Entry::Unrevoked { fingerprint: hash });
+            let _ = j.wait(ticket);
+        }
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             let parts = [value];
