@@ -168,9 +168,9 @@ impl CombinedBackend for RedisCombined {
                     // Redis may have counted the quota call: the flush looks it up.
                     rq.lost_prepared(p, q.cost, &e);
                 }
-                // Every limit answers by its failure policy (its fallback limiter, or
-                // Unavailable for the engine to apply it), then (if they allowed) the
-                // quota's, without a second attempt.
+                // Every limit answers Unavailable (the engine applies its failure
+                // policy: under `fallback` the backend's own fallback limiter), then (if
+                // they allowed) the quota's, without a second attempt.
                 return Some(CombinedDecision {
                     limits: backends
                         .iter()

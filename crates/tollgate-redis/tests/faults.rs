@@ -70,20 +70,38 @@ fn fallback_to_the_local_limiter_then_back_to_redis() {
     assert_eq!(decide(&e, "acme"), Reason::Allowed);
     assert_eq!(decide(&e, "acme"), Reason::Allowed);
     server.kill();
-    // The local limiter knows nothing of Redis's state: it starts full and enforces the
-    // limit on its own.
-    let local: Vec<Reason> = (0..5).map(|_| decide(&e, "acme")).collect();
+    // The fallback limiter starts the key where Redis last left it (2 of 3 used), not
+    // with a fresh burst (issue #16: before, 3 more were allowed), and the engine flags
+    // its decisions degraded.
+    let r = Request::new().company("acme");
+    let local: Vec<(Reason, bool)> = (0..5)
+        .map(|_| {
+            let d = e.decide(&r);
+            (d.reason, d.degraded)
+        })
+        .collect();
     assert_eq!(
         local,
+        [
+            (Reason::Allowed, true),
+            (Reason::Limited, true),
+            (Reason::Limited, true),
+            (Reason::Limited, true),
+            (Reason::Limited, true)
+        ]
+    );
+    // A company Redis never answered for starts with the whole limit.
+    let fresh: Vec<Reason> = (0..4).map(|_| decide(&e, "fresh-co")).collect();
+    assert_eq!(
+        fresh,
         [
             Reason::Allowed,
             Reason::Allowed,
             Reason::Allowed,
-            Reason::Limited,
             Reason::Limited
         ]
     );
-    assert_eq!(f.stats().fallback, 5);
+    assert_eq!(f.stats().fallback, 9);
     server.restart();
     // Redis is back (empty: no persistence): it decides again.
     let back: Vec<Reason> = (0..4).map(|_| decide(&e, "acme")).collect();
@@ -96,7 +114,7 @@ fn fallback_to_the_local_limiter_then_back_to_redis() {
             Reason::Limited
         ]
     );
-    assert_eq!(f.stats().fallback, 5);
+    assert_eq!(f.stats().fallback, 9);
     assert_eq!(s.breaker_state(), BreakerState::Closed);
 }
 

@@ -346,3 +346,68 @@ fn the_hard_cap_holds_during_an_outage() {
     let served: u64 = gws.iter().map(|g| g.served).sum();
     assert_eq!(server.quota_used("tg"), served);
 }
+
+/// Two instances share a per-token limit of 60/min on Redis and empty the token's
+/// burst; then Redis stalls for 200 ms (twice) while both keep calling. The default
+/// fallback starts the token where Redis last left it (empty), so the fleet admits only
+/// what the limit refills meanwhile, on each instance at most. Before issue #16 each
+/// instance's fallback started the token with a fresh burst: 60 more per instance.
+#[test]
+fn a_stall_hands_no_instance_a_fresh_burst() {
+    let Some(server) = server(false) else {
+        return;
+    };
+    let (policy, _) = Policy::from_toml(
+        r#"
+version = 1
+[[limit]]
+name = "per-token"
+key = ["token"]
+rate = "60/min"
+backend = "redis"
+"#,
+    )
+    .unwrap();
+    let engines: Vec<Engine> = (0..2)
+        .map(|_| {
+            let store = RedisStore::new(tollgate_redis::testing::config(server.url())).unwrap();
+            let factory = Arc::new(tollgate_redis::RedisFactory::new(store));
+            Engine::builder(policy.clone())
+                .backend("redis", factory as Arc<dyn tollgate::BackendFactory>)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let r = Request::new().token("tok-1");
+    let started = std::time::Instant::now();
+    let mut before = 0;
+    for _ in 0..100 {
+        for e in &engines {
+            if e.decide(&r).reason == Reason::Allowed {
+                before += 1;
+            }
+        }
+    }
+    assert!((60..=62).contains(&before), "Redis admitted {before}");
+    let (mut during, mut degraded) = (0u64, 0u64);
+    for _ in 0..2 {
+        let stalled = stall(&server);
+        while !stalled.is_finished() {
+            for e in &engines {
+                let d = e.decide(&r);
+                degraded += u64::from(d.degraded);
+                during += u64::from(d.reason == Reason::Allowed);
+            }
+        }
+        stalled.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(degraded > 0, "the stalls were never noticed");
+    // Each instance may admit what refilled since the start (1/s), plus one.
+    let bound = 2 * (elapsed.ceil() as u64 + 1);
+    eprintln!(
+        "fleet admitted {before} before and {during} during two 200 ms stalls \
+         ({degraded} degraded decisions, {elapsed:.2} s, bound {bound})"
+    );
+    assert!(during <= bound, "{during} admitted during the stalls");
+}

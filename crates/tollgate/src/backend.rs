@@ -127,6 +127,19 @@ pub trait LimitBackend: Send + Sync + fmt::Debug {
         65_536
     }
 
+    /// The backend's own fallback limiter under [`FailurePolicy::Fallback`], used by the
+    /// engine instead of its in-memory one when the backend returns
+    /// [`BackendError::Unavailable`]. A remote backend provides one that knows what the
+    /// remote store last said about each key (so a stall does not hand each instance a
+    /// fresh burst) or runs at the instance's share of the limit. The engine treats its
+    /// answers as it treats its own fallback's: the decision is flagged
+    /// [`degraded`](crate::EngineDecision::degraded), and what it took is given back
+    /// through it ([`undo`](Self::undo)) when a later limit refuses the request. The
+    /// default is `None` (the engine's own: every key starts with a full burst).
+    fn own_fallback(&self) -> Option<&dyn LimitBackend> {
+        None
+    }
+
     /// The backend as [`Any`](std::any::Any), for a
     /// [`CombinedBackend`](crate::CombinedBackend) that recognizes its own backends. The
     /// default is `None`.

@@ -34,9 +34,9 @@ pub struct RedisBackend {
     /// Keys the engine's fallback limiter holds.
     fallback_capacity: usize,
     cache: Option<OverLimitCache>,
-    /// With [`LimitOptions::fallback_instances`] under [`FailurePolicy::Fallback`]: the
-    /// local limiter that decides while Redis cannot (this instance's share, from the
-    /// last state Redis reported).
+    /// Under [`FailurePolicy::Fallback`]: the local limiter the engine decides with while
+    /// Redis cannot (this instance's share of the limit, from the last state Redis
+    /// reported; [`LimitOptions::fallback_instances`]).
     fallback: Option<Fallback>,
     counters: Arc<Counters>,
 }
@@ -64,10 +64,15 @@ impl RedisBackend {
     ) -> Result<Self, String> {
         let params = Params::new(spec.algorithm, rate)?;
         let failure = options.failure_for(spec.on_failure);
-        let fallback = options
-            .fallback_instances
-            .filter(|_| failure == FailurePolicy::Fallback)
-            .map(|n| Fallback::new(spec.algorithm, rate, n, options.local_keys()))
+        let fallback = (failure == FailurePolicy::Fallback)
+            .then(|| {
+                Fallback::new(
+                    spec.algorithm,
+                    rate,
+                    options.fallback_instances,
+                    options.local_keys(),
+                )
+            })
             .transpose()?;
         Ok(RedisBackend {
             store,
@@ -142,10 +147,10 @@ impl RedisBackend {
 
     /// The answer when Redis could not decide a request of `cost` for `key` at `now`
     /// (`take`: an acquire, else a peek), counted in [`LimitStats`](crate::LimitStats):
-    /// with [`LimitOptions::fallback_instances`] this backend's fallback limiter decides (this
-    /// instance's share, from the last state Redis reported: see `limit/fallback.rs`;
-    /// no undo, so a request refused later keeps its local cost), else
-    /// [`BackendError::Unavailable`] and the engine applies the limit's policy.
+    /// always [`BackendError::Unavailable`]; the engine applies the limit's failure
+    /// policy, under [`FailurePolicy::Fallback`] through this backend's own fallback
+    /// limiter (this instance's share, from the last state Redis reported: see
+    /// `limit/fallback.rs`).
     pub(crate) fn on_failure(
         &self,
         key: &LimitKey<'_>,
@@ -154,11 +159,9 @@ impl RedisBackend {
         take: bool,
         e: &StoreError,
     ) -> Result<(Decision, Option<Undo>), BackendError> {
+        let _ = (key, cost, now, take);
         self.counters.failure(self.failure);
-        match &self.fallback {
-            Some(f) => Ok((f.decide(key.hash, cost, now, take), None)),
-            None => Err(BackendError::Unavailable(e.to_string())),
-        }
+        Err(BackendError::Unavailable(e.to_string()))
     }
 
     /// Redis answered `d` for `key` at `now`: the fallback limiter starts there.
@@ -298,6 +301,10 @@ impl LimitBackend for RedisBackend {
 
     fn fallback_capacity(&self) -> usize {
         self.fallback_capacity
+    }
+
+    fn own_fallback(&self) -> Option<&dyn LimitBackend> {
+        self.fallback.as_ref().map(|f| f as &dyn LimitBackend)
     }
 }
 

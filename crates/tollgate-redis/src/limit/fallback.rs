@@ -1,12 +1,17 @@
 //! The fallback limiter of a limit under [`FailurePolicy::Fallback`](tollgate::policy::FailurePolicy::Fallback):
-//! while Redis cannot decide, the backend decides locally at this instance's share of the
-//! limit, starting from the last state Redis reported for the key, so that a stall or an
-//! outage does not hand every instance a fresh burst (issue #16, item 6).
+//! while Redis cannot decide, the engine decides the limit locally through this limiter
+//! (the backend's [`own_fallback`](tollgate::backend::LimitBackend::own_fallback)), at
+//! this instance's share of the limit, starting from the last state Redis reported for
+//! the key, so that a stall or an outage does not hand every instance a fresh burst
+//! (issue #16, item 6). The engine flags its decisions degraded and gives back through
+//! it what it took for a request a later limit refused.
 //!
 //! # The share
-//! With [`LimitOptions::fallback_instances`](crate::LimitOptions::fallback_instances) `n`,
-//! the local limiter runs at `1/n` of the rate and of the burst (at least 1): `n`
-//! instances together admit at most about the limit while none of them reaches Redis.
+//! With [`LimitOptions::fallback_instances`](crate::LimitOptions::fallback_instances) `n`
+//! (default 1), the local limiter runs at `1/n` of the rate and of the burst (at least
+//! 1): `n` instances together admit at most about the limit while none of them reaches
+//! Redis. With the default each instance admits the whole limit, but no more than what
+//! Redis had left for the key when it last answered.
 //!
 //! # The last state seen
 //! Every answer Redis gives for a GCRA key is remembered as the time the key would be
@@ -14,8 +19,10 @@
 //! fraction of its (shared) burst, so a key Redis had emptied stays empty during the
 //! outage instead of starting full. The share's burst refills in the same time as the
 //! whole limit's (`burst/n` at `rate/n`), so the fraction carries over exactly. A sliding
-//! window's state is not carried over (its reply does not say how the two windows were
-//! filled): such a key starts from the share alone.
+//! window's reply says only what was left (not how the two windows were filled): the
+//! key starts with the used fraction of the share counted in the current window, which
+//! is conservative (the count leaves the estimate only as the window slides past it,
+//! where Redis's previous-window part would have decayed sooner).
 //!
 //! # Bounds
 //! At most [`LimitOptions::local_capacity`](crate::LimitOptions::local_capacity) keys in
@@ -25,8 +32,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use tollgate::backend::AnyAlgorithm;
-use tollgate::core::{Algorithm, Decision, Rate};
+use tollgate::backend::{AnyAlgorithm, BackendError, LimitBackend, LimitKey, Undo};
+use tollgate::core::{Algorithm, Decision, InsufficientCapacity, Rate, FRESH};
+use tollgate::metrics::StoreCounts;
 use tollgate::policy::AlgorithmKind;
 
 const SHARDS: usize = 16;
@@ -34,24 +42,26 @@ const SHARDS: usize = 16;
 /// A limit's local fallback limiter (see the module docs).
 pub(crate) struct Fallback {
     alg: AnyAlgorithm,
-    /// Whether Redis's answers seed the keys (GCRA).
-    seeded: bool,
+    /// The share's rate.
+    rate: Rate,
     shards: Box<[Mutex<HashMap<u128, u64>>]>,
     per_shard: usize,
 }
 
 impl std::fmt::Debug for Fallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fallback")
-            .field("alg", &self.alg)
-            .field("seeded", &self.seeded)
-            .finish()
+        f.debug_struct("Fallback").field("alg", &self.alg).finish()
     }
 }
 
-/// `rate` shared by `n` instances: `1/n` of the rate and of the burst (at least 1).
-pub(crate) fn share(rate: Rate, n: u32) -> Result<Rate, String> {
+/// `rate` shared by `n` instances: for GCRA `1/n` of the rate and of the burst (at least
+/// 1); for a sliding window `1/n` of the count per window of the same length (at least 1).
+pub(crate) fn share(kind: AlgorithmKind, rate: Rate, n: u32) -> Result<Rate, String> {
     let n = u64::from(n.max(1));
+    if kind == AlgorithmKind::SlidingWindow {
+        let count = (rate.count() / n).max(1);
+        return Rate::from_nanos(count, rate.period_nanos(), count).map_err(|e| e.to_string());
+    }
     let period = rate
         .period_nanos()
         .checked_mul(n)
@@ -68,10 +78,11 @@ impl Fallback {
         instances: u32,
         capacity: usize,
     ) -> Result<Self, String> {
-        let alg = AnyAlgorithm::new(kind, share(rate, instances)?).map_err(|e| e.to_string())?;
+        let rate = share(kind, rate, instances)?;
+        let alg = AnyAlgorithm::new(kind, rate).map_err(|e| e.to_string())?;
         Ok(Fallback {
             alg,
-            seeded: kind == AlgorithmKind::Gcra,
+            rate,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         })
@@ -98,33 +109,114 @@ impl Fallback {
         shard.insert(hash, state);
     }
 
-    /// Redis answered `d` for `hash` at `now` (engine nanoseconds): the key would be
-    /// full again `d.reset_after` from now.
+    /// Redis answered `d` for `hash` at `now` (engine nanoseconds): for GCRA the key
+    /// would be full again `d.reset_after` from now; for a sliding window `d.remaining`
+    /// of `d.limit` were left.
     pub(crate) fn saw(&self, hash: u128, d: &Decision, now: u64) {
-        if !self.seeded {
-            return;
-        }
-        let state = now.saturating_add(d.reset_after);
+        let state = match self.alg {
+            AnyAlgorithm::Gcra(_) => now.saturating_add(d.reset_after),
+            AnyAlgorithm::Window(_) => {
+                let cap = self.alg.capacity();
+                let used = d.limit.saturating_sub(d.remaining).min(d.limit);
+                // The same fraction of the share, rounded up (conservative).
+                let local = match d.limit {
+                    0 => cap,
+                    l => (u128::from(used) * u128::from(cap)).div_ceil(u128::from(l)) as u64,
+                };
+                match local.min(cap) {
+                    0 => FRESH,
+                    n => self.alg.admit(FRESH, now, n).unwrap_or(FRESH),
+                }
+            }
+        };
         let mut shard = self.shard(hash);
         self.put(&mut shard, hash, state, now);
     }
 
     /// Decides a request of `cost` for `hash` at `now` locally; `take`: acquire (else
-    /// peek).
-    pub(crate) fn decide(&self, hash: u128, cost: u64, now: u64, take: bool) -> Decision {
+    /// peek). With `take`, what an allowed request took.
+    pub(crate) fn decide(
+        &self,
+        hash: u128,
+        cost: u64,
+        now: u64,
+        take: bool,
+    ) -> (Decision, Option<Undo>) {
         let mut shard = self.shard(hash);
-        let state = shard.get(&hash).copied().unwrap_or(0);
+        let state = shard.get(&hash).copied().unwrap_or(FRESH);
         let (d, next) = self.alg.decide(state, now, cost);
-        if let (true, Some(next)) = (take, next) {
-            self.put(&mut shard, hash, next, now);
+        match (take, next) {
+            (true, Some(next)) => {
+                self.put(&mut shard, hash, next, now);
+                let undo = Undo {
+                    cost,
+                    before: state,
+                    after: next,
+                };
+                (d, Some(undo))
+            }
+            _ => (d, None),
         }
-        d
+    }
+
+    fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
+        InsufficientCapacity::check(cost, self.alg.capacity()).map_err(BackendError::CannotPass)
     }
 
     /// The limit's capacity at the share (the `limit` of a local decision).
     #[cfg(test)]
     fn capacity(&self) -> u64 {
         self.alg.capacity()
+    }
+}
+
+impl LimitBackend for Fallback {
+    fn acquire(
+        &self,
+        key: &LimitKey<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(Decision, Option<Undo>), BackendError> {
+        self.check_cost(cost)?;
+        Ok(self.decide(key.hash, cost, now, true))
+    }
+
+    fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
+        let mut shard = self.shard(key.hash);
+        let state = shard.get(&key.hash).copied().unwrap_or(FRESH);
+        let next = if state == undo.after {
+            // Nobody touched the key since: put back exactly what was there.
+            undo.before
+        } else {
+            self.alg.refund(state, now, undo.cost)
+        };
+        self.put(&mut shard, key.hash, next, now);
+    }
+
+    fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError> {
+        self.check_cost(cost)?;
+        Ok(self.decide(key.hash, cost, now, false).0)
+    }
+
+    fn reset(&self, key: &LimitKey<'_>) {
+        self.shard(key.hash).remove(&key.hash);
+    }
+
+    fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    fn store_counts(&self) -> Option<StoreCounts> {
+        let keys = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len() as u64)
+            .sum();
+        Some(StoreCounts {
+            keys,
+            capacity: (self.per_shard * SHARDS) as u64,
+            ..StoreCounts::default()
+        })
     }
 }
 
@@ -140,7 +232,7 @@ mod tests {
 
     fn admitted(f: &Fallback, hash: u128, now: u64, tries: usize) -> usize {
         (0..tries)
-            .filter(|_| f.decide(hash, 1, now, true).allowed())
+            .filter(|_| f.decide(hash, 1, now, true).0.allowed())
             .count()
     }
 
@@ -152,7 +244,10 @@ mod tests {
         // At least one call, however many instances.
         let tiny = gcra("1/s burst 2", 8);
         assert_eq!(admitted(&tiny, 1, 1_000 * MS, 10), 1);
-        assert!(share("1/s".parse().unwrap(), 0).is_ok(), "0 taken as 1");
+        assert!(
+            share(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 0).is_ok(),
+            "0 taken as 1"
+        );
     }
 
     #[test]
@@ -201,16 +296,58 @@ mod tests {
         // 16 shards of one key each.
         let f = Fallback::new(AlgorithmKind::Gcra, "1/s".parse().unwrap(), 1, 16).unwrap();
         let now = 1_000_000 * MS;
-        assert!(f.decide(0, 1, now, true).allowed());
+        assert!(f.decide(0, 1, now, true).0.allowed());
         // Same shard, another key: the first is still used, so this one is not held.
-        assert!(f.decide(16, 1, now, true).allowed());
-        assert!(f.decide(16, 1, now, true).allowed(), "not remembered");
-        assert!(!f.decide(0, 1, now, true).allowed(), "still held");
+        assert!(f.decide(16, 1, now, true).0.allowed());
+        assert!(f.decide(16, 1, now, true).0.allowed(), "not remembered");
+        assert!(!f.decide(0, 1, now, true).0.allowed(), "still held");
         // A second later the first is full again and makes room.
-        assert!(f.decide(16, 1, now + 1_000 * MS, true).allowed());
-        assert!(!f.decide(16, 1, now + 1_000 * MS, true).allowed());
+        assert!(f.decide(16, 1, now + 1_000 * MS, true).0.allowed());
+        assert!(!f.decide(16, 1, now + 1_000 * MS, true).0.allowed());
         // A peek takes nothing.
-        assert!(f.decide(32, 1, now, false).allowed());
-        assert!(f.decide(32, 1, now, false).allowed());
+        assert!(f.decide(32, 1, now, false).0.allowed());
+        assert!(f.decide(32, 1, now, false).0.allowed());
+    }
+    #[test]
+    fn a_window_key_starts_with_the_used_fraction_of_its_share() {
+        let f =
+            Fallback::new(AlgorithmKind::SlidingWindow, "10/s".parse().unwrap(), 2, 64).unwrap();
+        let now = 1_000 * MS + 1;
+        // Redis: 6 of 10 used, so 3 of the share's 5 (rounded up).
+        let d = Decision {
+            limit: 10,
+            remaining: 4,
+            retry_after: 0,
+            reset_after: 0,
+        };
+        f.saw(1, &d, now);
+        assert_eq!(admitted(&f, 1, now, 100), 2);
+        let empty = Decision { remaining: 0, ..d };
+        f.saw(2, &empty, now);
+        assert_eq!(admitted(&f, 2, now, 100), 0);
+    }
+
+    #[test]
+    fn an_undo_puts_back_what_the_acquire_took() {
+        let f = gcra("3/s", 1);
+        let key = LimitKey {
+            hash: 5,
+            parts: &[],
+        };
+        let now = 1_000 * MS;
+        let (d, undo) = f.acquire(&key, 2, now).unwrap();
+        assert!(d.allowed());
+        assert_eq!(
+            f.peek(&key, 1, now).unwrap().remaining,
+            0,
+            "1 left, minus the peek's own"
+        );
+        f.undo(&key, undo.unwrap(), now);
+        assert_eq!(f.peek(&key, 1, now).unwrap().remaining, 2);
+        assert!(matches!(
+            f.acquire(&key, 4, now),
+            Err(BackendError::CannotPass(_))
+        ));
+        assert_eq!(f.store_counts().unwrap().keys, 0, "a full key is forgotten");
     }
 }

@@ -21,16 +21,16 @@ pub struct LimitOptions {
     /// over-limit cache hold (default 65,536; at least 64).
     pub local_capacity: usize,
     /// Under [`FailurePolicy::Fallback`]: the fleet's size as this instance assumes it
-    /// while Redis cannot decide. `Some(n)`: this backend's own fallback limiter decides
-    /// (not the engine's), at `1/n` of the limit's rate and burst (at least 1 call),
-    /// starting each key from the last state Redis reported for it (GCRA), so `n`
-    /// instances cut off from Redis together admit about the limit and none starts a
-    /// key Redis had emptied with a fresh burst; its decisions carry no undo and the
-    /// engine does not see them as degraded (they count in
-    /// [`LimitStats::fallback`](crate::LimitStats::fallback)). `None` (the default): the
-    /// engine's fallback limiter, which starts every key with a full burst (a fleet of
-    /// `n` admits up to `n` times the limit; see `DURABILITY.md`).
-    pub fallback_instances: Option<u32>,
+    /// while Redis cannot decide (default 1; 0 is taken as 1). The backend's own
+    /// fallback limiter (which the engine decides with, flagging its decisions
+    /// degraded) runs at `1/n` of the limit's rate and burst (at least 1 call) and starts
+    /// each key from the last state Redis reported for it, so no instance starts a key
+    /// Redis had emptied with a fresh burst, and `n` instances cut off from Redis
+    /// together admit about the limit. With the default 1 each instance may admit what
+    /// Redis had left for a key plus the limit's refill; a fleet of `n` admits up to `n`
+    /// times that during an outage (see `DURABILITY.md`). Its decisions count in
+    /// [`LimitStats::fallback`](crate::LimitStats::fallback).
+    pub fallback_instances: u32,
 }
 
 impl Default for LimitOptions {
@@ -39,7 +39,7 @@ impl Default for LimitOptions {
             failure: FailurePolicy::Fallback,
             over_limit_cache: false,
             local_capacity: 65_536,
-            fallback_instances: None,
+            fallback_instances: 1,
         }
     }
 }

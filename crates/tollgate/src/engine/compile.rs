@@ -30,6 +30,8 @@ pub(super) enum Backend {
 pub(super) enum Failure {
     /// The engine's own in-memory limiter for the limit decides.
     Fallback(Arc<MemoryBackend>),
+    /// The backend's own fallback limiter decides ([`LimitBackend::own_fallback`]).
+    Own,
     /// Allowed, nothing counted; the limit's capacity for the decision's numbers.
     Open { capacity: u64 },
     /// Refused as unavailable.
@@ -43,6 +45,7 @@ impl Failure {
         rate: Rate,
     ) -> Result<Self, String> {
         Ok(match backend.failure_policy() {
+            FailurePolicy::Fallback if backend.own_fallback().is_some() => Failure::Own,
             FailurePolicy::Fallback => Failure::Fallback(Arc::new(
                 MemoryBackend::new(spec.algorithm, rate, backend.fallback_capacity())
                     .map_err(|e| e.to_string())?,
@@ -87,18 +90,23 @@ impl Backend {
                 },
                 None,
             ))),
-            Backend::Custom(_, Failure::Fallback(local)) => Some(if take {
-                local.acquire(key, cost, now)
-            } else {
-                local.peek(key, cost, now).map(|d| (d, None))
-            }),
+            Backend::Custom(_, Failure::Fallback(_) | Failure::Own) => {
+                let local = self.fallback()?;
+                Some(if take {
+                    local.acquire(key, cost, now)
+                } else {
+                    local.peek(key, cost, now).map(|d| (d, None))
+                })
+            }
         }
     }
 
-    /// Where an undo taken by the failure policy goes back to.
-    pub(super) fn fallback(&self) -> Option<&MemoryBackend> {
+    /// The failure policy's fallback limiter (the engine's or the backend's own), where
+    /// an undo it took goes back to.
+    pub(super) fn fallback(&self) -> Option<&dyn LimitBackend> {
         match self {
-            Backend::Custom(_, Failure::Fallback(local)) => Some(local),
+            Backend::Custom(_, Failure::Fallback(local)) => Some(&**local),
+            Backend::Custom(c, Failure::Own) => c.own_fallback(),
             _ => None,
         }
     }

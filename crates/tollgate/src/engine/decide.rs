@@ -10,7 +10,7 @@ use super::events::Event;
 use super::extend::{CombinedDecision, LimitCall, QuotaCall};
 use super::instance::Engine;
 use super::request::Request;
-use crate::backend::{BackendError, LimitBackend, Undo};
+use crate::backend::{BackendError, Undo};
 use crate::metrics::LATENCY_SAMPLE_EVERY;
 use crate::policy::{UnknownKey, MAX_KEY_ATTRS};
 

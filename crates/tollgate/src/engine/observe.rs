@@ -62,8 +62,15 @@ impl Engine {
                     sum(&mut store, b.get().store_counts());
                     if let Backend::Custom(custom, failure) = b {
                         add_health(custom.store_health());
-                        if let Failure::Fallback(local) = failure {
-                            sum(&mut fallback_store, local.store_counts());
+                        match failure {
+                            Failure::Fallback(local) => {
+                                sum(&mut fallback_store, local.store_counts());
+                            }
+                            Failure::Own => {
+                                let own = custom.own_fallback();
+                                sum(&mut fallback_store, own.and_then(|o| o.store_counts()));
+                            }
+                            Failure::Open { .. } | Failure::Closed => {}
                         }
                     }
                 }
