@@ -82,7 +82,7 @@ impl Engine {
     /// Holds back every enforced limit that applies to `req` (its class, its key, its
     /// override) until `until` (Unix nanoseconds): none admits a request before then.
     /// Returns how many limits were held; limits whose backend cannot hold (see
-    /// [`LimitBackend::hold_until`]) are skipped. Shadow limits are left alone.
+    /// [`LimitBackend::hold_until`](crate::backend::LimitBackend::hold_until)) are skipped. Shadow limits are left alone.
     ///
     /// Client-side pacing (tollgate-async) calls this when the API it calls answers 429
     /// with `Retry-After` or a `RateLimit` header with `r=0`, so that later calls wait
