@@ -4,7 +4,7 @@
 //!
 //! Without PostgreSQL binaries (and none installable) the tests skip with a message,
 //! unless `CI=true`, where a missing server is a failure.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
