@@ -29,8 +29,8 @@ use crate::ledger::{PgLedger, UsageDelta};
 pub struct SinkConfig {
     /// Deltas per batch (transaction). Default 512.
     pub batch_size: usize,
-    /// Deltas held in memory while PostgreSQL is unreachable; beyond it new deltas are
-    /// dropped and counted. Default 1,000,000 (about 100 MB with short ids).
+    /// Deltas held in memory (queued plus the batch in flight) while PostgreSQL is
+    /// unreachable; beyond it new deltas are dropped and counted. Default 1,000,000 (about 100 MB with short ids).
     pub max_queued: usize,
     /// The longest wait between two retries. Default 2 s.
     pub max_backoff: Duration,
@@ -130,7 +130,10 @@ impl PgLedgerSink {
     /// Queues a delta; returns `false` if the queue was full and it was dropped.
     pub fn record(&self, delta: UsageDelta) -> bool {
         let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= self.max_queued {
+        // The batch in flight is held in memory too: it counts against the bound
+        // (`in_flight` is only changed under this lock).
+        let held = q.len() + self.shared.in_flight.load(Ordering::Relaxed) as usize;
+        if held >= self.max_queued {
             self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -254,7 +257,9 @@ fn writer_loop(shared: &Shared, url: &str, instance: &str, config: &SinkConfig) 
                     c.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
                 batch.clear();
+                let q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
                 shared.in_flight.store(0, Ordering::Relaxed);
+                drop(q);
                 backoff = Duration::from_millis(50);
             }
             None => {
