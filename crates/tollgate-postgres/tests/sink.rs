@@ -9,7 +9,7 @@ use tollgate_postgres::{PgLedger, PgLedgerSink, SinkConfig, UsageDelta};
 fn delta(i: u64) -> UsageDelta {
     UsageDelta {
         company: format!("c{}", i % 3),
-        user: if i % 4 == 0 {
+        user: if i.is_multiple_of(4) {
             None
         } else {
             Some(format!("u{}", i % 5))
