@@ -1,6 +1,8 @@
 //! The synchronous ledger connection: batches counted once, fleet-wide notice claims,
 //! period-end statements, and the reads `tollgate usage` prints.
 
+use std::collections::BTreeMap;
+
 use postgres::{Client, NoTls};
 use tollgate_quota::NoticeKind;
 
@@ -111,6 +113,10 @@ impl PgLedger {
     /// Writes a batch under `batch_id`, in one transaction: the batch row (ON CONFLICT DO
     /// NOTHING), then, only if it was inserted, its deltas and the running totals.
     /// Returns `false` if the batch had been committed before (a retry): nothing counted.
+    ///
+    /// Costs three round trips plus one per distinct company and user in the batch (the
+    /// deltas go in as one `UNNEST` insert; totals are summed per key first). A
+    /// negative total is clamped at 0 once per batch key, not per delta.
     pub fn write_batch(&mut self, batch_id: &str, deltas: &[UsageDelta]) -> Result<bool, PgError> {
         let company_sql = format!(
             "INSERT INTO company_totals AS t (company, period, period_start, calls, units)
@@ -136,47 +142,70 @@ impl PgLedger {
             tx.rollback()?;
             return Ok(false);
         }
-        let delta = tx.prepare(
+        // All deltas in one statement (arrays unnested server-side), then one upsert per
+        // distinct (company, period) and (company, user, period), in sorted key order so
+        // two instances' transactions lock total rows in the same order.
+        let n = deltas.len();
+        let mut seqs = Vec::with_capacity(n);
+        let (mut companies, mut users, mut periods) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut starts, mut calls, mut units) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        type Sum = (i64, i64, i64); // period_start, calls, units
+        let mut by_company: BTreeMap<(&str, &str), Sum> = BTreeMap::new();
+        let mut by_user: BTreeMap<(&str, &str, &str), Sum> = BTreeMap::new();
+        for (seq, d) in deltas.iter().enumerate() {
+            seqs.push(i32::try_from(seq).unwrap_or(i32::MAX));
+            companies.push(d.company.as_str());
+            users.push(d.user.as_deref().unwrap_or(""));
+            periods.push(d.period.as_str());
+            starts.push(d.period_start);
+            calls.push(d.calls);
+            units.push(d.units);
+            let add = |e: &mut Sum| {
+                e.0 = d.period_start;
+                e.1 = e.1.saturating_add(d.calls);
+                e.2 = e.2.saturating_add(d.units);
+            };
+            add(by_company
+                .entry((d.company.as_str(), d.period.as_str()))
+                .or_default());
+            if let Some(u) = &d.user {
+                add(by_user
+                    .entry((d.company.as_str(), u.as_str(), d.period.as_str()))
+                    .or_default());
+            }
+        }
+        tx.execute(
             "INSERT INTO usage_deltas
              (instance, batch_id, seq, company, user_id, period, period_start, calls, units)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT $1, $2, * FROM UNNEST($3::INTEGER[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+                                          $7::BIGINT[], $8::BIGINT[], $9::BIGINT[])",
+            &[
+                &self.instance,
+                &batch_id,
+                &seqs,
+                &companies,
+                &users,
+                &periods,
+                &starts,
+                &calls,
+                &units,
+            ],
         )?;
         let company = tx.prepare(&company_sql)?;
+        for ((c, p), (start, calls, units)) in &by_company {
+            tx.execute(&company, &[c, p, start, calls, units])?;
+        }
         let user = tx.prepare(&user_sql)?;
-        for (seq, d) in deltas.iter().enumerate() {
-            let seq = i32::try_from(seq).unwrap_or(i32::MAX);
-            let user_id = d.user.as_deref().unwrap_or("");
-            tx.execute(
-                &delta,
-                &[
-                    &self.instance,
-                    &batch_id,
-                    &seq,
-                    &d.company,
-                    &user_id,
-                    &d.period,
-                    &d.period_start,
-                    &d.calls,
-                    &d.units,
-                ],
-            )?;
-            tx.execute(
-                &company,
-                &[&d.company, &d.period, &d.period_start, &d.calls, &d.units],
-            )?;
-            if let Some(u) = &d.user {
-                tx.execute(
-                    &user,
-                    &[
-                        &d.company,
-                        u,
-                        &d.period,
-                        &d.period_start,
-                        &d.calls,
-                        &d.units,
-                    ],
-                )?;
-            }
+        for ((c, u, p), (start, calls, units)) in &by_user {
+            tx.execute(&user, &[c, u, p, start, calls, units])?;
         }
         tx.commit()?;
         Ok(true)
