@@ -1,4 +1,4 @@
-//! The `tollgate` command: `replay`, `check`, `bench`. Run `tollgate --help`.
+//! The `tollgate` command: `replay`, `check`, `bench`, `usage`. Run `tollgate --help`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (an invalid policy, a file that cannot be
 //! read, a replay that fails); 2 a usage error (clap's own: an unknown option, a bad
@@ -23,7 +23,7 @@ use tollgate_cli::replay;
 #[command(
     name = "tollgate",
     version,
-    about = "Rate limits and quotas: replay, check, bench",
+    about = "Rate limits and quotas: replay, check, bench, usage",
     after_help = "Exit status: 0 success, 1 a runtime failure (an invalid policy, a file that \
                   cannot be read, a replay that fails), 2 a usage error."
 )]
