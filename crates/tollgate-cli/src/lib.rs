@@ -27,9 +27,12 @@
 //! assert_eq!(record.get("route"), Some("/v1/items"));
 //! assert_eq!(record.get("user"), Some("frank"));
 //! ```
+//! * [`usage`] — `tollgate usage --postgres URL`: usage and statements from the fleet
+//!   ledger as a table, JSON or CSV.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod loadgen;
 pub mod log;
 pub mod replay;
+pub mod usage;

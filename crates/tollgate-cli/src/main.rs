@@ -1,4 +1,4 @@
-//! The `tollgate` command: `replay`, `check`, `bench`. Run `tollgate --help`.
+//! The `tollgate` command: `replay`, `check`, `bench`, `usage`. Run `tollgate --help`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (an invalid policy, a file that cannot be
 //! read, a replay that fails); 2 a usage error (clap's own: an unknown option, a bad
@@ -23,7 +23,7 @@ use tollgate_cli::replay;
 #[command(
     name = "tollgate",
     version,
-    about = "Rate limits and quotas: replay, check, bench",
+    about = "Rate limits and quotas: replay, check, bench, usage",
     after_help = "Exit status: 0 success, 1 a runtime failure (an invalid policy, a file that \
                   cannot be read, a replay that fails), 2 a usage error."
 )]
@@ -152,6 +152,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Usage per company (or user) and period, with the period-end statements, from the
+    /// fleet ledger on PostgreSQL.
+    Usage {
+        /// The ledger's PostgreSQL URL (libpq URL or key=value string).
+        #[arg(long)]
+        postgres: String,
+        /// Only this company.
+        #[arg(long)]
+        company: Option<String>,
+        /// Only this period, e.g. 2026-11.
+        #[arg(long)]
+        period: Option<String>,
+        /// `user`: one line per user instead of per company.
+        #[arg(long, value_parser = ["user"])]
+        by: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: UsageFmt,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UsageFmt {
+    Table,
+    Json,
+    Csv,
 }
 
 /// A `--duration`: `3s`, `500ms`, `1.5s`, `2m`, `1h`, or a number of seconds.
@@ -249,6 +275,25 @@ fn read_policy(path: &Path) -> Result<Policy, Failure> {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Check { policy, json } => check(&policy, json),
+        Command::Usage {
+            postgres,
+            company,
+            period,
+            by,
+            format,
+        } => {
+            use tollgate_cli::usage::{self, UsageFormat};
+            let by_user = by.is_some();
+            let lines =
+                usage::from_postgres(&postgres, company.as_deref(), period.as_deref(), by_user)?;
+            let format = match format {
+                UsageFmt::Table => UsageFormat::Table,
+                UsageFmt::Json => UsageFormat::Json,
+                UsageFmt::Csv => UsageFormat::Csv,
+            };
+            print!("{}", usage::render(&lines, by_user, format));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay {
             policy,
             log,
