@@ -62,6 +62,10 @@ mod keyed;
 mod limiter;
 pub mod rate;
 pub mod reserve;
+// `shared` maps a file and uses 128-bit atomics in it; every block has a SAFETY comment.
+#[cfg(all(unix, not(tollgate_loom)))]
+#[allow(unsafe_code)]
+pub mod shared;
 pub mod store;
 mod sync;
 pub mod window;

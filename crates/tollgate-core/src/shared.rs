@@ -1,0 +1,557 @@
+//! A keyed store in a file-backed shared memory region, so that the worker processes of
+//! one host (nginx workers, a pre-fork server) decide each key against one state.
+//!
+//! # Layout (no pointers in the region)
+//! * A 4096-byte header: magic `TOLLSHM1`, layout version, a hash of the layout
+//!   parameters (capacity, slot size, algorithm parameters), an `initialized` word, the
+//!   four hash seeds every process uses, and the slot and group counts.
+//! * One 8-byte insert-claim word per group of four slots.
+//! * The slots: 16 bytes each, a 64-bit fingerprint (low bit set = occupied) and the
+//!   64-bit algorithm state in one 128-bit atomic, as in [`crate::store`].
+//!
+//! # Creation
+//! The opener takes an exclusive `flock` on the file; the first one sizes it, writes the
+//! header and sets `initialized` last; later openers block on the lock, then check the
+//! header. A creator that died mid-way leaves `initialized` unset and the next opener
+//! initializes again (the kernel drops a dead process's `flock`). A region whose header
+//! differs from the opener's parameters is refused with [`SharedStateError::Mismatch`].
+//!
+//! # Concurrency and process death
+//! A hit is lock-free: load the slot, compute, one 128-bit compare-exchange that fails
+//! if the slot changed (so no lost update, no ABA). An insert claims its key's *home
+//! group* claim word with a compare-exchange of `pid << 32 | seconds`; under it the
+//! inserter re-checks that the key is absent and writes the slot with one 128-bit
+//! compare-exchange, so a process killed at any point leaves either no slot or a whole
+//! slot, never a half-written one. A claim whose process is gone (`kill(pid, 0)` says
+//! ESRCH) or that is older than [`CLAIM_TIMEOUT_SECS`] is taken over, so no claim is
+//! stuck. All inserts of one key go through its home group's claim, so a key is never
+//! stored twice (unless a live claimer is stalled for the whole timeout).
+//! Eviction reuses a fresh slot in place, else displaces the least-debt key among the
+//! probe path, never a key being limited, exactly as the private store.
+//!
+//! The region needs the inline 128-bit atomics (`cmpxchg16b`): the portable fallback
+//! uses a per-process lock, which would not be atomic across processes, so opening
+//! fails with [`SharedStateError::NoAtomic128`] where they are missing.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ahash::RandomState;
+
+use crate::algorithm::FRESH;
+use crate::atomic128::{Fast, Slot};
+use crate::{Algorithm, Decision, StoreFull};
+
+/// `TOLLSHM1` in little-endian bytes.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TOLLSHM1");
+/// The layout version this build writes and accepts.
+pub const LAYOUT_VERSION: u64 = 1;
+/// A claim older than this many seconds is taken over even if its process lives.
+pub const CLAIM_TIMEOUT_SECS: u64 = 10;
+const HEADER: usize = 4096;
+const SLOTS_PER_GROUP: usize = 4;
+const PROBE_GROUPS: usize = 8;
+const READY: u64 = 0x5245_4144_59; // "READY"
+
+/// Why a shared region could not be opened.
+#[derive(Debug)]
+pub enum SharedStateError {
+    /// The file could not be opened, locked, sized or mapped.
+    Io(PathBuf, std::io::Error),
+    /// The region exists with another magic, version or layout.
+    Mismatch {
+        /// The region's path.
+        path: PathBuf,
+        /// What differs.
+        what: &'static str,
+        /// The value found in the region.
+        found: u64,
+        /// The value this opener expected.
+        expected: u64,
+    },
+    /// This CPU has no lock-free 128-bit compare-exchange usable across processes.
+    NoAtomic128,
+    /// A capacity of zero or one too large to map.
+    BadCapacity(usize),
+}
+
+impl fmt::Display for SharedStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(p, e) => write!(f, "shared state {}: {e}", p.display()),
+            Self::Mismatch {
+                path,
+                what,
+                found,
+                expected,
+            } => write!(
+                f,
+                "shared state {}: {what} is {found:#x}, this process expects {expected:#x} \
+                 (another policy or build uses the region; remove it or use another path)",
+                path.display()
+            ),
+            Self::NoAtomic128 => write!(f, "shared state needs cmpxchg16b (128-bit atomics)"),
+            Self::BadCapacity(c) => write!(f, "shared state capacity {c} is invalid"),
+        }
+    }
+}
+
+impl std::error::Error for SharedStateError {}
+
+/// The bytes a region for `capacity` keys takes (header, claim words, slots).
+pub fn region_size(capacity: usize) -> Option<usize> {
+    let groups = groups_for(capacity)?;
+    let claims = (groups * 8).div_ceil(64) * 64;
+    HEADER
+        .checked_add(claims)?
+        .checked_add(groups.checked_mul(SLOTS_PER_GROUP * 16)?)
+}
+
+fn groups_for(capacity: usize) -> Option<usize> {
+    if capacity == 0 {
+        return None;
+    }
+    // Load factor 0.8 as in the private store, at least one probe path.
+    let slots = capacity.checked_mul(5)? / 4 + 1;
+    Some(slots.div_ceil(SLOTS_PER_GROUP).max(PROBE_GROUPS))
+}
+
+/// FNV-1a, fixed across processes and builds (the layout hash must not be seeded).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A keyed store in a shared memory region: see the [module docs](self).
+pub struct SharedStore<K, A: Algorithm> {
+    base: *mut u8,
+    len: usize,
+    groups: usize,
+    claims: *const AtomicU64,
+    slots: *const Slot,
+    alg: A,
+    hasher: RandomState,
+    fast: Fast,
+    capacity: usize,
+    path: PathBuf,
+    _file: File,
+    _key: PhantomData<fn(&K)>,
+}
+
+// SAFETY: the raw pointers point into a mapping owned by the store for its whole life,
+// and every access through them is atomic.
+unsafe impl<K, A: Algorithm> Send for SharedStore<K, A> {}
+// SAFETY: as above; shared references only perform atomic operations.
+unsafe impl<K, A: Algorithm> Sync for SharedStore<K, A> {}
+
+impl<K, A: Algorithm> fmt::Debug for SharedStore<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedStore")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl<K, A: Algorithm> Drop for SharedStore<K, A> {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are the mapping made in `open`, unmapped once here.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SharedStateError + '_ {
+    move |e| SharedStateError::Io(path.to_path_buf(), e)
+}
+
+fn header(base: *mut u8, word: usize) -> &'static AtomicU64 {
+    // SAFETY: callers pass a live mapping of at least HEADER bytes, page-aligned, and
+    // `word < HEADER / 8`; the header is accessed only atomically.
+    unsafe { &*(base.cast::<AtomicU64>().add(word)) }
+}
+
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 1;
+const H_LAYOUT: usize = 2;
+const H_INIT: usize = 3;
+const H_SEEDS: usize = 4; // 4 words
+const H_GROUPS: usize = 8;
+
+impl<K: Hash, A: Algorithm> SharedStore<K, A> {
+    /// Opens (creating and initializing if absent) the region at `path` for `capacity`
+    /// keys decided by `alg`. Every process must pass the same parameters.
+    pub fn open(path: impl AsRef<Path>, capacity: usize, alg: A) -> Result<Self, SharedStateError> {
+        let path = path.as_ref();
+        let fast = Fast::detect();
+        if !fast.is_fast() {
+            return Err(SharedStateError::NoAtomic128);
+        }
+        let groups = groups_for(capacity).ok_or(SharedStateError::BadCapacity(capacity))?;
+        let len = region_size(capacity).ok_or(SharedStateError::BadCapacity(capacity))?;
+        let layout = fnv(format!("cap={capacity};slot=16;groups={groups};alg={alg:?}").as_bytes());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io(path))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: `fd` is an open descriptor we own.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            return Err(io(path)(std::io::Error::last_os_error()));
+        }
+        let result = Self::attach(path, &file, len, groups, layout, capacity, alg, fast);
+        // SAFETY: as above; the lock is ours.
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        path: &Path,
+        file: &File,
+        len: usize,
+        groups: usize,
+        layout: u64,
+        capacity: usize,
+        alg: A,
+        fast: Fast,
+    ) -> Result<Self, SharedStateError> {
+        let size = file.metadata().map_err(io(path))?.len();
+        if size != 0 && size != len as u64 {
+            return Err(SharedStateError::Mismatch {
+                path: path.to_path_buf(),
+                what: "region size",
+                found: size,
+                expected: len as u64,
+            });
+        }
+        if size == 0 {
+            file.set_len(len as u64).map_err(io(path))?;
+        }
+        // SAFETY: mapping `len` bytes of a file we just checked (or set) to be `len`
+        // bytes long, shared and read-write; the result is checked for MAP_FAILED.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io(path)(std::io::Error::last_os_error()));
+        }
+        let base = base.cast::<u8>();
+        let unmap = |e| {
+            // SAFETY: unmapping the mapping made just above, not used after.
+            unsafe { libc::munmap(base.cast(), len) };
+            e
+        };
+        if header(base, H_INIT).load(Ordering::Acquire) != READY {
+            // New, or its creator died before finishing: (re)initialize under the lock.
+            // SAFETY: we hold the exclusive flock and no process uses an uninitialized
+            // region (openers wait on the lock, then see READY), so zeroing is unshared.
+            unsafe { std::ptr::write_bytes(base, 0, len) };
+            let seeds = RandomState::new();
+            let s: [u64; 4] = std::array::from_fn(|i| seeds.hash_one(i as u64 ^ 0x9e37));
+            header(base, H_MAGIC).store(MAGIC, Ordering::Relaxed);
+            header(base, H_VERSION).store(LAYOUT_VERSION, Ordering::Relaxed);
+            header(base, H_LAYOUT).store(layout, Ordering::Relaxed);
+            for (i, v) in s.iter().enumerate() {
+                header(base, H_SEEDS + i).store(*v, Ordering::Relaxed);
+            }
+            header(base, H_GROUPS).store(groups as u64, Ordering::Relaxed);
+            header(base, H_INIT).store(READY, Ordering::Release);
+        }
+        for (word, what, expected) in [
+            (H_MAGIC, "magic", MAGIC),
+            (H_VERSION, "layout version", LAYOUT_VERSION),
+            (
+                H_LAYOUT,
+                "layout hash (capacity/algorithm/slot size)",
+                layout,
+            ),
+            (H_GROUPS, "group count", groups as u64),
+        ] {
+            let found = header(base, word).load(Ordering::Acquire);
+            if found != expected {
+                return Err(unmap(SharedStateError::Mismatch {
+                    path: path.to_path_buf(),
+                    what,
+                    found,
+                    expected,
+                }));
+            }
+        }
+        let s: [u64; 4] =
+            std::array::from_fn(|i| header(base, H_SEEDS + i).load(Ordering::Relaxed));
+        let claims_len = (groups * 8).div_ceil(64) * 64;
+        // SAFETY: offsets inside the `len`-byte mapping (see `region_size`); the claim
+        // words are 8-aligned and the slots 64-aligned since HEADER and claims_len are
+        // multiples of 64 and the mapping is page-aligned.
+        let (claims, slots) = unsafe {
+            (
+                base.add(HEADER).cast::<AtomicU64>().cast_const(),
+                base.add(HEADER + claims_len).cast::<Slot>().cast_const(),
+            )
+        };
+        Ok(SharedStore {
+            base,
+            len,
+            groups,
+            claims,
+            slots,
+            alg,
+            hasher: RandomState::with_seeds(s[0], s[1], s[2], s[3]),
+            fast,
+            capacity,
+            path: path.to_path_buf(),
+            _file: file.try_clone().map_err(|e| unmap(io(path)(e)))?,
+            _key: PhantomData,
+        })
+    }
+
+    /// The store's capacity in keys.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        debug_assert!(i < self.groups * SLOTS_PER_GROUP);
+        // SAFETY: `i` is below the slot count, so inside the mapping; slots are only
+        // accessed atomically.
+        unsafe { &*self.slots.add(i) }
+    }
+
+    fn claim_word(&self, g: usize) -> &AtomicU64 {
+        // SAFETY: `g < groups`, inside the claim array of the mapping.
+        unsafe { &*self.claims.add(g) }
+    }
+
+    fn hash(&self, key: &K) -> (usize, u64) {
+        let h = self.hasher.hash_one(key);
+        let fp = (h.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
+        ((h as usize) % self.groups, fp)
+    }
+
+    fn path(&self, home: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..PROBE_GROUPS * SLOTS_PER_GROUP).map(move |i| {
+            ((home + i / SLOTS_PER_GROUP) % self.groups) * SLOTS_PER_GROUP + i % SLOTS_PER_GROUP
+        })
+    }
+
+    fn find(&self, home: usize, fp: u64) -> Option<(usize, u128)> {
+        self.path(home).find_map(|i| {
+            let v = self.slot(i).load(self.fast);
+            ((v >> 64) as u64 == fp).then_some((i, v))
+        })
+    }
+
+    /// Decides a request of `cost` for `key` at `now` (in the algorithm's clock unit).
+    /// `Err(StoreFull)` when every slot of the key's path holds a key being limited.
+    pub fn decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
+        let (home, fp) = self.hash(key);
+        loop {
+            if let Some((i, v)) = self.find(home, fp) {
+                if let Some(d) = self.try_update(i, v, fp, now, cost) {
+                    return Ok(d);
+                }
+                continue; // the slot changed (or was given away): look again
+            }
+            if let Some(d) = self.insert(home, fp, now, cost)? {
+                return Ok(d);
+            }
+        }
+    }
+
+    /// One compare-exchange step on a slot holding `fp`; `None` if the slot changed.
+    fn try_update(&self, i: usize, mut v: u128, fp: u64, now: u64, cost: u64) -> Option<Decision> {
+        loop {
+            if (v >> 64) as u64 != fp {
+                return None;
+            }
+            let state = v as u64;
+            let (d, new) = self.alg.decide(state, now, cost);
+            let Some(new) = new else { return Some(d) };
+            match self.slot(i).compare_exchange(self.fast, v, pack(fp, new)) {
+                Ok(_) => return Some(d),
+                Err(seen) => v = seen,
+            }
+        }
+    }
+
+    fn insert(
+        &self,
+        home: usize,
+        fp: u64,
+        now: u64,
+        cost: u64,
+    ) -> Result<Option<Decision>, StoreFull> {
+        let token = self.claim(home);
+        let r = (|| {
+            // Re-check under the claim: another process may have inserted the key.
+            if let Some((i, v)) = self.find(home, fp) {
+                return Ok(self.try_update(i, v, fp, now, cost));
+            }
+            let mut best: Option<(usize, u128, u64)> = None;
+            for i in self.path(home) {
+                let v = self.slot(i).load(self.fast);
+                let state = v as u64;
+                let reusable = v == 0 || self.alg.is_fresh(state, now);
+                if reusable {
+                    best = Some((i, v, 0));
+                    break;
+                }
+                if let Some(debt) = self.alg.debt(state, now) {
+                    if best.is_none_or(|b| debt < b.2) {
+                        best = Some((i, v, debt));
+                    }
+                }
+            }
+            let Some((i, v, _)) = best else {
+                return Err(StoreFull {
+                    capacity: self.capacity,
+                });
+            };
+            let (d, new) = self.alg.decide(FRESH, now, cost);
+            match self
+                .slot(i)
+                .compare_exchange(self.fast, v, pack(fp, new.unwrap_or(FRESH)))
+            {
+                Ok(_) => Ok(Some(d)),
+                Err(_) => Ok(None), // raced with a hit or another group's insert: retry
+            }
+        })();
+        self.release(home, token);
+        r
+    }
+
+    fn claim(&self, g: usize) -> u64 {
+        let w = self.claim_word(g);
+        let token = (u64::from(std::process::id()) << 32) | (unix_secs() & 0xffff_ffff);
+        let mut spins = 0u32;
+        loop {
+            let cur = w.load(Ordering::Acquire);
+            let takeover = cur != 0 && claim_abandoned(cur);
+            if (cur == 0 || takeover)
+                && w.compare_exchange(cur, token, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return token;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn release(&self, g: usize, token: u64) {
+        // If it fails our claim was taken over (we were stalled): nothing to undo.
+        let _ = self
+            .claim_word(g)
+            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Checks the region's invariants (tests and `tollgate check`): no fingerprint twice
+    /// on any probe path and no claim held by a dead process. Returns the live keys.
+    pub fn verify(&self) -> Result<usize, String> {
+        let mut seen = std::collections::HashMap::new();
+        for i in 0..self.groups * SLOTS_PER_GROUP {
+            let fp = (self.slot(i).load(self.fast) >> 64) as u64;
+            if fp != 0 {
+                if let Some(j) = seen.insert(fp, i) {
+                    return Err(format!("fingerprint in slots {j} and {i}"));
+                }
+            }
+        }
+        for g in 0..self.groups {
+            let c = self.claim_word(g).load(Ordering::Acquire);
+            if c != 0 && pid_dead((c >> 32) as u32) {
+                // A dead claimer's word is taken over on the next insert; report it.
+                return Err(format!("group {g} claimed by dead pid {}", c >> 32));
+            }
+        }
+        Ok(seen.len())
+    }
+}
+
+fn pack(fp: u64, state: u64) -> u128 {
+    (u128::from(fp) << 64) | u128::from(state)
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn pid_dead(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for the process's existence.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+fn claim_abandoned(word: u64) -> bool {
+    let age = (unix_secs() & 0xffff_ffff).wrapping_sub(word & 0xffff_ffff) & 0xffff_ffff;
+    age > CLAIM_TIMEOUT_SECS || pid_dead((word >> 32) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gcra, Rate};
+
+    fn alg() -> Gcra {
+        Gcra::new(Rate::new(10, std::time::Duration::from_secs(60)).unwrap())
+    }
+
+    #[test]
+    fn reattach_keeps_state_and_mismatch_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tollgate-shm-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let a: SharedStore<&str, Gcra> = SharedStore::open(&dir, 100, alg()).unwrap();
+        let allowed = (0..30)
+            .filter(|_| a.decide(&"k", 0, 1).unwrap().allowed())
+            .count();
+        assert_eq!(allowed, 10);
+        drop(a);
+        let b: SharedStore<&str, Gcra> = SharedStore::open(&dir, 100, alg()).unwrap();
+        assert!(
+            !b.decide(&"k", 0, 1).unwrap().allowed(),
+            "re-attach sees the old state"
+        );
+        assert_eq!(b.verify(), Ok(1));
+        let e = SharedStore::<&str, Gcra>::open(&dir, 200, alg()).unwrap_err();
+        assert!(matches!(e, SharedStateError::Mismatch { .. }), "{e}");
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn many_keys_are_found() {
+        let dir = std::env::temp_dir().join(format!("tollgate-shm-keys-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let s: SharedStore<u64, Gcra> = SharedStore::open(&dir, 1000, alg()).unwrap();
+        for k in 0..1000u64 {
+            assert!(s.decide(&k, 0, 1).unwrap().allowed());
+        }
+        for k in 0..1000u64 {
+            assert_eq!(s.decide(&k, 0, 0).unwrap().remaining, 9, "key {k}");
+        }
+        assert_eq!(s.verify(), Ok(1000));
+        std::fs::remove_file(&dir).unwrap();
+    }
+}
