@@ -26,8 +26,24 @@
 //! ESRCH) or that is older than [`CLAIM_TIMEOUT_SECS`] is taken over, so no claim is
 //! stuck. All inserts of one key go through its home group's claim, so a key is never
 //! stored twice (unless a live claimer is stalled for the whole timeout).
-//! Eviction reuses a fresh slot in place, else displaces the least-debt key among the
-//! probe path, never a key being limited, exactly as the private store.
+//!
+//! # Capacity and a full store
+//! The region holds `capacity` keys at a load factor of 0.8 (20 bytes per key plus one
+//! claim word per group), sized like [`crate::KeyedStore`]. A new key takes the first
+//! empty or fresh ([`Algorithm::is_fresh`]) slot among the first
+//! [`MAX_PROBE_GROUPS`] groups from its home group (the whole table when it is
+//! smaller), reusing a fresh slot in place (an *eviction*, which changes no decision).
+//! Slots are never emptied, so a lookup stops at the first empty slot of the path.
+//! When no slot of the path is empty or fresh:
+//! * [`SharedStore::decide`] (what a limit uses, as the private store's
+//!   `update_displacing`) **displaces** the key with the least
+//!   [`Algorithm::debt`] among the first [`DISPLACE_GROUPS`] groups of the path, never a
+//!   key being limited; the displaced key comes back as fresh, having only lost debt;
+//!   counted by [`SharedStore::displaced`].
+//! * [`SharedStore::try_decide`] never displaces: `Err(StoreFull)`.
+//!
+//! Both fail with [`StoreFull`] when every candidate is being limited. Below capacity
+//! no key is lost: a test inserts `capacity` keys and finds every one.
 //!
 //! The region needs the inline 128-bit atomics (`cmpxchg16b`): the portable fallback
 //! uses a per-process lock, which would not be atomic across processes, so opening
@@ -50,12 +66,15 @@ use crate::{Algorithm, Decision, StoreFull};
 /// `TOLLSHM1` in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TOLLSHM1");
 /// The layout version this build writes and accepts.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
+/// Groups of a key's path searched for a free slot (and for the key).
+pub const MAX_PROBE_GROUPS: usize = 128;
+/// Groups of a new key's path searched for a key to displace when no slot is free.
+pub const DISPLACE_GROUPS: usize = 4;
 /// A claim older than this many seconds is taken over even if its process lives.
 pub const CLAIM_TIMEOUT_SECS: u64 = 10;
 const HEADER: usize = 4096;
 const SLOTS_PER_GROUP: usize = 4;
-const PROBE_GROUPS: usize = 8;
 const READY: u64 = 0x5245_4144_59; // "READY"
 
 /// Why a shared region could not be opened.
@@ -116,9 +135,9 @@ fn groups_for(capacity: usize) -> Option<usize> {
     if capacity == 0 {
         return None;
     }
-    // Load factor 0.8 as in the private store, at least one probe path.
-    let slots = capacity.checked_mul(5)? / 4 + 1;
-    Some(slots.div_ceil(SLOTS_PER_GROUP).max(PROBE_GROUPS))
+    // Load factor 0.8 as in the private store (`store::geometry`).
+    let slots = capacity.checked_mul(5)?.div_ceil(4).max(SLOTS_PER_GROUP);
+    Some(slots.div_ceil(SLOTS_PER_GROUP))
 }
 
 /// FNV-1a, fixed across processes and builds (the layout hash must not be seeded).
@@ -183,6 +202,8 @@ const H_LAYOUT: usize = 2;
 const H_INIT: usize = 3;
 const H_SEEDS: usize = 4; // 4 words
 const H_GROUPS: usize = 8;
+const H_EVICTED: usize = 9;
+const H_DISPLACED: usize = 10;
 
 impl<K: Hash, A: Algorithm> SharedStore<K, A> {
     /// Opens (creating and initializing if absent) the region at `path` for `capacity`
@@ -345,22 +366,62 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
         ((h as usize) % self.groups, fp)
     }
 
-    fn path(&self, home: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..PROBE_GROUPS * SLOTS_PER_GROUP).map(move |i| {
+    fn path(&self, home: usize, groups: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..groups.min(self.groups) * SLOTS_PER_GROUP).map(move |i| {
             ((home + i / SLOTS_PER_GROUP) % self.groups) * SLOTS_PER_GROUP + i % SLOTS_PER_GROUP
         })
     }
 
     fn find(&self, home: usize, fp: u64) -> Option<(usize, u128)> {
-        self.path(home).find_map(|i| {
+        for i in self.path(home, MAX_PROBE_GROUPS) {
             let v = self.slot(i).load(self.fast);
-            ((v >> 64) as u64 == fp).then_some((i, v))
-        })
+            if v == 0 {
+                // Slots are never emptied and a key takes the first free slot of its
+                // path, so no key of this path lies beyond an empty slot.
+                return None;
+            }
+            if (v >> 64) as u64 == fp {
+                return Some((i, v));
+            }
+        }
+        None
     }
 
     /// Decides a request of `cost` for `key` at `now` (in the algorithm's clock unit).
-    /// `Err(StoreFull)` when every slot of the key's path holds a key being limited.
+    /// A new key that finds no free slot displaces the key with the least debt (see the
+    /// [module docs](self)); `Err(StoreFull)` when every candidate is being limited.
     pub fn decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
+        self.decide_inner(key, now, cost, true)
+    }
+
+    /// As [`decide`](Self::decide) but never displaces a key: `Err(StoreFull)` when no
+    /// slot of a new key's path is empty or fresh.
+    pub fn try_decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
+        self.decide_inner(key, now, cost, false)
+    }
+
+    /// Keys displaced to make room since the region was created (all processes).
+    pub fn displaced(&self) -> u64 {
+        header(self.base, H_DISPLACED).load(Ordering::Relaxed)
+    }
+
+    /// Fresh slots reused in place since the region was created (all processes).
+    pub fn evictions(&self) -> u64 {
+        header(self.base, H_EVICTED).load(Ordering::Relaxed)
+    }
+
+    /// Total slots (at least `capacity / 0.8`).
+    pub fn slots(&self) -> usize {
+        self.groups * SLOTS_PER_GROUP
+    }
+
+    fn decide_inner(
+        &self,
+        key: &K,
+        now: u64,
+        cost: u64,
+        displace: bool,
+    ) -> Result<Decision, StoreFull> {
         let (home, fp) = self.hash(key);
         loop {
             if let Some((i, v)) = self.find(home, fp) {
@@ -369,7 +430,7 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
                 }
                 continue; // the slot changed (or was given away): look again
             }
-            if let Some(d) = self.insert(home, fp, now, cost)? {
+            if let Some(d) = self.insert(home, fp, now, cost, displace)? {
                 return Ok(d);
             }
         }
@@ -397,6 +458,7 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
         fp: u64,
         now: u64,
         cost: u64,
+        displace: bool,
     ) -> Result<Option<Decision>, StoreFull> {
         let token = self.claim(home);
         let r = (|| {
@@ -404,32 +466,48 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
             if let Some((i, v)) = self.find(home, fp) {
                 return Ok(self.try_update(i, v, fp, now, cost));
             }
-            let mut best: Option<(usize, u128, u64)> = None;
-            for i in self.path(home) {
+            // The first empty or fresh slot of the whole path...
+            let free = self.path(home, MAX_PROBE_GROUPS).find_map(|i| {
                 let v = self.slot(i).load(self.fast);
-                let state = v as u64;
-                let reusable = v == 0 || self.alg.is_fresh(state, now);
-                if reusable {
-                    best = Some((i, v, 0));
-                    break;
-                }
-                if let Some(debt) = self.alg.debt(state, now) {
-                    if best.is_none_or(|b| debt < b.2) {
-                        best = Some((i, v, debt));
+                (v == 0 || self.alg.is_fresh(v as u64, now)).then_some((i, v))
+            });
+            let (i, v, counter) = match free {
+                Some((i, v)) => (i, v, (v != 0).then_some(H_EVICTED)),
+                None if displace => {
+                    // ...else the least debt among the first DISPLACE_GROUPS groups.
+                    let mut best: Option<(usize, u128, u64)> = None;
+                    for i in self.path(home, DISPLACE_GROUPS) {
+                        let v = self.slot(i).load(self.fast);
+                        if let Some(debt) = self.alg.debt(v as u64, now) {
+                            if best.is_none_or(|b| debt < b.2) {
+                                best = Some((i, v, debt));
+                            }
+                        }
                     }
+                    let Some((i, v, _)) = best else {
+                        return Err(StoreFull {
+                            capacity: self.capacity,
+                        });
+                    };
+                    (i, v, Some(H_DISPLACED))
                 }
-            }
-            let Some((i, v, _)) = best else {
-                return Err(StoreFull {
-                    capacity: self.capacity,
-                });
+                None => {
+                    return Err(StoreFull {
+                        capacity: self.capacity,
+                    })
+                }
             };
             let (d, new) = self.alg.decide(FRESH, now, cost);
             match self
                 .slot(i)
                 .compare_exchange(self.fast, v, pack(fp, new.unwrap_or(FRESH)))
             {
-                Ok(_) => Ok(Some(d)),
+                Ok(_) => {
+                    if let Some(c) = counter {
+                        header(self.base, c).fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Some(d))
+                }
                 Err(_) => Ok(None), // raced with a hit or another group's insert: retry
             }
         })();
@@ -553,5 +631,78 @@ mod tests {
         }
         assert_eq!(s.verify(), Ok(1000));
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("tollgate-shm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn holds_capacity_then_full_never_loses_a_key_and_reuses_fresh_slots() {
+        let path = tmp("full");
+        let s: SharedStore<u64, Gcra> = SharedStore::open(&path, 1000, alg()).unwrap();
+        assert_eq!(s.slots(), 1252);
+        // Every key at its limit (cost 10 of 10): nothing may be displaced.
+        let mut full = 0;
+        let mut stored = Vec::new();
+        for k in 0..s.slots() as u64 * 2 {
+            match s.try_decide(&k, 0, 10) {
+                Ok(d) => {
+                    assert!(d.allowed());
+                    stored.push(k);
+                }
+                Err(_) => full += 1,
+            }
+        }
+        assert!(full > 0);
+        assert!(stored.len() >= 1000, "{} keys held", stored.len());
+        assert_eq!(s.verify(), Ok(stored.len()));
+        // `decide` cannot displace a limited key either.
+        assert!(s.decide(&(1 << 40), 0, 1).is_err());
+        assert_eq!(s.displaced(), 0);
+        for k in &stored {
+            assert!(
+                !s.decide(k, 0, 1).unwrap().allowed(),
+                "key {k} kept its state"
+            );
+        }
+        // A minute later every key is fresh: a new key reuses a slot in place.
+        let later = 60_000_000_000;
+        assert!(s.try_decide(&(1 << 40), later, 1).unwrap().allowed());
+        assert_eq!(s.evictions(), 1);
+        assert_eq!(s.verify(), Ok(stored.len()));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_full_group_displaces_the_least_debt_and_never_a_limited_key() {
+        let path = tmp("displace");
+        // Capacity 1: one group of four slots.
+        let s: SharedStore<u64, Gcra> = SharedStore::open(&path, 1, alg()).unwrap();
+        assert_eq!(s.slots(), 4);
+        for (k, cost) in [(1, 3), (2, 1), (3, 10), (4, 2)] {
+            assert!(s.decide(&k, 0, cost).unwrap().allowed());
+        }
+        assert!(
+            s.try_decide(&5, 0, 1).is_err(),
+            "try_decide never displaces"
+        );
+        assert!(s.decide(&5, 0, 4).unwrap().allowed());
+        assert_eq!(s.displaced(), 1);
+        let left = |k: u64| s.decide(&k, 0, 0).unwrap().remaining;
+        // Key 2 (least debt) went; the probe re-inserted it by displacing key 4.
+        assert_eq!(left(2), 10, "key 2 was displaced and comes back fresh");
+        assert_eq!((left(1), left(3), left(5)), (7, 0, 6));
+        assert_eq!(s.displaced(), 2);
+        // Only limited keys left: full.
+        for k in [1, 2, 5] {
+            let r = s.decide(&k, 0, 0).unwrap().remaining;
+            assert!(s.decide(&k, 0, r).unwrap().allowed());
+        }
+        assert!(s.decide(&9, 0, 1).is_err());
+        assert_eq!(s.verify(), Ok(4));
+        std::fs::remove_file(&path).unwrap();
     }
 }
