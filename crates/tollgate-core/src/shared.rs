@@ -75,7 +75,7 @@ pub const DISPLACE_GROUPS: usize = 4;
 pub const CLAIM_TIMEOUT_SECS: u64 = 10;
 const HEADER: usize = 4096;
 const SLOTS_PER_GROUP: usize = 4;
-const READY: u64 = 0x5245_4144_59; // "READY"
+const READY: u64 = 0x52_4541_4459; // "READY"
 
 /// Why a shared region could not be opened.
 #[derive(Debug)]
