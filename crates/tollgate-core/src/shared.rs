@@ -61,7 +61,9 @@ use ahash::RandomState;
 
 use crate::algorithm::FRESH;
 use crate::atomic128::{Fast, Slot};
-use crate::{Algorithm, Decision, StoreFull};
+use crate::clock::{Clock, UnixClock};
+use crate::limiter::check_cost;
+use crate::{Algorithm, Decision, KeyedError, StoreFull};
 
 /// `TOLLSHM1` in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TOLLSHM1");
@@ -148,7 +150,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 }
 
 /// A keyed store in a shared memory region: see the [module docs](self).
-pub struct SharedStore<K, A: Algorithm> {
+pub struct SharedStore<K: ?Sized, A: Algorithm> {
     base: *mut u8,
     len: usize,
     groups: usize,
@@ -165,11 +167,11 @@ pub struct SharedStore<K, A: Algorithm> {
 
 // SAFETY: the raw pointers point into a mapping owned by the store for its whole life,
 // and every access through them is atomic.
-unsafe impl<K, A: Algorithm> Send for SharedStore<K, A> {}
+unsafe impl<K: ?Sized, A: Algorithm> Send for SharedStore<K, A> {}
 // SAFETY: as above; shared references only perform atomic operations.
-unsafe impl<K, A: Algorithm> Sync for SharedStore<K, A> {}
+unsafe impl<K: ?Sized, A: Algorithm> Sync for SharedStore<K, A> {}
 
-impl<K, A: Algorithm> fmt::Debug for SharedStore<K, A> {
+impl<K: ?Sized, A: Algorithm> fmt::Debug for SharedStore<K, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedStore")
             .field("path", &self.path)
@@ -179,7 +181,7 @@ impl<K, A: Algorithm> fmt::Debug for SharedStore<K, A> {
     }
 }
 
-impl<K, A: Algorithm> Drop for SharedStore<K, A> {
+impl<K: ?Sized, A: Algorithm> Drop for SharedStore<K, A> {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` are the mapping made in `open`, unmapped once here.
         unsafe { libc::munmap(self.base.cast(), self.len) };
@@ -205,7 +207,7 @@ const H_GROUPS: usize = 8;
 const H_EVICTED: usize = 9;
 const H_DISPLACED: usize = 10;
 
-impl<K: Hash, A: Algorithm> SharedStore<K, A> {
+impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// Opens (creating and initializing if absent) the region at `path` for `capacity`
     /// keys decided by `alg`. Every process must pass the same parameters.
     pub fn open(path: impl AsRef<Path>, capacity: usize, alg: A) -> Result<Self, SharedStateError> {
@@ -430,6 +432,11 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
                 }
                 continue; // the slot changed (or was given away): look again
             }
+            // As the private store: a request that leaves a new key fresh (a probe)
+            // is decided without inserting it, so it leaves no trace.
+            if let (d, None) = self.alg.decide(FRESH, now, cost) {
+                return Ok(d);
+            }
             if let Some(d) = self.insert(home, fp, now, cost, displace)? {
                 return Ok(d);
             }
@@ -567,6 +574,71 @@ impl<K: Hash, A: Algorithm> SharedStore<K, A> {
     }
 }
 
+/// A keyed limiter over a [`SharedStore`], with the check API of
+/// [`crate::KeyedRateLimiter`] and the same decisions for the same sequence of checks
+/// (a new key that finds no free slot is refused with [`StoreFull`], never displaced,
+/// as the private limiter's `check`). Its clock must read the same time in every
+/// process: the default is [`UnixClock`] (Unix nanoseconds).
+#[derive(Debug)]
+pub struct SharedKeyed<K: ?Sized, A: Algorithm, C: Clock = UnixClock> {
+    store: SharedStore<K, A>,
+    clock: C,
+}
+
+impl<K: Hash + ?Sized, A: Algorithm> SharedKeyed<K, A, UnixClock> {
+    /// Opens the region at `path` (see [`SharedStore::open`]) on a [`UnixClock`].
+    pub fn open(path: impl AsRef<Path>, alg: A, capacity: usize) -> Result<Self, SharedStateError> {
+        Self::with_clock(path, alg, capacity, UnixClock::new())
+    }
+}
+
+impl<K: Hash + ?Sized, A: Algorithm, C: Clock> SharedKeyed<K, A, C> {
+    /// Opens the region at `path` for `capacity` keys, reading `clock`.
+    pub fn with_clock(
+        path: impl AsRef<Path>,
+        alg: A,
+        capacity: usize,
+        clock: C,
+    ) -> Result<Self, SharedStateError> {
+        Ok(SharedKeyed {
+            store: SharedStore::open(path, capacity, alg)?,
+            clock,
+        })
+    }
+
+    /// The underlying shared store (capacity, counters, [`SharedStore::verify`]).
+    pub fn store(&self) -> &SharedStore<K, A> {
+        &self.store
+    }
+
+    /// The clock this limiter reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Decides a request of cost 1 for `key` now.
+    pub fn check(&self, key: &K) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, 1, self.clock.now())
+    }
+
+    /// Decides a request of cost 1 for `key` at `now`.
+    pub fn check_at(&self, key: &K, now: u64) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, 1, now)
+    }
+
+    /// Decides a request of weight `cost` for `key` now.
+    pub fn check_n(&self, key: &K, cost: u64) -> Result<Decision, KeyedError> {
+        self.check_n_at(key, cost, self.clock.now())
+    }
+
+    /// Decides a request of weight `cost` for `key` at `now`. Errors: the cost can never
+    /// pass, or the key is new and no slot of its path is free.
+    pub fn check_n_at(&self, key: &K, cost: u64, now: u64) -> Result<Decision, KeyedError> {
+        check_cost(&self.store.alg, cost)?;
+        Ok(self.store.try_decide(key, now, cost)?)
+    }
+}
+
 fn pack(fp: u64, state: u64) -> u128 {
     (u128::from(fp) << 64) | u128::from(state)
 }
@@ -692,17 +764,49 @@ mod tests {
         assert!(s.decide(&5, 0, 4).unwrap().allowed());
         assert_eq!(s.displaced(), 1);
         let left = |k: u64| s.decide(&k, 0, 0).unwrap().remaining;
-        // Key 2 (least debt) went; the probe re-inserted it by displacing key 4.
+        // Key 2 (least debt) went; a probe does not insert it again.
         assert_eq!(left(2), 10, "key 2 was displaced and comes back fresh");
-        assert_eq!((left(1), left(3), left(5)), (7, 0, 6));
-        assert_eq!(s.displaced(), 2);
+        assert_eq!((left(1), left(3), left(4), left(5)), (7, 0, 8, 6));
+        assert_eq!(s.displaced(), 1);
         // Only limited keys left: full.
-        for k in [1, 2, 5] {
+        for k in [1, 4, 5] {
             let r = s.decide(&k, 0, 0).unwrap().remaining;
             assert!(s.decide(&k, 0, r).unwrap().allowed());
         }
         assert!(s.decide(&9, 0, 1).is_err());
         assert_eq!(s.verify(), Ok(4));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    mod same_as_private {
+        use super::*;
+        use crate::KeyedGcraLimiter;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn shared_keyed_decides_as_the_private_keyed_limiter(
+                per in 1u64..20,
+                cap in prop_oneof![Just(1usize), Just(16)],
+                ops in proptest::collection::vec((0u64..12, 0u64..25, 0u64..3_000_000_000), 1..200),
+            ) {
+                let rate = Rate::new(per, std::time::Duration::from_secs(60)).unwrap();
+                let path = tmp(&format!("prop-{per}-{cap}-{}", ops.len()));
+                let shared: SharedKeyed<u64, Gcra, crate::ManualClock> =
+                    SharedKeyed::with_clock(&path, Gcra::new(rate), cap, crate::ManualClock::new(0))
+                        .unwrap();
+                // Capacity 1 is one group of four slots in both: the store fills and fresh
+                // slots are reused, so StoreFull and eviction are compared too.
+                let private = KeyedGcraLimiter::<u64>::new(Gcra::new(rate), cap);
+                let mut now = 1_000_000_000u64;
+                for (key, cost, dt) in ops {
+                    now += dt;
+                    prop_assert_eq!(shared.check_n_at(&key, cost, now), private.check_n_at(&key, cost, now));
+                }
+                drop(shared);
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
     }
 }
