@@ -66,6 +66,8 @@ pub mod reserve;
 #[cfg(all(unix, not(tollgate_loom)))]
 #[allow(unsafe_code)]
 pub mod shared;
+#[cfg(any(all(unix, not(tollgate_loom)), all(tollgate_loom, test)))]
+mod shared_table;
 #[cfg(all(unix, not(tollgate_loom)))]
 pub use shared::{SharedKeyed, SharedStateError, SharedStore};
 pub mod store;

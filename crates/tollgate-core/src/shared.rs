@@ -59,24 +59,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
 
-use crate::algorithm::FRESH;
 use crate::atomic128::{Fast, Slot};
 use crate::clock::{Clock, UnixClock};
 use crate::limiter::check_cost;
+use crate::shared_table::{Owners, Table, SLOTS_PER_GROUP};
+pub use crate::shared_table::{CLAIM_TIMEOUT_SECS, DISPLACE_GROUPS, MAX_PROBE_GROUPS};
 use crate::{Algorithm, Decision, KeyedError, StoreFull};
 
 /// `TOLLSHM1` in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TOLLSHM1");
 /// The layout version this build writes and accepts.
 pub const LAYOUT_VERSION: u64 = 2;
-/// Groups of a key's path searched for a free slot (and for the key).
-pub const MAX_PROBE_GROUPS: usize = 128;
-/// Groups of a new key's path searched for a key to displace when no slot is free.
-pub const DISPLACE_GROUPS: usize = 4;
-/// A claim older than this many seconds is taken over even if its process lives.
-pub const CLAIM_TIMEOUT_SECS: u64 = 10;
+
 const HEADER: usize = 4096;
-const SLOTS_PER_GROUP: usize = 4;
 const READY: u64 = 0x52_4541_4459; // "READY"
 
 /// Why a shared region could not be opened.
@@ -350,56 +345,48 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         self.capacity
     }
 
-    fn slot(&self, i: usize) -> &Slot {
-        debug_assert!(i < self.groups * SLOTS_PER_GROUP);
-        // SAFETY: `i` is below the slot count, so inside the mapping; slots are only
-        // accessed atomically.
-        unsafe { &*self.slots.add(i) }
-    }
-
-    fn claim_word(&self, g: usize) -> &AtomicU64 {
-        // SAFETY: `g < groups`, inside the claim array of the mapping.
-        unsafe { &*self.claims.add(g) }
-    }
-
     fn hash(&self, key: &K) -> (usize, u64) {
         let h = self.hasher.hash_one(key);
         let fp = (h.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         ((h as usize) % self.groups, fp)
     }
 
-    fn path(&self, home: usize, groups: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..groups.min(self.groups) * SLOTS_PER_GROUP).map(move |i| {
-            ((home + i / SLOTS_PER_GROUP) % self.groups) * SLOTS_PER_GROUP + i % SLOTS_PER_GROUP
-        })
-    }
-
-    fn find(&self, home: usize, fp: u64) -> Option<(usize, u128)> {
-        for i in self.path(home, MAX_PROBE_GROUPS) {
-            let v = self.slot(i).load(self.fast);
-            if v == 0 {
-                // Slots are never emptied and a key takes the first free slot of its
-                // path, so no key of this path lies beyond an empty slot.
-                return None;
-            }
-            if (v >> 64) as u64 == fp {
-                return Some((i, v));
-            }
+    fn table(&self) -> Table<'_, A, Process> {
+        // SAFETY: `claims` and `slots` point at `groups` claim words and
+        // `groups * SLOTS_PER_GROUP` slots inside the mapping, which lives as long as
+        // `self`; both are only accessed atomically.
+        let (claims, slots) = unsafe {
+            (
+                std::slice::from_raw_parts(self.claims, self.groups),
+                std::slice::from_raw_parts(self.slots, self.groups * SLOTS_PER_GROUP),
+            )
+        };
+        Table {
+            claims,
+            slots,
+            evicted: header(self.base, H_EVICTED),
+            displaced: header(self.base, H_DISPLACED),
+            groups: self.groups,
+            alg: &self.alg,
+            fast: self.fast,
+            capacity: self.capacity,
+            owners: Process,
         }
-        None
     }
 
     /// Decides a request of `cost` for `key` at `now` (in the algorithm's clock unit).
     /// A new key that finds no free slot displaces the key with the least debt (see the
     /// [module docs](self)); `Err(StoreFull)` when every candidate is being limited.
     pub fn decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
-        self.decide_inner(key, now, cost, true)
+        let (home, fp) = self.hash(key);
+        self.table().decide(home, fp, now, cost, true)
     }
 
     /// As [`decide`](Self::decide) but never displaces a key: `Err(StoreFull)` when no
     /// slot of a new key's path is empty or fresh.
     pub fn try_decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
-        self.decide_inner(key, now, cost, false)
+        let (home, fp) = self.hash(key);
+        self.table().decide(home, fp, now, cost, false)
     }
 
     /// Keys displaced to make room since the region was created (all processes).
@@ -417,176 +404,17 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         self.groups * SLOTS_PER_GROUP
     }
 
-    fn decide_inner(
-        &self,
-        key: &K,
-        now: u64,
-        cost: u64,
-        displace: bool,
-    ) -> Result<Decision, StoreFull> {
-        let (home, fp) = self.hash(key);
-        loop {
-            if let Some((i, v)) = self.find(home, fp) {
-                if let Some(d) = self.try_update(i, v, fp, now, cost) {
-                    return Ok(d);
-                }
-                continue; // the slot changed (or was given away): look again
-            }
-            // As the private store: a request that leaves a new key fresh (a probe)
-            // is decided without inserting it, so it leaves no trace.
-            if let (d, None) = self.alg.decide(FRESH, now, cost) {
-                return Ok(d);
-            }
-            if let Some(d) = self.insert(home, fp, now, cost, displace)? {
-                return Ok(d);
-            }
-        }
-    }
-
-    /// One compare-exchange step on a slot holding `fp`; `None` if the slot changed.
-    fn try_update(&self, i: usize, mut v: u128, fp: u64, now: u64, cost: u64) -> Option<Decision> {
-        loop {
-            if (v >> 64) as u64 != fp {
-                return None;
-            }
-            let state = v as u64;
-            let (d, new) = self.alg.decide(state, now, cost);
-            let Some(new) = new else { return Some(d) };
-            match self.slot(i).compare_exchange(self.fast, v, pack(fp, new)) {
-                Ok(_) => return Some(d),
-                Err(seen) => v = seen,
-            }
-        }
-    }
-
-    fn insert(
-        &self,
-        home: usize,
-        fp: u64,
-        now: u64,
-        cost: u64,
-        displace: bool,
-    ) -> Result<Option<Decision>, StoreFull> {
-        let token = self.claim(home);
-        let r = (|| {
-            // Re-check under the claim: another process may have inserted the key.
-            if let Some((i, v)) = self.find(home, fp) {
-                return Ok(self.try_update(i, v, fp, now, cost));
-            }
-            // The first empty or fresh slot of the whole path...
-            let free = self.path(home, MAX_PROBE_GROUPS).find_map(|i| {
-                let v = self.slot(i).load(self.fast);
-                (v == 0 || self.alg.is_fresh(v as u64, now)).then_some((i, v))
-            });
-            let (i, v, counter) = match free {
-                Some((i, v)) => (i, v, (v != 0).then_some(H_EVICTED)),
-                None if displace => {
-                    // ...else the least debt among the first DISPLACE_GROUPS groups.
-                    let mut best: Option<(usize, u128, u64)> = None;
-                    for i in self.path(home, DISPLACE_GROUPS) {
-                        let v = self.slot(i).load(self.fast);
-                        if let Some(debt) = self.alg.debt(v as u64, now) {
-                            if best.is_none_or(|b| debt < b.2) {
-                                best = Some((i, v, debt));
-                            }
-                        }
-                    }
-                    let Some((i, v, _)) = best else {
-                        return Err(StoreFull {
-                            capacity: self.capacity,
-                        });
-                    };
-                    (i, v, Some(H_DISPLACED))
-                }
-                None => {
-                    return Err(StoreFull {
-                        capacity: self.capacity,
-                    })
-                }
-            };
-            let (d, new) = self.alg.decide(FRESH, now, cost);
-            match self
-                .slot(i)
-                .compare_exchange(self.fast, v, pack(fp, new.unwrap_or(FRESH)))
-            {
-                Ok(_) => {
-                    if let Some(c) = counter {
-                        header(self.base, c).fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Some(d))
-                }
-                Err(_) => Ok(None), // raced with a hit or another group's insert: retry
-            }
-        })();
-        self.release(home, token);
-        r
-    }
-
-    fn claim(&self, g: usize) -> u64 {
-        let w = self.claim_word(g);
-        let token = (u64::from(std::process::id()) << 32) | (unix_secs() & 0xffff_ffff);
-        let mut spins = 0u32;
-        loop {
-            let cur = w.load(Ordering::Acquire);
-            let takeover = cur != 0 && claim_abandoned(cur);
-            if (cur == 0 || takeover)
-                && w.compare_exchange(cur, token, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                return token;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-
-    fn release(&self, g: usize, token: u64) {
-        // If it fails our claim was taken over (we were stalled): nothing to undo.
-        let _ = self
-            .claim_word(g)
-            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
-
     /// Clears the insert claims held by processes that are gone (what the next insert
     /// into such a group does anyway, by the same compare-exchange); returns how many.
     /// For tests and `tollgate check`, before [`verify`](Self::verify).
     pub fn release_dead_claims(&self) -> usize {
-        (0..self.groups)
-            .filter(|&g| {
-                let w = self.claim_word(g);
-                let c = w.load(Ordering::Acquire);
-                c != 0
-                    && pid_dead((c >> 32) as u32)
-                    && w.compare_exchange(c, 0, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-            })
-            .count()
+        self.table().release_dead_claims()
     }
 
     /// Checks the region's invariants (tests and `tollgate check`): no fingerprint twice
-    /// on any probe path and no claim held by a dead process. Returns the live keys.
+    /// and no claim held by a dead process. Returns the live keys.
     pub fn verify(&self) -> Result<usize, String> {
-        let mut seen = std::collections::HashMap::new();
-        for i in 0..self.groups * SLOTS_PER_GROUP {
-            let fp = (self.slot(i).load(self.fast) >> 64) as u64;
-            if fp != 0 {
-                if let Some(j) = seen.insert(fp, i) {
-                    return Err(format!("fingerprint in slots {j} and {i}"));
-                }
-            }
-        }
-        for g in 0..self.groups {
-            let c = self.claim_word(g).load(Ordering::Acquire);
-            if c != 0 && pid_dead((c >> 32) as u32) {
-                // A dead claimer's word is taken over on the next insert; report it.
-                return Err(format!("group {g} claimed by dead pid {}", c >> 32));
-            }
-        }
-        Ok(seen.len())
+        self.table().verify()
     }
 }
 
@@ -655,25 +483,25 @@ impl<K: Hash + ?Sized, A: Algorithm, C: Clock> SharedKeyed<K, A, C> {
     }
 }
 
-fn pack(fp: u64, state: u64) -> u128 {
-    (u128::from(fp) << 64) | u128::from(state)
-}
+/// The owners of claims in a real region: processes.
+struct Process;
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+impl Owners for Process {
+    fn me(&self) -> u32 {
+        std::process::id()
+    }
 
-fn pid_dead(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for the process's existence.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
+    fn dead(&self, pid: u32) -> bool {
+        // SAFETY: kill with signal 0 only checks for the process's existence.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
 
-fn claim_abandoned(word: u64) -> bool {
-    let age = (unix_secs() & 0xffff_ffff).wrapping_sub(word & 0xffff_ffff) & 0xffff_ffff;
-    age > CLAIM_TIMEOUT_SECS || pid_dead((word >> 32) as u32)
+    fn secs(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 #[cfg(test)]
