@@ -47,6 +47,12 @@ impl Fast {
         }
     }
 
+    /// Whether the inline (cross-process safe) instructions are used.
+    #[cfg_attr(tollgate_loom, allow(dead_code))]
+    pub(crate) fn is_fast(self) -> bool {
+        self.0
+    }
+
     /// The portable path only (tests use it to check the fallback).
     #[allow(dead_code)]
     pub(crate) fn portable() -> Self {

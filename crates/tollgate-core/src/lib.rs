@@ -62,6 +62,14 @@ mod keyed;
 mod limiter;
 pub mod rate;
 pub mod reserve;
+// `shared` maps a file and uses 128-bit atomics in it; every block has a SAFETY comment.
+#[cfg(all(unix, not(tollgate_loom)))]
+#[allow(unsafe_code)]
+pub mod shared;
+#[cfg(any(all(unix, not(tollgate_loom)), all(tollgate_loom, test)))]
+mod shared_table;
+#[cfg(all(unix, not(tollgate_loom)))]
+pub use shared::{SharedKeyed, SharedStateError, SharedStore};
 pub mod store;
 mod sync;
 pub mod window;

@@ -258,3 +258,121 @@ fn keyed_cancel_racing_reserve() {
         }
     });
 }
+
+/// The shared (multi-process) store's claim and insert code (`shared_table.rs`) on loom
+/// atomics in ordinary memory instead of the file mapping; loom threads stand in for
+/// processes, and a thread "dies" by marking its id dead without releasing its claim.
+mod shared {
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use crate::atomic128::{Fast, Slot};
+    use crate::shared_table::{Owners, Table, SLOTS_PER_GROUP};
+    use crate::sync::{AtomicU64, Ordering};
+    use crate::{Algorithm, Gcra, FRESH};
+
+    const FP: u64 = 0xabc1;
+
+    struct Region {
+        claims: Vec<AtomicU64>,
+        slots: Vec<Slot>,
+        evicted: AtomicU64,
+        displaced: AtomicU64,
+        dead: Vec<AtomicBool>,
+        alg: Gcra,
+    }
+
+    struct Ids<'a> {
+        me: u32,
+        dead: &'a [AtomicBool],
+    }
+
+    impl Owners for Ids<'_> {
+        fn me(&self) -> u32 {
+            self.me
+        }
+        fn dead(&self, id: u32) -> bool {
+            self.dead[id as usize].load(Ordering::SeqCst)
+        }
+        fn secs(&self) -> u64 {
+            0 // the time-out never fires: only death frees a claim
+        }
+    }
+
+    impl Region {
+        fn new() -> Arc<Self> {
+            Arc::new(Region {
+                claims: vec![AtomicU64::new(0)],
+                slots: (0..SLOTS_PER_GROUP).map(|_| Slot::new(0)).collect(),
+                evicted: AtomicU64::new(0),
+                displaced: AtomicU64::new(0),
+                dead: (0..3).map(|_| AtomicBool::new(false)).collect(),
+                alg: super::gcra("1/s burst 2"),
+            })
+        }
+
+        fn table(&self, me: u32) -> Table<'_, Gcra, Ids<'_>> {
+            Table {
+                claims: &self.claims,
+                slots: &self.slots,
+                evicted: &self.evicted,
+                displaced: &self.displaced,
+                groups: 1,
+                alg: &self.alg,
+                fast: Fast::detect(),
+                capacity: 1,
+                owners: Ids {
+                    me,
+                    dead: &self.dead,
+                },
+            }
+        }
+    }
+
+    /// Two owners inserting the same new key at once: one slot, both hits counted.
+    #[test]
+    fn shared_insert_racing_insert_of_the_same_key() {
+        loom::model(|| {
+            let r = Region::new();
+            let r2 = Arc::clone(&r);
+            let t = thread::spawn(move || r2.table(2).decide(0, FP, 0, 1, false).unwrap());
+            let a = r.table(1).decide(0, FP, 0, 1, false).unwrap();
+            let b = t.join().unwrap();
+            assert!(a.allowed() && b.allowed());
+            let table = r.table(0);
+            assert_eq!(table.verify(), Ok(1), "no duplicate");
+            let (_, v) = table.find(0, FP).unwrap();
+            let one = r.alg.decide(FRESH, 0, 1).1.unwrap();
+            assert_eq!(v as u64, r.alg.decide(one, 0, 1).1.unwrap());
+            assert_eq!(r.claims[0].load(Ordering::SeqCst), 0, "no claim left");
+        });
+    }
+
+    /// An owner dies holding the group's claim (at any point of the other's insert):
+    /// the other takes the claim over and inserts; nothing stays stuck.
+    #[test]
+    fn shared_claim_of_a_dead_owner_is_taken_over() {
+        loom::model(|| {
+            let r = Region::new();
+            let r2 = Arc::clone(&r);
+            let dier = thread::spawn(move || {
+                let _token = r2.table(1).claim(0);
+                // Killed here: the claim is never released.
+                r2.dead[1].store(true, Ordering::SeqCst);
+            });
+            let d = r.table(2).decide(0, FP, 0, 1, false).unwrap();
+            dier.join().unwrap();
+            assert!(d.allowed());
+            let table = r.table(0);
+            // The dier may have claimed after the insert released: that claim is
+            // dead and is cleared by the same take-over compare-exchange.
+            let word = r.claims[0].load(Ordering::SeqCst);
+            assert!(word == 0 || word >> 32 == 1, "claim {word:#x}");
+            assert!(table.release_dead_claims() <= 1);
+            assert_eq!(table.verify(), Ok(1));
+            assert_eq!(r.claims[0].load(Ordering::SeqCst), 0);
+            assert!(table.find(0, FP).is_some());
+        });
+    }
+}
