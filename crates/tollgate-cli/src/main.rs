@@ -153,11 +153,14 @@ enum Command {
         json: bool,
     },
     /// Usage per company (or user) and period, with the period-end statements, from the
-    /// fleet ledger on PostgreSQL.
+    /// fleet ledger on PostgreSQL, or from one instance's SQLite quota journal.
     Usage {
         /// The ledger's PostgreSQL URL (libpq URL or key=value string).
+        #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
+        postgres: Option<String>,
+        /// A quota journal (SQLite), read-only.
         #[arg(long)]
-        postgres: String,
+        journal: Option<PathBuf>,
         /// Only this company.
         #[arg(long)]
         company: Option<String>,
@@ -277,6 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Check { policy, json } => check(&policy, json),
         Command::Usage {
             postgres,
+            journal,
             company,
             period,
             by,
@@ -284,8 +288,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             use tollgate_cli::usage::{self, UsageFormat};
             let by_user = by.is_some();
-            let lines =
-                usage::from_postgres(&postgres, company.as_deref(), period.as_deref(), by_user)?;
+            let (company, period) = (company.as_deref(), period.as_deref());
+            let lines = match (&postgres, &journal) {
+                (Some(url), _) => usage::from_postgres(url, company, period, by_user)?,
+                (None, Some(path)) => usage::from_journal(path, company, period, by_user)?,
+                (None, None) => unreachable!("clap requires --postgres or --journal"),
+            };
             let format = match format {
                 UsageFmt::Table => UsageFormat::Table,
                 UsageFmt::Json => UsageFormat::Json,

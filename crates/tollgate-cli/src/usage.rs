@@ -1,6 +1,8 @@
 //! `tollgate usage --postgres URL`: usage per company (or per user) and period from the
 //! fleet ledger, joined with the period-end statements (limit in force, overage, plan),
-//! as a table, JSON or CSV.
+//! as a table, JSON or CSV. `tollgate usage --journal FILE`: the same from one instance's
+//! SQLite quota journal, read-only (the journal keeps no statements: limit, overage and
+//! plans are empty).
 
 use std::fmt::Write as _;
 
@@ -56,6 +58,39 @@ pub fn from_postgres(
         .map_err(|e| e.to_string())?;
     let statements = l.statements(company, period).map_err(|e| e.to_string())?;
     Ok(join(totals, &statements, by_user))
+}
+
+/// Reads the report's lines from the SQLite quota journal at `path` (read-only; a
+/// missing file is an error, never created).
+pub fn from_journal(
+    path: &std::path::Path,
+    company: Option<&str>,
+    period: Option<&str>,
+    by_user: bool,
+) -> Result<Vec<UsageLine>, String> {
+    if !path.exists() {
+        return Err(format!("{}: no such journal", path.display()));
+    }
+    let rows = tollgate::quota::journal::Journal::read_usage(path).map_err(|e| e.to_string())?;
+    let mut lines: Vec<UsageLine> = rows
+        .into_iter()
+        .filter(|r| r.user.is_some() == by_user)
+        .filter(|r| company.is_none_or(|c| r.company == c))
+        .filter(|r| period.is_none_or(|p| r.period == p))
+        .map(|r| UsageLine {
+            company: r.company,
+            user: r.user,
+            period: r.period,
+            calls: r.calls,
+            used: r.calls,
+            limit: None,
+            overage: None,
+            plan: None,
+            suggested_plan: None,
+        })
+        .collect();
+    lines.sort_by(|a, b| (&a.company, &a.period, &a.user).cmp(&(&b.company, &b.period, &b.user)));
+    Ok(lines)
 }
 
 fn join(totals: Vec<TotalRow>, statements: &[StatementRow], by_user: bool) -> Vec<UsageLine> {

@@ -587,3 +587,48 @@ fn bench_without_a_policy_benches_one_synthetic_limit() {
     let limited = v["outcomes"]["limited"].as_u64().unwrap();
     assert!(allowed > 0 && allowed + limited == decisions, "{v:#}");
 }
+
+/// `tollgate usage --journal FILE` reports what a replay counted in a journal, per
+/// company and per user, read-only; a missing journal is an error and is not created.
+#[test]
+fn usage_reports_a_journal_per_company_and_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", POLICY);
+    let mut log = String::new();
+    for s in 0..3 {
+        log.push_str(&line(s, "key-aaaaaaaa-1", "GET"));
+    }
+    log.push_str(&line(4, "key-bbbbbbbb-2", "GET"));
+    let log = write(dir.path(), "access.log", &log);
+    let journal = dir.path().join("usage.db");
+    let j = journal.to_str().unwrap();
+    let (code, out, err) = tollgate(&["replay", "--policy", &policy, "--journal", j, &log]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = tollgate(&["usage", "--journal", j, "--format", "csv"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "company,period,calls,used,limit,overage,plan,suggested_plan\nacme,2026-11,4,4,,,,\n"
+    );
+    let (code, out, err) = tollgate(&["usage", "--journal", j, "--by", "user", "--format", "csv"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "company,user,period,calls,used,limit,overage,plan,suggested_plan\n\
+         acme,ann,2026-11,3,3,,,,\nacme,bob,2026-11,1,1,,,,\n"
+    );
+    assert!(!out.contains("key-"), "no API key in a report: {out}");
+    let (code, out, _) = tollgate(&["usage", "--journal", j, "--company", "other"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("acme"), "{out}");
+
+    let missing = dir.path().join("missing.db");
+    let (code, _, err) = tollgate(&["usage", "--journal", missing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no such journal"), "{err}");
+    assert!(!missing.exists(), "a report created the journal");
+    // Exactly one source.
+    let (code, _, _) = tollgate(&["usage"]);
+    assert_eq!(code, 2);
+}

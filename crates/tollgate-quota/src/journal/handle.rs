@@ -294,6 +294,21 @@ impl Journal {
         }
     }
 
+    /// The `usage` table of the journal at `path` as committed now, read over a
+    /// read-only connection without opening the journal (no writer, no migration, no
+    /// file created): for reports on a file a running engine may be writing.
+    pub fn read_usage(path: impl AsRef<Path>) -> Result<Vec<UsageRecord>, JournalError> {
+        let path = path.as_ref();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(path, "cannot open for reading"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err(path, "cannot set the busy timeout"))?;
+        read_usage(path, &conn)
+    }
+
     /// The `usage` table as committed now, read over a separate read-only connection.
     pub fn usage_report(&self) -> Result<Vec<UsageRecord>, JournalError> {
         let conn = Connection::open_with_flags(
