@@ -69,7 +69,7 @@ use crate::{Algorithm, Decision, KeyedError, StoreFull};
 /// `TOLLSHM1` in little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TOLLSHM1");
 /// The layout version this build writes and accepts.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 const HEADER: usize = 4096;
 const READY: u64 = 0x52_4541_4459; // "READY"
@@ -348,7 +348,9 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     fn hash(&self, key: &K) -> (usize, u64) {
         let h = self.hasher.hash_one(key);
         let fp = (h.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
-        ((h as usize) % self.groups, fp)
+        // The home group by multiply-high (no division): uniform over the groups.
+        let home = ((u128::from(h) * self.groups as u128) >> 64) as usize;
+        (home, fp)
     }
 
     fn table(&self) -> Table<'_, A, Process> {

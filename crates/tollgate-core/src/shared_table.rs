@@ -63,8 +63,14 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
     }
 
     pub(crate) fn path(&self, home: usize, groups: usize) -> impl Iterator<Item = usize> + '_ {
+        // `home < self.groups` and the path is at most `self.groups` groups long, so one
+        // conditional subtraction wraps it (no division per probed slot).
         (0..groups.min(self.groups) * SLOTS_PER_GROUP).map(move |i| {
-            ((home + i / SLOTS_PER_GROUP) % self.groups) * SLOTS_PER_GROUP + i % SLOTS_PER_GROUP
+            let mut g = home + i / SLOTS_PER_GROUP;
+            if g >= self.groups {
+                g -= self.groups;
+            }
+            g * SLOTS_PER_GROUP + i % SLOTS_PER_GROUP
         })
     }
 
