@@ -7,9 +7,10 @@
 //! every timed check (one per nanosecond, burst `u32::MAX`, time frozen during a
 //! sample, moved on between samples), so both sides take the hit path.
 //!
-//! Run: `cargo bench -p tollgate-benches --bench shared`. Measured once (2-core shared
-//! machine, 2026-12-04): private 29.99 ns, shared 49.35 ns per check, 1.65x (the issue's
-//! target is 1.2x; not met yet).
+//! Run: `cargo bench -p tollgate-benches --bench shared`. Measured on the 2-core machine,
+//! 2026-12-04: once with a division per probed slot, private 29.99 ns, shared 49.35 ns
+//! (1.65x); after removing it (layout 3), three runs, medians private 29.9 ns, shared
+//! 45.6 ns (1.53x; runs 1.45x, 1.51x, 1.64x). The target is 1.2x; not met yet.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
