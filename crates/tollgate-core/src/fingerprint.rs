@@ -57,6 +57,16 @@ impl Fingerprinter {
         }
     }
 
+    /// A fingerprinter with the given seeds: what the worker processes of one host use,
+    /// so that they all compute the same fingerprint for a key (the seeds come from the
+    /// shared state's seed file, [`crate::shared::shared_seeds`]; never from clients).
+    pub fn with_seeds(seeds: [u64; 8]) -> Self {
+        Fingerprinter {
+            high: RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+            low: RandomState::with_seeds(seeds[4], seeds[5], seeds[6], seeds[7]),
+        }
+    }
+
     /// The fingerprint of one key.
     #[inline]
     pub fn of(&self, key: &str) -> u128 {

@@ -201,11 +201,28 @@ const H_SEEDS: usize = 4; // 4 words
 const H_GROUPS: usize = 8;
 const H_EVICTED: usize = 9;
 const H_DISPLACED: usize = 10;
+const H_PARAMS: usize = 16;
+/// The number of [`SharedStore::param`] words in a region's header.
+pub const PARAMS: usize = 8;
 
 impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// Opens (creating and initializing if absent) the region at `path` for `capacity`
     /// keys decided by `alg`. Every process must pass the same parameters.
     pub fn open(path: impl AsRef<Path>, capacity: usize, alg: A) -> Result<Self, SharedStateError> {
+        let layout = format!("alg={alg:?}");
+        Self::open_with_layout(path, capacity, alg, &layout)
+    }
+
+    /// As [`open`](Self::open), but the region's identity names `layout` instead of the
+    /// algorithm's parameters: for a caller that keeps the parameters in the region's
+    /// [`param`](Self::param) words itself, so that a new rate can re-express the
+    /// stored states ([`remap`](Self::remap)) instead of being refused.
+    pub fn open_with_layout(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        alg: A,
+        layout: &str,
+    ) -> Result<Self, SharedStateError> {
         let path = path.as_ref();
         let fast = Fast::detect();
         if !fast.is_fast() {
@@ -213,7 +230,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         }
         let groups = groups_for(capacity).ok_or(SharedStateError::BadCapacity(capacity))?;
         let len = region_size(capacity).ok_or(SharedStateError::BadCapacity(capacity))?;
-        let layout = fnv(format!("cap={capacity};slot=16;groups={groups};alg={alg:?}").as_bytes());
+        let layout = fnv(format!("cap={capacity};slot=16;groups={groups};{layout}").as_bytes());
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -391,6 +408,87 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         self.table().decide(home, fp, now, cost, false)
     }
 
+    /// Applies `f` to `key`'s state ([`crate::FRESH`] when absent) and writes the next
+    /// state it returns, as the private store's `update` (see
+    /// [`Table::update`](crate::shared_table)): a new key whose first state is written
+    /// takes a free slot, displacing the least debt when `displace` and none is free.
+    /// `f` may run more than once; it must be a pure function of the state.
+    pub fn update<R>(
+        &self,
+        key: &K,
+        now: u64,
+        displace: bool,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        let (home, fp) = self.hash(key);
+        self.table().update(home, fp, now, displace, f)
+    }
+
+    /// Rewrites `key`'s state if it is stored (`f` returns the next state, or `None` to
+    /// leave it); returns whether it was stored.
+    pub fn modify(&self, key: &K, f: impl FnMut(u64) -> Option<u64>) -> bool {
+        let (home, fp) = self.hash(key);
+        self.table().modify(home, fp, f)
+    }
+
+    /// `key`'s state, `None` if it is not stored.
+    pub fn get(&self, key: &K) -> Option<u64> {
+        let (home, fp) = self.hash(key);
+        self.table().find(home, fp).map(|(_, v)| v as u64)
+    }
+
+    /// Forgets `key`'s history (its state becomes fresh; the slot is reused later).
+    pub fn reset(&self, key: &K) -> bool {
+        self.modify(key, |s| (s != crate::FRESH).then_some(crate::FRESH))
+    }
+
+    /// Rewrites every stored state with `f` (`None`: leave it), each by one
+    /// compare-exchange; returns how many changed.
+    pub fn remap(&self, f: impl Fn(u64) -> Option<u64>) -> usize {
+        self.table().remap(f)
+    }
+
+    /// Keys stored (live or fresh, not yet reused), by a scan of the slots.
+    pub fn len(&self) -> usize {
+        self.table().occupied()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One of the region's [`PARAMS`] words for its users (e.g. the rate its states are
+    /// expressed in), 0 in a new region.
+    pub fn param(&self, i: usize) -> u64 {
+        header(self.base, H_PARAMS + i.min(PARAMS - 1)).load(Ordering::Acquire)
+    }
+
+    /// Sets a [`param`](Self::param) word; callers coordinate through
+    /// [`locked`](Self::locked).
+    pub fn set_param(&self, i: usize, value: u64) {
+        header(self.base, H_PARAMS + i.min(PARAMS - 1)).store(value, Ordering::Release);
+    }
+
+    /// Runs `f` holding the region file's exclusive lock (the one [`open`](Self::open)
+    /// takes), so that one process at a time re-expresses the region's states.
+    pub fn locked<R>(&self, f: impl FnOnce(&Self) -> R) -> Result<R, SharedStateError> {
+        let fd = self._file.as_raw_fd();
+        // SAFETY: `fd` is the store's own open descriptor.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            return Err(io(&self.path)(std::io::Error::last_os_error()));
+        }
+        let r = f(self);
+        // SAFETY: as above; the lock is ours.
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        Ok(r)
+    }
+
+    /// The region's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Keys displaced to make room since the region was created (all processes).
     pub fn displaced(&self) -> u64 {
         header(self.base, H_DISPLACED).load(Ordering::Relaxed)
@@ -418,6 +516,67 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     pub fn verify(&self) -> Result<usize, String> {
         self.table().verify()
     }
+}
+
+/// The hash seeds every process attached to one shared state uses, kept in the small
+/// file at `path` (created with fresh random seeds by the first opener, under an
+/// exclusive `flock`, and read by every later one): what makes every worker compute the
+/// same fingerprint for the same key, while clients still cannot predict them. The file
+/// holds a magic number, a version and the seeds, nothing else (no key, no state).
+pub fn shared_seeds(path: impl AsRef<Path>) -> Result<[u64; 8], SharedStateError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    const SEEDS_MAGIC: u64 = u64::from_le_bytes(*b"TOLLSEED");
+    let path = path.as_ref();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io(path))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor we own.
+    if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+        return Err(io(path)(std::io::Error::last_os_error()));
+    }
+    let result = (|| {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(path))?;
+        let word = |i: usize| {
+            bytes
+                .get(i * 8..i * 8 + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        };
+        if bytes.len() == 80 && word(0) == Some(SEEDS_MAGIC) {
+            if word(1) != Some(LAYOUT_VERSION) {
+                return Err(SharedStateError::Mismatch {
+                    path: path.to_path_buf(),
+                    what: "layout version",
+                    found: word(1).unwrap_or(0),
+                    expected: LAYOUT_VERSION,
+                });
+            }
+            return Ok(std::array::from_fn(|i| word(2 + i).unwrap_or(0)));
+        }
+        // New, or its creator died before writing it whole (a valid file is never
+        // rewritten and is only read under the lock, so nobody uses partial seeds).
+        let r = RandomState::new();
+        let seeds: [u64; 8] = std::array::from_fn(|i| r.hash_one(i as u64 ^ 0x5eed));
+        let mut out = Vec::with_capacity(80);
+        out.extend_from_slice(&SEEDS_MAGIC.to_le_bytes());
+        out.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        for v in seeds {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        file.set_len(0).map_err(io(path))?;
+        file.seek(SeekFrom::Start(0)).map_err(io(path))?;
+        file.write_all(&out).map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+        Ok(seeds)
+    })();
+    // SAFETY: as above; the lock is ours.
+    unsafe { libc::flock(fd, libc::LOCK_UN) };
+    result
 }
 
 /// A keyed limiter over a [`SharedStore`], with the check API of

@@ -99,53 +99,97 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
         cost: u64,
         displace: bool,
     ) -> Result<Decision, StoreFull> {
+        let alg = self.alg;
+        self.update(home, fp, now, displace, |s| alg.decide(s, now, cost))
+    }
+
+    /// Applies `f` to the state of the key with home group `home` and fingerprint `fp`
+    /// ([`FRESH`] when absent): `f` returns its answer and the next state (`None`: leave
+    /// it). It may run more than once (after a lost compare-exchange), so it must be a
+    /// pure function of the state. A new key whose `f(FRESH)` writes nothing is not
+    /// inserted; one that does takes a free slot as in
+    /// [`decide`](Self::decide) (`displace` likewise).
+    pub(crate) fn update<R>(
+        &self,
+        home: usize,
+        fp: u64,
+        now: u64,
+        displace: bool,
+        mut f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
         loop {
             if let Some((i, v)) = self.find(home, fp) {
-                if let Some(d) = self.try_update(i, v, fp, now, cost) {
-                    return Ok(d);
+                if let Some(r) = self.try_update(i, v, fp, &mut f) {
+                    return Ok(r);
                 }
                 continue; // the slot changed (or was given away): look again
             }
             // As the private store: a request that leaves a new key fresh (a probe)
             // is decided without inserting it, so it leaves no trace.
-            if let (d, None) = self.alg.decide(FRESH, now, cost) {
-                return Ok(d);
+            let (r, new) = f(FRESH);
+            let Some(new) = new else { return Ok(r) };
+            if let Some(r) = self.insert(home, fp, now, (r, new), displace, &mut f)? {
+                return Ok(r);
             }
-            if let Some(d) = self.insert(home, fp, now, cost, displace)? {
-                return Ok(d);
+        }
+    }
+
+    /// Rewrites the state of the key `fp` (home group `home`) if it is stored: `f`
+    /// returns the next state or `None` to leave it. Returns whether the key was found.
+    pub(crate) fn modify(
+        &self,
+        home: usize,
+        fp: u64,
+        mut f: impl FnMut(u64) -> Option<u64>,
+    ) -> bool {
+        loop {
+            let Some((i, v)) = self.find(home, fp) else {
+                return false;
+            };
+            if self.try_update(i, v, fp, |s| ((), f(s))).is_some() {
+                return true;
             }
         }
     }
 
     /// One compare-exchange step on a slot holding `fp`; `None` if the slot changed.
-    fn try_update(&self, i: usize, mut v: u128, fp: u64, now: u64, cost: u64) -> Option<Decision> {
+    fn try_update<R>(
+        &self,
+        i: usize,
+        mut v: u128,
+        fp: u64,
+        mut f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Option<R> {
         loop {
             if (v >> 64) as u64 != fp {
                 return None;
             }
             let state = v as u64;
-            let (d, new) = self.alg.decide(state, now, cost);
-            let Some(new) = new else { return Some(d) };
+            let (r, new) = f(state);
+            let Some(new) = new else { return Some(r) };
             match self.slots[i].compare_exchange(self.fast, v, pack(fp, new)) {
-                Ok(_) => return Some(d),
+                Ok(_) => return Some(r),
                 Err(seen) => v = seen,
             }
         }
     }
 
-    fn insert(
+    /// Inserts the key with the state `first.1` (what `f(FRESH)` answered `first.0`
+    /// and wrote); `Ok(None)` when a race means the caller must look again.
+    fn insert<R>(
         &self,
         home: usize,
         fp: u64,
         now: u64,
-        cost: u64,
+        first: (R, u64),
         displace: bool,
-    ) -> Result<Option<Decision>, StoreFull> {
+        f: &mut impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<Option<R>, StoreFull> {
         let token = self.claim(home);
-        let r = (|| {
+        let r = (move || {
             // Re-check under the claim: another process may have inserted the key.
             if let Some((i, v)) = self.find(home, fp) {
-                return Ok(self.try_update(i, v, fp, now, cost));
+                return Ok(self.try_update(i, v, fp, &mut *f));
             }
             // The first empty or fresh slot of the whole path...
             let free = self.path(home, MAX_PROBE_GROUPS).find_map(|i| {
@@ -178,19 +222,39 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
                     })
                 }
             };
-            let (d, new) = self.alg.decide(FRESH, now, cost);
-            match self.slots[i].compare_exchange(self.fast, v, pack(fp, new.unwrap_or(FRESH))) {
+            match self.slots[i].compare_exchange(self.fast, v, pack(fp, first.1)) {
                 Ok(_) => {
                     if let Some(c) = counter {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Some(d))
+                    Ok(Some(first.0))
                 }
                 Err(_) => Ok(None), // raced with a hit or another group's insert: retry
             }
         })();
         self.release(home, token);
         r
+    }
+
+    /// Rewrites every stored state with `f` (`None`: leave it); returns how many changed.
+    /// Each slot is rewritten by compare-exchange, so decisions racing it see the old or
+    /// the new state, never a mix.
+    pub(crate) fn remap(&self, f: impl Fn(u64) -> Option<u64>) -> usize {
+        let mut changed = 0;
+        for slot in self.slots {
+            let mut v = slot.load(self.fast);
+            while v != 0 {
+                let Some(new) = f(v as u64) else { break };
+                match slot.compare_exchange(self.fast, v, pack((v >> 64) as u64, new)) {
+                    Ok(_) => {
+                        changed += 1;
+                        break;
+                    }
+                    Err(seen) => v = seen,
+                }
+            }
+        }
+        changed
     }
 
     pub(crate) fn claim(&self, g: usize) -> u64 {
@@ -214,6 +278,11 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
     pub(crate) fn release(&self, g: usize, token: u64) {
         // If it fails our claim was taken over (we were stalled): nothing to undo.
         let _ = self.claims[g].compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Occupied slots (live or fresh keys).
+    pub(crate) fn occupied(&self) -> usize {
+        self.slots.iter().filter(|s| s.load(self.fast) != 0).count()
     }
 
     /// Clears the insert claims held by processes that are gone (what the next insert

@@ -45,6 +45,21 @@ pub struct Undo {
     pub after: u64,
 }
 
+impl Undo {
+    /// The state that gives back what this acquire took from a key now in `state`:
+    /// exactly the state before when nobody touched the key since, else `state` refunded
+    /// by the cost; `None` when nothing changes. The rule every in-process store
+    /// follows.
+    pub fn revert(&self, alg: &impl Algorithm, state: u64, now: u64) -> Option<u64> {
+        if state == self.after {
+            Some(self.before)
+        } else {
+            let next = alg.refund(state, now, self.cost);
+            (next != state).then_some(next)
+        }
+    }
+}
+
 /// Why a backend could not decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -233,15 +248,15 @@ impl Algorithm for AnyAlgorithm {
 /// algorithm (and rate) it is expressed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CarriedKey {
-    alg: AnyAlgorithm,
-    state: u64,
+    pub(crate) alg: AnyAlgorithm,
+    pub(crate) state: u64,
 }
 
 /// `state` of `old` re-expressed under `new` at `now`, keeping the used capacity in cost
 /// units: a GCRA backlog `tat - now` is re-expressed in the new emission interval (a
 /// fresh state stays as it is); a sliding-window state carries as it is when the
 /// window length is the same. `None` when the algorithms differ or the windows do.
-fn rescale(old: &AnyAlgorithm, new: &AnyAlgorithm, state: u64, now: u64) -> Option<u64> {
+pub(crate) fn rescale(old: &AnyAlgorithm, new: &AnyAlgorithm, state: u64, now: u64) -> Option<u64> {
     match (old, new) {
         (AnyAlgorithm::Window(o), AnyAlgorithm::Window(n)) => {
             (o.window() == n.window()).then_some(state)
@@ -257,6 +272,37 @@ fn rescale(old: &AnyAlgorithm, new: &AnyAlgorithm, state: u64, now: u64) -> Opti
         }
         _ => None,
     }
+}
+
+/// What a limit answers for a new key when its store is truly full: `on_full`'s answer
+/// (nothing is taken).
+pub(crate) fn full_answer(on_full: OnFull, alg: &AnyAlgorithm, rate: Rate, cost: u64) -> Decision {
+    let limit = alg.capacity();
+    match on_full {
+        OnFull::Allow => Decision {
+            limit,
+            remaining: limit.saturating_sub(cost),
+            retry_after: 0,
+            reset_after: 0,
+        },
+        OnFull::Deny => Decision {
+            limit,
+            remaining: 0,
+            // The time a key needs to earn the request's cost back.
+            retry_after: rate.emission_interval_nanos().saturating_mul(cost.max(1)),
+            reset_after: 0,
+        },
+    }
+}
+
+/// The GCRA state that admits cost 1 exactly at `until` and nothing before (`None` for
+/// other algorithms): a TAT of `until + tau - T`, since the admission test is
+/// `max(tat, now) + T <= now + tau`.
+pub(crate) fn held_state(alg: &AnyAlgorithm, until: u64) -> Option<u64> {
+    let AnyAlgorithm::Gcra(gcra) = alg else {
+        return None;
+    };
+    Some(until.saturating_add(gcra.tolerance() - gcra.emission_interval()))
 }
 
 /// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
@@ -424,25 +470,7 @@ impl MemoryBackend {
     #[cold]
     fn answer_full(&self, cost: u64) -> Decision {
         self.full.fetch_add(1, Ordering::Relaxed);
-        let limit = self.alg.capacity();
-        match self.on_full {
-            OnFull::Allow => Decision {
-                limit,
-                remaining: limit.saturating_sub(cost),
-                retry_after: 0,
-                reset_after: 0,
-            },
-            OnFull::Deny => Decision {
-                limit,
-                remaining: 0,
-                // The time a key needs to earn the request's cost back.
-                retry_after: self
-                    .rate
-                    .emission_interval_nanos()
-                    .saturating_mul(cost.max(1)),
-                reset_after: 0,
-            },
-        }
+        full_answer(self.on_full, &self.alg, self.rate, cost)
     }
 
     fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
@@ -501,15 +529,7 @@ impl LimitBackend for MemoryBackend {
             &key.hash,
             now,
             |s, t| alg.is_fresh(s, t),
-            |state| {
-                if state == undo.after {
-                    // Nobody touched the key since: put back exactly what was there.
-                    ((), Some(undo.before))
-                } else {
-                    let next = alg.refund(state, now, undo.cost);
-                    ((), (next != state).then_some(next))
-                }
-            },
+            |state| ((), undo.revert(alg, state, now)),
         );
     }
 
@@ -528,15 +548,12 @@ impl LimitBackend for MemoryBackend {
     }
 
     fn hold_until(&self, key: &LimitKey<'_>, until: u64, now: u64) -> bool {
-        let AnyAlgorithm::Gcra(gcra) = self.alg else {
+        let Some(held) = held_state(&self.alg, until) else {
             return false;
         };
         if until <= now {
             return true;
         }
-        // A TAT of `until + tau - T` admits cost 1 exactly at `until` (the admission
-        // test is `max(tat, now) + T <= now + tau`) and nothing before.
-        let held = until.saturating_add(gcra.tolerance() - gcra.emission_interval());
         let alg = &self.alg;
         self.store
             .update(

@@ -39,6 +39,7 @@ pub mod backend;
 pub mod engine;
 pub mod metrics;
 pub mod policy;
+pub mod shared_state;
 
 pub use engine::{
     Admin, AdminChange, AdminError, BackendFactory, CombinedBackend, CombinedDecision, Engine,

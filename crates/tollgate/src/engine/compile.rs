@@ -16,11 +16,14 @@ use crate::policy::{
     AlgorithmKind, Attr, Classes, DurabilitySpec, FailurePolicy, LimitSpec, Policy, QuotaSpec,
     UnknownKey, MAX_KEY_ATTRS,
 };
+use crate::shared_state::{SharedBackend, SharedPlan};
 
 /// The state behind a limit or an override.
 #[derive(Clone, Debug)]
 pub(super) enum Backend {
     Memory(Arc<MemoryBackend>),
+    /// A `"memory"` limit under `[state] shared`: the host's worker processes share it.
+    Shared(Arc<SharedBackend>),
     Custom(Arc<dyn LimitBackend>, Failure),
 }
 
@@ -65,6 +68,7 @@ impl Backend {
     pub(super) fn get(&self) -> &dyn LimitBackend {
         match self {
             Backend::Memory(m) => &**m,
+            Backend::Shared(s) => &**s,
             Backend::Custom(c, _) => &**c,
         }
     }
@@ -80,7 +84,7 @@ impl Backend {
         take: bool,
     ) -> Option<Result<(Decision, Option<Undo>), BackendError>> {
         match self {
-            Backend::Memory(_) | Backend::Custom(_, Failure::Closed) => None,
+            Backend::Memory(_) | Backend::Shared(_) | Backend::Custom(_, Failure::Closed) => None,
             Backend::Custom(_, Failure::Open { capacity }) => Some(Ok((
                 Decision {
                     limit: *capacity,
@@ -103,6 +107,12 @@ impl Backend {
 
     /// The failure policy's fallback limiter (the engine's or the backend's own), where
     /// an undo it took goes back to.
+    /// Whether the state is in this host's memory (private or shared): a peek costs no
+    /// round trip.
+    pub(super) fn is_local(&self) -> bool {
+        matches!(self, Backend::Memory(_) | Backend::Shared(_))
+    }
+
     pub(super) fn fallback(&self) -> Option<&dyn LimitBackend> {
         match self {
             Backend::Custom(_, Failure::Fallback(local)) => Some(&**local),
@@ -344,6 +354,9 @@ pub(super) fn policy_item(name: &str, kind: AlgorithmKind, rate: Rate) -> String
 /// whether it carried `previous`'s state over.
 ///
 /// `capacity`: the keys its in-memory state holds (the limit's, or the override's).
+/// `shared`: the host-shared state and, for an override, its match values (the region
+/// is named after them); `None` for process-private state.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn build_backend(
     factories: &[(String, Arc<dyn BackendFactory>)],
     spec: &LimitSpec,
@@ -351,11 +364,19 @@ pub(super) fn build_backend(
     capacity: usize,
     previous: Option<&Backend>,
     now: u64,
+    shared: Option<(&SharedPlan, Option<&[&str]>)>,
 ) -> Result<(Backend, bool), EngineError> {
     let err = |message: String| EngineError::Limit {
         limit: spec.name.clone(),
         message,
     };
+    if let (Some((plan, values)), "memory") = (shared, spec.backend.as_str()) {
+        let path = plan.region(&spec.name, values);
+        let (b, carried) =
+            SharedBackend::open(&path, spec.algorithm, rate, capacity, spec.on_full, now)
+                .map_err(err)?;
+        return Ok((Backend::Shared(Arc::new(b)), carried));
+    }
     if spec.backend == "memory" {
         if let Some(Backend::Memory(old)) = previous {
             if let Some(carried) = old.carry_over(spec.algorithm, rate, now) {

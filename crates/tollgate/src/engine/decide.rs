@@ -4,7 +4,7 @@ use smallvec::SmallVec;
 use tollgate_core::{Clock, Decision};
 use tollgate_quota::{KeyRef, Outcome, QuotaError};
 
-use super::compile::{Backend, Compiled, CompiledLimit};
+use super::compile::{Compiled, CompiledLimit};
 use super::decision::{EngineDecision, QuotaStatus, Reason};
 use super::events::Event;
 use super::extend::{CombinedDecision, LimitCall, QuotaCall};
@@ -425,7 +425,7 @@ impl Engine {
             // Remote limits are not asked: a peek is a round trip, and a flood of
             // denied requests must not multiply the load on the store (their waits are
             // a known gap until the request script reports them).
-            if l.spec.shadow || !l.applies(class) || !matches!(l.backend, Backend::Memory(_)) {
+            if l.spec.shadow || !l.applies(class) || !l.backend.is_local() {
                 continue;
             }
             match self.peek_limit(l, req, class, now) {

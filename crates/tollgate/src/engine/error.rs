@@ -24,6 +24,9 @@ pub enum EngineError {
     Quota(QuotaError),
     /// The quota journal could not be opened.
     Journal(JournalError),
+    /// The host-shared state (`[state] shared`) could not be attached, or a reload
+    /// asked to change it (that needs a restart).
+    State(String),
 }
 
 impl fmt::Display for EngineError {
@@ -33,6 +36,7 @@ impl fmt::Display for EngineError {
             EngineError::Limit { limit, message } => write!(f, "limit {limit:?}: {message}"),
             EngineError::Quota(e) => write!(f, "quota: {e}"),
             EngineError::Journal(e) => write!(f, "quota journal: {e}"),
+            EngineError::State(m) => write!(f, "state: {m}"),
         }
     }
 }

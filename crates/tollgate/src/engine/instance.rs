@@ -17,12 +17,15 @@ use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
 use crate::metrics::EngineMetrics;
 use crate::policy::{Policy, PolicyWarning};
+use crate::shared_state::SharedPlan;
 
 /// The engine. `Send + Sync`: share it behind an `Arc` across all threads.
 pub struct Engine {
     pub(super) compiled: ArcSwap<Compiled>,
     pub(super) clock: UnixClock,
     pub(super) hasher: Fingerprinter,
+    /// The host-shared state (`[state] shared`), fixed for the engine's life.
+    pub(super) shared: Option<SharedPlan>,
     /// With a quota journal: the journal's revocation key, under which the revoked set
     /// (and the offender table) key values, so that the journal's `revocations` rows
     /// match them after a restart (see [`Engine::token_hash`]).
@@ -120,6 +123,10 @@ impl EngineBuilder {
         self.policy.validate()?;
         let (events_tx, events_rx) = crossbeam_channel::bounded(self.event_capacity);
         let clock = UnixClock::new();
+        let shared = match &self.policy.state.shared {
+            None => None,
+            Some(prefix) => Some(SharedPlan::open(prefix).map_err(EngineError::State)?),
+        };
         let ledger = match &self.policy.quota {
             None => None,
             Some(q) => Some(Arc::new(open_ledger(q)?)),
@@ -147,7 +154,10 @@ impl EngineBuilder {
                 remote_limits: false,
             }),
             clock,
-            hasher: Fingerprinter::new(),
+            hasher: shared
+                .as_ref()
+                .map_or_else(Fingerprinter::new, |s| s.hasher().clone()),
+            shared,
             revocation_key,
             combined: self
                 .factories

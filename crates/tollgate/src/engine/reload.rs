@@ -18,6 +18,7 @@ use crate::backend::{CarriedKey, MemoryBackend};
 use crate::policy::{
     AlgorithmKind, Attr, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
 };
+use crate::shared_state::SharedBackend;
 
 /// An override a reload added, changed or removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,11 +109,44 @@ fn matching(overrides: &[CompiledOverride], parts: &[String]) -> Option<usize> {
     })
 }
 
-/// The in-memory state behind `b`, if it is in memory.
-fn memory(b: &Backend) -> Option<&MemoryBackend> {
+/// The in-host state behind a backend (private or host-shared), whose keys a reload
+/// can move between a limit and its overrides.
+#[derive(Clone, Copy)]
+enum Local<'a> {
+    Memory(&'a MemoryBackend),
+    Shared(&'a SharedBackend),
+}
+
+impl Local<'_> {
+    fn take_key(self, hash: u128) -> Option<CarriedKey> {
+        match self {
+            Local::Memory(m) => m.take_key(hash),
+            Local::Shared(s) => s.take_key(hash),
+        }
+    }
+
+    fn put_key(self, hash: u128, key: Option<CarriedKey>, now: u64) -> bool {
+        match self {
+            Local::Memory(m) => m.put_key(hash, key, now),
+            Local::Shared(s) => s.put_key(hash, key, now),
+        }
+    }
+
+    fn shares_store(self, other: Local<'_>) -> bool {
+        match (self, other) {
+            (Local::Memory(a), Local::Memory(b)) => a.shares_store(b),
+            (Local::Shared(a), Local::Shared(b)) => a.path() == b.path(),
+            _ => false,
+        }
+    }
+}
+
+/// The in-host state behind `b`, if it is in this host's memory.
+fn memory(b: &Backend) -> Option<Local<'_>> {
     match b {
-        Backend::Memory(m) => Some(m),
-        _ => None,
+        Backend::Memory(m) => Some(Local::Memory(m)),
+        Backend::Shared(s) => Some(Local::Shared(s)),
+        Backend::Custom(..) => None,
     }
 }
 
@@ -139,6 +173,11 @@ impl Engine {
     /// [`reload`](Self::reload) of a policy already validated.
     pub(super) fn reload_valid(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
         let _serial = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        if policy.state.shared.as_deref() != self.shared.as_ref().map(|s| s.prefix()) {
+            return Err(EngineError::State(
+                "[state] shared cannot change in a reload: restart the processes".into(),
+            ));
+        }
         let old = self.compiled.load_full();
         let now = self.now();
         let mut report = ReloadReport::default();
@@ -224,6 +263,7 @@ impl Engine {
                 spec.capacity,
                 same_backend.map(|p| &p.backend),
                 now,
+                self.shared.as_ref().map(|p| (p, None)),
             )?;
             let mut overrides = Vec::new();
             for (o, matches) in spec.overrides.iter().zip(new_matches) {
@@ -233,6 +273,12 @@ impl Engine {
                         .find(|po| po.matches == matches)
                         .map(|po| &po.backend)
                 });
+                // The region is named after the match (positions and values, hashed).
+                let named: Vec<String> = matches
+                    .iter()
+                    .map(|(pos, v)| format!("{pos}={v}"))
+                    .collect();
+                let values: Vec<&str> = named.iter().map(String::as_str).collect();
                 let (b, _) = build_backend(
                     &self.factories,
                     spec,
@@ -240,6 +286,7 @@ impl Engine {
                     o.capacity_in(spec),
                     prev_override,
                     now,
+                    self.shared.as_ref().map(|p| (p, Some(values.as_slice()))),
                 )?;
                 overrides.push(CompiledOverride {
                     matches,

@@ -30,6 +30,8 @@ pub(super) struct RawPolicy {
     host_attributes: BTreeSet<String>,
     #[serde(default)]
     memory_budget: Option<ByteSize>,
+    #[serde(default)]
+    state: StateSpec,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +305,7 @@ impl Policy {
             quota,
             host_attributes: raw.host_attributes,
             memory_budget: raw.memory_budget.unwrap_or(ByteSize(DEFAULT_MEMORY_BUDGET)),
+            state: raw.state,
         };
         if let Err(e) = policy.validate() {
             // Point at the limit the problem is in, or at its capacity.

@@ -612,6 +612,26 @@ pub struct Policy {
     /// [`DEFAULT_MEMORY_BUDGET`]): a policy whose [`memory_estimate`](Policy::memory_estimate)
     /// is larger is refused, at start and at reload.
     pub memory_budget: ByteSize,
+    /// Where the limits' state lives (`[state]`): process-private memory by default.
+    pub state: StateSpec,
+}
+
+/// `[state]`: where the in-memory limits keep their keys.
+///
+/// ```toml
+/// [state]
+/// shared = "/dev/shm/tollgate-gateway"   # every process that names it shares the state
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// The path prefix of a host-shared state: each `"memory"` limit (and override)
+    /// keeps its keys in a shared mapping of the file `<shared>.<limit>` (overrides:
+    /// `<shared>.<limit>.<n>`), and the seeds every process fingerprints keys with in
+    /// `<shared>.seeds`, so that every worker process of a gateway decides each key
+    /// against one state. `None`: each process keeps its own.
+    #[serde(default)]
+    pub shared: Option<std::path::PathBuf>,
 }
 
 impl Default for Policy {
@@ -624,6 +644,7 @@ impl Default for Policy {
             quota: None,
             host_attributes: BTreeSet::new(),
             memory_budget: ByteSize(DEFAULT_MEMORY_BUDGET),
+            state: StateSpec::default(),
         }
     }
 }

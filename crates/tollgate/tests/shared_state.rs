@@ -1,0 +1,173 @@
+//! `[state] shared` (issue #19): the engines of several processes (and several engines of
+//! one process) that name one shared state decide each key against one state. The test
+//! binary runs itself as the child processes (`TOLLGATE_STATE_CHILD`).
+
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tollgate::{Engine, EngineError, Policy, Request};
+
+fn prefix(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-state-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("gw")
+}
+
+fn policy(prefix: &Path, rate: &str, capacity: usize, overrides: &str) -> Policy {
+    let text = format!(
+        r#"
+        version = 1
+        [state]
+        shared = {prefix:?}
+        [[limit]]
+        name = "per-token/tenant"
+        rate = "{rate}"
+        capacity = {capacity}
+        {overrides}
+        [[limit]]
+        name = "per-tenant"
+        key = ["tenant"]
+        rate = "1000/min"
+        "#,
+        prefix = prefix.display().to_string()
+    );
+    Policy::from_toml(&text).unwrap().0
+}
+
+/// A request at the engine's clock (a reload re-expresses states at the clock's now,
+/// so the requests must be near it).
+fn req(token: &str) -> Request<'_> {
+    Request::new().token(token).tenant("acme").method("GET")
+}
+
+fn allowed(engine: &Engine, token: &str, n: usize) -> usize {
+    (0..n)
+        .filter(|_| engine.decide(&req(token)).allowed())
+        .count()
+}
+
+/// Runs the body of a child process when the test binary was started as one.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var("TOLLGATE_STATE_CHILD") else {
+        return;
+    };
+    let prefix = PathBuf::from(std::env::var("TOLLGATE_STATE_PREFIX").unwrap());
+    let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    match role.as_str() {
+        "decide" => println!("ALLOWED {}", allowed(&engine, "tok", 30)),
+        r => panic!("unknown child role {r}"),
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn four_processes_admit_the_limit_once() {
+    let prefix = prefix("procs");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+                .env("TOLLGATE_STATE_CHILD", "decide")
+                .env("TOLLGATE_STATE_PREFIX", &prefix)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find_map(|l| l.split("ALLOWED ").nth(1))
+            .unwrap_or_else(|| panic!("no ALLOWED line in {text:?}"));
+        total += line.trim().parse::<usize>().unwrap();
+    }
+    // Four processes, 30 requests each, one token at 10/min: 10 in all, not 40.
+    assert_eq!(total, 10);
+    // A process started later sees the same state.
+    let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    assert_eq!(allowed(&engine, "tok", 5), 0);
+    assert_eq!(allowed(&engine, "other", 15), 10);
+}
+
+#[test]
+fn engines_share_limits_and_overrides_and_private_ones_do_not() {
+    let prefix = prefix("engines");
+    let over = r#"override = [{ match = { token = "vip" }, rate = "20/min" }]"#;
+    let a = Engine::new(policy(&prefix, "10/min", 1000, over)).unwrap();
+    let b = Engine::new(policy(&prefix, "10/min", 1000, over)).unwrap();
+    assert_eq!(allowed(&a, "tok", 6) + allowed(&b, "tok", 10), 10);
+    assert_eq!(allowed(&a, "vip", 12) + allowed(&b, "vip", 12), 20);
+    // The per-tenant limit is shared too: 1000/min over both engines' 40 admitted...
+    let d = a.decide(&req("fresh"));
+    assert!(d.allowed());
+    // Private engines (no [state]) each enforce the whole limit on their own.
+    let text = r#"
+        version = 1
+        [[limit]]
+        name = "per-token/tenant"
+        rate = "10/min"
+    "#;
+    let p = Engine::new(Policy::from_toml(text).unwrap().0).unwrap();
+    let q = Engine::new(Policy::from_toml(text).unwrap().0).unwrap();
+    assert_eq!(allowed(&p, "tok", 30) + allowed(&q, "tok", 30), 20);
+    // No token appears in a region's file name.
+    for entry in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains("vip"), "{name}");
+    }
+}
+
+#[test]
+fn a_reload_that_raises_the_rate_carries_the_used_capacity_to_every_process() {
+    let prefix = prefix("reload");
+    let a = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    let b = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    assert_eq!(allowed(&a, "tok", 10), 10);
+    // `a` reloads with 20/min: the token used 10 of 10, so 10 of 20 are left, for both.
+    let report = a.reload(policy(&prefix, "20/min", 1000, "")).unwrap();
+    assert!(
+        report.carried.iter().any(|n| n == "per-token/tenant"),
+        "{report:?}"
+    );
+    // A new process with the new policy (nginx's HUP) finds the state carried once.
+    let c = Engine::new(policy(&prefix, "20/min", 1000, "")).unwrap();
+    assert_eq!(allowed(&c, "tok", 6) + allowed(&a, "tok", 10), 10);
+    // `b` still runs the old policy (a draining worker): it sees a used-up token too.
+    assert_eq!(allowed(&b, "tok", 5), 0);
+    // Lowering the rate never hands out a fresh burst.
+    a.reload(policy(&prefix, "5/min", 1000, "")).unwrap();
+    assert_eq!(allowed(&a, "tok", 5), 0);
+    assert_eq!(allowed(&a, "new", 10), 5);
+}
+
+#[test]
+fn a_region_of_another_capacity_or_a_changed_state_path_is_refused_clearly() {
+    let prefix = prefix("mismatch");
+    let a = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    let e = Engine::new(policy(&prefix, "10/min", 2000, "")).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("per-token/tenant") && msg.contains("region size"),
+        "{msg}"
+    );
+    let other = prefix.with_file_name("elsewhere");
+    let e = a.reload(policy(&other, "10/min", 1000, "")).unwrap_err();
+    assert!(matches!(e, EngineError::State(_)), "{e}");
+    // The failed reload changed nothing.
+    assert_eq!(allowed(&a, "tok", 12), 10);
+}
