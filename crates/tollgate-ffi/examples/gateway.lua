@@ -18,48 +18,14 @@ local ffi = require("ffi")
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local header_path = os.getenv("TOLLGATE_HEADER") or (here .. "/../include/tollgate.h")
 
--- LuaJIT's cdef takes plain declarations: keep the header's C11 branch (no C++, no
--- C23), drop the preprocessor lines, and collect the #define constants.
-local function load_header(path)
-  local f = assert(io.open(path, "r"))
-  local out, consts, active = {}, {}, { true }
-  local function on() for _, a in ipairs(active) do if not a then return false end end return true end
-  for line in f:lines() do
-    local directive = line:match("^#%s*(%a+)")
-    if directive == "if" or directive == "ifdef" or directive == "ifndef" then
-      -- Neither __cplusplus nor C23 nor the include guard is defined here.
-      local cond = line:match("^#%s*%a+%s*(.*)$")
-      local mentions = cond:find("__cplusplus") or cond:find("202311L")
-      active[#active + 1] = (directive == "ifndef") or not mentions
-    elseif directive == "else" then
-      active[#active] = not active[#active]
-    elseif directive == "endif" then
-      active[#active] = nil
-    elseif directive == "define" then
-      local name, value = line:match("^#define%s+(TOLLGATE_[%w_]+)%s+(.+)$")
-      if name and on() then consts[name] = value end
-    elseif directive == "include" then
-      -- stdbool.h, stddef.h, stdint.h: LuaJIT knows their types
-    elseif on() then
-      out[#out + 1] = line
-    end
-  end
-  f:close()
-  return table.concat(out, "\n"), consts
-end
-
-local declarations, consts = load_header(header_path)
-ffi.cdef(declarations)
-local tg = ffi.load(os.getenv("TOLLGATE_LIB") or ("libtollgate.so." .. consts.TOLLGATE_ABI_VERSION))
+package.path = here .. "/?.lua;" .. package.path
+local tg = require("tollgate_ffi").load(header_path, os.getenv("TOLLGATE_LIB"))
 
 local function last_error()
   local buf, n = ffi.new("char[1024]"), ffi.new("size_t[1]")
   tg.tollgate_last_error(buf, 1024, n)
   return ffi.string(buf, n[0])
 end
-
-assert(tg.tollgate_abi_version() == tonumber(consts.TOLLGATE_ABI_VERSION),
-  "the library's ABI version differs from the header's")
 
 local path = assert(arg[1], "usage: gateway.lua POLICY.toml < requests")
 local engine_out = ffi.new("tollgate_engine*[1]")

@@ -658,6 +658,32 @@ tollgate_result tollgate_engine_from_file_err(const char *path,
                                               size_t *err_n);
 
 /**
+ * Builds an engine from a policy file whose limits keep their state in the
+ * host-shared state at `state` (`state_len` bytes, not NUL-terminated; e.g.
+ * `/dev/shm/tollgate-gw`), as the policy's `[state] shared = "..."` does and winning
+ * over it: every process (every nginx worker) that builds its engine with the same
+ * `state` and policy decides each key against one state, so a gateway with four workers
+ * enforces the policy's limit once, not four times. `state` NULL (or `state_len` 0)
+ * keeps the file's own `[state]`. A reload of the engine keeps the state. The error
+ * buffer is as for tollgate_engine_from_toml_err() (no thread-local state is read);
+ * an incompatible region (another capacity or build) is refused with a message naming
+ * the file.
+ *
+ * # Safety
+ * `path` must point to `path_len` readable bytes; `state` must be NULL or point to
+ * `state_len` readable bytes; `out` must be writable; `err` must be NULL or point to
+ * `err_len` writable bytes; `err_n` must be NULL or writable.
+ */
+tollgate_result tollgate_engine_from_file_shared(const char *path,
+                                                 size_t path_len,
+                                                 const char *state,
+                                                 size_t state_len,
+                                                 struct tollgate_engine **out,
+                                                 char *err,
+                                                 size_t err_len,
+                                                 size_t *err_n);
+
+/**
  * Releases an engine. Calling with NULL is fine. It must be the last call on the
  * engine, from any thread; it must not be called twice with the same engine.
  *

@@ -171,6 +171,65 @@ unsafe fn from_file(
     Ok(tollgate_result::Ok)
 }
 
+/// Builds an engine from a policy file whose limits keep their state in the
+/// host-shared state at `state` (`state_len` bytes, not NUL-terminated; e.g.
+/// `/dev/shm/tollgate-gw`), as the policy's `[state] shared = "..."` does and winning
+/// over it: every process (every nginx worker) that builds its engine with the same
+/// `state` and policy decides each key against one state, so a gateway with four workers
+/// enforces the policy's limit once, not four times. `state` NULL (or `state_len` 0)
+/// keeps the file's own `[state]`. A reload of the engine keeps the state. The error
+/// buffer is as for tollgate_engine_from_toml_err() (no thread-local state is read);
+/// an incompatible region (another capacity or build) is refused with a message naming
+/// the file.
+///
+/// # Safety
+/// `path` must point to `path_len` readable bytes; `state` must be NULL or point to
+/// `state_len` readable bytes; `out` must be writable; `err` must be NULL or point to
+/// `err_len` writable bytes; `err_n` must be NULL or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tollgate_engine_from_file_shared(
+    path: *const c_char,
+    path_len: usize,
+    state: *const c_char,
+    state_len: usize,
+    out: *mut *mut tollgate_engine,
+    err: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tollgate_result {
+    // SAFETY: the caller's promises.
+    unsafe {
+        guard_err(err, err_len, err_n, || {
+            from_file_shared(path, path_len, state, state_len, out)
+        })
+    }
+}
+
+/// # Safety
+/// As for tollgate_engine_from_file_shared().
+unsafe fn from_file_shared(
+    path: *const c_char,
+    path_len: usize,
+    state: *const c_char,
+    state_len: usize,
+    out: *mut *mut tollgate_engine,
+) -> Outcome {
+    let out = non_null_mut(out, "out")?;
+    // SAFETY: the caller's promise.
+    let path = unsafe { self::path(path, path_len) }?;
+    let (mut policy, warnings) =
+        tollgate::Policy::from_file(&path).map_err(|e| engine_fail(e.into()))?;
+    if !state.is_null() && state_len > 0 {
+        // SAFETY: the caller's promise (checked non-NULL just above).
+        policy.state.shared = Some(unsafe { self::path(state, state_len) }?);
+    }
+    let engine = Engine::new(policy).map_err(engine_fail)?;
+    // SAFETY: `out` checked above.
+    unsafe { hand_over(engine, warnings, out) };
+    Ok(tollgate_result::Ok)
+}
+
 /// Releases an engine. Calling with NULL is fine. It must be the last call on the
 /// engine, from any thread; it must not be called twice with the same engine.
 ///

@@ -99,7 +99,8 @@ pub use events::{
 pub use guard::tollgate_last_error;
 pub use handle::{
     tollgate_engine_free, tollgate_engine_from_file, tollgate_engine_from_file_err,
-    tollgate_engine_from_toml, tollgate_engine_from_toml_err, tollgate_engine_warnings,
+    tollgate_engine_from_file_shared, tollgate_engine_from_toml, tollgate_engine_from_toml_err,
+    tollgate_engine_warnings,
 };
 pub use header::tollgate_engine_header;
 pub use manage::{

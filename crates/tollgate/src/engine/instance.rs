@@ -98,6 +98,15 @@ impl fmt::Debug for EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// Keeps the limits' state in the host-shared state at `prefix` (what the policy's
+    /// `[state] shared = "..."` does; this wins over the file's): every process that
+    /// builds its engine with the same prefix and policy decides each key of a
+    /// `"memory"` limit against one state (see [`crate::shared_state`]).
+    pub fn shared_state(mut self, prefix: impl Into<std::path::PathBuf>) -> Self {
+        self.policy.state.shared = Some(prefix.into());
+        self
+    }
+
     /// Registers the backend that limits with `backend = name` use.
     pub fn backend(mut self, name: impl Into<String>, factory: Arc<dyn BackendFactory>) -> Self {
         self.factories.push((name.into(), factory));

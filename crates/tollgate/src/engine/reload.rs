@@ -171,12 +171,26 @@ impl Engine {
     }
 
     /// [`reload`](Self::reload) of a policy already validated.
-    pub(super) fn reload_valid(&self, policy: Policy) -> Result<ReloadReport, EngineError> {
+    pub(super) fn reload_valid(&self, mut policy: Policy) -> Result<ReloadReport, EngineError> {
         let _serial = self.reload.lock().unwrap_or_else(|p| p.into_inner());
-        if policy.state.shared.as_deref() != self.shared.as_ref().map(|s| s.prefix()) {
-            return Err(EngineError::State(
-                "[state] shared cannot change in a reload: restart the processes".into(),
-            ));
+        // The state stays where the engine was built with it: a policy that names no
+        // `[state]` keeps it (an engine given its shared path by the C entry point
+        // reloads a file that does not name one); naming another is refused.
+        let current = self.shared.as_ref().map(|s| s.prefix().to_path_buf());
+        match (&policy.state.shared, &current) {
+            (None, _) => policy.state.shared = current,
+            (Some(p), Some(c)) if p == c => {}
+            (Some(p), _) => {
+                return Err(EngineError::State(format!(
+                    "a reload cannot move the state to [state] shared = {:?} (it is {}): \
+                     restart the processes",
+                    p.display(),
+                    current.as_ref().map_or_else(
+                        || "process-private".to_owned(),
+                        |c| format!("{:?}", c.display())
+                    )
+                )))
+            }
         }
         let old = self.compiled.load_full();
         let now = self.now();
