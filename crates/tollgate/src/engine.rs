@@ -79,6 +79,7 @@ mod reconcile;
 mod reload;
 pub mod request;
 mod revocation;
+mod shared_quota;
 
 pub use admin::{Admin, AdminChange, AdminError};
 pub use decision::{EngineDecision, QuotaStatus, Reason};

@@ -85,6 +85,11 @@ impl SharedPlan {
         &self.prefix
     }
 
+    /// The region file of the quota's counters.
+    pub(crate) fn quota_region(&self) -> PathBuf {
+        with_suffix(&self.prefix, "quota")
+    }
+
     /// The region file of limit `limit`, or of its override matching `values`.
     pub(crate) fn region(&self, limit: &str, values: Option<&[&str]>) -> PathBuf {
         let base = with_suffix(&self.prefix, &file_name(limit));

@@ -65,37 +65,104 @@ fn child_entry() {
     let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
     match role.as_str() {
         "decide" => println!("ALLOWED {}", allowed(&engine, "tok", 30)),
+        "quota" => {
+            let engine = Engine::new(quota_policy(&prefix)).unwrap();
+            let n = (0..30)
+                .filter(|_| engine.decide(&Request::new().token(QUOTA_KEY)).allowed())
+                .count();
+            let kinds: Vec<String> = engine
+                .pending_notices()
+                .iter()
+                .map(|n| format!("{:?}", n.kind))
+                .collect();
+            println!("ALLOWED {n}");
+            println!("NOTICES {}", kinds.join(","));
+        }
         r => panic!("unknown child role {r}"),
     }
     std::process::exit(0);
 }
 
-#[test]
-fn four_processes_admit_the_limit_once() {
-    let prefix = prefix("procs");
+const QUOTA_KEY: &str = "3f9a1c2e-5b7d-4e21-9a0b-6c8d2f1e4a77";
+
+/// A quota of 20 a month for acme, refused above 30 (150%), warned at 16 (80%).
+fn quota_policy(prefix: &Path) -> Policy {
+    let text = format!(
+        r#"
+        version = 1
+        [state]
+        shared = {prefix:?}
+        [quota]
+        hard_cap_percent = 150
+        [[quota.companies]]
+        id = "acme"
+        limit_override = 20
+        users = [{{ id = "ann", keys = ["{QUOTA_KEY}"] }}]
+        "#,
+        prefix = prefix.display().to_string()
+    );
+    Policy::from_toml(&text).unwrap().0
+}
+
+/// Runs four child processes in `role` and returns what each printed after `ALLOWED `
+/// and `NOTICES `.
+fn run_children(prefix: &Path, role: &str) -> Vec<(usize, String)> {
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-                .env("TOLLGATE_STATE_CHILD", "decide")
-                .env("TOLLGATE_STATE_PREFIX", &prefix)
+                .env("TOLLGATE_STATE_CHILD", role)
+                .env("TOLLGATE_STATE_PREFIX", prefix)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let mut total = 0;
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).unwrap();
-        let line = text
-            .lines()
-            .find_map(|l| l.split("ALLOWED ").nth(1))
-            .unwrap_or_else(|| panic!("no ALLOWED line in {text:?}"));
-        total += line.trim().parse::<usize>().unwrap();
-    }
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8(out.stdout).unwrap();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.split(name).nth(1))
+                    .map(|v| v.trim().to_owned())
+            };
+            let allowed = field("ALLOWED ")
+                .unwrap_or_else(|| panic!("no ALLOWED line in {text:?}"))
+                .parse()
+                .unwrap();
+            (allowed, field("NOTICES ").unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn four_processes_count_one_quota_and_raise_each_notice_once() {
+    let prefix = prefix("quota");
+    let runs = run_children(&prefix, "quota");
+    let allowed: usize = runs.iter().map(|r| r.0).sum();
+    // 4 x 30 calls on one company: counted up to the hard cap (30) once for the host.
+    assert_eq!(allowed, 30, "{runs:?}");
+    let notices: Vec<&str> = runs
+        .iter()
+        .flat_map(|r| r.1.split(',').filter(|s| !s.is_empty()))
+        .collect();
+    let count = |k: &str| notices.iter().filter(|n| n.eq_ignore_ascii_case(k)).count();
+    assert_eq!((count("warning"), count("overage")), (1, 1), "{notices:?}");
+    // A journal with shared state is refused until one writer per host exists.
+    let mut p = quota_policy(&prefix);
+    p.quota.as_mut().unwrap().journal = Some(prefix.with_file_name("usage.db"));
+    let e = Engine::new(p).unwrap_err();
+    assert!(e.to_string().contains("journal"), "{e}");
+}
+
+#[test]
+fn four_processes_admit_the_limit_once() {
+    let prefix = prefix("procs");
+    let total: usize = run_children(&prefix, "decide").iter().map(|r| r.0).sum();
     // Four processes, 30 requests each, one token at 10/min: 10 in all, not 40.
     assert_eq!(total, 10);
     // A process started later sees the same state.

@@ -100,7 +100,8 @@ wait_workers() {
 wait_workers
 
 # N requests of one token, each on a new connection (reuseport spreads them over the
-# workers). Prints "allowed served_by_distinct_workers".
+# workers). Sets `result` to "allowed distinct_workers_that_served" and adds the
+# allowed ones to `served`.
 send() {
     local token="$1" n="$2" ok=0 line code
     local seen="$prefix/seen.$token"
@@ -111,19 +112,26 @@ send() {
             "http://127.0.0.1:$port/api" | tr -d '\r')
         code=$(printf '%s\n' "$line" | awk 'NR==1 {print $2}')
         printf '%s\n' "$line" | awk -F': ' 'tolower($1)=="x-worker" {print $2}' >> "$seen"
-        [ "$code" = 200 ] && ok=$((ok + 1))
+        printf '%s\n' "$line" | awk -F': ' 'tolower($1)=="x-tollgate-quota-used" {print $2}' >> "$prefix/quota"
+        if [ "$code" = 200 ]; then
+            ok=$((ok + 1))
+            served=$((served + 1))
+        fi
     done
-    echo "$ok $(sort -u "$seen" | wc -l)"
+    result="$ok $(sort -u "$seen" | wc -l)"
 }
 
 fail=0
+served=0
+: > "$prefix/quota"
 check() {
     local what="$1" got="$2" want="$3"
     echo "$what: $got (expected $want)"
     [ "$got" = "$want" ] || fail=1
 }
 
-read -r allowed distinct < <(send tok-one 60)
+send tok-one 60
+read -r allowed distinct <<< "$result"
 echo "60 requests of one token: $allowed allowed, served by $distinct workers"
 [ "$distinct" -ge 2 ] || { echo "error: only $distinct worker served" >&2; fail=1; }
 if [ "$mode" = shared ]; then
@@ -138,18 +146,25 @@ if [ "$mode" = shared ]; then
         fi
         sleep 0.1
     done
-    read -r allowed _ < <(send tok-one 20)
+    send tok-one 20
+    read -r allowed _ <<< "$result"
     check "allowed after a reload (HUP)" "$allowed" 0
     # A worker SIGKILLed: nginx starts another on the same state.
     kill -KILL "$(workers | head -n 1)"
     sleep 0.3
     wait_workers
-    read -r allowed _ < <(send tok-one 20)
+    send tok-one 20
+    read -r allowed _ <<< "$result"
     check "allowed after a worker was killed" "$allowed" 0
-    read -r allowed distinct < <(send tok-two 40)
+    send tok-two 40
+    read -r allowed _ <<< "$result"
     check "a second token, 40 requests" "$allowed" 10
+    # The company's quota, counted across the workers, equals the calls served.
+    check "the quota's usage across workers (largest X-Tollgate-Quota-Used)" \
+        "$(sort -n "$prefix/quota" | tail -n 1)" "$served"
 else
     check "allowed by 4 private engines (10 per worker that served)" "$allowed" $((10 * distinct))
+    echo "the quota's largest usage one worker saw: $(sort -n "$prefix/quota" | tail -n 1) of $served calls served"
 fi
 if grep -q "tollgate:" "$prefix/error.log"; then
     echo "error: tollgate logged errors:" >&2

@@ -16,7 +16,8 @@
 -- the tenant from `X-Tenant`, the client address, the URI as the route, the method.
 -- A refusal answers 429 (limited, quota), 403 (revoked, unknown key, terminated) or 503
 -- (a store unavailable), each with the RateLimit-Policy / RateLimit / Retry-After
--- headers; an allowed request gets RateLimit-Policy and RateLimit and goes on.
+-- headers; an allowed request gets RateLimit-Policy and RateLimit and goes on. With a
+-- quota, X-Tollgate-Quota-Used gives the company's usage this period.
 --
 -- nginx replaces workers on reload (HUP) and when one dies: a new worker builds its
 -- engine on the same state, so the used capacity of every key survives both.
@@ -90,6 +91,10 @@ function M.access()
   end
   header(tg.TOLLGATE_HEADER_POLICY)
   header(tg.TOLLGATE_HEADER_RATELIMIT)
+  if decision.quota.limit > 0 then
+    -- The company's usage this period, across every worker of the host.
+    ngx.header["X-Tollgate-Quota-Used"] = tostring(tonumber(decision.quota.used))
+  end
   if decision.allowed then
     return
   end

@@ -15,6 +15,7 @@ use super::compile::{open_ledger, Compiled, Revoked};
 use super::error::EngineError;
 use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
+use super::shared_quota::{quota_capacity, SharedQuota};
 use crate::metrics::EngineMetrics;
 use crate::policy::{Policy, PolicyWarning};
 use crate::shared_state::SharedPlan;
@@ -136,6 +137,24 @@ impl EngineBuilder {
             None => None,
             Some(prefix) => Some(SharedPlan::open(prefix).map_err(EngineError::State)?),
         };
+        let mut quota_store = self.quota_store;
+        if let (Some(plan), Some(q), None) = (&shared, &self.policy.quota, &quota_store) {
+            if q.journal.is_some() {
+                return Err(EngineError::State(
+                    "[state] shared with a [quota] journal: several processes would write \
+                     one journal, and one journal writer per host is not built yet; \
+                     drop the journal or the shared state"
+                        .into(),
+                ));
+            }
+            let store = SharedQuota::open(
+                &plan.quota_region(),
+                quota_capacity(q.companies.len()),
+                plan.hasher().clone(),
+            )
+            .map_err(EngineError::State)?;
+            quota_store = Some(Arc::new(store));
+        }
         let ledger = match &self.policy.quota {
             None => None,
             Some(q) => Some(Arc::new(open_ledger(q)?)),
@@ -175,7 +194,7 @@ impl EngineBuilder {
                 .collect(),
             factories: self.factories,
             ledger,
-            quota_store: self.quota_store,
+            quota_store,
             revoked: papaya::HashMap::with_hasher(ahash::RandomState::new()),
             revoked_filter: Default::default(),
             last_sweep: AtomicU64::new(0),
