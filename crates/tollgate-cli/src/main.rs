@@ -605,6 +605,16 @@ struct CheckQuota {
 struct CheckMemory {
     estimate_bytes: u64,
     budget_bytes: u64,
+    /// The host-shared state (`[state] shared`), if the policy names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<CheckShared>,
+}
+
+#[derive(serde::Serialize)]
+struct CheckShared {
+    prefix: String,
+    files: usize,
+    bytes: u64,
 }
 
 fn check_error(path: &Path, e: &PolicyError) -> CheckError {
@@ -673,9 +683,15 @@ fn check(path: &Path, json: bool) -> Result<ExitCode, Failure> {
     }
     out.warnings = warnings.iter().map(CheckWarning::from).collect();
     let estimate = p.memory_estimate();
+    let shared = tollgate::shared_state::shared_size(&p);
     out.memory = Some(CheckMemory {
         estimate_bytes: estimate.total,
         budget_bytes: p.memory_budget.0,
+        shared: shared.as_ref().map(|s| CheckShared {
+            prefix: s.prefix.display().to_string(),
+            files: s.files,
+            bytes: s.bytes,
+        }),
     });
     out.limits = p
         .limits
@@ -718,6 +734,19 @@ fn check(path: &Path, json: bool) -> Result<ExitCode, Failure> {
     // never creates or writes the policy's files.
     let budget = p.memory_budget;
     let journal = what_if(&mut p, None);
+    // Nor attaches to (or creates) the host-shared state; what building with it
+    // would refuse is refused here too.
+    if shared.is_some() && journal.is_some() {
+        let e = tollgate::EngineError::State(
+            "[state] shared with a [quota] journal: several processes would write one \
+             journal, and one journal writer per host is not built yet; drop the journal \
+             or the shared state"
+                .into(),
+        );
+        out.error = Some(engine_error(path, &p, &e));
+        return fail(out, format!("{file}: {e}"));
+    }
+    p.state.shared = None;
     let checked = p.clone();
     let engine = match Engine::new(p) {
         Ok(e) => e,
@@ -735,6 +764,14 @@ fn check(path: &Path, json: bool) -> Result<ExitCode, Failure> {
         "{file}: memory: about {} of in-memory limit state (memory_budget {budget})",
         ByteSize(estimate.total),
     );
+    if let Some(s) = &shared {
+        println!(
+            "{file}: shared state {}.*: {} files, about {} of shared memory (not attached)",
+            s.prefix.display(),
+            s.files,
+            ByteSize(s.bytes),
+        );
+    }
     if let Some(j) = journal {
         let state = if j.exists() {
             "exists"

@@ -254,6 +254,33 @@ fn check_reports_the_memory_estimate_and_refuses_a_policy_over_budget() {
     assert!(err.contains("over memory_budget"), "{err}");
 }
 
+/// `check` reports a host-shared state's size and never attaches to it (issue #19).
+#[test]
+fn check_reports_the_shared_state_size_without_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("gw");
+    let text = format!(
+        "version = 1\n[state]\nshared = {:?}\n[[limit]]\nname = \"x\"\nrate = \"10/s\"\ncapacity = 1000\n",
+        prefix.display().to_string()
+    );
+    let policy = write(dir.path(), "shared.toml", &text);
+    let (code, out, err) = tollgate(&["check", &policy]);
+    assert_eq!(code, 0, "{err}");
+    // The seed file (80 bytes) and one region: a 4,096-byte header, 313 claim words
+    // (2,504 bytes, rounded up to 2,560) and 1,252 slots of 16 bytes.
+    assert!(
+        out.contains("shared state") && out.contains("2 files") && out.contains("(not attached)"),
+        "{out}"
+    );
+    let (code, json, _) = tollgate(&["check", "--json", &policy]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["memory"]["shared"]["files"], 2);
+    assert_eq!(v["memory"]["shared"]["bytes"], 80 + 4096 + 2560 + 1252 * 16);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "check created files: {left:?}");
+}
+
 /// A what-if run never touches the policy's billing journal (issue #15, item 12): `check`
 /// does not create it, `replay` neither creates nor writes it (so the real month's usage
 /// and notices are never marked), and `--journal PATH` counts in the file named.

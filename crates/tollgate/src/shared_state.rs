@@ -42,6 +42,49 @@ use crate::backend::{
 use crate::metrics::StoreCounts;
 use crate::policy::{AlgorithmKind, OnFull};
 
+/// Companies the shared quota region holds for a policy of `companies`: room for four
+/// times as many (companies added at run time), at least 65,536, rounded up to a power
+/// of two (so that adding a few companies to the policy keeps the region's size).
+pub fn quota_capacity(companies: usize) -> usize {
+    companies.saturating_mul(4).max(65_536).next_power_of_two()
+}
+
+/// What a policy's host-shared state takes (`tollgate check` reports it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedSize {
+    /// The `[state] shared` prefix.
+    pub prefix: PathBuf,
+    /// The files it maps: the seed file, one per `"memory"` limit and override, one for
+    /// the quota.
+    pub files: usize,
+    /// Their total size in bytes (the shared memory the host gives them).
+    pub bytes: u64,
+}
+
+/// The size of `policy`'s host-shared state, `None` without `[state] shared`.
+pub fn shared_size(policy: &crate::Policy) -> Option<SharedSize> {
+    let prefix = policy.state.shared.clone()?;
+    let region = |cap: usize| tollgate_core::shared::region_size(cap).unwrap_or(0) as u64;
+    let mut files = 1; // the seeds
+    let mut bytes = 80u64;
+    for l in policy.limits.iter().filter(|l| l.backend == "memory") {
+        files += 1 + l.overrides.len();
+        bytes = l.overrides.iter().map(|o| region(o.capacity_in(l))).fold(
+            bytes.saturating_add(region(l.capacity)),
+            u64::saturating_add,
+        );
+    }
+    if let Some(q) = &policy.quota {
+        files += 1;
+        bytes = bytes.saturating_add(region(quota_capacity(q.companies.len())));
+    }
+    Some(SharedSize {
+        prefix,
+        files,
+        bytes,
+    })
+}
+
 /// The header words of a region holding the rate its states are expressed in.
 const P_KIND: usize = 0;
 const P_COUNT: usize = 1;

@@ -15,10 +15,10 @@ use super::compile::{open_ledger, Compiled, Revoked};
 use super::error::EngineError;
 use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
-use super::shared_quota::{quota_capacity, SharedQuota};
+use super::shared_quota::SharedQuota;
 use crate::metrics::EngineMetrics;
 use crate::policy::{Policy, PolicyWarning};
-use crate::shared_state::SharedPlan;
+use crate::shared_state::{quota_capacity, SharedPlan};
 
 /// The engine. `Send + Sync`: share it behind an `Arc` across all threads.
 pub struct Engine {

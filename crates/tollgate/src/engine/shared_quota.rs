@@ -12,7 +12,7 @@
 //! applies), and the process whose compare-exchange crossed the warning or the limit
 //! raises that notice (through [`Ledger::record_shared`]), so each notice is raised by
 //! one worker of the host. A company's counter is never evicted; the region holds
-//! [`quota_capacity`] companies and a new company beyond it is refused as unavailable.
+//! [`quota_capacity`](crate::shared_state::quota_capacity) companies and a new company beyond it is refused as unavailable.
 //!
 //! A counter absent from the region (a host restart clears `/dev/shm`) starts from the
 //! usage the process's ledger knows for the period.
@@ -31,13 +31,6 @@ use super::extend::QuotaStore;
 const USAGE_BITS: u32 = 40;
 const USAGE_MAX: u64 = (1 << USAGE_BITS) - 1;
 const TAG_MASK: u64 = (1 << (64 - USAGE_BITS)) - 1;
-
-/// Companies the shared quota region holds for a policy of `companies`: room for four
-/// times as many (companies added at run time), at least 65,536, rounded up to a power
-/// of two (so that adding a few companies to the policy keeps the region's size).
-pub(super) fn quota_capacity(companies: usize) -> usize {
-    companies.saturating_mul(4).max(65_536).next_power_of_two()
-}
 
 /// The counter "algorithm" of the quota region: a state is (period tag, usage), never
 /// fresh while it counts something and never displaced.
