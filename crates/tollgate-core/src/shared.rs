@@ -362,6 +362,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         self.capacity
     }
 
+    #[inline]
     fn hash(&self, key: &K) -> (usize, u64) {
         let h = self.hasher.hash_one(key);
         let fp = (h.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
@@ -370,6 +371,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
         (home, fp)
     }
 
+    #[inline]
     fn table(&self) -> Table<'_, A, Process> {
         // SAFETY: `claims` and `slots` point at `groups` claim words and
         // `groups * SLOTS_PER_GROUP` slots inside the mapping, which lives as long as
@@ -396,6 +398,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// Decides a request of `cost` for `key` at `now` (in the algorithm's clock unit).
     /// A new key that finds no free slot displaces the key with the least debt (see the
     /// [module docs](self)); `Err(StoreFull)` when every candidate is being limited.
+    #[inline]
     pub fn decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
         let (home, fp) = self.hash(key);
         self.table().decide(home, fp, now, cost, true)
@@ -403,6 +406,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
 
     /// As [`decide`](Self::decide) but never displaces a key: `Err(StoreFull)` when no
     /// slot of a new key's path is empty or fresh.
+    #[inline]
     pub fn try_decide(&self, key: &K, now: u64, cost: u64) -> Result<Decision, StoreFull> {
         let (home, fp) = self.hash(key);
         self.table().decide(home, fp, now, cost, false)
@@ -413,6 +417,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// [`Table::update`](crate::shared_table)): a new key whose first state is written
     /// takes a free slot, displacing the least debt when `displace` and none is free.
     /// `f` may run more than once; it must be a pure function of the state.
+    #[inline]
     pub fn update<R>(
         &self,
         key: &K,
@@ -426,12 +431,14 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
 
     /// Rewrites `key`'s state if it is stored (`f` returns the next state, or `None` to
     /// leave it); returns whether it was stored.
+    #[inline]
     pub fn modify(&self, key: &K, f: impl FnMut(u64) -> Option<u64>) -> bool {
         let (home, fp) = self.hash(key);
         self.table().modify(home, fp, f)
     }
 
     /// `key`'s state, `None` if it is not stored.
+    #[inline]
     pub fn get(&self, key: &K) -> Option<u64> {
         let (home, fp) = self.hash(key);
         self.table().find(home, fp).map(|(_, v)| v as u64)

@@ -74,12 +74,31 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
         })
     }
 
+    #[inline]
     pub(crate) fn find(&self, home: usize, fp: u64) -> Option<(usize, u128)> {
-        for i in self.path(home, MAX_PROBE_GROUPS) {
+        // The home group first, branch-free over its four slots (which slot holds the
+        // key is random, so an early exit would mispredict), as the private store.
+        let base = home * SLOTS_PER_GROUP;
+        let vs: [u128; SLOTS_PER_GROUP] =
+            std::array::from_fn(|j| self.slots[base + j].load(self.fast));
+        let mut hits = 0u32;
+        let mut empty = false;
+        for (j, v) in vs.iter().enumerate() {
+            hits |= u32::from((v >> 64) as u64 == fp) << j;
+            empty |= *v == 0;
+        }
+        if hits != 0 {
+            let j = hits.trailing_zeros() as usize;
+            return Some((base + j, vs[j]));
+        }
+        if empty {
+            // Slots are never emptied and a key takes the first free slot of its
+            // path, so no key of this path lies beyond an empty slot.
+            return None;
+        }
+        for i in self.path(home, MAX_PROBE_GROUPS).skip(SLOTS_PER_GROUP) {
             let v = self.slots[i].load(self.fast);
             if v == 0 {
-                // Slots are never emptied and a key takes the first free slot of its
-                // path, so no key of this path lies beyond an empty slot.
                 return None;
             }
             if (v >> 64) as u64 == fp {
@@ -91,6 +110,7 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
 
     /// Decides a request of `cost` at `now` for the key with home group `home` and
     /// fingerprint `fp`; `displace` as [`crate::shared::SharedStore::decide`].
+    #[inline]
     pub(crate) fn decide(
         &self,
         home: usize,
@@ -99,8 +119,11 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
         cost: u64,
         displace: bool,
     ) -> Result<Decision, StoreFull> {
+        // Only the admission test runs between reading and writing the slot (as the
+        // private store): the decision is computed once, from the state it was based on.
         let alg = self.alg;
-        self.update(home, fp, now, displace, |s| alg.decide(s, now, cost))
+        let before = self.update(home, fp, now, displace, |s| (s, alg.admit(s, now, cost)))?;
+        Ok(alg.decide(before, now, cost).0)
     }
 
     /// Applies `f` to the state of the key with home group `home` and fingerprint `fp`
@@ -109,6 +132,7 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
     /// pure function of the state. A new key whose `f(FRESH)` writes nothing is not
     /// inserted; one that does takes a free slot as in
     /// [`decide`](Self::decide) (`displace` likewise).
+    #[inline]
     pub(crate) fn update<R>(
         &self,
         home: usize,
@@ -153,6 +177,7 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
     }
 
     /// One compare-exchange step on a slot holding `fp`; `None` if the slot changed.
+    #[inline]
     fn try_update<R>(
         &self,
         i: usize,
