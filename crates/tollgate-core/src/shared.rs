@@ -203,7 +203,7 @@ const H_EVICTED: usize = 9;
 const H_DISPLACED: usize = 10;
 const H_PARAMS: usize = 16;
 /// The number of [`SharedStore::param`] words in a region's header.
-pub const PARAMS: usize = 8;
+pub const PARAMS: usize = 32;
 
 impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// Opens (creating and initializing if absent) the region at `path` for `capacity`
@@ -413,9 +413,9 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     }
 
     /// Applies `f` to `key`'s state ([`crate::FRESH`] when absent) and writes the next
-    /// state it returns, as the private store's `update` (see
-    /// [`Table::update`](crate::shared_table)): a new key whose first state is written
-    /// takes a free slot, displacing the least debt when `displace` and none is free.
+    /// state it returns, as the private store's `update`: a new key whose first state is
+    /// written takes a free slot, displacing the least debt when `displace` and none is
+    /// free (see the [module docs](self)).
     /// `f` may run more than once; it must be a pure function of the state.
     #[inline]
     pub fn update<R>(
@@ -469,6 +469,12 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// expressed in), 0 in a new region.
     pub fn param(&self, i: usize) -> u64 {
         header(self.base, H_PARAMS + i.min(PARAMS - 1)).load(Ordering::Acquire)
+    }
+
+    /// A [`param`](Self::param) word itself, for callers that move it atomically
+    /// (`fetch_or`, `fetch_add`) across processes.
+    pub fn param_word(&self, i: usize) -> &AtomicU64 {
+        header(self.base, H_PARAMS + i.min(PARAMS - 1))
     }
 
     /// Sets a [`param`](Self::param) word; callers coordinate through

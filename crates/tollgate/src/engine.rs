@@ -80,6 +80,7 @@ mod reload;
 pub mod request;
 mod revocation;
 mod shared_quota;
+mod shared_revoked;
 
 pub use admin::{Admin, AdminChange, AdminError};
 pub use decision::{EngineDecision, QuotaStatus, Reason};

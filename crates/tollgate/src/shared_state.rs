@@ -49,13 +49,26 @@ pub fn quota_capacity(companies: usize) -> usize {
     companies.saturating_mul(4).max(65_536).next_power_of_two()
 }
 
+/// Values the shared revoked set holds: the policy's `max_revoked` automatic ones (at
+/// least the default) plus as many for operators' revocations, rounded up to a power of
+/// two (so that a small change of `max_revoked` keeps the region's size).
+pub fn revoked_capacity(policy: &crate::Policy) -> usize {
+    let max = policy
+        .revocation
+        .as_ref()
+        .and_then(|r| r.max_revoked)
+        .unwrap_or(crate::policy::DEFAULT_MAX_REVOKED)
+        .max(crate::policy::DEFAULT_MAX_REVOKED);
+    max.saturating_mul(2).next_power_of_two()
+}
+
 /// What a policy's host-shared state takes (`tollgate check` reports it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedSize {
     /// The `[state] shared` prefix.
     pub prefix: PathBuf,
     /// The files it maps: the seed file, one per `"memory"` limit and override, one for
-    /// the quota.
+    /// the quota, one for the revoked set and one for the offender counts.
     pub files: usize,
     /// Their total size in bytes (the shared memory the host gives them).
     pub bytes: u64,
@@ -77,6 +90,13 @@ pub fn shared_size(policy: &crate::Policy) -> Option<SharedSize> {
     if let Some(q) = &policy.quota {
         files += 1;
         bytes = bytes.saturating_add(region(quota_capacity(q.companies.len())));
+    }
+    // The revoked set, always; the offender counts with automatic revocation.
+    files += 1;
+    bytes = bytes.saturating_add(region(revoked_capacity(policy)));
+    if policy.revocation.is_some() {
+        files += 1;
+        bytes = bytes.saturating_add(region(crate::policy::OFFENDER_CAPACITY));
     }
     Some(SharedSize {
         prefix,
@@ -131,6 +151,16 @@ impl SharedPlan {
     /// The region file of the quota's counters.
     pub(crate) fn quota_region(&self) -> PathBuf {
         with_suffix(&self.prefix, "quota")
+    }
+
+    /// The region file of the revoked set.
+    pub(crate) fn revoked_region(&self) -> PathBuf {
+        with_suffix(&self.prefix, "revoked")
+    }
+
+    /// The region file of the offender counts (automatic revocation).
+    pub(crate) fn offenders_region(&self) -> PathBuf {
+        with_suffix(&self.prefix, "offenders")
     }
 
     /// The region file of limit `limit`, or of its override matching `values`.

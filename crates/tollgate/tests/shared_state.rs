@@ -238,3 +238,51 @@ fn a_region_of_another_capacity_or_a_changed_state_path_is_refused_clearly() {
     // The failed reload changed nothing.
     assert_eq!(allowed(&a, "tok", 12), 10);
 }
+
+#[test]
+fn a_revocation_or_restore_in_one_process_holds_in_every_other() {
+    let prefix = prefix("revoked");
+    let a = Engine::new(policy(&prefix, "1000/min", 1000, "")).unwrap();
+    let b = Engine::new(policy(&prefix, "1000/min", 1000, "")).unwrap();
+    assert!(b.decide(&req("tok")).allowed());
+    // An operator revokes on `a` (no [revocation] section): `b` refuses at once.
+    assert!(a.revoke("tok"));
+    assert_eq!(b.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+    assert!(b.is_revoked("tok"));
+    assert!(!b.revoke("tok"), "already revoked on the host");
+    assert!(b.decide(&req("other")).allowed(), "only that token");
+    // A process started later sees it too.
+    let c = Engine::new(policy(&prefix, "1000/min", 1000, "")).unwrap();
+    assert_eq!(c.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+    // Restored on `b`: served by all three.
+    assert!(b.restore("tok"));
+    for e in [&a, &b, &c] {
+        assert!(e.decide(&req("tok")).allowed());
+    }
+    // A suspension made on `c` holds on `a`.
+    assert!(c.suspend("tok", std::time::Duration::from_secs(3600)));
+    assert_eq!(a.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+}
+
+#[test]
+fn denials_in_every_process_count_towards_one_automatic_revocation() {
+    let prefix = prefix("offenders");
+    let text = format!(
+        "version = 1\n[state]\nshared = {:?}\n[revocation]\ndenials = 4\nwindow = \"1m\"\n\
+         [[limit]]\nname = \"tight\"\nkey = [\"token\"]\nrate = \"1/h\"\n",
+        prefix.display().to_string()
+    );
+    let p = || Engine::new(Policy::from_toml(&text).unwrap().0).unwrap();
+    let (a, b) = (p(), p());
+    assert!(a.decide(&req("tok")).allowed());
+    // Denials alternate between the two processes: 2 + 2 = 4 revoke the token for both.
+    let reasons: Vec<_> = (0..4)
+        .map(|i| [&a, &b][i % 2].decide(&req("tok")).reason)
+        .collect();
+    assert!(
+        reasons.iter().all(|r| *r == tollgate::Reason::Limited),
+        "{reasons:?}"
+    );
+    assert_eq!(a.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+    assert_eq!(b.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+}

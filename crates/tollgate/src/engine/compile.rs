@@ -270,7 +270,8 @@ pub(super) struct CompiledRevocation {
     pub(super) attr: Attr,
     pub(super) denials: u32,
     pub(super) window: Duration,
-    pub(super) offenders: MemoryBackend,
+    /// Denials per value (a GCRA store; host-shared under `[state] shared`).
+    pub(super) offenders: Backend,
     /// How long an automatic revocation lasts (nanoseconds; `None`: until restored).
     pub(super) suspend: Option<u64>,
     /// Most values revoked automatically at once.

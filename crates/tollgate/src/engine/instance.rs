@@ -16,9 +16,10 @@ use super::error::EngineError;
 use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
 use super::shared_quota::SharedQuota;
+use super::shared_revoked::SharedRevoked;
 use crate::metrics::EngineMetrics;
 use crate::policy::{Policy, PolicyWarning};
-use crate::shared_state::{quota_capacity, SharedPlan};
+use crate::shared_state::{quota_capacity, revoked_capacity, SharedPlan};
 
 /// The engine. `Send + Sync`: share it behind an `Arc` across all threads.
 pub struct Engine {
@@ -27,6 +28,8 @@ pub struct Engine {
     pub(super) hasher: Fingerprinter,
     /// The host-shared state (`[state] shared`), fixed for the engine's life.
     pub(super) shared: Option<SharedPlan>,
+    /// Under `[state] shared`: the revoked set every process of the host sees.
+    pub(super) shared_revoked: Option<SharedRevoked>,
     /// With a quota journal: the journal's revocation key, under which the revoked set
     /// (and the offender table) key values, so that the journal's `revocations` rows
     /// match them after a restart (see [`Engine::token_hash`]).
@@ -137,6 +140,13 @@ impl EngineBuilder {
             None => None,
             Some(prefix) => Some(SharedPlan::open(prefix).map_err(EngineError::State)?),
         };
+        let shared_revoked = match &shared {
+            None => None,
+            Some(plan) => Some(
+                SharedRevoked::open(&plan.revoked_region(), revoked_capacity(&self.policy))
+                    .map_err(EngineError::State)?,
+            ),
+        };
         let mut quota_store = self.quota_store;
         if let (Some(plan), Some(q), None) = (&shared, &self.policy.quota, &quota_store) {
             if q.journal.is_some() {
@@ -186,6 +196,7 @@ impl EngineBuilder {
                 .as_ref()
                 .map_or_else(Fingerprinter::new, |s| s.hasher().clone()),
             shared,
+            shared_revoked,
             revocation_key,
             combined: self
                 .factories

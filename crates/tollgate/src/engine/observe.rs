@@ -99,6 +99,7 @@ impl Engine {
         };
         let (offender_entries, offender_capacity) = c.revocation.as_ref().map_or((0, 0), |r| {
             r.offenders
+                .get()
                 .store_counts()
                 .map_or((0, 0), |s| (s.keys, s.capacity))
         });

@@ -16,7 +16,7 @@ use super::instance::Engine;
 use super::reconcile::{reconcile, DirectoryChanges};
 use crate::backend::{CarriedKey, MemoryBackend};
 use crate::policy::{
-    AlgorithmKind, Attr, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
+    AlgorithmKind, Attr, OnFull, Policy, PolicyWarning, DEFAULT_MAX_REVOKED, OFFENDER_CAPACITY,
 };
 use crate::shared_state::SharedBackend;
 
@@ -425,16 +425,32 @@ impl Engine {
                 let same = old.revocation.as_ref().filter(|o| {
                     o.attr == r.key && o.denials == r.denials && o.window == r.window.0
                 });
-                let offenders = match same {
-                    Some(o) => o
-                        .offenders
-                        .carry_over(AlgorithmKind::Gcra, rate, now)
-                        .expect("same algorithm"),
-                    None => MemoryBackend::new(AlgorithmKind::Gcra, rate, OFFENDER_CAPACITY)
-                        .map_err(|e| EngineError::Limit {
-                            limit: "revocation".into(),
-                            message: e.to_string(),
-                        })?,
+                let err = |message: String| EngineError::Limit {
+                    limit: "revocation".into(),
+                    message,
+                };
+                let offenders = match (&self.shared, same.map(|o| &o.offenders)) {
+                    (Some(plan), _) => {
+                        // The region re-expresses its counts if the rate changed.
+                        let (b, _) = SharedBackend::open(
+                            &plan.offenders_region(),
+                            AlgorithmKind::Gcra,
+                            rate,
+                            OFFENDER_CAPACITY,
+                            OnFull::Allow,
+                            now,
+                        )
+                        .map_err(err)?;
+                        Backend::Shared(Arc::new(b))
+                    }
+                    (None, Some(Backend::Memory(m))) => Backend::Memory(Arc::new(
+                        m.carry_over(AlgorithmKind::Gcra, rate, now)
+                            .expect("same algorithm"),
+                    )),
+                    (None, _) => Backend::Memory(Arc::new(
+                        MemoryBackend::new(AlgorithmKind::Gcra, rate, OFFENDER_CAPACITY)
+                            .map_err(|e| err(e.to_string()))?,
+                    )),
                 };
                 Some(CompiledRevocation {
                     attr: r.key.clone(),

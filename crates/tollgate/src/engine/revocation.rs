@@ -9,7 +9,7 @@ use super::compile::{Compiled, Revoked};
 use super::events::Event;
 use super::instance::Engine;
 use super::request::Request;
-use crate::backend::{LimitBackend, LimitKey};
+use crate::backend::LimitKey;
 use crate::policy::Attr;
 
 impl Engine {
@@ -85,7 +85,7 @@ impl Engine {
         // With a budget of `denials - 1` free denials per window, the limiter refuses
         // the `denials`-th denial in a window: that one revokes.
         let over = rev.denials <= 1
-            || match rev.offenders.acquire(&key, 1, now) {
+            || match rev.offenders.get().acquire(&key, 1, now) {
                 Ok((d, _)) => !d.allowed(),
                 Err(_) => {
                     self.metrics.revocation_untracked.add(1);
@@ -124,14 +124,29 @@ impl Engine {
             key: key.clone(),
             until,
         };
-        let fresh = match set.try_insert(hash, entry) {
-            Ok(_) => true,
-            // An expired suspension is replaced; a live revocation stays as it is.
-            Err(e) if e.current.until <= now => {
-                set.insert(hash, e.not_inserted);
-                true
-            }
-            Err(_) => false,
+        let fresh = match &self.shared_revoked {
+            // Under `[state] shared` the host's region decides, for every process (a
+            // value another process revoked is not newly revoked here either); this
+            // process's set only lists what it revoked.
+            Some(shared) => match shared.revoke(hash, value, until, now) {
+                Ok(newly) => {
+                    set.insert(hash, entry);
+                    newly
+                }
+                Err(()) => {
+                    self.metrics.revocations_refused.add(1);
+                    return false;
+                }
+            },
+            None => match set.try_insert(hash, entry) {
+                Ok(_) => true,
+                // An expired suspension is replaced; a live revocation stays as it is.
+                Err(e) if e.current.until <= now => {
+                    set.insert(hash, e.not_inserted);
+                    true
+                }
+                Err(_) => false,
+            },
         };
         if fresh {
             let bit = quick_bit(value);
@@ -198,6 +213,16 @@ impl Engine {
     /// filter, then the set. An ended suspension is removed on the way.
     #[inline]
     pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        if let Some(shared) = &self.shared_revoked {
+            // Under `[state] shared` the host's region alone decides.
+            if !shared.any() {
+                return false;
+            }
+            let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
+            return req
+                .get(attr)
+                .is_some_and(|v| shared.maybe(v) && shared.revoked_at(self.token_hash(v), now));
+        }
         if !self.revoked_any.load(Ordering::Relaxed) {
             return false;
         }
@@ -262,7 +287,11 @@ impl Engine {
         let hash = self.token_hash(value);
         let now = self.now();
         let removed = self.revoked.pin().remove(&hash).cloned();
-        let was = removed.as_ref().is_some_and(|r| r.until > now);
+        let was = match &self.shared_revoked {
+            // Under `[state] shared`: restored for every process of the host.
+            Some(shared) => shared.restore(hash, now),
+            None => removed.as_ref().is_some_and(|r| r.until > now),
+        };
         // Journaled even when nothing was in the set here: the row goes whatever state
         // the set was in.
         if let Some(j) = self.journal() {
@@ -272,7 +301,7 @@ impl Engine {
         let c = self.compiled.load();
         if let Some(rev) = &c.revocation {
             let parts = [value];
-            rev.offenders.reset(&LimitKey {
+            rev.offenders.get().reset(&LimitKey {
                 hash,
                 parts: &parts,
             });
@@ -289,10 +318,12 @@ impl Engine {
 
     /// Whether `value` is revoked now.
     pub fn is_revoked(&self, value: &str) -> bool {
-        self.revoked
-            .pin()
-            .get(&self.token_hash(value))
-            .is_some_and(|r| r.until > self.now())
+        let (hash, now) = (self.token_hash(value), self.now());
+        self.revoked.pin().get(&hash).is_some_and(|r| r.until > now)
+            || self
+                .shared_revoked
+                .as_ref()
+                .is_some_and(|s| s.revoked_at(hash, now))
     }
 
     /// The values revoked now, redacted.
@@ -301,9 +332,13 @@ impl Engine {
         let mut all: Vec<KeyRef> = self
             .revoked
             .pin()
-            .values()
-            .filter(|r| r.until > now)
-            .map(|r| r.key.clone())
+            .iter()
+            .filter(|(hash, r)| match &self.shared_revoked {
+                // Another process may have restored it.
+                Some(shared) => shared.revoked_at(**hash, now),
+                None => r.until > now,
+            })
+            .map(|(_, r)| r.key.clone())
             .collect();
         all.sort();
         all
