@@ -1,8 +1,9 @@
 //! `tollgate usage --postgres URL`: usage per company (or per user) and period from the
 //! fleet ledger, joined with the period-end statements (limit in force, overage, plan),
 //! as a table, JSON or CSV. `tollgate usage --journal FILE`: the same from one instance's
-//! SQLite quota journal, read-only (the journal keeps no statements: limit, overage and
-//! plans are empty).
+//! SQLite quota journal, read-only: company lines carry the limit in force for the
+//! period (the journal's `period_limits`, schema 4; empty in older files) and the
+//! overage; plans are empty (the journal keeps no plans).
 
 use std::fmt::Write as _;
 
@@ -71,22 +72,38 @@ pub fn from_journal(
     if !path.exists() {
         return Err(format!("{}: no such journal", path.display()));
     }
-    let rows = tollgate::quota::journal::Journal::read_usage(path).map_err(|e| e.to_string())?;
+    use tollgate::quota::journal::Journal;
+    let rows = Journal::read_usage(path).map_err(|e| e.to_string())?;
+    let limits = Journal::read_period_limits(path).map_err(|e| e.to_string())?;
+    let limit_of = |company: &str, start: i64| {
+        limits
+            .iter()
+            .find(|l| l.company == company && l.period_start == start)
+            .map(|l| i64::try_from(l.limit).unwrap_or(i64::MAX))
+    };
     let mut lines: Vec<UsageLine> = rows
         .into_iter()
         .filter(|r| r.user.is_some() == by_user)
         .filter(|r| company.is_none_or(|c| r.company == c))
         .filter(|r| period.is_none_or(|p| r.period == p))
-        .map(|r| UsageLine {
-            company: r.company,
-            user: r.user,
-            period: r.period,
-            calls: r.calls,
-            used: r.calls,
-            limit: None,
-            overage: None,
-            plan: None,
-            suggested_plan: None,
+        .map(|r| {
+            // Limits are per company: user lines have none.
+            let limit = r
+                .user
+                .is_none()
+                .then(|| limit_of(&r.company, r.period_start))
+                .flatten();
+            UsageLine {
+                overage: limit.map(|l| (r.calls - l).max(0)),
+                company: r.company,
+                user: r.user,
+                period: r.period,
+                calls: r.calls,
+                used: r.calls,
+                limit,
+                plan: None,
+                suggested_plan: None,
+            }
         })
         .collect();
     lines.sort_by(|a, b| (&a.company, &a.period, &a.user).cmp(&(&b.company, &b.period, &b.user)));

@@ -634,9 +634,10 @@ fn usage_reports_a_journal_per_company_and_user() {
 
     let (code, out, err) = tollgate(&["usage", "--journal", j, "--format", "csv"]);
     assert_eq!(code, 0, "{out}{err}");
+    // The limit in force for the period (1 machine x 4 calls), from `period_limits`.
     assert_eq!(
         out,
-        "company,period,calls,used,limit,overage,plan,suggested_plan\nacme,2026-11,4,4,,,,\n"
+        "company,period,calls,used,limit,overage,plan,suggested_plan\nacme,2026-11,4,4,4,0,,\n"
     );
     let (code, out, err) = tollgate(&["usage", "--journal", j, "--by", "user", "--format", "csv"]);
     assert_eq!(code, 0, "{out}{err}");

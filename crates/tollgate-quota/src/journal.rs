@@ -140,7 +140,8 @@ mod tests;
 
 pub use durability::Durability;
 pub use entry::{
-    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
+    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, PeriodLimitRecord, Snapshot,
+    UsageRecord,
 };
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};

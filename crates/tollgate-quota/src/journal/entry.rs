@@ -121,6 +121,19 @@ pub enum Entry {
         /// [`RevocationKey::fingerprint`](super::RevocationKey::fingerprint) of the value.
         fingerprint: u128,
     },
+    /// The company's limit in force for a period: its row of the `period_limits` table,
+    /// replacing the one before (the limit changed while the period was current). An
+    /// ended period's row is the limit of its statement after a restart.
+    PeriodLimit {
+        /// The company.
+        company: String,
+        /// Start of the period, unix seconds.
+        period_start: i64,
+        /// The period's label.
+        period: String,
+        /// The limit.
+        limit: u64,
+    },
     /// An administrative change: a row appended to the `admin_changes` table.
     Admin {
         /// When it was made, unix nanoseconds.
@@ -143,6 +156,21 @@ pub struct UsageRecord {
     pub period: String,
     /// Calls in the period.
     pub calls: i64,
+}
+
+/// A row of the `period_limits` table (schema 4): a company's limit in force for a
+/// period (the last one recorded while the period was current, or when the limit
+/// changed after it ended).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PeriodLimitRecord {
+    /// The company.
+    pub company: String,
+    /// Start of the period, unix seconds.
+    pub period_start: i64,
+    /// The period's label.
+    pub period: String,
+    /// The limit.
+    pub limit: u64,
 }
 
 /// A row of the `notices` table.
@@ -204,6 +232,8 @@ pub struct Snapshot {
     pub outbox: Vec<OutboxRecord>,
     /// All committed idempotency keys.
     pub commits: Vec<CommitRecord>,
+    /// The limit in force per company and period (schema 4; empty before).
+    pub period_limits: Vec<PeriodLimitRecord>,
 }
 
 impl Snapshot {

@@ -309,6 +309,23 @@ impl Journal {
         read_usage(path, &conn)
     }
 
+    /// The `period_limits` table of the journal at `path` (the limit in force per
+    /// company and period; empty before schema 4), read-only as
+    /// [`read_usage`](Self::read_usage).
+    pub fn read_period_limits(
+        path: impl AsRef<Path>,
+    ) -> Result<Vec<super::entry::PeriodLimitRecord>, JournalError> {
+        let path = path.as_ref();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(path, "cannot open for reading"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err(path, "cannot set the busy timeout"))?;
+        super::schema::read_period_limits(path, &conn)
+    }
+
     /// The `usage` table as committed now, read over a separate read-only connection.
     pub fn usage_report(&self) -> Result<Vec<UsageRecord>, JournalError> {
         let conn = Connection::open_with_flags(

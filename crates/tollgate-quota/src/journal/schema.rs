@@ -1,13 +1,14 @@
-//! The SQLite schema (version 3) and the statements that write a batch and read the
+//! The SQLite schema (version 4) and the statements that write a batch and read the
 //! tables back; the migrations of older files (version 2 added the `outbox` table,
-//! version 3 the `meta` and `revocations` tables).
+//! version 3 the `meta` and `revocations` tables, version 4 `period_limits`).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::entry::{
-    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, Snapshot, UsageRecord,
+    CommitRecord, Entry, NoticeKind, NoticeRecord, OutboxRecord, PeriodLimitRecord, Snapshot,
+    UsageRecord,
 };
 use super::error::{refuse, sql_err, JournalError};
 use super::revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
@@ -16,13 +17,24 @@ use crate::ledger::{CompanyStatus, KeyRef};
 /// `PRAGMA application_id` of a tollgate journal: "TGLQ".
 pub const APPLICATION_ID: i32 = 0x5447_4C51;
 /// `PRAGMA user_version` of the schema this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 /// The oldest schema version this build opens (and migrates to [`SCHEMA_VERSION`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
 
 /// The tables a journal of schema `version` has.
 pub(super) fn tables_of(version: i32) -> &'static [&'static str] {
-    if version >= 3 {
+    if version >= 4 {
+        &[
+            "usage",
+            "notices",
+            "commits",
+            "outbox",
+            "meta",
+            "revocations",
+            "admin_changes",
+            "period_limits",
+        ]
+    } else if version >= 3 {
         &[
             "usage",
             "notices",
@@ -83,6 +95,19 @@ CREATE TABLE IF NOT EXISTS admin_changes (
 );
 ";
 
+/// Version 4: the limit in force per company and period, so that a past period's
+/// statement keeps its own limit across restarts (before, a restart recomputed it with
+/// the limit in force at start).
+const PERIOD_LIMITS: &str = "
+CREATE TABLE IF NOT EXISTS period_limits (
+    company      TEXT    NOT NULL,
+    period_start INTEGER NOT NULL,
+    period       TEXT    NOT NULL,
+    quota_limit  INTEGER NOT NULL,
+    PRIMARY KEY (company, period_start)
+);
+";
+
 /// The `meta` row holding the revocation key.
 const REVOCATION_KEY: &str = "revocation_key";
 
@@ -129,6 +154,9 @@ const UPSERT_REVOCATION: &str = "INSERT OR REPLACE INTO revocations
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const INSERT_ADMIN: &str =
     "INSERT INTO admin_changes (at, op, subject, detail) VALUES (?1, ?2, ?3, ?4)";
+const UPSERT_PERIOD_LIMIT: &str = "INSERT INTO period_limits
+     (company, period_start, period, quota_limit) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (company, period_start) DO UPDATE SET quota_limit = excluded.quota_limit";
 const DELETE_REVOCATION: &str = "DELETE FROM revocations WHERE fingerprint = ?1";
 const SELECT_USAGE: &str = "SELECT company, user, period_start, period, calls FROM usage
      ORDER BY company, period_start, user";
@@ -147,6 +175,7 @@ pub(super) fn apply<'a>(
         let mut revoke = tx.prepare(UPSERT_REVOCATION)?;
         let mut unrevoke = tx.prepare(DELETE_REVOCATION)?;
         let mut admin = tx.prepare(INSERT_ADMIN)?;
+        let mut period_limit = tx.prepare(UPSERT_PERIOD_LIMIT)?;
         // SQLite integers are signed: counts above i64::MAX are stored as i64::MAX.
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for entry in batch {
@@ -220,6 +249,14 @@ pub(super) fn apply<'a>(
                     let (op, subject, detail) = admin_row(change);
                     admin.execute(params![at, op, subject, detail])?;
                 }
+                Entry::PeriodLimit {
+                    company,
+                    period_start,
+                    period,
+                    limit,
+                } => {
+                    period_limit.execute(params![company, period_start, period, int(*limit)])?;
+                }
             }
         }
     }
@@ -250,9 +287,17 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
                 "cannot add the outbox table (migration to version 2)",
             ))?;
         }
-        // Version 2 -> 3: durable revocations (none were kept before: an empty table)
-        // and a fresh revocation key.
-        add_revocations(path, &tx)?;
+        if version < 3 {
+            // Version 2 -> 3: durable revocations (none were kept before: an empty
+            // table) and a fresh revocation key.
+            add_revocations(path, &tx)?;
+        }
+        // Version 3 -> 4: the limits per period (none were kept before: a past
+        // period's statement takes the limit in force at start, as it did).
+        tx.execute_batch(PERIOD_LIMITS).map_err(sql_err(
+            path,
+            "cannot add the period_limits table (migration to version 4)",
+        ))?;
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(sql_err(path, "cannot set user_version"))?;
         return tx.commit().map_err(sql_err(
@@ -272,6 +317,8 @@ pub(super) fn init_schema(path: &Path, conn: &mut Connection) -> Result<(), Jour
     tx.execute_batch(OUTBOX)
         .map_err(sql_err(path, "cannot create the schema"))?;
     add_revocations(path, &tx)?;
+    tx.execute_batch(PERIOD_LIMITS)
+        .map_err(sql_err(path, "cannot create the schema"))?;
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
@@ -523,12 +570,50 @@ pub(super) fn read_snapshot(path: &Path, conn: &Connection) -> Result<Snapshot, 
     };
     commits.sort();
     let outbox = read_outbox(path, conn)?;
+    let period_limits = read_period_limits(path, conn)?;
     Ok(Snapshot {
         usage,
         notices,
         commits,
         outbox,
+        period_limits,
     })
+}
+
+/// The `period_limits` table, sorted; empty in a journal older than schema 4 (read
+/// over a read-only connection, which migrates nothing).
+pub(super) fn read_period_limits(
+    path: &Path,
+    conn: &Connection,
+) -> Result<Vec<PeriodLimitRecord>, JournalError> {
+    let err = || sql_err(path, "cannot read the period_limits table");
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'period_limits'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(err())?
+        > 0;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare("SELECT company, period_start, period, quota_limit FROM period_limits")
+        .map_err(err())?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PeriodLimitRecord {
+                company: r.get(0)?,
+                period_start: r.get(1)?,
+                period: r.get(2)?,
+                limit: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            })
+        })
+        .map_err(err())?;
+    let mut out: Vec<PeriodLimitRecord> = rows.collect::<Result<_, _>>().map_err(err())?;
+    out.sort();
+    Ok(out)
 }
 
 /// The `outbox` table, by id.

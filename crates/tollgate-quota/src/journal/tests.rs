@@ -469,9 +469,33 @@ fn refuses_an_unknown_schema_version() {
     real_journal(&path);
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 4").unwrap();
+        conn.execute_batch("PRAGMA user_version = 5").unwrap();
     }
-    assert_refused(&path, "schema version 4");
+    assert_refused(&path, "schema version 5");
+}
+
+/// A version-3 journal (before `period_limits`) opens, keeps its rows and is migrated.
+#[test]
+fn a_version_3_journal_is_migrated_to_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    real_journal(&path);
+    let usage_before = Journal::read_usage(&path).unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE period_limits; PRAGMA user_version = 3")
+            .unwrap();
+    }
+    assert!(Journal::read_period_limits(&path).unwrap().is_empty());
+    let (j, snap) = Journal::open(&path, strict()).unwrap();
+    assert!(snap.period_limits.is_empty());
+    drop(j);
+    let conn = Connection::open(&path).unwrap();
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    assert_eq!(Journal::read_usage(&path).unwrap(), usage_before);
 }
 
 #[test]

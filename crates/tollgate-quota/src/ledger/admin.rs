@@ -142,6 +142,27 @@ impl Ledger {
         } else {
             Usage::restore(&spec, t, &rows, &notices)?
         };
+        // The limits the journal holds for its periods: a past period's statement keeps
+        // its own limit across the restart.
+        {
+            let mut snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
+            let periods: HashMap<i64, &_> = usage
+                .periods
+                .iter()
+                .map(|(_, u)| (u.period.start().as_second(), u))
+                .collect();
+            // Rows of periods this company counts are taken; any other stays for a
+            // rewrite of the file.
+            snap.period_limits.retain(|l| {
+                match (l.company == company.id, periods.get(&l.period_start)) {
+                    (true, Some(u)) => {
+                        u.restore_limit(l.limit, now);
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
         let mut committed: HashMap<Timestamp, HashSet<String>> = HashMap::new();
         let snap = self.restored.lock().unwrap_or_else(|p| p.into_inner());
         for c in snap.commits.iter().filter(|c| c.company == company.id) {

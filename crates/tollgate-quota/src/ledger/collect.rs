@@ -28,6 +28,7 @@ fn usage_entry(company: &str, user: &str, period: &Period, calls: i64) -> Entry 
 /// Only user counters are read: every counted call adds to its user's counter and its
 /// company's, so the company row stays the sum of its users' rows.
 pub(super) fn collect_usage(directory: &Directory, batch: &mut Vec<Entry>) {
+    collect_limits(directory, batch);
     for user in directory.users.values() {
         let mut push = |u: &PeriodUsage| {
             let now = u.counter.used();
@@ -46,6 +47,28 @@ pub(super) fn collect_usage(directory: &Directory, batch: &mut Vec<Entry>) {
         };
         for (_, u) in user.usage.periods.iter() {
             push(u);
+        }
+    }
+}
+
+/// Adds, for every company period whose limit in force differs from the one the journal
+/// holds (a new period, a limit changed while it is current, or a restart's policy
+/// giving another limit for the current period), its `period_limits` row. An ended
+/// period's limit is final once the limit changed after it ended (see
+/// `Usage::freeze_ended`), so its row then keeps the limit of its statement.
+fn collect_limits(directory: &Directory, batch: &mut Vec<Entry>) {
+    for company in directory.companies.values() {
+        let current = company.limit.load(Ordering::Relaxed);
+        for (_, u) in company.usage.periods.iter() {
+            let limit = u.limit_in_force(current);
+            if u.limit_journaled.swap(limit, Ordering::Relaxed) != limit {
+                batch.push(Entry::PeriodLimit {
+                    company: company.id.clone(),
+                    period_start: u.period.start().as_second(),
+                    period: u.period.label(),
+                    limit,
+                });
+            }
         }
     }
 }

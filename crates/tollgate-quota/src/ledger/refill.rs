@@ -76,6 +76,12 @@ pub(super) fn refill(
             u.journaled.store(0, Ordering::Relaxed);
         }
     }
+    for company in directory.companies.values() {
+        for (_, u) in company.usage.periods.iter() {
+            u.limit_journaled
+                .store(super::usage::NO_LIMIT_RECORDED, Ordering::Relaxed);
+        }
+    }
     collect_usage(directory, batch);
     let snap = restored.lock().unwrap_or_else(|p| p.into_inner());
     for r in snap.usage.iter().filter(|r| r.user.is_some()) {
@@ -93,6 +99,14 @@ pub(super) fn refill(
             period: n.period.clone(),
             kind: n.kind,
             raised_at: n.raised_at,
+        });
+    }
+    for l in &snap.period_limits {
+        batch.push(Entry::PeriodLimit {
+            company: l.company.clone(),
+            period_start: l.period_start,
+            period: l.period.clone(),
+            limit: l.limit,
         });
     }
     for c in &snap.commits {

@@ -613,6 +613,64 @@ fn a_past_statement_keeps_the_limit_of_its_period() {
     );
 }
 
+/// Issue 17, item 3, across restarts: the journal keeps each period's limit
+/// (`period_limits`, schema 4). Before, a restart recomputed November's statement with
+/// the limit in force at start: a November overage of 20,000 became 0 once machines
+/// were added in December, whether at run time or in the policy file for the restart.
+#[test]
+fn a_past_statement_keeps_its_limit_across_restarts() {
+    use crate::journal::{Durability, Journal};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let open = |units: u64, now: i128| {
+        let (j, snap) = Journal::open(&path, Durability::Strict).unwrap();
+        let l = Ledger::with_journal(QuotaConfig::default(), j, snap);
+        l.upsert_company(Company::new("acme").with_units(units, 0), None, now)
+            .unwrap();
+        l.add_user("alice", "acme", now).unwrap();
+        l.add_key(KEY, "alice").unwrap();
+        l
+    };
+    let nov = |l: &Ledger| {
+        let st = l.statements();
+        let s = st.iter().find(|s| s.period == "2026-11").unwrap();
+        (s.used, s.limit, s.overage)
+    };
+    {
+        let l = open(1, ns("2026-11-01T00:00:00Z")); // 100,000 calls
+        l.record(KEY, 120_000, ns("2026-11-20T00:00:00Z")).unwrap();
+        l.journal().unwrap().flush().unwrap();
+    }
+    {
+        // Restarted in December with 3 machines in the policy file.
+        let l = open(3, ns("2026-12-02T00:00:00Z"));
+        assert_eq!(nov(&l), (120_000, 100_000, 20_000));
+        l.record(KEY, 1, ns("2026-12-02T00:00:00Z")).unwrap();
+        // And 5 at run time.
+        l.upsert_company(
+            Company::new("acme").with_units(5, 0),
+            None,
+            ns("2026-12-03T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(nov(&l), (120_000, 100_000, 20_000));
+        l.journal().unwrap().flush().unwrap();
+    }
+    // January: December's statement has the limit in force at its end (5 machines),
+    // November's its own.
+    let l = open(1, ns("2027-01-02T00:00:00Z"));
+    assert_eq!(nov(&l), (120_000, 100_000, 20_000));
+    let st = l.statements();
+    let dec = st.iter().find(|s| s.period == "2026-12").unwrap();
+    assert_eq!((dec.used, dec.limit), (1, 500_000));
+    let rows = Journal::read_period_limits(&path).unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.period == "2026-11" && r.limit == 100_000),
+        "{rows:?}"
+    );
+}
+
 /// A rotated key is honoured until its grace ends, then unknown, and may be added again.
 #[test]
 fn a_rotated_keys_grace_ends_and_it_can_be_added_again() {

@@ -31,8 +31,12 @@ pub(super) struct PeriodUsage {
     pub(super) journaled: AtomicU64,
     /// The company's limit in force at the end of this period, once the period has
     /// ended and the limit changed since ([`NO_LIMIT_RECORDED`] until then: the limit in
-    /// force now is the period's). Company periods only; kept in memory.
+    /// force now is the period's). Company periods only; journaled in `period_limits`
+    /// by the collector and restored from it.
     pub(super) limit: AtomicU64,
+    /// The limit the journal holds for this period ([`NO_LIMIT_RECORDED`]: none yet);
+    /// company periods only, changed by the journal's collector.
+    pub(super) limit_journaled: AtomicU64,
 }
 
 /// [`PeriodUsage::limit`] before a limit was recorded for the period.
@@ -51,6 +55,22 @@ impl PeriodUsage {
             counter,
             journaled: AtomicU64::new(journaled),
             limit: AtomicU64::new(NO_LIMIT_RECORDED),
+            limit_journaled: AtomicU64::new(NO_LIMIT_RECORDED),
+        }
+    }
+
+    /// The limit in force for this period, given the company's limit now: the one
+    /// recorded when it changed after the period ended, else `current`.
+    pub(super) fn limit_in_force(&self, current: u64) -> u64 {
+        self.statement_limit(current)
+    }
+
+    /// Puts back the limit the journal holds for this period (`period_limits`): the
+    /// statement limit of a period that ended by `now`.
+    pub(super) fn restore_limit(&self, limit: u64, now: i128) {
+        self.limit_journaled.store(limit, Ordering::Relaxed);
+        if self.end_ns <= now {
+            self.limit.store(limit, Ordering::Relaxed);
         }
     }
 
