@@ -112,6 +112,12 @@ impl KeyNamer {
     /// 32 hex digits of the keyed 128-bit fingerprint of `values`, length-delimited (so
     /// `["ab", "c"]` and `["a", "bc"]` differ).
     pub fn fingerprint(&self, values: &[&str]) -> String {
+        format!("{:032x}", self.fingerprint128(values))
+    }
+
+    /// The keyed 128-bit fingerprint of `values` ([`fingerprint`](Self::fingerprint)
+    /// is its 32 hex digits).
+    pub fn fingerprint128(&self, values: &[&str]) -> u128 {
         use siphasher::sip128::{Hasher128, SipHasher24};
         use std::hash::Hasher;
         let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
@@ -120,7 +126,7 @@ impl KeyNamer {
             h.write(v.as_bytes());
         }
         let f = h.finish128();
-        format!("{:016x}{:016x}", f.h1, f.h2)
+        (u128::from(f.h1) << 64) | u128::from(f.h2)
     }
 
     /// The key of a rate limit's state for one request key.
