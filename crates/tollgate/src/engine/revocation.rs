@@ -125,7 +125,9 @@ impl Engine {
         bound: Option<usize>,
     ) -> bool {
         let hash = self.token_hash(value);
-        self.apply_fleet(true);
+        // An automatic revocation is on a decision's path: it does not wait for the
+        // inbox to apply what the fleet delivered (the next decision does).
+        self.apply_fleet(!automatic);
         let mut fleet = self.fleet.as_ref().map(|f| f.inbox.lock());
         let set = self.revoked.pin();
         if let Some(max) = bound {
