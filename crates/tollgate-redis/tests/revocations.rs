@@ -338,3 +338,98 @@ fn a_persistent_redis_restart_keeps_the_set_and_the_log_position() {
     assert_eq!(a.sync.stats().epochs_lost + b.sync.stats().epochs_lost, 0);
     assert_not_in_redis(&server, &[token]);
 }
+
+/// An instance whose quota journal keeps its revocations (keyed by the fleet's
+/// fingerprint when a sync is set).
+fn journaled(server: &RedisServer, journal: &std::path::Path) -> Instance {
+    let policy = format!(
+        "version = 1\n[quota]\n[quota.journal]\npath = {:?}\n\
+         [[quota.plans]]\nname = \"free\"\ncalls_per_unit = 1000\ndefault = true\n\
+         [[quota.companies]]\nid = \"acme\"\nmachines = 1\n\
+         users = [{{ id = \"ann\", keys = [\"ann-key-0001\"] }}]\n",
+        journal.display().to_string()
+    );
+    instance(server, &policy)
+}
+
+#[test]
+fn with_a_journal_a_restart_while_redis_is_down_keeps_the_fleet_set_and_shares_it_back() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let a = journaled(&server, &path);
+    let b = instance(&server, POLICY);
+    let bound = a.sync.delay_bound();
+    let from_b = "sk_live_revoked_by_b_0000000001";
+    let from_a = "sk_live_revoked_by_a_0000000002";
+    assert!(b.engine.admin().revoke(from_b));
+    until_reason(&a.engine, from_b, Reason::Revoked, bound);
+    assert!(a.engine.admin().revoke(from_a));
+    until_reason(&b.engine, from_a, Reason::Revoked, bound);
+    drop(a);
+
+    // A restarts while Redis is down: its journal's rows (its own revocation and the
+    // one it received) match the tokens, keyed by the fleet's fingerprint.
+    server.kill();
+    let a = journaled(&server, &path);
+    assert_eq!(reason(&a.engine, from_a), Reason::Revoked);
+    assert_eq!(reason(&a.engine, from_b), Reason::Revoked);
+
+    // Redis returns empty: both write their sets back; a new instance sees both.
+    server.restart();
+    let start = Instant::now();
+    let c = loop {
+        let c = instance(&server, POLICY);
+        if reason(&c.engine, from_a) == Reason::Revoked
+            && reason(&c.engine, from_b) == Reason::Revoked
+        {
+            break c;
+        }
+        assert!(start.elapsed() < bound + SLACK, "not written back in time");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(c.engine.revoked().len(), 2);
+    assert_not_in_redis(&server, &[from_a, from_b]);
+    let bytes = std::fs::read(&path).unwrap();
+    for t in [from_a, from_b] {
+        assert!(!bytes.windows(t.len()).any(|w| w == t.as_bytes()));
+    }
+}
+
+#[test]
+fn on_a_redis_cluster_the_three_keys_share_a_slot_and_changes_travel() {
+    let Some(cluster) = tollgate_redis::testing::RedisCluster::start() else {
+        return;
+    };
+    let make = || {
+        let store = RedisStore::new(
+            tollgate_redis::testing::cluster_config(cluster.urls())
+                .timeouts(Duration::from_millis(200), Duration::from_millis(200)),
+        )
+        .unwrap();
+        let sync = RedisRevocations::new(store, RevocationOptions::default());
+        let (policy, _) = Policy::from_toml(POLICY).unwrap();
+        let engine = Engine::builder(policy)
+            .revocation_sync(Arc::clone(&sync) as Arc<dyn tollgate::RevocationSync>)
+            .build()
+            .unwrap();
+        Instance { engine, sync }
+    };
+    let a = make();
+    let b = make();
+    let tags: std::collections::HashSet<&str> = a
+        .sync
+        .keys()
+        .iter()
+        .map(|k| tollgate_redis::keys::hash_tag(k))
+        .collect();
+    assert_eq!(tags.len(), 1, "{:?}", a.sync.keys());
+    let token = "sk_live_cluster_token_0000000004";
+    assert!(a.engine.admin().revoke(token));
+    until_reason(&b.engine, token, Reason::Revoked, a.sync.delay_bound());
+    assert!(b.engine.admin().restore(token));
+    until_reason(&a.engine, token, Reason::Allowed, a.sync.delay_bound());
+    assert_eq!(a.sync.stats().errors + b.sync.stats().errors, 0);
+}
