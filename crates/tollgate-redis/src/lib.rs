@@ -59,7 +59,7 @@
 //!   ([`QuotaOptions::batch`]).
 //! * Revocations ([`revocations`]): with [`RedisRevocations`] set as the engine's
 //!   revocation sync, every revocation, suspension and restoration made on any
-//!   instance reaches every instance within [`RedisRevocations::delay_bound`] (350 ms
+//!   instance reaches every instance within [`RedisRevocations::delay_bound`] (700 ms
 //!   by default), by keyed fingerprint only; a new instance starts from the fleet's set.
 //! * [`testing`]: real `redis-server` processes (one server, or a 3-node cluster) for
 //!   tests and benches.

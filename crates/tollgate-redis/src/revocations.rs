@@ -1,6 +1,7 @@
 //! [`RedisRevocations`]: the fleet's revoked set on Redis. Every revocation, suspension
 //! and restoration made by any engine sharing the Redis (an operator's, or an automatic
-//! revocation) reaches every other engine within [`RedisRevocations::delay_bound`];
+//! revocation) reaches every other engine within [`RedisRevocations::delay_bound`]
+//! (`poll + 6 × (connect_timeout + response_timeout)`, 700 ms by default);
 //! a restarted or new instance starts from the fleet's set.
 //!
 //! ```no_run
@@ -217,14 +218,19 @@ impl RedisRevocations {
     }
 
     /// How long after one engine's change returns every other engine sharing the Redis
-    /// applies it (before its next decision), while Redis answers:
-    /// `poll + 5 × response_timeout` (350 ms by default). The writer is woken at once
-    /// and may first finish a call in progress (one timeout) before its write (one);
-    /// a reader waits at most `poll` after its last iteration, which took at most two
-    /// calls, then reads (one). In practice the delay is the reader's poll phase plus
-    /// two round trips.
+    /// applies it (before its next decision), while Redis answers (breaker closed) and
+    /// fewer than [`RevocationOptions::batch`] changes arrive per poll:
+    /// `poll + 6 × (connect_timeout + response_timeout)`, 700 ms by default. The writer
+    /// is woken at once but may first finish a round in progress (a write and a read)
+    /// before its own write: three calls. A reader's read may have started just before
+    /// the write landed (one call); it then waits `poll` and runs a round (its own
+    /// write, then the read): three calls. Each call takes at most a connect (when no
+    /// pooled connection is left) and a response timeout. On a cluster, the client's
+    /// one retry can double a call. In practice the delay is the reader's phase in its
+    /// poll plus a round trip or two (measured: about 50 ms at a 50 ms poll).
     pub fn delay_bound(&self) -> Duration {
-        self.shared.options.poll + 5 * self.shared.store.config().response_timeout
+        let c = self.shared.store.config();
+        self.shared.options.poll + 6 * (c.connect_timeout + c.response_timeout)
     }
 }
 

@@ -116,7 +116,11 @@ impl EngineBuilder {
     /// Shares the revoked set with a fleet through `sync` (tollgate-redis's
     /// `RedisRevocations`): every revocation, suspension and restoration made by any
     /// engine of the fleet reaches this one, and this one's reach the others (see
-    /// [`fleet`](super::fleet)).
+    /// [`fleet`](super::fleet)). The revoked set is then keyed by the sync's fleet
+    /// fingerprint (the journal's rows too). [`build`](Self::build) waits for the sync's
+    /// first read of the fleet's set (with tollgate-redis: at most one connect and one
+    /// response timeout of the store; Redis down, the engine starts from its journal,
+    /// or empty, and catches up when Redis answers).
     pub fn revocation_sync(mut self, sync: Arc<dyn RevocationSync>) -> Self {
         self.revocation_sync = Some(sync);
         self
