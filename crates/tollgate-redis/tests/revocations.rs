@@ -433,3 +433,85 @@ fn on_a_redis_cluster_the_three_keys_share_a_slot_and_changes_travel() {
     until_reason(&a.engine, token, Reason::Allowed, a.sync.delay_bound());
     assert_eq!(a.sync.stats().errors + b.sync.stats().errors, 0);
 }
+
+#[test]
+fn an_instance_that_fell_behind_a_trimmed_log_reads_the_whole_set() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = |s: &RedisServer| {
+        RedisStore::new(
+            tollgate_redis::testing::config(s.url())
+                .timeouts(Duration::from_millis(200), Duration::from_millis(200)),
+        )
+        .unwrap()
+    };
+    let build = |sync: &Arc<RedisRevocations>| {
+        let (policy, _) = Policy::from_toml(POLICY).unwrap();
+        Engine::builder(policy)
+            .revocation_sync(Arc::clone(sync) as Arc<dyn tollgate::RevocationSync>)
+            .build()
+            .unwrap()
+    };
+    let opts = RevocationOptions::default().log_len(100);
+    let a_sync = RedisRevocations::new(store(&server), opts.poll(Duration::from_millis(20)));
+    let a = build(&a_sync);
+    // B reads every 3 s: A's 600 changes meanwhile overflow the log (about 100 kept).
+    let b_sync = RedisRevocations::new(store(&server), opts.poll(Duration::from_secs(3)));
+    let b = build(&b_sync);
+    let tokens: Vec<String> = (0..300).map(|i| format!("sk_live_trim_{i:08}_x")).collect();
+    let early = "sk_live_restored_in_the_gap_0005";
+    assert!(b.admin().revoke(early));
+    let start = Instant::now();
+    while !a.is_revoked(early) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B's write not seen"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(a.admin().restore(early));
+    for t in &tokens {
+        assert!(a.admin().revoke(t));
+        assert!(a.admin().restore(t));
+        assert!(a.admin().revoke(t));
+    }
+    let start = Instant::now();
+    while a.revocations_unshared() != Some(0) {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut c = server.connection();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&a_sync.keys()[1])
+        .query(&mut c)
+        .unwrap();
+    assert!(len < 901, "the log was trimmed: {len}");
+    let fulls = b_sync.stats().full_reads;
+    let bound = b_sync.delay_bound();
+    until_reason(&b, &tokens[0], Reason::Revoked, bound);
+    for t in &tokens {
+        assert_eq!(reason(&b, t), Reason::Revoked, "{t}");
+    }
+    // The restoration made while B fell behind is in force on B too.
+    assert_eq!(reason(&b, early), Reason::Allowed);
+    assert_eq!(b.revoked().len(), tokens.len());
+    assert_eq!(b_sync.stats().full_reads, fulls + 1, "{:?}", b_sync.stats());
+}
+
+#[test]
+fn dropping_the_engine_stops_its_thread() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let i = instance(&server, POLICY);
+    let sync = Arc::clone(&i.sync);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sync.stats().polls >= 2, "{:?}", sync.stats());
+    drop(i);
+    // The thread notices at its next wake (one poll) and exits.
+    std::thread::sleep(Duration::from_millis(200));
+    let polls = sync.stats().polls;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sync.stats().polls, polls);
+}
