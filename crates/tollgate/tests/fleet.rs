@@ -178,3 +178,38 @@ fn without_a_sync_nothing_is_pending() {
     assert_eq!(e.revocations_unshared(), None);
     assert!(e.is_revoked(TOKEN));
 }
+
+#[test]
+fn a_restoration_from_the_fleet_forgets_the_values_denials() {
+    let policy = "version = 1\n[[limit]]\nname = \"t\"\nkey = [\"token\"]\nrate = \"1/h\"\n\
+                  [revocation]\ndenials = 2\nwindow = \"1h\"\n";
+    let build = || {
+        let (policy, _) = Policy::from_toml(policy).unwrap();
+        let sync = Arc::new(Manual::default());
+        let e = Engine::builder(policy)
+            .revocation_sync(Arc::clone(&sync) as Arc<dyn RevocationSync>)
+            .build()
+            .unwrap();
+        (e, sync)
+    };
+    let (a, sa) = build();
+    let (b, sb) = build();
+    assert_eq!(reason(&b, TOKEN), Reason::Allowed);
+    assert_eq!(reason(&b, TOKEN), Reason::Limited, "denial 1 of 2");
+    assert!(!b.is_revoked(TOKEN));
+    // Revoked and restored elsewhere.
+    assert!(a.admin().revoke(TOKEN));
+    sb.inbox().deliver(sa.inbox().pending(), &[]);
+    assert!(b.is_revoked(TOKEN));
+    assert!(a.admin().restore(TOKEN));
+    sb.inbox().deliver(sa.inbox().pending(), &[]);
+    assert!(!b.is_revoked(TOKEN));
+    // B's next denial is the first again: not revoked.
+    assert_eq!(reason(&b, TOKEN), Reason::Limited);
+    assert!(
+        !b.is_revoked(TOKEN),
+        "the denial before the restoration still counted"
+    );
+    assert_eq!(reason(&b, TOKEN), Reason::Limited);
+    assert!(b.is_revoked(TOKEN), "two denials after it revoke");
+}

@@ -25,6 +25,8 @@
 //!   [`Engine::revoked`](crate::Engine::revoked) and its own changes. A delivered
 //!   change for a value with a pending local change is skipped: the local change is
 //!   newer and will come back from the store in order.
+//! * A restoration from the fleet also forgets the value's denials here (as
+//!   [`Engine::restore`](crate::Engine::restore) does on the engine that made it).
 //! * Changes from the fleet raise no [`Event`](crate::Event)s and count in no
 //!   revocation metric on the receiving engine (the engine that made the change
 //!   reports it); with a journal they are journaled, without waiting, so a restart

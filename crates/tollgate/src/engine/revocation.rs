@@ -515,6 +515,14 @@ impl Engine {
                 if set.remove(&fingerprint).is_some() {
                     journal.push(Entry::Unrevoked { fingerprint });
                 }
+                // Its denials are forgotten here too, as on the engine that restored
+                // it (the in-memory offender table is keyed by the hash alone).
+                if let Some(rev) = &self.compiled.load().revocation {
+                    rev.offenders.reset(&LimitKey {
+                        hash: fingerprint,
+                        parts: &[],
+                    });
+                }
             }
         }
     }
