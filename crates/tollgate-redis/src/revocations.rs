@@ -118,6 +118,12 @@ impl RevocationOptions {
         self.log_len = n.max(100);
         self
     }
+
+    /// Sets [`batch`](Self::batch) (at least 10).
+    pub fn batch(mut self, n: u64) -> Self {
+        self.batch = n.max(10);
+        self
+    }
 }
 
 /// Counters of a [`RedisRevocations`]' threads.

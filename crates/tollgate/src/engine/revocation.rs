@@ -469,6 +469,12 @@ impl Engine {
             } => {
                 let until = until.unwrap_or(u64::MAX);
                 if until <= now {
+                    // The fleet's latest word on the value is a suspension that ended:
+                    // whatever this engine held for it is over too.
+                    known.remove(&fingerprint);
+                    if set.remove(&fingerprint).is_some() {
+                        journal.push(Entry::Unrevoked { fingerprint });
+                    }
                     return;
                 }
                 if set.get(&fingerprint).is_some_and(|r| r.until == until) {
