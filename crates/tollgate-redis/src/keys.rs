@@ -8,6 +8,7 @@
 //! | `{prefix}:{c:<fp(company)>}:q:<period start, Unix s>` | hash | a company's quota counter for one period: `used`, `n` (instances with a share), `i:<instance>`, `f:<instance>`, `c:<idempotency key>` (committed reservations), `s:<instance>:<id>` (settlements applied) |
 //! | `{prefix}:{c:<fp(company)>}:qx:<period start>:<process>:<chunk>` | string (bitmap) | the ids of one process's calls counted on that counter: bit `seq mod 2^20` of chunk `seq / 2^20` (`<process>` is 16 random hex digits per [`RedisQuota`](crate::RedisQuota)); kept [`QuotaOptions::call_ids_ttl`](crate::QuotaOptions::call_ids_ttl) after its last call, at most 128 KiB |
 //! | `{prefix}:{c:<fp(company)>}:qn:<period label, escaped>:<w or o>` | string | the fleet's claim of the warning (`w`) or overage (`o`) notice for the period: who claimed it; expires after the period (see [`RedisQuota::claim_notice`](crate::RedisQuota::claim_notice)) |
+//! | `{prefix}:{rev}:set`, `{prefix}:{rev}:log`, `{prefix}:{rev}:epoch` | hash, stream, string | the fleet's revoked set, its change log and its epoch (see [`crate::revocations`]): fields are `fp("revocation", value)`, never a value |
 //!
 //! `fp(...)` is 32 hex digits: SipHash-2-4 with 128-bit output, keyed by the fleet's
 //! key secret ([`RedisConfig::key_secret`](crate::RedisConfig::key_secret) or
@@ -112,6 +113,12 @@ impl KeyNamer {
     /// 32 hex digits of the keyed 128-bit fingerprint of `values`, length-delimited (so
     /// `["ab", "c"]` and `["a", "bc"]` differ).
     pub fn fingerprint(&self, values: &[&str]) -> String {
+        format!("{:032x}", self.fingerprint128(values))
+    }
+
+    /// The keyed 128-bit fingerprint of `values` ([`fingerprint`](Self::fingerprint)
+    /// is its 32 hex digits).
+    pub fn fingerprint128(&self, values: &[&str]) -> u128 {
         use siphasher::sip128::{Hasher128, SipHasher24};
         use std::hash::Hasher;
         let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
@@ -120,7 +127,7 @@ impl KeyNamer {
             h.write(v.as_bytes());
         }
         let f = h.finish128();
-        format!("{:016x}{:016x}", f.h1, f.h2)
+        (u128::from(f.h1) << 64) | u128::from(f.h2)
     }
 
     /// The key of a rate limit's state for one request key.

@@ -57,6 +57,10 @@
 //! * Options, off by default: a cache of keys known to be over their limit
 //!   ([`LimitOptions::over_limit_cache`]), batched quota increments
 //!   ([`QuotaOptions::batch`]).
+//! * Revocations ([`revocations`]): with [`RedisRevocations`] set as the engine's
+//!   revocation sync, every revocation, suspension and restoration made on any
+//!   instance reaches every instance within [`RedisRevocations::delay_bound`] (700 ms
+//!   by default), by keyed fingerprint only; a new instance starts from the fleet's set.
 //! * [`testing`]: real `redis-server` processes (one server, or a 3-node cluster) for
 //!   tests and benches.
 //!
@@ -76,6 +80,7 @@ pub mod combined;
 pub mod keys;
 pub mod limit;
 pub mod quota;
+pub mod revocations;
 mod script;
 pub mod store;
 pub mod testing;
@@ -84,4 +89,5 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use combined::RedisCombined;
 pub use limit::{LimitOptions, LimitStats, RedisBackend, RedisFactory};
 pub use quota::{Flusher, NoticeClaim, QuotaOptions, QuotaStats, RedisQuota, Reseeded};
+pub use revocations::{RedisRevocations, RevocationOptions, RevocationStats};
 pub use store::{ClockSource, RedisConfig, RedisStore, StoreError, StoreStats};

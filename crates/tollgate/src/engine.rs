@@ -59,7 +59,7 @@
 //! the compiled policy (`compile`: keys, backends, failure policies) -> [`decision`]
 //! (the answer) -> `headers`. Around it: `instance` (the engine value and its builder),
 //! `reload` (with `reconcile`, the directory's difference), `admin`, `revocation`,
-//! `quota` (reservations), `outbox` (notices for the host), `observe` (events and
+//! `quota` (reservations), [`fleet`] (revocations shared by a fleet), `outbox` (notices for the host), `observe` (events and
 //! metrics),
 //! [`extend`] (the traits a remote store implements), `error`, `events`.
 
@@ -70,6 +70,7 @@ pub mod decision;
 mod error;
 mod events;
 pub mod extend;
+pub mod fleet;
 mod headers;
 mod instance;
 mod observe;
@@ -89,6 +90,7 @@ pub use events::Event;
 pub use extend::{
     BackendFactory, CombinedBackend, CombinedDecision, LimitCall, QuotaCall, QuotaStore,
 };
+pub use fleet::{FleetRevocation, RevocationInbox, RevocationSync};
 pub use headers::RateLimitHeaders;
 pub use instance::{Engine, EngineBuilder};
 pub use quota::QuotaSettler;

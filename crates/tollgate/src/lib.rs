@@ -44,7 +44,7 @@ pub mod shared_state;
 pub use engine::{
     Admin, AdminChange, AdminError, BackendFactory, CombinedBackend, CombinedDecision, Engine,
     EngineBuilder, EngineDecision, EngineError, Event, LimitCall, QuotaCall, QuotaSettler,
-    QuotaStatus, QuotaStore, RateLimitHeaders, Reason, ReloadReport, Request,
+    QuotaStatus, QuotaStore, RateLimitHeaders, Reason, ReloadReport, Request, RevocationSync,
 };
 pub use policy::{FailurePolicy, Field, Policy, PolicyError, PolicyWarning};
 pub use tollgate_core as core;

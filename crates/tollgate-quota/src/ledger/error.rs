@@ -74,6 +74,12 @@ impl KeyRef {
             .then(|| KeyRef(s.to_owned()))
     }
 
+    /// A reference as [`Display`](fmt::Display) shows it (`key#` and 12 lowercase hex
+    /// digits), e.g. read back from a store a fleet shares; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::from_stored(s)
+    }
+
     /// Makes every reference of this process be computed under `secret` (at least
     /// [`KEY_REF_SECRET_MIN_LEN`] bytes, for instance 32 random bytes a fleet shares from
     /// its secret store), so that every process given the same secret gives a key the

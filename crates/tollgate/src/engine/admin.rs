@@ -583,7 +583,9 @@ impl<'e> Admin<'e> {
     // --- tokens ---
 
     /// Revokes a token (the revocation attribute's value): refused until restored,
-    /// whether or not the policy has a `[revocation]` section. Returns whether it was
+    /// whether or not the policy has a `[revocation]` section. With a fleet's
+    /// [`RevocationSync`](crate::RevocationSync), revocations, suspensions and
+    /// restorations reach the other instances too (see [`fleet`](super::fleet)). Returns whether it was
     /// not revoked already. Raises [`Event::Revoked`].
     pub fn revoke(&self, token: &str) -> bool {
         self.engine.revoke(token)

@@ -15,6 +15,7 @@ use super::compile::{open_ledger, Compiled, Revoked};
 use super::error::EngineError;
 use super::events::Event;
 use super::extend::{BackendFactory, CombinedBackend, QuotaStore};
+use super::fleet::RevocationSync;
 use super::shared_quota::SharedQuota;
 use super::shared_revoked::SharedRevoked;
 use crate::metrics::EngineMetrics;
@@ -62,6 +63,8 @@ pub struct Engine {
     pub(super) journal_events_dropped: Arc<AtomicU64>,
     /// What [`Engine::replay_admin`] noted at start.
     pub(super) journal_conflicts: Vec<String>,
+    /// The fleet's revocation sync, if set (see [`super::fleet`]).
+    pub(super) fleet: Option<super::fleet::Fleet>,
 }
 
 impl fmt::Debug for Engine {
@@ -85,6 +88,7 @@ pub struct EngineBuilder {
     pub(super) factories: Vec<(String, Arc<dyn BackendFactory>)>,
     pub(super) quota_store: Option<Arc<dyn QuotaStore>>,
     pub(super) event_capacity: usize,
+    pub(super) revocation_sync: Option<Arc<dyn RevocationSync>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -97,6 +101,7 @@ impl fmt::Debug for EngineBuilder {
             )
             .field("quota_store", &self.quota_store)
             .field("event_capacity", &self.event_capacity)
+            .field("revocation_sync", &self.revocation_sync)
             .finish()
     }
 }
@@ -121,6 +126,19 @@ impl EngineBuilder {
     /// [`QuotaStore`]). Without a `[quota]` section in the policy it is never asked.
     pub fn quota_store(mut self, store: Arc<dyn QuotaStore>) -> Self {
         self.quota_store = Some(store);
+        self
+    }
+
+    /// Shares the revoked set with a fleet through `sync` (tollgate-redis's
+    /// `RedisRevocations`): every revocation, suspension and restoration made by any
+    /// engine of the fleet reaches this one, and this one's reach the others (see
+    /// [`fleet`](super::fleet)). The revoked set is then keyed by the sync's fleet
+    /// fingerprint (the journal's rows too). [`build`](Self::build) waits for the sync's
+    /// first read of the fleet's set (with tollgate-redis: at most one connect and one
+    /// response timeout of the store; Redis down, the engine starts from its journal,
+    /// or empty, and catches up when Redis answers).
+    pub fn revocation_sync(mut self, sync: Arc<dyn RevocationSync>) -> Self {
+        self.revocation_sync = Some(sync);
         self
     }
 
@@ -218,9 +236,11 @@ impl EngineBuilder {
             journal_refused: Default::default(),
             journal_events_dropped: Arc::new(AtomicU64::new(0)),
             journal_conflicts: Vec::new(),
+            fleet: self.revocation_sync.map(super::fleet::Fleet::new),
         };
         engine.watch_journal();
         engine.restore_revocations(restored);
+        engine.attach_fleet();
         engine.reload_valid(self.policy)?;
         engine.journal_conflicts = engine.replay_admin(admin_changes);
         Ok(engine)
@@ -240,6 +260,7 @@ impl Engine {
             factories: Vec::new(),
             quota_store: None,
             event_capacity: 4096,
+            revocation_sync: None,
         }
     }
 

@@ -7,6 +7,7 @@ use tollgate_quota::KeyRef;
 
 use super::compile::{Compiled, Revoked};
 use super::events::Event;
+use super::fleet::{Delivery, FleetRevocation};
 use super::instance::Engine;
 use super::request::Request;
 use crate::backend::LimitKey;
@@ -14,11 +15,15 @@ use crate::policy::Attr;
 
 impl Engine {
     /// The revoked set's key for a value of the revocation attribute (also the offender
-    /// store's key: see `count_denial`): with a journal, the value's fingerprint under
-    /// the journal's revocation key (what its `revocations` rows are keyed by), else the
-    /// engine's own keyed hash.
+    /// store's key: see `count_denial`): with a fleet's sync, its fleet fingerprint
+    /// (what the journal's rows are then keyed by too); with a journal, the value's
+    /// fingerprint under the journal's revocation key (what its `revocations` rows are
+    /// keyed by), else the engine's own keyed hash.
     #[inline]
     pub(super) fn token_hash(&self, value: &str) -> u128 {
+        if let Some(f) = &self.fleet {
+            return f.sync.fingerprint(value);
+        }
         match &self.revocation_key {
             Some(key) => key.fingerprint(value),
             None => self.hasher.of_parts(&[value]),
@@ -47,11 +52,22 @@ impl Engine {
             set.insert(
                 row.fingerprint,
                 Revoked {
-                    key: row.key,
+                    key: row.key.clone(),
                     until,
                 },
             );
             let bit = usize::from(row.filter_bit) % 1024;
+            if let Some(f) = &self.fleet {
+                f.inbox.lock().known.insert(
+                    row.fingerprint,
+                    FleetRevocation::Revoked {
+                        fingerprint: row.fingerprint,
+                        filter_bit: bit as u16,
+                        key: row.key.clone(),
+                        until: row.until,
+                    },
+                );
+            }
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             self.revoked_any.store(true, Ordering::Release);
         }
@@ -109,6 +125,10 @@ impl Engine {
         bound: Option<usize>,
     ) -> bool {
         let hash = self.token_hash(value);
+        // An automatic revocation is on a decision's path: it does not wait for the
+        // inbox to apply what the fleet delivered (the next decision does).
+        self.apply_fleet(!automatic);
+        let mut fleet = self.fleet.as_ref().map(|f| f.inbox.lock());
         let set = self.revoked.pin();
         if let Some(max) = bound {
             if set.len() >= max {
@@ -148,10 +168,28 @@ impl Engine {
                 Err(_) => false,
             },
         };
+        let bit = quick_bit(value);
         if fresh {
-            let bit = quick_bit(value);
             self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
             self.revoked_any.store(true, Ordering::Release);
+            if let Some(state) = fleet.as_mut() {
+                let change = FleetRevocation::Revoked {
+                    fingerprint: hash,
+                    filter_bit: bit as u16,
+                    key: key.clone(),
+                    until: (until != u64::MAX).then_some(until),
+                };
+                state.known.insert(hash, change.clone());
+                state.pending.insert(hash, change);
+            }
+        }
+        // Published before the journal is waited on: the inbox's lock is never held
+        // across a wait.
+        drop(fleet);
+        if fresh {
+            if let Some(f) = &self.fleet {
+                f.sync.publish();
+            }
             if let Some(j) = self.journal() {
                 let ticket = j.append(Entry::Revoked(RevocationRecord {
                     fingerprint: hash,
@@ -213,15 +251,24 @@ impl Engine {
     /// filter, then the set. An ended suspension is removed on the way.
     #[inline]
     pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        if let Some(f) = &self.fleet {
+            if f.inbox.waiting() {
+                self.apply_fleet(false);
+            }
+        }
         if let Some(shared) = &self.shared_revoked {
-            // Under `[state] shared` the host's region alone decides.
-            if !shared.any() {
+            // Under `[state] shared` the host's region decides (and, with a fleet sync,
+            // this process's set holds what the fleet delivered).
+            let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
+            let Some(v) = req.get(attr) else {
+                return false;
+            };
+            if shared.any() && shared.maybe(v) && shared.revoked_at(self.token_hash(v), now) {
+                return true;
+            }
+            if self.fleet.is_none() {
                 return false;
             }
-            let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
-            return req
-                .get(attr)
-                .is_some_and(|v| shared.maybe(v) && shared.revoked_at(self.token_hash(v), now));
         }
         if !self.revoked_any.load(Ordering::Relaxed) {
             return false;
@@ -286,12 +333,28 @@ impl Engine {
     pub fn restore(&self, value: &str) -> bool {
         let hash = self.token_hash(value);
         let now = self.now();
+        self.apply_fleet(true);
+        let mut fleet = self.fleet.as_ref().map(|f| f.inbox.lock());
         let removed = self.revoked.pin().remove(&hash).cloned();
+        let was_here = removed.as_ref().is_some_and(|r| r.until > now);
+        // Under `[state] shared`: restored for every process of the host, and the
+        // region says whether it was revoked (this process's set may be stale), unless
+        // a fleet sync delivered it to this set.
         let was = match &self.shared_revoked {
-            // Under `[state] shared`: restored for every process of the host.
-            Some(shared) => shared.restore(hash, now),
-            None => removed.as_ref().is_some_and(|r| r.until > now),
+            Some(shared) => shared.restore(hash, now) || (self.fleet.is_some() && was_here),
+            None => was_here,
         };
+        // Shared whatever this engine's set held: another instance may hold it.
+        if let Some(state) = fleet.as_mut() {
+            state.known.remove(&hash);
+            state
+                .pending
+                .insert(hash, FleetRevocation::Restored { fingerprint: hash });
+        }
+        drop(fleet);
+        if let Some(f) = &self.fleet {
+            f.sync.publish();
+        }
         // Journaled even when nothing was in the set here: the row goes whatever state
         // the set was in.
         if let Some(j) = self.journal() {
@@ -318,16 +381,20 @@ impl Engine {
 
     /// Whether `value` is revoked now.
     pub fn is_revoked(&self, value: &str) -> bool {
+        self.apply_fleet(true);
         let (hash, now) = (self.token_hash(value), self.now());
-        self.revoked.pin().get(&hash).is_some_and(|r| r.until > now)
-            || self
-                .shared_revoked
-                .as_ref()
-                .is_some_and(|s| s.revoked_at(hash, now))
+        let here = || self.revoked.pin().get(&hash).is_some_and(|r| r.until > now);
+        match &self.shared_revoked {
+            // Under `[state] shared` the host's region decides (and, with a fleet sync,
+            // what the fleet delivered to this process's set).
+            Some(shared) => shared.revoked_at(hash, now) || (self.fleet.is_some() && here()),
+            None => here(),
+        }
     }
 
     /// The values revoked now, redacted.
     pub fn revoked(&self) -> Vec<KeyRef> {
+        self.apply_fleet(true);
         let now = self.now();
         let mut all: Vec<KeyRef> = self
             .revoked
@@ -347,6 +414,171 @@ impl Engine {
     /// Entries in the revoked set (live ones and ended suspensions not yet reclaimed).
     pub fn revoked_len(&self) -> usize {
         self.revoked.len()
+    }
+
+    /// With a fleet's [`RevocationSync`](super::RevocationSync): this engine's changes
+    /// the fleet store has not confirmed yet (0 once shared; it grows while the store
+    /// is unreachable). `None` without a sync.
+    pub fn revocations_unshared(&self) -> Option<usize> {
+        self.fleet.as_ref().map(|f| f.inbox.lock().pending.len())
+    }
+
+    /// Starts the fleet's sync (at build, after the journal's rows were restored) and
+    /// applies the set it delivered.
+    pub(super) fn attach_fleet(&self) {
+        if let Some(f) = &self.fleet {
+            f.sync.attach(std::sync::Arc::clone(&f.inbox));
+            self.apply_fleet(true);
+        }
+    }
+
+    /// Applies what the fleet's sync delivered (see [`super::fleet`]). `wait`: take the
+    /// inbox's lock even if busy (not on a decision's path, which skips it then: the
+    /// next decision applies it).
+    #[cold]
+    pub(super) fn apply_fleet(&self, wait: bool) {
+        let Some(f) = &self.fleet else {
+            return;
+        };
+        if !f.inbox.waiting() {
+            return;
+        }
+        let mut s = if wait {
+            f.inbox.lock()
+        } else {
+            match f.inbox.try_lock() {
+                Some(s) => s,
+                None => return,
+            }
+        };
+        f.inbox.clear_waiting();
+        let now = self.now();
+        let set = self.revoked.pin();
+        let mut journal = Vec::new();
+        let s = &mut *s;
+        for d in std::mem::take(&mut s.delivered) {
+            match d {
+                Delivery::Change(c) => {
+                    if !s.pending.contains_key(&c.fingerprint()) {
+                        self.apply_change(&set, &mut s.known, c, now, &mut journal);
+                    }
+                }
+                Delivery::Replace(all) => {
+                    let keep: std::collections::HashSet<u128> =
+                        all.iter().map(FleetRevocation::fingerprint).collect();
+                    let gone: Vec<u128> = set
+                        .keys()
+                        .filter(|h| !keep.contains(h) && !s.pending.contains_key(h))
+                        .copied()
+                        .collect();
+                    for h in gone {
+                        self.apply_change(
+                            &set,
+                            &mut s.known,
+                            FleetRevocation::Restored { fingerprint: h },
+                            now,
+                            &mut journal,
+                        );
+                    }
+                    for c in all {
+                        if !s.pending.contains_key(&c.fingerprint()) {
+                            self.apply_change(&set, &mut s.known, c, now, &mut journal);
+                        }
+                    }
+                }
+            }
+        }
+        drop(set);
+        if let (Some(j), false) = (self.journal(), journal.is_empty()) {
+            j.append_all(journal);
+        }
+    }
+
+    /// Applies one change from the fleet to the set (no event, no metric), noting its
+    /// journal entry if it changed anything.
+    fn apply_change(
+        &self,
+        set: &papaya::HashMapRef<'_, u128, Revoked, ahash::RandomState, impl papaya::Guard>,
+        known: &mut std::collections::HashMap<u128, FleetRevocation>,
+        change: FleetRevocation,
+        now: u64,
+        journal: &mut Vec<Entry>,
+    ) {
+        match change {
+            FleetRevocation::Revoked {
+                fingerprint,
+                filter_bit,
+                key,
+                until,
+            } => {
+                let until = until.unwrap_or(u64::MAX);
+                if until <= now {
+                    // The fleet's latest word on the value is a suspension that ended:
+                    // whatever this engine held for it is over too.
+                    known.remove(&fingerprint);
+                    if set.remove(&fingerprint).is_some() {
+                        journal.push(Entry::Unrevoked { fingerprint });
+                    }
+                    return;
+                }
+                if set.get(&fingerprint).is_some_and(|r| r.until == until) {
+                    return;
+                }
+                set.insert(
+                    fingerprint,
+                    Revoked {
+                        key: key.clone(),
+                        until,
+                    },
+                );
+                // A bit out of range (not one this crate makes) sets every bit rather
+                // than miss the value.
+                if usize::from(filter_bit) < 1024 {
+                    let bit = usize::from(filter_bit);
+                    self.revoked_filter[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
+                } else {
+                    for word in &self.revoked_filter {
+                        word.store(u64::MAX, Ordering::Release);
+                    }
+                }
+                self.revoked_any.store(true, Ordering::Release);
+                known.insert(
+                    fingerprint,
+                    FleetRevocation::Revoked {
+                        fingerprint,
+                        filter_bit,
+                        key: key.clone(),
+                        until: (until != u64::MAX).then_some(until),
+                    },
+                );
+                journal.push(Entry::Revoked(RevocationRecord {
+                    fingerprint,
+                    key,
+                    filter_bit: filter_bit.min(1023),
+                    until: (until != u64::MAX).then_some(until),
+                    automatic: false,
+                    revoked_at: now,
+                }));
+            }
+            FleetRevocation::Restored { fingerprint } => {
+                known.remove(&fingerprint);
+                if set.remove(&fingerprint).is_some() {
+                    journal.push(Entry::Unrevoked { fingerprint });
+                }
+                // Under `[state] shared`, for every process of this host.
+                if let Some(shared) = &self.shared_revoked {
+                    shared.restore(fingerprint, now);
+                }
+                // Its denials are forgotten here too, as on the engine that restored
+                // it (the offender table is keyed by the hash alone).
+                if let Some(rev) = &self.compiled.load().revocation {
+                    rev.offenders.get().reset(&LimitKey {
+                        hash: fingerprint,
+                        parts: &[],
+                    });
+                }
+            }
+        }
     }
 }
 
