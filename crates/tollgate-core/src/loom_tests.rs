@@ -279,6 +279,7 @@ mod shared {
         slots: Vec<Slot>,
         evicted: AtomicU64,
         displaced: AtomicU64,
+        occupied: AtomicU64,
         dead: Vec<AtomicBool>,
         alg: Gcra,
     }
@@ -307,6 +308,7 @@ mod shared {
                 slots: (0..SLOTS_PER_GROUP).map(|_| Slot::new(0)).collect(),
                 evicted: AtomicU64::new(0),
                 displaced: AtomicU64::new(0),
+                occupied: AtomicU64::new(0),
                 dead: (0..3).map(|_| AtomicBool::new(false)).collect(),
                 alg: super::gcra("1/s burst 2"),
             })
@@ -318,6 +320,7 @@ mod shared {
                 slots: &self.slots,
                 evicted: &self.evicted,
                 displaced: &self.displaced,
+                occupied: &self.occupied,
                 groups: 1,
                 alg: &self.alg,
                 fast: Fast::detect(),

@@ -31,6 +31,8 @@ pub(crate) struct Table<'a, A, O> {
     pub(crate) slots: &'a [Slot],
     pub(crate) evicted: &'a AtomicU64,
     pub(crate) displaced: &'a AtomicU64,
+    /// Slots ever taken from empty (they are never emptied): the stored keys.
+    pub(crate) occupied: &'a AtomicU64,
     pub(crate) groups: usize,
     pub(crate) alg: &'a A,
     pub(crate) fast: Fast,
@@ -252,6 +254,9 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
                     if let Some(c) = counter {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
+                    if v == 0 {
+                        self.occupied.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(Some(first.0))
                 }
                 Err(_) => Ok(None), // raced with a hit or another group's insert: retry
@@ -303,11 +308,6 @@ impl<A: Algorithm, O: Owners> Table<'_, A, O> {
     pub(crate) fn release(&self, g: usize, token: u64) {
         // If it fails our claim was taken over (we were stalled): nothing to undo.
         let _ = self.claims[g].compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
-
-    /// Occupied slots (live or fresh keys).
-    pub(crate) fn occupied(&self) -> usize {
-        self.slots.iter().filter(|s| s.load(self.fast) != 0).count()
     }
 
     /// Clears the insert claims held by processes that are gone (what the next insert
