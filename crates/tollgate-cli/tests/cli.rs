@@ -266,17 +266,22 @@ fn check_reports_the_shared_state_size_without_creating_it() {
     let policy = write(dir.path(), "shared.toml", &text);
     let (code, out, err) = tollgate(&["check", &policy]);
     assert_eq!(code, 0, "{err}");
-    // The seed file (80 bytes) and one region: a 4,096-byte header, 313 claim words
-    // (2,504 bytes, rounded up to 2,560) and 1,252 slots of 16 bytes.
+    // The seed file (80 bytes), the limit's region (a 4,096-byte header, 313 claim
+    // words: 2,504 bytes rounded up to 2,560, and 1,252 slots of 16 bytes) and the
+    // revoked set's (room for 262,144 values).
     assert!(
-        out.contains("shared state") && out.contains("2 files") && out.contains("(not attached)"),
+        out.contains("shared state") && out.contains("3 files") && out.contains("(not attached)"),
         "{out}"
     );
     let (code, json, _) = tollgate(&["check", "--json", &policy]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["memory"]["shared"]["files"], 2);
-    assert_eq!(v["memory"]["shared"]["bytes"], 80 + 4096 + 2560 + 1252 * 16);
+    assert_eq!(v["memory"]["shared"]["files"], 3);
+    let revoked = tollgate::core::shared::region_size(262_144).unwrap() as u64;
+    assert_eq!(
+        v["memory"]["shared"]["bytes"],
+        80 + 4096 + 2560 + 1252 * 16 + revoked
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "check created files: {left:?}");
 }
