@@ -152,6 +152,10 @@ fn four_processes_count_one_quota_and_raise_each_notice_once() {
         .collect();
     let count = |k: &str| notices.iter().filter(|n| n.eq_ignore_ascii_case(k)).count();
     assert_eq!((count("warning"), count("overage")), (1, 1), "{notices:?}");
+    // The host-shared quota waits on no server: async callers decide inline.
+    assert!(!Engine::new(quota_policy(&prefix))
+        .unwrap()
+        .decides_remotely());
     // A journal with shared state is refused until one writer per host exists.
     let mut p = quota_policy(&prefix);
     p.quota.as_mut().unwrap().journal = Some(prefix.with_file_name("usage.db"));

@@ -72,6 +72,13 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         ledger.refund(r)
     }
 
+    /// Whether a call may wait on something outside the process (a server): what
+    /// [`Engine::decides_remotely`](crate::Engine::decides_remotely) reports. The
+    /// default is `true`; a store in this host's memory says `false`.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// The store as [`Any`](std::any::Any), for a [`CombinedBackend`] that recognizes
     /// its own stores. The default is `None`.
     fn as_any(&self) -> Option<&dyn std::any::Any> {

@@ -295,7 +295,8 @@ impl Engine {
     /// decisions where blocking is allowed (tollgate-async does).
     pub fn decides_remotely(&self) -> bool {
         let c = self.compiled.load();
-        c.remote_limits || (c.quota.is_some() && self.quota_store.is_some())
+        c.remote_limits
+            || (c.quota.is_some() && self.quota_store.as_ref().is_some_and(|q| q.is_remote()))
     }
 
     /// The policy in force.

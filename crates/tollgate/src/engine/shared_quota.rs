@@ -141,6 +141,10 @@ impl QuotaStore for SharedQuota {
         ledger.record_shared(key, cost, at, charge)
     }
 
+    fn is_remote(&self) -> bool {
+        false // a shared mapping of this host: no call waits on a server
+    }
+
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
