@@ -65,6 +65,14 @@ fn child_entry() {
     let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
     match role.as_str() {
         "decide" => println!("ALLOWED {}", allowed(&engine, "tok", 30)),
+        "flood" => {
+            // New tokens as fast as it can (every one an insert) until killed.
+            let id = std::process::id();
+            for i in 0u64.. {
+                let t = format!("flood-{id}-{i}");
+                engine.decide(&req(&t));
+            }
+        }
         "quota" => {
             let engine = Engine::new(quota_policy(&prefix)).unwrap();
             let n = (0..30)
@@ -289,4 +297,47 @@ fn denials_in_every_process_count_towards_one_automatic_revocation() {
     );
     assert_eq!(a.decide(&req("tok")).reason, tollgate::Reason::Revoked);
     assert_eq!(b.decide(&req("tok")).reason, tollgate::Reason::Revoked);
+}
+
+/// Workers SIGKILLed at any instruction while inserting keys (nginx replaces workers at
+/// any time): afterwards every new key is still limited exactly (no stuck claim, no key
+/// stored twice). 20 kills here; `TOLLGATE_STATE_KILLS=N` for a longer campaign.
+#[test]
+fn workers_killed_while_inserting_leave_every_key_exact() {
+    let kills: usize = std::env::var("TOLLGATE_STATE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let prefix = prefix("kills");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for round in 0..kills {
+        if std::time::Instant::now() > deadline {
+            panic!("the campaign took too long at round {round}");
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env("TOLLGATE_STATE_CHILD", "flood")
+            .env("TOLLGATE_STATE_PREFIX", &prefix)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it get going (attach, then insert), then kill it mid-stride.
+        std::thread::sleep(std::time::Duration::from_millis(
+            20 + (round as u64 * 7) % 30,
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap(); // reaped: its claims are a dead process's
+    }
+    let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
+    // The killed workers did insert: the region is full of their keys (1,252 slots).
+    let store = engine.metrics().limits[0].store.clone().unwrap();
+    assert!(store.keys >= 1000, "{store:?}");
+    // A tenant of its own for each (the floods used up acme's per-tenant 1000/min).
+    for t in 0..200 {
+        let (token, tenant) = (format!("after-{t}"), format!("tenant-{t}"));
+        let r = || Request::new().token(&token).tenant(&tenant).method("GET");
+        let n = (0..12).filter(|_| engine.decide(&r()).allowed()).count();
+        assert_eq!(n, 10, "token {token}");
+    }
 }
