@@ -331,7 +331,7 @@ fn workers_killed_while_inserting_leave_every_key_exact() {
     }
     let engine = Engine::new(policy(&prefix, "10/min", 1000, "")).unwrap();
     // The killed workers did insert: the region is full of their keys (1,252 slots).
-    let store = engine.metrics().limits[0].store.clone().unwrap();
+    let store = engine.metrics().limits[0].store.unwrap();
     assert!(store.keys >= 1000, "{store:?}");
     // A tenant of its own for each (the floods used up acme's per-tenant 1000/min).
     for t in 0..200 {
