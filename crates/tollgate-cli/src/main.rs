@@ -174,6 +174,55 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: UsageFmt,
     },
+    /// An operator's change to a quota journal (companies, users, tokens), applied when
+    /// an engine next starts on it; `list` shows what it holds. Tokens given as `-` are
+    /// read from standard input; none is printed in full.
+    Admin {
+        /// The quota journal (SQLite); never created.
+        #[arg(long)]
+        journal: PathBuf,
+        /// What to change.
+        #[command(subcommand)]
+        op: AdminCmd,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum AdminCmd {
+    /// Refuse every key of a company (its usage is kept) until resumed.
+    SuspendCompany { company: String },
+    /// Serve a suspended company again.
+    ResumeCompany { company: String },
+    /// Refuse every key of a company for good (its usage is kept for billing).
+    TerminateCompany { company: String },
+    /// Remove a company (its usage stays in the statements).
+    RemoveCompany { company: String },
+    /// Add a user to a company.
+    AddUser {
+        user: String,
+        #[arg(long)]
+        company: String,
+    },
+    /// Refuse a user's keys until enabled.
+    DisableUser { user: String },
+    /// Serve a disabled user again.
+    EnableUser { user: String },
+    /// Remove a user (its usage stays in the statements).
+    RemoveUser { user: String },
+    /// Revoke a token until restored, or for a while with --for (e.g. 1h).
+    Revoke {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Restore a revoked token.
+    Restore {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// List the journal's administrative changes and revocations (tokens redacted).
+    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -278,6 +327,31 @@ fn read_policy(path: &Path) -> Result<Policy, Failure> {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Check { policy, json } => check(&policy, json),
+        Command::Admin { journal, op } => {
+            use tollgate::quota::CompanyStatus as S;
+            use tollgate_cli::admin::{self, token_arg, AdminOp};
+            let op = match op {
+                AdminCmd::SuspendCompany { company } => {
+                    AdminOp::CompanyStatus(company, S::Suspended)
+                }
+                AdminCmd::ResumeCompany { company } => AdminOp::CompanyStatus(company, S::Active),
+                AdminCmd::TerminateCompany { company } => {
+                    AdminOp::CompanyStatus(company, S::Terminated)
+                }
+                AdminCmd::RemoveCompany { company } => AdminOp::CompanyStatus(company, S::Removed),
+                AdminCmd::AddUser { user, company } => AdminOp::AddUser { user, company },
+                AdminCmd::DisableUser { user } => AdminOp::UserDisabled(user, true),
+                AdminCmd::EnableUser { user } => AdminOp::UserDisabled(user, false),
+                AdminCmd::RemoveUser { user } => AdminOp::RemoveUser(user),
+                AdminCmd::Revoke { token, duration } => {
+                    AdminOp::Revoke(token_arg(&token)?, duration)
+                }
+                AdminCmd::Restore { token } => AdminOp::Restore(token_arg(&token)?),
+                AdminCmd::List => AdminOp::List,
+            };
+            print(&admin::run(&journal, op)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Usage {
             postgres,
             journal,

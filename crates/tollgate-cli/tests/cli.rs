@@ -665,3 +665,84 @@ fn usage_reports_a_journal_per_company_and_user() {
     let (code, _, _) = tollgate(&["usage"]);
     assert_eq!(code, 2);
 }
+
+/// `tollgate admin --journal FILE`: an operator's changes written into the journal
+/// (issue 17), applied when an engine next starts on it; tokens from standard input,
+/// never printed in full.
+#[test]
+fn admin_changes_in_the_journal_apply_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.toml", POLICY);
+    let log = write(
+        dir.path(),
+        "access.log",
+        &(line(0, "key-aaaaaaaa-1", "GET") + &line(1, "key-bbbbbbbb-2", "GET")),
+    );
+    let journal = dir.path().join("usage.db");
+    let j = journal.to_str().unwrap();
+    let (code, out, err) = tollgate(&["replay", "--policy", &policy, "--journal", j, &log]);
+    assert_eq!(code, 0, "{out}{err}");
+    let before = out;
+
+    // A missing journal is refused and not created.
+    let missing = dir.path().join("none.db");
+    let (code, _, err) = tollgate(&["admin", "--journal", missing.to_str().unwrap(), "list"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!missing.exists());
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["admin", "--journal", j, "revoke", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"key-aaaaaaaa-1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        said.contains("revoked until restored") && !said.contains("key-aaaaaaaa-1"),
+        "{said}"
+    );
+    let (code, out, err) = tollgate(&["admin", "--journal", j, "disable-user", "bob"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"bob\" disabled"), "{out}");
+    let (code, listing, _) = tollgate(&["admin", "--journal", j, "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        listing.contains("UserDisabled") && listing.contains("revoked key#"),
+        "{listing}"
+    );
+    assert!(!listing.contains("key-aaaaaaaa-1"), "{listing}");
+    let raw = std::fs::read(&journal).unwrap();
+    assert!(
+        !raw.windows(14).any(|w| w == b"key-aaaaaaaa-1"),
+        "the token is in the journal file"
+    );
+
+    // The same traffic again on the same journal: ann's key revoked, bob disabled.
+    let (code, after, err) = tollgate(&["replay", "--policy", &policy, "--journal", j, &log]);
+    assert_eq!(code, 0, "{after}{err}");
+    let count = |text: &str, what: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0) // a count of 0 may be left out
+    };
+    assert_eq!(
+        (count(&before, "allowed"), count(&before, "revoked")),
+        (2, 0),
+        "{before}"
+    );
+    assert_eq!(
+        (count(&after, "allowed"), count(&after, "revoked")),
+        (0, 2),
+        "{after}"
+    );
+}

@@ -130,6 +130,7 @@ mod entry;
 mod error;
 mod handle;
 mod health;
+mod offline;
 mod open;
 mod revocation;
 mod schema;
@@ -146,6 +147,7 @@ pub use entry::{
 pub use error::JournalError;
 pub use handle::{Journal, Ticket};
 pub use health::{HealthChange, JournalHealth, JournalState};
+pub use offline::AdminJournal;
 pub use revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub(crate) use writer::Refill;

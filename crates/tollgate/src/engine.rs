@@ -84,6 +84,13 @@ mod shared_quota;
 mod shared_revoked;
 
 pub use admin::{Admin, AdminChange, AdminError};
+
+/// The revocation filter's bit (0..1024) of a value, as the engine sets it when it
+/// revokes the value: what a journal's `revocations` row written outside the engine
+/// (`tollgate admin`) must carry so that the engine's filter finds the value.
+pub fn revocation_filter_bit(value: &str) -> u16 {
+    revocation::quick_bit(value) as u16
+}
 pub use decision::{EngineDecision, QuotaStatus, Reason};
 pub use error::EngineError;
 pub use events::Event;
