@@ -202,12 +202,14 @@ impl Engine {
                     None => (None, None, None),
                 }
             };
+        // One buffer for every limit's key values (each key overwrites the values it
+        // uses), set up once per decision.
+        let mut buf = [""; MAX_KEY_ATTRS];
         for (i, l) in c.limits.iter().enumerate() {
             if !l.applies(class) {
                 continue;
             }
             let cost = l.cost(req, class);
-            let mut buf = [""; MAX_KEY_ATTRS];
             let (key, over) = l.key(req, &self.hasher, &mut buf);
             let backend = l.backend_for(over);
             let mut result = match pre_limits.as_mut().and_then(Iterator::next) {

@@ -196,11 +196,15 @@ impl Engine {
 
     /// Whether the request's revocation value (if it has one) is revoked at `now`: the
     /// filter, then the set. An ended suspension is removed on the way.
-    #[inline]
+    #[inline(always)]
     pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
-        if !self.revoked_any.load(Ordering::Relaxed) {
-            return false;
-        }
+        // Nothing revoked (nearly always): one load, no call.
+        self.revoked_any.load(Ordering::Relaxed) && self.is_revoked_filtered(c, req, now)
+    }
+
+    /// [`is_revoked_now`](Self::is_revoked_now) once something is revoked.
+    #[inline(never)]
+    fn is_revoked_filtered(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
         let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
         let Some(v) = req.get(attr).filter(|v| self.maybe_revoked(v)) else {
             return false;
