@@ -10,6 +10,11 @@
 //! ever raised), so a lookup stops there. The adjacent group is checked before `maxdist`
 //! is read, since that is where nearly all displaced keys are.
 //!
+//! A key that is already a keyed 128-bit fingerprint (what [`crate::Fingerprinter`]
+//! makes, and what the engine's limits key by) is not hashed again: the `*_prehashed`
+//! methods take the position from its low half and the slot fingerprint from its high
+//! half (see [`KeyedStore::update_prehashed`]).
+//!
 //! # No lock on the hit path
 //! Readers only load slots and compare-exchange them. Because the fingerprint and the
 //! state are one atomic word, a reader's compare-exchange fails if the slot was given to
@@ -237,23 +242,12 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
             _key: PhantomData,
         }
     }
+}
 
+impl<K: ?Sized> KeyedStore<K> {
     #[inline]
     fn groups(&self, shard: &Shard) -> &[Group] {
         &self.table[shard.first..shard.first + self.groups_per_shard]
-    }
-
-    #[inline]
-    fn locate(&self, key: &K) -> Loc {
-        let h = self.pos_hasher.hash_one(key);
-        let fp = self.fp_hasher.hash_one(key) | 1;
-        let shard = if self.shard_bits == 0 {
-            0
-        } else {
-            (h >> (64 - self.shard_bits)) as usize
-        };
-        let home = ((u64::from(h as u32) * self.groups_per_shard as u64) >> 32) as usize;
-        Loc { shard, home, fp }
     }
 
     /// Finds the slot holding `fp`, with the value read.
@@ -312,38 +306,16 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         None
     }
 
-    /// Applies `f` to the key's state and stores the state it returns, atomically.
-    ///
-    /// `f` receives the current state ([`FRESH`] for a key not stored) and returns a result
-    /// and, if the state should change, the new state. It may be called more than once
-    /// when other threads race on the same key; only the call whose state was installed
-    /// counts. A key that is absent is inserted only if `f` returns a new state, so a
-    /// denied request or a probe leaves no trace. `is_fresh` tells which stored states may
-    /// be evicted to make room (see the module docs).
-    pub fn update<R>(
+    /// [`update_displacing`](KeyedStore::update_displacing) at `loc`.
+    #[inline]
+    fn update_at<R>(
         &self,
-        key: &K,
-        now: u64,
-        is_fresh: impl Fn(u64, u64) -> bool,
-        f: impl FnMut(u64) -> (R, Option<u64>),
-    ) -> Result<R, StoreFull> {
-        self.update_displacing(key, now, is_fresh, |_, _| None, f)
-    }
-
-    /// [`update`](Self::update) for a store that must keep admitting new keys when it
-    /// is full: when no slot on the new key's path is fresh, the key with the least
-    /// `debt` among the first [`DISPLACE_GROUPS`] groups of the path is displaced (see
-    /// [`crate::Algorithm::debt`] and the module docs). `StoreFull` only when every one
-    /// of those keys is being limited (`debt` is `None`).
-    pub fn update_displacing<R>(
-        &self,
-        key: &K,
+        loc: Loc,
         now: u64,
         is_fresh: impl Fn(u64, u64) -> bool,
         debt: impl Fn(u64, u64) -> Option<u64>,
         mut f: impl FnMut(u64) -> (R, Option<u64>),
     ) -> Result<R, StoreFull> {
-        let loc = self.locate(key);
         let shard = &self.shards[loc.shard];
         'lookup: loop {
             if let Some((slot_ref, mut v)) = self.find(shard, loc) {
@@ -513,17 +485,12 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         false
     }
 
-    /// The key's stored state, or `None` if it is not stored.
-    pub fn get(&self, key: &K) -> Option<u64> {
-        let loc = self.locate(key);
+    fn get_at(&self, loc: Loc) -> Option<u64> {
         self.find(&self.shards[loc.shard], loc)
             .map(|(_, v)| state_of(v))
     }
 
-    /// Sets a stored key's state back to [`FRESH`] (its slot becomes reusable). Returns
-    /// whether the key was stored.
-    pub fn reset(&self, key: &K) -> bool {
-        let loc = self.locate(key);
+    fn reset_at(&self, loc: Loc) -> bool {
         let shard = &self.shards[loc.shard];
         loop {
             let Some((s, v)) = self.find(shard, loc) else {
@@ -536,9 +503,7 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
         }
     }
 
-    /// Removes a key. Returns whether it was stored.
-    pub fn remove(&self, key: &K) -> bool {
-        let loc = self.locate(key);
+    fn remove_at(&self, loc: Loc) -> bool {
         let shard = &self.shards[loc.shard];
         let _guard = shard.lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -602,7 +567,141 @@ impl<K: Hash + ?Sized> KeyedStore<K> {
     }
 }
 
+impl<K: Hash + ?Sized> KeyedStore<K> {
+    #[inline]
+    fn locate(&self, key: &K) -> Loc {
+        self.loc_of(self.pos_hasher.hash_one(key), self.fp_hasher.hash_one(key))
+    }
+
+    /// Applies `f` to the key's state and stores the state it returns, atomically.
+    ///
+    /// `f` receives the current state ([`FRESH`] for a key not stored) and returns a result
+    /// and, if the state should change, the new state. It may be called more than once
+    /// when other threads race on the same key; only the call whose state was installed
+    /// counts. A key that is absent is inserted only if `f` returns a new state, so a
+    /// denied request or a probe leaves no trace. `is_fresh` tells which stored states may
+    /// be evicted to make room (see the module docs).
+    pub fn update<R>(
+        &self,
+        key: &K,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        self.update_at(self.locate(key), now, is_fresh, |_, _| None, f)
+    }
+
+    /// [`update`](Self::update) for a store that must keep admitting new keys when it
+    /// is full: when no slot on the new key's path is fresh, the key with the least
+    /// `debt` among the first [`DISPLACE_GROUPS`] groups of the path is displaced (see
+    /// [`crate::Algorithm::debt`] and the module docs). `StoreFull` only when every one
+    /// of those keys is being limited (`debt` is `None`).
+    pub fn update_displacing<R>(
+        &self,
+        key: &K,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        debt: impl Fn(u64, u64) -> Option<u64>,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        self.update_at(self.locate(key), now, is_fresh, debt, f)
+    }
+
+    /// The key's stored state, or `None` if it is not stored.
+    pub fn get(&self, key: &K) -> Option<u64> {
+        self.get_at(self.locate(key))
+    }
+
+    /// Sets a stored key's state back to [`FRESH`] (its slot becomes reusable). Returns
+    /// whether the key was stored.
+    pub fn reset(&self, key: &K) -> bool {
+        self.reset_at(self.locate(key))
+    }
+
+    /// Removes a key. Returns whether it was stored.
+    pub fn remove(&self, key: &K) -> bool {
+        self.remove_at(self.locate(key))
+    }
+}
+
+/// The same operations for keys that are already **fingerprints**: 128-bit values that
+/// are uniformly random to anyone who does not know a secret seed, such as those of
+/// [`crate::Fingerprinter`]. The store takes its position (shard and home group) from
+/// the low 64 bits and its slot fingerprint from the high 64 bits instead of hashing
+/// the key again; hash flooding is kept out by the seeds behind the fingerprint. A
+/// store must be used either through these methods or through the hashing ones, never
+/// both (the same value is placed differently by each).
 impl<K: ?Sized> KeyedStore<K> {
+    /// [`update`](Self::update) of the key with fingerprint `fp`.
+    #[inline]
+    pub fn update_prehashed<R>(
+        &self,
+        fp: u128,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        self.update_at(self.locate_prehashed(fp), now, is_fresh, |_, _| None, f)
+    }
+
+    /// [`update_displacing`](Self::update_displacing) of the key with fingerprint `fp`.
+    #[inline]
+    pub fn update_displacing_prehashed<R>(
+        &self,
+        fp: u128,
+        now: u64,
+        is_fresh: impl Fn(u64, u64) -> bool,
+        debt: impl Fn(u64, u64) -> Option<u64>,
+        f: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Result<R, StoreFull> {
+        self.update_at(self.locate_prehashed(fp), now, is_fresh, debt, f)
+    }
+
+    /// [`get`](Self::get) of the key with fingerprint `fp`.
+    pub fn get_prehashed(&self, fp: u128) -> Option<u64> {
+        self.get_at(self.locate_prehashed(fp))
+    }
+
+    /// [`reset`](Self::reset) of the key with fingerprint `fp`.
+    pub fn reset_prehashed(&self, fp: u128) -> bool {
+        self.reset_at(self.locate_prehashed(fp))
+    }
+
+    /// [`remove`](Self::remove) of the key with fingerprint `fp`.
+    pub fn remove_prehashed(&self, fp: u128) -> bool {
+        self.remove_at(self.locate_prehashed(fp))
+    }
+}
+
+impl<K: ?Sized> KeyedStore<K> {
+    /// Where the key whose position hash is `h` and fingerprint hash is `fp` lives.
+    #[inline]
+    fn loc_of(&self, h: u64, fp: u64) -> Loc {
+        let shard = if self.shard_bits == 0 {
+            0
+        } else {
+            (h >> (64 - self.shard_bits)) as usize
+        };
+        let home = ((u64::from(h as u32) * self.groups_per_shard as u64) >> 32) as usize;
+        Loc {
+            shard,
+            home,
+            fp: fp | 1,
+        }
+    }
+
+    /// Where the key with the precomputed fingerprint `fp` lives, without hashing it:
+    /// its low 64 bits place it (shard and home group), its high 64 bits (less the
+    /// occupied bit) are the slot's fingerprint. Both go through one multiply by an odd
+    /// constant (a bijection, so a uniformly random fingerprint stays uniform and the
+    /// slot fingerprint stays independent of the position), only so that small or
+    /// sequential values (tests, hand-made keys) still spread and stay distinct.
+    #[inline]
+    fn locate_prehashed(&self, fp: u128) -> Loc {
+        let low = (fp as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.loc_of(low, (fp >> 64) as u64 ^ low.rotate_left(32))
+    }
+
     /// Keys stored, including fresh ones not yet evicted. Exact when no insert or
     /// eviction is in flight.
     pub fn len(&self) -> usize {
@@ -772,6 +871,36 @@ mod tests {
         set(&s2, 1 << 40, 100, 200).unwrap();
         assert_eq!(s2.get(&(1 << 40)), Some(200));
         assert!(s2.evictions() >= 1);
+    }
+
+    #[test]
+    fn prehashed_keys_are_placed_by_their_bits_and_hold_capacity() {
+        let cap = 20_000;
+        let s = KeyedStore::<u128>::with_capacity(cap);
+        // Small sequential values (the worst case for taking bits as they are) still
+        // spread: the store holds its capacity of them.
+        for k in 0..cap as u128 {
+            s.update_prehashed(k, 0, gcra_fresh, |_| ((), Some(u64::MAX)))
+                .unwrap_or_else(|e| panic!("key {k}: {e}"));
+        }
+        assert_eq!(s.len(), cap);
+        for k in 0..cap as u128 {
+            assert_eq!(s.get_prehashed(k), Some(u64::MAX), "key {k}");
+        }
+        // Values differing only in the high half are different keys.
+        let hi = 7u128 << 64;
+        assert_eq!(s.get_prehashed(hi), None);
+        s.update_prehashed(hi, 0, gcra_fresh, |_| ((), Some(3)))
+            .unwrap();
+        assert_eq!(s.get_prehashed(hi), Some(3));
+        assert!(s.reset_prehashed(hi));
+        assert_eq!(s.get_prehashed(hi), Some(FRESH));
+        assert!(s.remove_prehashed(hi));
+        assert!(!s.remove_prehashed(hi));
+        assert_eq!(s.len(), cap);
+        let displaced =
+            s.update_displacing_prehashed(1 << 100, 0, gcra_fresh, |_, _| None, |st| (st, Some(1)));
+        assert_eq!(displaced, Ok(FRESH));
     }
 
     #[test]

@@ -81,3 +81,4 @@ pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};
 pub use reservation::{CommitOutcome, Reservation, MAX_COST};
 pub use state::Ledger;
+pub use state::{KeyGuard, ResolvedKey};

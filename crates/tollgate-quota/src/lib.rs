@@ -80,9 +80,9 @@ mod loom_tests;
 pub use journal::NoticeKind;
 #[doc(inline)]
 pub use ledger::{
-    CommitOutcome, CompanyStatus, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig,
-    QuotaDecision, QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement,
-    UsageRow, DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
+    CommitOutcome, CompanyStatus, KeyGuard, KeyRef, KeyRefSecretError, Ledger, Outcome,
+    QuotaConfig, QuotaDecision, QuotaError, QuotaEvent, QuotaTarget, Reservation, ResolvedKey,
+    SharedCharge, Statement, UsageRow, DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
 };
 #[doc(inline)]
 pub use outbox::{Notice, NoticeId, Outbox, OutboxStats};

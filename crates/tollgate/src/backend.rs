@@ -28,7 +28,9 @@ use crate::policy::{AlgorithmKind, OnFull};
 /// values themselves for backends that need them (a remote store builds its own key).
 #[derive(Clone, Copy, Debug)]
 pub struct LimitKey<'a> {
-    /// The hash.
+    /// The hash. The in-memory backend stores it as it is, without hashing it again
+    /// (tollgate-core's `KeyedStore::update_prehashed`): it must be a keyed fingerprint
+    /// (uniformly random to a client), as the engine's are.
     pub hash: u128,
     /// The attribute values, in the order of the limit's `key` (absent ones are empty).
     pub parts: &'a [&'a str],
@@ -407,7 +409,7 @@ impl MemoryBackend {
     /// override added, changed or removed by a reload moves it from one limit's state to
     /// another's. `None` if the key holds no state.
     pub fn take_key(&self, hash: u128) -> Option<CarriedKey> {
-        self.store.get(&hash).map(|state| CarriedKey {
+        self.store.get_prehashed(hash).map(|state| CarriedKey {
             alg: self.alg,
             state,
         })
@@ -425,21 +427,24 @@ impl MemoryBackend {
             Some(k) => match rescale(&k.alg, &self.alg, k.state, now) {
                 Some(s) => Some(s),
                 None => {
-                    self.store.reset(&hash);
+                    self.store.reset_prehashed(hash);
                     return false;
                 }
             },
         };
         match next {
             None => {
-                self.store.reset(&hash);
+                self.store.reset_prehashed(hash);
             }
             Some(state) => {
                 let alg = &self.alg;
                 // A store with no room keeps the key fresh: never refused for it.
-                let _ =
-                    self.store
-                        .update(&hash, now, |s, t| alg.is_fresh(s, t), |_| ((), Some(state)));
+                let _ = self.store.update_prehashed(
+                    hash,
+                    now,
+                    |s, t| alg.is_fresh(s, t),
+                    |_| ((), Some(state)),
+                );
             }
         }
         true
@@ -463,7 +468,7 @@ impl MemoryBackend {
 
     /// The key's raw state, for tests (`None` if absent).
     pub fn state(&self, key: &LimitKey<'_>) -> Option<u64> {
-        self.store.get(&key.hash)
+        self.store.get_prehashed(key.hash)
     }
 
     /// The answer for a new key when the store is truly full (nothing is taken).
@@ -498,8 +503,8 @@ impl LimitBackend for MemoryBackend {
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.check_cost(cost)?;
         let alg = &self.alg;
-        let updated = self.store.update_displacing(
-            &key.hash,
+        let updated = self.store.update_displacing_prehashed(
+            key.hash,
             now,
             |s, t| alg.is_fresh(s, t),
             |s, t| alg.debt(s, t),
@@ -525,8 +530,8 @@ impl LimitBackend for MemoryBackend {
 
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
         let alg = &self.alg;
-        let _ = self.store.update(
-            &key.hash,
+        let _ = self.store.update_prehashed(
+            key.hash,
             now,
             |s, t| alg.is_fresh(s, t),
             |state| ((), undo.revert(alg, state, now)),
@@ -535,12 +540,15 @@ impl LimitBackend for MemoryBackend {
 
     fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError> {
         self.check_cost(cost)?;
-        let state = self.store.get(&key.hash).unwrap_or(tollgate_core::FRESH);
+        let state = self
+            .store
+            .get_prehashed(key.hash)
+            .unwrap_or(tollgate_core::FRESH);
         Ok(self.alg.decide(state, now, cost).0)
     }
 
     fn reset(&self, key: &LimitKey<'_>) {
-        self.store.reset(&key.hash);
+        self.store.reset_prehashed(key.hash);
     }
 
     fn rate(&self) -> Rate {
@@ -556,8 +564,8 @@ impl LimitBackend for MemoryBackend {
         }
         let alg = &self.alg;
         self.store
-            .update(
-                &key.hash,
+            .update_prehashed(
+                key.hash,
                 now,
                 |s, t| alg.is_fresh(s, t),
                 |state| ((), (held > state).then_some(held)),

@@ -13,7 +13,7 @@ use crate::journal::Entry;
 use super::decision::{Outcome, QuotaDecision, QuotaEvent, QuotaTarget};
 use super::directory::{CompanyEntry, UserEntry};
 use super::error::QuotaError;
-use super::state::Ledger;
+use super::state::{user_standing, Ledger, ResolvedKey};
 use super::usage::PeriodUsage;
 
 /// Who decides whether a call is counted.
@@ -45,6 +45,22 @@ impl Ledger {
         let keys = self.keys.pin();
         let user = self.resolve(&keys, key, now)?;
         self.charge(user, cost, now, Decider::Local, |d, _| d)
+    }
+
+    /// [`record`](Self::record) for a key already resolved by
+    /// [`resolve_key`](Self::resolve_key) at the same `now`: the key is not looked up
+    /// again, but its user's standing (removed, disabled, company suspended or
+    /// terminated) is checked again, so a change made since the key was resolved is
+    /// still answered as `record` would.
+    #[inline]
+    pub fn record_resolved(
+        &self,
+        key: ResolvedKey<'_>,
+        cost: u64,
+        now: i128,
+    ) -> Result<QuotaDecision, QuotaError> {
+        user_standing(key.user, key.key)?;
+        self.charge(key.user, cost, now, Decider::Local, |d, _| d)
     }
 
     /// Records a call whose quota a shared counter decided (see [`QuotaTarget`]): a

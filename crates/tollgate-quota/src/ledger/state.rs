@@ -194,19 +194,41 @@ impl Ledger {
             .filter(|e| e.until > now)
             .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
         let user = &entry.user;
-        if user.removed.load(Ordering::Relaxed) {
-            return Err(QuotaError::UnknownKey(KeyRef::of(key)));
-        }
-        if user.disabled.load(Ordering::Relaxed) {
-            return Err(QuotaError::DisabledUser {
-                user: user.id.clone(),
-            });
-        }
-        let status = user.company.status.load(Ordering::Relaxed);
-        if status != 0 {
-            return Err(company_refusal(&user.company.id, status, key));
-        }
+        user_standing(user, key)?;
         Ok(user)
+    }
+
+    /// A pinned view of the API key map, for [`resolve_key`](Self::resolve_key): what
+    /// the keys it resolves borrow from. Pinning is cheap; a guard held for long delays
+    /// the reclamation of removed keys' entries (not their removal).
+    #[inline]
+    pub fn key_guard(&self) -> KeyGuard<'_> {
+        KeyGuard(self.keys.guard())
+    }
+
+    /// Resolves `key` to its user at `now`, once, for a caller that checks a key before
+    /// other work and records the call after it (the engine: checked before any limit is
+    /// taken, recorded once every limit admitted the request): `Ok` exactly when
+    /// [`check_key_at`](Self::check_key_at) is, and
+    /// [`record_resolved`](Self::record_resolved) then charges without looking the key up
+    /// again. `guard` must come from this ledger's [`key_guard`](Self::key_guard).
+    #[inline]
+    pub fn resolve_key<'g>(
+        &'g self,
+        guard: &'g KeyGuard<'_>,
+        key: &'g str,
+        now: i128,
+    ) -> Result<ResolvedKey<'g>, QuotaError> {
+        let entry = self
+            .keys
+            .get(&self.fingerprints.of(key), &guard.0)
+            .filter(|e| e.until > now)
+            .ok_or_else(|| QuotaError::UnknownKey(KeyRef::of(key)))?;
+        user_standing(&entry.user, key)?;
+        Ok(ResolvedKey {
+            user: &entry.user,
+            key,
+        })
     }
 
     /// Whether a call by the holder of `key` could be charged at all: `Ok` if the key is
@@ -227,6 +249,51 @@ impl Ledger {
         let keys = self.keys.pin();
         self.resolve(&keys, key, now).map(|_| ())
     }
+}
+
+/// A pinned view of a ledger's API key map: see [`Ledger::key_guard`].
+pub struct KeyGuard<'l>(papaya::LocalGuard<'l>);
+
+impl fmt::Debug for KeyGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyGuard")
+    }
+}
+
+/// An API key resolved to its user by [`Ledger::resolve_key`], to record a call with
+/// [`Ledger::record_resolved`]. `Debug` shows the key only as its [`KeyRef`].
+#[derive(Clone, Copy)]
+pub struct ResolvedKey<'g> {
+    pub(super) user: &'g Arc<UserEntry>,
+    pub(super) key: &'g str,
+}
+
+impl fmt::Debug for ResolvedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedKey")
+            .field("key", &KeyRef::of(self.key))
+            .field("user", &self.user.id)
+            .finish()
+    }
+}
+
+/// `Ok` if `user` (found by `key`) may be charged: not removed, not disabled, its
+/// company active.
+#[inline]
+pub(super) fn user_standing(user: &UserEntry, key: &str) -> Result<(), QuotaError> {
+    if user.removed.load(Ordering::Relaxed) {
+        return Err(QuotaError::UnknownKey(KeyRef::of(key)));
+    }
+    if user.disabled.load(Ordering::Relaxed) {
+        return Err(QuotaError::DisabledUser {
+            user: user.id.clone(),
+        });
+    }
+    let status = user.company.status.load(Ordering::Relaxed);
+    if status != 0 {
+        return Err(company_refusal(&user.company.id, status, key));
+    }
+    Ok(())
 }
 
 /// The refusal for a key of a company whose status byte is not active.

@@ -158,6 +158,9 @@ pub(super) struct ClassRule {
 pub(super) struct ClassTable {
     /// Upper-case method and its class's index.
     methods: Vec<(String, usize)>,
+    /// The methods of 1 to 8 bytes as (length, [`method_word`], class index): what
+    /// an upper-case method is matched against, without a byte comparison call.
+    words: Vec<(usize, u64, usize)>,
     /// The class of methods not listed.
     default: usize,
     /// Class names, by index.
@@ -168,11 +171,16 @@ impl ClassTable {
     pub(super) fn new(classes: &Classes) -> Self {
         let names: Vec<String> = classes.names().into_iter().map(str::to_owned).collect();
         let index = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
+        let methods: Vec<(String, usize)> = classes
+            .methods()
+            .map(|(m, class)| (m.to_owned(), index(class)))
+            .collect();
         ClassTable {
-            methods: classes
-                .methods()
-                .map(|(m, class)| (m.to_owned(), index(class)))
+            words: methods
+                .iter()
+                .filter_map(|(m, i)| method_word(m.as_bytes()).map(|w| (m.len(), w, *i)))
                 .collect(),
+            methods,
             default: index(classes.default_class()),
             names: names.clone(),
         }
@@ -182,6 +190,22 @@ impl ClassTable {
     /// requests almost always carry the upper-case method).
     #[inline]
     pub(super) fn of(&self, method: &str) -> usize {
+        if let Some(w) = method_word(method.as_bytes()) {
+            let len = method.len();
+            for &(l, mw, i) in &self.words {
+                if l == len && mw == w {
+                    return i;
+                }
+            }
+        }
+        self.of_slow(method)
+    }
+
+    /// [`of`](Self::of) by byte comparison: for a method of another case, or longer than
+    /// 8 bytes (the exact-word match above already found any upper-case method of up to
+    /// 8 bytes; the first match here is the same entry, since entries are upper-case).
+    #[cold]
+    fn of_slow(&self, method: &str) -> usize {
         for (m, i) in &self.methods {
             if m.len() == method.len()
                 && (m.as_bytes() == method.as_bytes() || m.eq_ignore_ascii_case(method))
@@ -201,6 +225,23 @@ impl ClassTable {
                 cost: spec.cost_of(name),
             })
             .collect()
+    }
+}
+
+/// A method of 1 to 8 bytes as one word that, with its length, determines every byte:
+/// up to 3 bytes the first, middle and last; from 4 the first four and the last four
+/// (overlapping below 8). `None` for an empty or longer method.
+#[inline]
+fn method_word(b: &[u8]) -> Option<u64> {
+    let n = b.len();
+    match n {
+        1..=3 => Some(u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16),
+        4..=8 => {
+            let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]);
+            Some(u64::from(hi) << 32 | u64::from(lo))
+        }
+        _ => None,
     }
 }
 

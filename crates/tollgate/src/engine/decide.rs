@@ -157,10 +157,19 @@ impl Engine {
         }
         // A key the quota cannot charge is refused before any limit is taken: it costs
         // no limit state (an attacker's made-up keys fill no store) and no round trip.
+        // The engine's own ledger resolves the key once, here, and records on it below.
+        let key_guard;
+        let mut resolved = None;
         if let (Some(q), Some(ledger)) = (&c.quota, &self.ledger) {
-            let checked = match req.get(&q.attr) {
-                Some(key) => ledger.check_key_at(key, i128::from(now)),
-                None => Err(QuotaError::UnknownKey(KeyRef::of(""))),
+            let checked = match (req.get(&q.attr), &self.quota_store) {
+                (Some(key), None) => {
+                    key_guard = ledger.key_guard();
+                    ledger
+                        .resolve_key(&key_guard, key, i128::from(now))
+                        .map(|r| resolved = Some(r))
+                }
+                (Some(key), Some(_)) => ledger.check_key_at(key, i128::from(now)),
+                (None, _) => Err(QuotaError::UnknownKey(KeyRef::of(""))),
             };
             match checked {
                 Err(e) => {
@@ -193,12 +202,14 @@ impl Engine {
                     None => (None, None, None),
                 }
             };
+        // One buffer for every limit's key values (each key overwrites the values it
+        // uses), set up once per decision.
+        let mut buf = [""; MAX_KEY_ATTRS];
         for (i, l) in c.limits.iter().enumerate() {
             if !l.applies(class) {
                 continue;
             }
             let cost = l.cost(req, class);
-            let mut buf = [""; MAX_KEY_ATTRS];
             let (key, over) = l.key(req, &self.hasher, &mut buf);
             let backend = l.backend_for(over);
             let mut result = match pre_limits.as_mut().and_then(Iterator::next) {
@@ -290,7 +301,10 @@ impl Engine {
             let result = match (key, pre_quota.take()) {
                 (_, Some(r)) => r,
                 (Some(key), None) => match (&self.quota_store, &store_failed) {
-                    (None, _) => ledger.record(key, q.cost, i128::from(now)),
+                    (None, _) => match resolved {
+                        Some(r) => ledger.record_resolved(r, q.cost, i128::from(now)),
+                        None => ledger.record(key, q.cost, i128::from(now)),
+                    },
                     (Some(store), None) => store.record(ledger, key, q.cost, now),
                     (Some(store), Some(why)) => store.record_failed(ledger, key, q.cost, now, why),
                 },

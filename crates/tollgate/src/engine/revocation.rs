@@ -249,8 +249,20 @@ impl Engine {
 
     /// Whether the request's revocation value (if it has one) is revoked at `now`: the
     /// filter, then the set. An ended suspension is removed on the way.
-    #[inline]
+    #[inline(always)]
     pub(super) fn is_revoked_now(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
+        if self.fleet.is_none() && self.shared_revoked.is_none() {
+            // Nothing revoked (nearly always): one load, no call.
+            return self.revoked_any.load(Ordering::Relaxed)
+                && self.is_revoked_filtered(c, req, now);
+        }
+        self.is_revoked_shared(c, req, now)
+    }
+
+    /// [`is_revoked_now`](Self::is_revoked_now) with a fleet sync or a host-shared
+    /// revoked set.
+    #[inline(never)]
+    fn is_revoked_shared(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
         if let Some(f) = &self.fleet {
             if f.inbox.waiting() {
                 self.apply_fleet(false);
@@ -270,9 +282,12 @@ impl Engine {
                 return false;
             }
         }
-        if !self.revoked_any.load(Ordering::Relaxed) {
-            return false;
-        }
+        self.revoked_any.load(Ordering::Relaxed) && self.is_revoked_filtered(c, req, now)
+    }
+
+    /// [`is_revoked_now`](Self::is_revoked_now) once something is revoked.
+    #[inline(never)]
+    fn is_revoked_filtered(&self, c: &Compiled, req: &Request<'_>, now: u64) -> bool {
         let attr = c.revocation.as_ref().map_or(&Attr::Token, |r| &r.attr);
         let Some(v) = req.get(attr).filter(|v| self.maybe_revoked(v)) else {
             return false;
