@@ -82,7 +82,7 @@ pub use journal::NoticeKind;
 pub use ledger::{
     CommitOutcome, CompanyStatus, KeyRef, KeyRefSecretError, Ledger, Outcome, QuotaConfig,
     QuotaDecision, QuotaError, QuotaEvent, QuotaTarget, Reservation, SharedCharge, Statement,
-    UsageRow, DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
+    UsageMove, UsageRow, UsageSink, DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
 };
 #[doc(inline)]
 pub use outbox::{Notice, NoticeId, Outbox, OutboxStats};
