@@ -36,7 +36,12 @@ pub struct UsageMove<'a> {
     pub units: i64,
 }
 
-/// Where a [`Ledger`] hands every counted move of usage (see the [module docs](self)).
+/// Where a [`Ledger`] hands every counted move of usage, from the one charge path.
+///
+/// A sink is how a fleet's billing ledger (PostgreSQL, `tollgate_postgres::PgLedgerSink`)
+/// learns each instance's usage without the hot path waiting on it: the sink queues the
+/// move and returns; something else writes it. A sink that cannot keep a move drops it
+/// and counts the drop.
 pub trait UsageSink: Send + Sync {
     /// Takes one move. Called on the deciding thread: it must not block (no I/O, no
     /// waiting on a full queue) and cannot refuse the call it reports.
