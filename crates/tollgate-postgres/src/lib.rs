@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod hook;
 mod ledger;
 mod schema;
 mod writer;

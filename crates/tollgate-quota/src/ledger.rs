@@ -54,7 +54,9 @@
 //! * `charge` — the one charge path ([`Ledger::record`], [`Ledger::record_shared`], and
 //!   the reservations'); `notice` — raising notices; `reservation` — reserve, commit,
 //!   refund;
-//! * `report` — usage rows, statements, CSV; `collect` — the journal's collector.
+//! * `report` — usage rows, statements, CSV; `collect` — the journal's collector;
+//! * `sink` — [`UsageSink`]: every counted move handed off the hot path (a fleet's
+//!   billing ledger).
 
 mod admin;
 mod charge;
@@ -67,6 +69,7 @@ mod notice;
 mod refill;
 mod report;
 mod reservation;
+mod sink;
 mod state;
 mod usage;
 
@@ -80,5 +83,6 @@ pub use directory::CompanyStatus;
 pub use error::{KeyRef, KeyRefSecretError, QuotaError, KEY_REF_SECRET_MIN_LEN};
 pub use report::{Statement, UsageRow};
 pub use reservation::{CommitOutcome, Reservation, MAX_COST};
+pub use sink::{UsageMove, UsageSink};
 pub use state::Ledger;
 pub use state::{KeyGuard, ResolvedKey};

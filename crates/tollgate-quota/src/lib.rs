@@ -82,7 +82,8 @@ pub use journal::NoticeKind;
 pub use ledger::{
     CommitOutcome, CompanyStatus, KeyGuard, KeyRef, KeyRefSecretError, Ledger, Outcome,
     QuotaConfig, QuotaDecision, QuotaError, QuotaEvent, QuotaTarget, Reservation, ResolvedKey,
-    SharedCharge, Statement, UsageRow, DEFAULT_NOTICE_REDELIVER_AFTER, MAX_COST, MAX_USAGE,
+    SharedCharge, Statement, UsageMove, UsageRow, UsageSink, DEFAULT_NOTICE_REDELIVER_AFTER,
+    MAX_COST, MAX_USAGE,
 };
 #[doc(inline)]
 pub use outbox::{Notice, NoticeId, Outbox, OutboxStats};

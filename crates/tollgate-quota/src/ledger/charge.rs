@@ -200,6 +200,8 @@ impl Ledger {
                 let (uprev, uused) = uc.counter.add(cost);
                 taken.user = uused - uprev;
                 decision.used = used;
+                let units = taken.company as i64; // at most MAX_USAGE = i64::MAX
+                self.sink_move(&company.id, &user.id, &cc.period, 1, units);
                 let shared = matches!(decider, Decider::Shared(_));
                 let (outcome, event) = self.raise(company, cc, limit, prev, used, shared, now);
                 decision.outcome = outcome;
@@ -237,6 +239,8 @@ impl Ledger {
             (Some(j), Some(entry)) => j.append_with(Some(entry), apply).1,
             _ => apply(),
         };
+        let units = super::sink::signed_move(moved);
+        self.sink_move(&company.id, &user.id, &cc.period, 0, units);
         let (prev, used) = shared.unwrap_or(moved);
         if used > prev {
             let limit = company.limit.load(Ordering::Relaxed);

@@ -44,6 +44,8 @@ pub struct Ledger {
     pub(super) restored: Arc<Mutex<Snapshot>>,
     /// Notices that could not be journaled, so were not raised (at most once).
     pub(super) journal_errors: AtomicU64,
+    /// Where every counted move is handed, if set (see [`super::sink`]).
+    pub(super) usage_sink: super::sink::SinkSlot,
 }
 
 impl fmt::Debug for Ledger {
@@ -72,6 +74,7 @@ impl Ledger {
             journal: None,
             restored: Arc::new(Mutex::new(Snapshot::default())),
             journal_errors: AtomicU64::new(0),
+            usage_sink: Default::default(),
         }
     }
 

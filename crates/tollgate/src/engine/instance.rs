@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use tollgate_core::{Clock, Fingerprinter, UnixClock};
 use tollgate_quota::journal::RevocationKey;
-use tollgate_quota::Ledger;
+use tollgate_quota::{Ledger, UsageSink};
 
 use super::compile::{open_ledger, Compiled, Revoked};
 use super::error::EngineError;
@@ -89,6 +89,7 @@ pub struct EngineBuilder {
     pub(super) quota_store: Option<Arc<dyn QuotaStore>>,
     pub(super) event_capacity: usize,
     pub(super) revocation_sync: Option<Arc<dyn RevocationSync>>,
+    pub(super) usage_sink: Option<Arc<dyn UsageSink>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -102,6 +103,7 @@ impl fmt::Debug for EngineBuilder {
             .field("quota_store", &self.quota_store)
             .field("event_capacity", &self.event_capacity)
             .field("revocation_sync", &self.revocation_sync)
+            .field("usage_sink", &self.usage_sink.is_some())
             .finish()
     }
 }
@@ -139,6 +141,15 @@ impl EngineBuilder {
     /// or empty, and catches up when Redis answers).
     pub fn revocation_sync(mut self, sync: Arc<dyn RevocationSync>) -> Self {
         self.revocation_sync = Some(sync);
+        self
+    }
+
+    /// Hands every counted move of the quota's usage (a call, a commit, a refund) to
+    /// `sink`, on the deciding thread, off the decision's path: the sink queues it and
+    /// returns (see [`UsageSink`]; `tollgate_postgres::PgLedgerSink` writes a fleet's
+    /// billing ledger). Without a `[quota]` section in the policy it is never called.
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.usage_sink = Some(sink);
         self
     }
 
@@ -185,7 +196,13 @@ impl EngineBuilder {
         }
         let ledger = match &self.policy.quota {
             None => None,
-            Some(q) => Some(Arc::new(open_ledger(q)?)),
+            Some(q) => {
+                let mut ledger = open_ledger(q)?;
+                if let Some(sink) = self.usage_sink {
+                    ledger.set_usage_sink(sink);
+                }
+                Some(Arc::new(ledger))
+            }
         };
         let revocations = match ledger.as_ref().and_then(|l| l.journal()) {
             None => None,
@@ -261,6 +278,7 @@ impl Engine {
             quota_store: None,
             event_capacity: 4096,
             revocation_sync: None,
+            usage_sink: None,
         }
     }
 
