@@ -7,10 +7,11 @@
 //! * `<shared>.seeds`: the seeds every process fingerprints keys with
 //!   ([`tollgate_core::shared::shared_seeds`]), so that a key has one fingerprint on the
 //!   whole host.
-//! * `<shared>.<limit>`: the keys of limit `<limit>` (its name, with characters other
-//!   than letters, digits, `-` and `_` written as `_` and a hash of the name appended
-//!   when any was);
-//! * `<shared>.<limit>.o<hash>`: the keys of one of its overrides (the hash is a keyed
+//! * `<shared>.limit-<limit>`: the keys of limit `<limit>` (its name, with characters
+//!   other than letters, digits, `-` and `_` written as `_` and a hash of the name
+//!   appended when any was; the `limit-` prefix keeps a limit named `quota` or `seeds`
+//!   apart from the files below);
+//! * `<shared>.limit-<limit>.o<hash>`: the keys of one of its overrides (the hash is a keyed
 //!   hash of the override's match values under the shared seeds: no value appears in a
 //!   file name).
 //!
@@ -165,7 +166,7 @@ impl SharedPlan {
 
     /// The region file of limit `limit`, or of its override matching `values`.
     pub(crate) fn region(&self, limit: &str, values: Option<&[&str]>) -> PathBuf {
-        let base = with_suffix(&self.prefix, &file_name(limit));
+        let base = with_suffix(&self.prefix, &format!("limit-{}", file_name(limit)));
         match values {
             None => base,
             Some(v) => with_suffix(&base, &format!("o{:016x}", self.hasher.of_parts(v) as u64)),

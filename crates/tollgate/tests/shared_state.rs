@@ -341,3 +341,22 @@ fn workers_killed_while_inserting_leave_every_key_exact() {
         assert_eq!(n, 10, "token {token}");
     }
 }
+
+#[test]
+fn a_limit_named_like_a_state_file_keeps_its_own_region() {
+    let prefix = prefix("names");
+    let text = format!(
+        "version = 1\n[state]\nshared = {:?}\n\
+         [[limit]]\nname = \"quota\"\nrate = \"2/min\"\n\
+         [[limit]]\nname = \"seeds\"\nkey = [\"tenant\"]\nrate = \"100/min\"\n\
+         [quota]\n[[quota.companies]]\nid = \"acme\"\nlimit_override = 100\n\
+         users = [{{ id = \"ann\", keys = [\"{QUOTA_KEY}\"] }}]\n",
+        prefix.display().to_string()
+    );
+    let p = || Engine::new(Policy::from_toml(&text).unwrap().0).unwrap();
+    let (a, b) = (p(), p());
+    let r = || Request::new().token(QUOTA_KEY).tenant("acme").method("GET");
+    let n = (0..3).filter(|_| a.decide(&r()).allowed()).count()
+        + (0..3).filter(|_| b.decide(&r()).allowed()).count();
+    assert_eq!(n, 2, "the limit named quota, shared, 2/min");
+}

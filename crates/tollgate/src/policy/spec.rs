@@ -626,8 +626,10 @@ pub struct Policy {
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
     /// The path prefix of a host-shared state: each `"memory"` limit (and override)
-    /// keeps its keys in a shared mapping of the file `<shared>.<limit>` (overrides:
-    /// `<shared>.<limit>.<n>`), and the seeds every process fingerprints keys with in
+    /// keeps its keys in a shared mapping of the file `<shared>.limit-<limit>`
+    /// (overrides: `<shared>.limit-<limit>.o<hash>`; the quota, the revoked set and the
+    /// offender counts: `<shared>.quota`, `.revoked`, `.offenders`), and the seeds every
+    /// process fingerprints keys with in
     /// `<shared>.seeds`, so that every worker process of a gateway decides each key
     /// against one state. `None`: each process keeps its own.
     #[serde(default)]
