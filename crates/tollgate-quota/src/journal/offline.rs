@@ -15,7 +15,9 @@ use super::error::{refuse, sql_err, JournalError};
 use super::revocation::{AdminChangeRecord, AdminRecord, RevocationKey, RevocationRecord};
 use super::schema::{self, APPLICATION_ID, SCHEMA_VERSION};
 
-/// An existing journal opened for an operator's changes (see the [module docs](self)).
+/// An existing journal opened for an operator's changes (`tollgate admin --journal`):
+/// never created, never migrated; each change written in its own transaction, applied
+/// by an engine when it next starts on the file.
 pub struct AdminJournal {
     path: PathBuf,
     conn: Connection,
