@@ -183,6 +183,20 @@ impl<K: ?Sized, A: Algorithm> Drop for SharedStore<K, A> {
     }
 }
 
+/// Runs `f` holding an exclusive `flock` on `file` (blocking until it is free): the
+/// lock every opener of a region or seed file takes. The kernel drops a dead holder's.
+fn with_flock<R>(file: &File, path: &Path, f: impl FnOnce() -> R) -> Result<R, SharedStateError> {
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor `file` owns for the whole call.
+    if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+        return Err(io(path)(std::io::Error::last_os_error()));
+    }
+    let r = f();
+    // SAFETY: as above; the lock is ours.
+    unsafe { libc::flock(fd, libc::LOCK_UN) };
+    Ok(r)
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SharedStateError + '_ {
     move |e| SharedStateError::Io(path.to_path_buf(), e)
 }
@@ -239,15 +253,9 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
             .truncate(false)
             .open(path)
             .map_err(io(path))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: `fd` is an open descriptor we own.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            return Err(io(path)(std::io::Error::last_os_error()));
-        }
-        let result = Self::attach(path, &file, len, groups, layout, capacity, alg, fast);
-        // SAFETY: as above; the lock is ours.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
-        result
+        with_flock(&file, path, || {
+            Self::attach(path, &file, len, groups, layout, capacity, alg, fast)
+        })?
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -490,15 +498,7 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
     /// Runs `f` holding the region file's exclusive lock (the one [`open`](Self::open)
     /// takes), so that one process at a time re-expresses the region's states.
     pub fn locked<R>(&self, f: impl FnOnce(&Self) -> R) -> Result<R, SharedStateError> {
-        let fd = self._file.as_raw_fd();
-        // SAFETY: `fd` is the store's own open descriptor.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            return Err(io(&self.path)(std::io::Error::last_os_error()));
-        }
-        let r = f(self);
-        // SAFETY: as above; the lock is ours.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
-        Ok(r)
+        with_flock(&self._file, &self.path, || f(self))
     }
 
     /// The region's file.
@@ -551,12 +551,10 @@ pub fn shared_seeds(path: impl AsRef<Path>) -> Result<[u64; 8], SharedStateError
         .truncate(false)
         .open(path)
         .map_err(io(path))?;
-    let fd = file.as_raw_fd();
-    // SAFETY: `fd` is an open descriptor we own.
-    if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-        return Err(io(path)(std::io::Error::last_os_error()));
-    }
-    let result = (|| {
+    // The closure writes through `file`; the lock is on a duplicate of its descriptor
+    // (the same open file description, so the same lock).
+    let lock = file.try_clone().map_err(io(path))?;
+    with_flock(&lock, path, || {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(path))?;
         let word = |i: usize| {
@@ -590,10 +588,7 @@ pub fn shared_seeds(path: impl AsRef<Path>) -> Result<[u64; 8], SharedStateError
         file.write_all(&out).map_err(io(path))?;
         file.sync_all().map_err(io(path))?;
         Ok(seeds)
-    })();
-    // SAFETY: as above; the lock is ours.
-    unsafe { libc::flock(fd, libc::LOCK_UN) };
-    result
+    })?
 }
 
 /// A keyed limiter over a [`SharedStore`], with the check API of

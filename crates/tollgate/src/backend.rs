@@ -307,6 +307,63 @@ pub(crate) fn held_state(alg: &AnyAlgorithm, until: u64) -> Option<u64> {
     Some(until.saturating_add(gcra.tolerance() - gcra.emission_interval()))
 }
 
+/// The admission step of an acquire, run in a store's compare-exchange loop: the state
+/// it read and the state to write (`None`: denied, or nothing changes).
+#[inline(always)]
+pub(crate) fn admit_step(
+    alg: &AnyAlgorithm,
+    cost: u64,
+    now: u64,
+) -> impl FnMut(u64) -> ((u64, Option<u64>), Option<u64>) + '_ {
+    move |state| {
+        let next = alg.admit(state, now, cost);
+        ((state, next), next)
+    }
+}
+
+/// An acquire's answer from what the store's update of [`admit_step`] returned: the
+/// decision computed once from the state it was based on, and what to undo; `full`
+/// answers a truly full store (nothing taken). The rule every in-host store follows.
+#[inline(always)]
+pub(crate) fn acquired(
+    alg: &AnyAlgorithm,
+    cost: u64,
+    now: u64,
+    updated: Result<(u64, Option<u64>), StoreFull>,
+    full: impl FnOnce() -> Decision,
+) -> (Decision, Option<Undo>) {
+    let (before, after) = match updated {
+        Ok(r) => r,
+        Err(StoreFull { .. }) => return (full(), None),
+    };
+    (
+        alg.decide(before, now, cost).0,
+        after.map(|after| Undo {
+            cost,
+            before,
+            after,
+        }),
+    )
+}
+
+/// What a key taken from another backend ([`MemoryBackend::take_key`]) becomes in a
+/// store of `alg` at `now`.
+pub(crate) enum Carry {
+    /// It held no state: reset it here.
+    Fresh,
+    /// Its used capacity cannot be carried (another algorithm or window): reset it.
+    Lost,
+    /// Write this state.
+    State(u64),
+}
+
+pub(crate) fn carry_into(alg: &AnyAlgorithm, key: Option<CarriedKey>, now: u64) -> Carry {
+    match key {
+        None => Carry::Fresh,
+        Some(k) => rescale(&k.alg, alg, k.state, now).map_or(Carry::Lost, Carry::State),
+    }
+}
+
 /// The in-memory backend: tollgate-core's lock-free keyed store and an algorithm.
 ///
 /// The store is shared behind an `Arc` so that a policy reload can give a limit a new
@@ -422,21 +479,8 @@ impl MemoryBackend {
     /// carried (same algorithm and, for the sliding window, the same window); when it
     /// could not, the key starts fresh.
     pub fn put_key(&self, hash: u128, key: Option<CarriedKey>, now: u64) -> bool {
-        let next = match key {
-            None => None,
-            Some(k) => match rescale(&k.alg, &self.alg, k.state, now) {
-                Some(s) => Some(s),
-                None => {
-                    self.store.reset_prehashed(hash);
-                    return false;
-                }
-            },
-        };
-        match next {
-            None => {
-                self.store.reset_prehashed(hash);
-            }
-            Some(state) => {
+        match carry_into(&self.alg, key, now) {
+            Carry::State(state) => {
                 let alg = &self.alg;
                 // A store with no room keeps the key fresh: never refused for it.
                 let _ = self.store.update_prehashed(
@@ -445,9 +489,13 @@ impl MemoryBackend {
                     |s, t| alg.is_fresh(s, t),
                     |_| ((), Some(state)),
                 );
+                true
+            }
+            carry => {
+                self.store.reset_prehashed(hash);
+                matches!(carry, Carry::Fresh)
             }
         }
-        true
     }
 
     /// Whether both backends hold their keys in the same store (one was carried over
@@ -508,24 +556,9 @@ impl LimitBackend for MemoryBackend {
             now,
             |s, t| alg.is_fresh(s, t),
             |s, t| alg.debt(s, t),
-            |state| {
-                let next = alg.admit(state, now, cost);
-                ((state, next), next)
-            },
+            admit_step(alg, cost, now),
         );
-        let (before, after) = match updated {
-            Ok(r) => r,
-            Err(StoreFull { .. }) => return Ok((self.answer_full(cost), None)),
-        };
-        let decision = alg.decide(before, now, cost).0;
-        Ok((
-            decision,
-            after.map(|after| Undo {
-                cost,
-                before,
-                after,
-            }),
-        ))
+        Ok(acquired(alg, cost, now, updated, || self.answer_full(cost)))
     }
 
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {

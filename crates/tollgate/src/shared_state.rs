@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tollgate_core::shared::{shared_seeds, SharedStateError, SharedStore};
-use tollgate_core::{Algorithm, Decision, Fingerprinter, InsufficientCapacity, Rate, StoreFull};
+use tollgate_core::{Algorithm, Decision, Fingerprinter, InsufficientCapacity, Rate};
 
 use crate::backend::{
-    full_answer, held_state, rescale, AnyAlgorithm, BackendError, CarriedKey, LimitBackend,
-    LimitKey, Undo,
+    acquired, admit_step, carry_into, full_answer, held_state, rescale, AnyAlgorithm, BackendError,
+    CarriedKey, Carry, LimitBackend, LimitKey, Undo,
 };
 use crate::metrics::StoreCounts;
 use crate::policy::{AlgorithmKind, OnFull};
@@ -337,26 +337,17 @@ impl SharedBackend {
     /// Writes a key taken from another backend, its used capacity carried over (see
     /// [`MemoryBackend::put_key`](crate::backend::MemoryBackend::put_key)).
     pub(crate) fn put_key(&self, hash: u128, key: Option<CarriedKey>, now: u64) -> bool {
-        let next = match key {
-            None => None,
-            Some(k) => match rescale(&k.alg, &self.alg, k.state, now) {
-                Some(s) => Some(s),
-                None => {
-                    self.store.reset(&hash);
-                    return false;
-                }
-            },
-        };
-        match next {
-            None => {
-                self.store.reset(&hash);
-            }
-            Some(state) => {
+        match carry_into(&self.alg, key, now) {
+            Carry::State(state) => {
                 // A region with no room keeps the key fresh: never refused for it.
                 let _ = self.store.update(&hash, now, false, |_| ((), Some(state)));
+                true
+            }
+            carry => {
+                self.store.reset(&hash);
+                matches!(carry, Carry::Fresh)
             }
         }
-        true
     }
 
     fn check_cost(&self, cost: u64) -> Result<(), BackendError> {
@@ -379,23 +370,10 @@ impl LimitBackend for SharedBackend {
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         self.check_cost(cost)?;
         let alg = &self.alg;
-        let updated = self.store.update(&key.hash, now, true, |state| {
-            let next = alg.admit(state, now, cost);
-            ((state, next), next)
-        });
-        let (before, after) = match updated {
-            Ok(r) => r,
-            Err(StoreFull { .. }) => return Ok((self.answer_full(cost), None)),
-        };
-        let decision = alg.decide(before, now, cost).0;
-        Ok((
-            decision,
-            after.map(|after| Undo {
-                cost,
-                before,
-                after,
-            }),
-        ))
+        let updated = self
+            .store
+            .update(&key.hash, now, true, admit_step(alg, cost, now));
+        Ok(acquired(alg, cost, now, updated, || self.answer_full(cost)))
     }
 
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {

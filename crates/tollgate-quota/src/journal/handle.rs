@@ -299,13 +299,7 @@ impl Journal {
     /// file created): for reports on a file a running engine may be writing.
     pub fn read_usage(path: impl AsRef<Path>) -> Result<Vec<UsageRecord>, JournalError> {
         let path = path.as_ref();
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(path, "cannot open for reading"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql_err(path, "cannot set the busy timeout"))?;
+        let conn = read_only(path)?;
         read_usage(path, &conn)
     }
 
@@ -316,25 +310,13 @@ impl Journal {
         path: impl AsRef<Path>,
     ) -> Result<Vec<super::entry::PeriodLimitRecord>, JournalError> {
         let path = path.as_ref();
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(path, "cannot open for reading"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql_err(path, "cannot set the busy timeout"))?;
+        let conn = read_only(path)?;
         super::schema::read_period_limits(path, &conn)
     }
 
     /// The `usage` table as committed now, read over a separate read-only connection.
     pub fn usage_report(&self) -> Result<Vec<UsageRecord>, JournalError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(&self.path, "cannot open for reading"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        let conn = read_only(&self.path)?;
         read_usage(&self.path, &conn)
     }
 
@@ -343,26 +325,14 @@ impl Journal {
     /// Revoked values are not in the file: rows are keyed by
     /// [`RevocationKey::fingerprint`].
     pub fn revocations(&self) -> Result<(RevocationKey, Vec<RevocationRecord>), JournalError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(&self.path, "cannot open for reading"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        let conn = read_only(&self.path)?;
         read_revocations(&self.path, &conn)
     }
 
     /// The `admin_changes` table as committed now, in order, read over a separate
     /// read-only connection.
     pub fn admin_changes(&self) -> Result<Vec<AdminChangeRecord>, JournalError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(&self.path, "cannot open for reading"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql_err(&self.path, "cannot set the busy timeout"))?;
+        let conn = read_only(&self.path)?;
         read_admin_changes(&self.path, &conn)
     }
 
@@ -399,4 +369,17 @@ impl Drop for Journal {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// A read-only connection to the journal at `path` (no writer, no migration, no file
+/// created), waiting up to 5 s for a writer's lock.
+fn read_only(path: &Path) -> Result<Connection, JournalError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err(path, "cannot open for reading"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql_err(path, "cannot set the busy timeout"))?;
+    Ok(conn)
 }
