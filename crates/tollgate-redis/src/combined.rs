@@ -174,8 +174,8 @@ impl CombinedBackend for RedisCombined {
                 return Some(CombinedDecision {
                     limits: backends
                         .iter()
-                        .zip(limits)
-                        .map(|(b, c)| b.on_failure(&c.key, c.cost, now, true, &e))
+                        .map(|b| b.on_failure(&e))
+                        .take(limits.len())
                         .collect(),
                     quota: None,
                     // Only a quota call this script carried has had its attempt; one it

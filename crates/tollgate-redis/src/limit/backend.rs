@@ -145,21 +145,12 @@ impl RedisBackend {
         (r.decision(self.params.capacity()), r.undo(cost))
     }
 
-    /// The answer when Redis could not decide a request of `cost` for `key` at `now`
-    /// (`take`: an acquire, else a peek), counted in [`LimitStats`](crate::LimitStats):
-    /// always [`BackendError::Unavailable`]; the engine applies the limit's failure
-    /// policy, under [`FailurePolicy::Fallback`] through this backend's own fallback
-    /// limiter (this instance's share, from the last state Redis reported: see
-    /// `limit/fallback.rs`).
-    pub(crate) fn on_failure(
-        &self,
-        key: &LimitKey<'_>,
-        cost: u64,
-        now: u64,
-        take: bool,
-        e: &StoreError,
-    ) -> Result<(Decision, Option<Undo>), BackendError> {
-        let _ = (key, cost, now, take);
+    /// The answer when Redis could not decide a request, counted in
+    /// [`LimitStats`](crate::LimitStats): always [`BackendError::Unavailable`]; the engine
+    /// applies the limit's failure policy, under [`FailurePolicy::Fallback`] through this
+    /// backend's own fallback limiter (this instance's share, from the last state Redis
+    /// reported: see `limit/fallback.rs`).
+    pub(crate) fn on_failure<T>(&self, e: &StoreError) -> Result<T, BackendError> {
         self.counters.failure(self.failure);
         Err(BackendError::Unavailable(e.to_string()))
     }
@@ -192,7 +183,7 @@ impl RedisBackend {
     ) -> Result<(Decision, Option<Undo>), BackendError> {
         let r = match reply {
             Ok(r) => r,
-            Err(e) => return self.on_failure(key, cost, now, true, &e),
+            Err(e) => return self.on_failure(&e),
         };
         let (d, undo) = self.answer(&r, cost);
         self.saw(key, &d, now);
@@ -213,7 +204,7 @@ impl RedisBackend {
                 self.saw(key, &d, now);
                 Ok(d)
             }
-            Err(e) => self.on_failure(key, cost, now, false, &e).map(|(d, _)| d),
+            Err(e) => self.on_failure(&e),
         }
     }
 

@@ -184,13 +184,10 @@ impl LimitBackend for Fallback {
     fn undo(&self, key: &LimitKey<'_>, undo: Undo, now: u64) {
         let mut shard = self.shard(key.hash);
         let state = shard.get(&key.hash).copied().unwrap_or(FRESH);
-        let next = if state == undo.after {
-            // Nobody touched the key since: put back exactly what was there.
-            undo.before
-        } else {
-            self.alg.refund(state, now, undo.cost)
-        };
-        self.put(&mut shard, key.hash, next, now);
+        // The rule every in-process store follows (`Undo::revert`).
+        if let Some(next) = undo.revert(&self.alg, state, now) {
+            self.put(&mut shard, key.hash, next, now);
+        }
     }
 
     fn peek(&self, key: &LimitKey<'_>, cost: u64, now: u64) -> Result<Decision, BackendError> {
