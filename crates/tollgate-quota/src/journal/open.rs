@@ -188,7 +188,7 @@ fn check_existing(path: &Path) -> Result<(), JournalError> {
             format!("corrupted (quick_check: {})", shown.join("; ")),
         ));
     }
-    for &table in tables_of(version) {
+    for table in tables_of(version) {
         let n: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",

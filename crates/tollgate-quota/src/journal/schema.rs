@@ -21,34 +21,24 @@ pub const SCHEMA_VERSION: i32 = 4;
 /// The oldest schema version this build opens (and migrates to [`SCHEMA_VERSION`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
 
+/// Every table and the schema version that added it, in that order.
+const TABLES: [(&str, i32); 8] = [
+    ("usage", 1),
+    ("notices", 1),
+    ("commits", 1),
+    ("outbox", 2),
+    ("meta", 3),
+    ("revocations", 3),
+    ("admin_changes", 3),
+    ("period_limits", 4),
+];
+
 /// The tables a journal of schema `version` has.
-pub(super) fn tables_of(version: i32) -> &'static [&'static str] {
-    if version >= 4 {
-        &[
-            "usage",
-            "notices",
-            "commits",
-            "outbox",
-            "meta",
-            "revocations",
-            "admin_changes",
-            "period_limits",
-        ]
-    } else if version >= 3 {
-        &[
-            "usage",
-            "notices",
-            "commits",
-            "outbox",
-            "meta",
-            "revocations",
-            "admin_changes",
-        ]
-    } else if version >= 2 {
-        &["usage", "notices", "commits", "outbox"]
-    } else {
-        &["usage", "notices", "commits"]
-    }
+pub(super) fn tables_of(version: i32) -> impl Iterator<Item = &'static str> {
+    TABLES
+        .iter()
+        .filter(move |(_, since)| *since <= version)
+        .map(|(name, _)| *name)
 }
 
 /// Version 2: the notice outbox. A notice is written here in the transaction that
