@@ -259,30 +259,25 @@ impl SharedBackend {
                 if stored == mine {
                     return true;
                 }
-                let old = (stored.0 == mine.0)
-                    .then(|| Rate::from_nanos(stored.1, stored.2, stored.3).ok())
-                    .flatten()
-                    .and_then(|r| AnyAlgorithm::new(kind, r).ok());
+                // The kind is part of the region's layout: a region of another kind was
+                // refused at attach, so the stored kind is this one, or 0 (new region).
+                let old = Rate::from_nanos(stored.1, stored.2, stored.3)
+                    .ok()
+                    .and_then(|r| AnyAlgorithm::new(kind, r).ok())
+                    .filter(|old| rescale(old, &alg, tollgate_core::FRESH, now).is_some());
                 let carried = match old {
-                    // A new region: nothing stored yet.
-                    None if stored.0 == 0 => true,
+                    _ if stored.0 == 0 => true, // nothing stored yet
+                    Some(old) => {
+                        s.remap(|st| {
+                            let next = rescale(&old, &alg, st, now).unwrap_or(st);
+                            (next != st).then_some(next)
+                        });
+                        true
+                    }
+                    // Another window length: every key starts fresh, as in-process.
                     None => {
                         s.remap(|st| (st != tollgate_core::FRESH).then_some(tollgate_core::FRESH));
                         false
-                    }
-                    Some(old) => {
-                        if rescale(&old, &alg, tollgate_core::FRESH, now).is_some() {
-                            s.remap(|st| {
-                                let next = rescale(&old, &alg, st, now).unwrap_or(st);
-                                (next != st).then_some(next)
-                            });
-                            true
-                        } else {
-                            s.remap(|st| {
-                                (st != tollgate_core::FRESH).then_some(tollgate_core::FRESH)
-                            });
-                            false
-                        }
                     }
                 };
                 s.set_param(P_COUNT, mine.1);

@@ -430,6 +430,8 @@ impl Engine {
                     message,
                 };
                 let offenders = match (&self.shared, same.map(|o| &o.offenders)) {
+                    // The same section: the same counts (and rate), kept as they are.
+                    (_, Some(b @ Backend::Shared(_))) => b.clone(),
                     (Some(plan), _) => {
                         // The region re-expresses its counts if the rate changed.
                         let (b, _) = SharedBackend::open(
