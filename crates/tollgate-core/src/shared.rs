@@ -10,8 +10,10 @@
 //!   64-bit algorithm state in one 128-bit atomic, as in [`crate::store`].
 //!
 //! # Creation
-//! The opener takes an exclusive `flock` on the file; the first one sizes it, writes the
-//! header and sets `initialized` last; later openers block on the lock, then check the
+//! The opener takes an exclusive `flock` on the file; the first one allocates it
+//! (`posix_fallocate`: a filesystem without room, a full `/dev/shm`, is refused with
+//! `ENOSPC` at open rather than raising SIGBUS at the first write), writes the header and
+//! sets `initialized` last; later openers block on the lock, then check the
 //! header. A creator that died mid-way leaves `initialized` unset and the next opener
 //! initializes again (the kernel drops a dead process's `flock`). A region whose header
 //! differs from the opener's parameters is refused with [`SharedStateError::Mismatch`].
@@ -279,7 +281,18 @@ impl<K: Hash + ?Sized, A: Algorithm> SharedStore<K, A> {
             });
         }
         if size == 0 {
-            file.set_len(len as u64).map_err(io(path))?;
+            // Allocated, not sparse: on a filesystem without room (a full /dev/shm) a
+            // sparse file would map, and the first write to a page it cannot back would
+            // raise SIGBUS and kill the process. Refuse here instead.
+            let end =
+                libc::off_t::try_from(len).map_err(|_| SharedStateError::BadCapacity(capacity))?;
+            // SAFETY: `file` is open for writing; posix_fallocate only allocates its blocks.
+            let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, end) };
+            if rc != 0 {
+                // Leave it empty (we hold the lock): the next opener starts over.
+                let _ = file.set_len(0);
+                return Err(io(path)(std::io::Error::from_raw_os_error(rc)));
+            }
         }
         // SAFETY: mapping `len` bytes of a file we just checked (or set) to be `len`
         // bytes long, shared and read-write; the result is checked for MAP_FAILED.
